@@ -1,0 +1,142 @@
+// Package allowlist defines writ's signed, versioned allowlist: its file
+// format, the approvals that authorise a version, and the rules by which an
+// environment accepts a version.
+//
+// The allowlist is the root of authority for what an environment runs. Its
+// content arrives through a repository GitLab may host, so everything here
+// treats the bytes as hostile until the acceptance rules in accept.go hold.
+package allowlist
+
+import "time"
+
+// SchemaV1 is the only schema this version of writ understands.
+const SchemaV1 = "writ/v1"
+
+// FileName is the allowlist's path at the root of an allowlist repository.
+const FileName = "allowlist.yaml"
+
+// Allowlist is a parsed, validated allowlist.yaml.
+type Allowlist struct {
+	// Schema is the schema identifier, always SchemaV1.
+	Schema string
+	// Repository is the identity of the allowlist repository. Approvals bind
+	// it, and an environment refuses an allowlist whose Repository differs
+	// from the identity in its own configuration (a fork or a copy).
+	Repository string
+	// Version increases strictly from one release to the next.
+	Version int64
+	// Expires is when environments stop trusting this version.
+	Expires time.Time
+	// Signers are the named signer sets for application source commits,
+	// keyed by set name.
+	Signers map[string]*SignerSet
+	// Jobs are the job entries in file order. Entry names are unique.
+	Jobs []*Entry
+}
+
+// SignerSet is a named set of keys that may sign application commits or tags.
+type SignerSet struct {
+	Name string
+	// OpenPGP keys, each pinned by its full primary-key fingerprint.
+	OpenPGP []OpenPGPKey
+	// SSH lines in git's allowed_signers syntax.
+	SSH []string
+	Pos Pos
+}
+
+// OpenPGPKey pins an armored public key kept in the allowlist repository.
+type OpenPGPKey struct {
+	// Fingerprint is the full primary key fingerprint, upper-case hex, no spaces.
+	Fingerprint string
+	// File is the path of the armored key, relative to the repository root.
+	File string
+	// Armored is the file's content, loaded by the parser through its
+	// FileLoader. The parser checks that it holds a key with Fingerprint.
+	Armored []byte
+}
+
+// Entry is one allowlisted job.
+type Entry struct {
+	// Name identifies the entry; unique within the allowlist.
+	Name       string
+	Match      Match
+	Definition Definition
+	Source     Source
+	Pos        Pos
+}
+
+// Match selects an entry for a job. Every field is compared exactly.
+type Match struct {
+	// Project is the GitLab project path, for example "group/app".
+	Project string
+	// Job is the job name as in .gitlab-ci.yml.
+	Job string
+	// Environments are writ environment names (the "environment" of an
+	// environment's writ config) this entry applies to.
+	Environments []string
+	// Refs are the branch or tag names the job may run for.
+	Refs []string
+}
+
+// Definition is the exact job definition that must match the payload and is
+// what actually runs.
+type Definition struct {
+	Script      []string
+	AfterScript []string
+	// Image is an image reference pinned by digest ("name@sha256:…"), or empty
+	// for none. Services are image references likewise pinned.
+	Image    string
+	Services []string
+	// Variables are the only job variables that reach the job.
+	Variables []Variable
+	// Timeout bounds the script; zero means the executor's default.
+	Timeout      time.Duration
+	Artifacts    bool
+	Cache        bool
+	Dependencies bool
+}
+
+// Variable is a job variable the entry lets through, with either an exact
+// pinned Value or a Pattern that must match the whole value.
+type Variable struct {
+	Name string
+	// Exactly one of Value and Pattern is set (HasValue tells an empty pinned
+	// value from an absent one).
+	Value    string
+	HasValue bool
+	// Pattern is a Go regular expression, anchored with ^ and $ in the file.
+	Pattern string
+}
+
+// SourceMode is how an application commit must be signed.
+type SourceMode string
+
+const (
+	// ModeCommit: the job's commit carries a valid signature by the entry's signers.
+	ModeCommit SourceMode = "commit"
+	// ModeTag: a signed annotated tag by the entry's signers, named as the
+	// job's ref, points at the job's commit.
+	ModeTag SourceMode = "tag"
+	// ModeStrict: every commit since the last one admitted for this entry is
+	// signed by the entry's signers.
+	ModeStrict SourceMode = "strict"
+)
+
+// Source is where an entry's code comes from and how it must be signed.
+type Source struct {
+	// Repository is the URL writ fetches from, never GitLab's repo_url.
+	Repository string
+	// Signers names signer sets of the allowlist.
+	Signers []string
+	Mode    SourceMode
+	// Pin, if set, is the only commit (full hex) the entry admits.
+	Pin string
+	// DescendsFrom, if set, is a commit every admitted commit descends from.
+	DescendsFrom  string
+	AllowRollback bool
+}
+
+// Pos is a position in a file, 1-based.
+type Pos struct {
+	Line, Column int
+}

@@ -1,0 +1,325 @@
+// Package config loads writ's environment-local configuration: the trust root.
+//
+// Nothing in it comes from GitLab and no secret lives in it: secrets are
+// referenced by file path. Unknown keys are errors, so a typo never silently
+// weakens a policy.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where writ looks for its configuration when neither
+// --config nor WRIT_CONFIG names another file.
+const DefaultPath = "/etc/writ/config.toml"
+
+// EnvVar overrides DefaultPath.
+const EnvVar = "WRIT_CONFIG"
+
+// Mode is the executor's enforcement mode.
+type Mode string
+
+const (
+	// Enforce refuses every job that fails admission. The default.
+	Enforce Mode = "enforce"
+	// Audit admits every job but reports, loudly, what Enforce would refuse.
+	Audit Mode = "audit"
+)
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	// Environment is this environment's name, matched against entries'
+	// environments.
+	Environment string `toml:"environment"`
+	Mode        Mode   `toml:"mode"`
+
+	Allowlist AllowlistSource `toml:"allowlist"`
+	Trust     Trust           `toml:"trust"`
+	Paths     Paths           `toml:"paths"`
+	Job       Job             `toml:"job"`
+	Log       Log             `toml:"log"`
+
+	// Path is the file the configuration was read from.
+	Path string `toml:"-"`
+}
+
+// AllowlistSource says where the allowlist repository is and how to reach it.
+type AllowlistSource struct {
+	// URL of the allowlist repository: https://, ssh:// (or scp-like), or file://.
+	URL string `toml:"url"`
+	// Branch whose head is the proposed version. Default "main".
+	Branch string `toml:"branch"`
+	// Identity is the repository identity approvals must bind, and the
+	// allowlist's own "repository" field must equal.
+	Identity string `toml:"identity"`
+	// Auth: "none" (default), "token-file" or "ssh-key".
+	Auth string `toml:"auth"`
+	// TokenFile holds an HTTPS access token (auth = "token-file").
+	TokenFile string `toml:"token_file"`
+	// Username for HTTPS basic auth with a token. Default "oauth2".
+	Username string `toml:"username"`
+	// SSHKeyFile and KnownHostsFile for auth = "ssh-key".
+	SSHKeyFile     string `toml:"ssh_key_file"`
+	KnownHostsFile string `toml:"known_hosts_file"`
+	// FetchTimeout bounds one fetch. Default 30s.
+	FetchTimeout Duration `toml:"fetch_timeout"`
+	// RefreshInterval: a job reuses the last check of the remote if it is
+	// younger than this. Default 0 (check on every job).
+	RefreshInterval Duration `toml:"refresh_interval"`
+}
+
+// Trust holds the root signers and the approval threshold.
+type Trust struct {
+	// OpenPGPKeyring is a file of armored OpenPGP public keys (several blocks allowed).
+	OpenPGPKeyring string `toml:"openpgp_keyring"`
+	// SSHAllowedSigners is a file in git's allowed_signers syntax.
+	SSHAllowedSigners string `toml:"ssh_allowed_signers"`
+	// SigstorePublicKeys are PEM public keys (ECDSA P-256 or Ed25519-ph) whose
+	// Sigstore bundles count as approvals.
+	SigstorePublicKeys []string `toml:"sigstore_public_keys"`
+	// Threshold is how many distinct root signers must approve a version. Default 1.
+	Threshold int `toml:"threshold"`
+}
+
+// Paths are writ's own directories and files.
+type Paths struct {
+	State  string `toml:"state"`  // accepted version, high-water mark, per-job decisions
+	Cache  string `toml:"cache"`  // git mirrors, verified allowlist cache
+	Audit  string `toml:"audit"`  // the audit log file
+	Builds string `toml:"builds"` // per-job build directories
+}
+
+// Job is the fixed environment jobs run in.
+type Job struct {
+	Shell string            `toml:"shell"` // default "/bin/bash"
+	Path  string            `toml:"path"`  // default "/usr/local/bin:/usr/bin:/bin"
+	Home  string            `toml:"home"`  // default: the build directory
+	Lang  string            `toml:"lang"`  // default "C.UTF-8"
+	Env   map[string]string `toml:"env"`   // extra fixed variables, environment-local
+	// DefaultTimeout applies when an entry sets none. Default 1h.
+	DefaultTimeout Duration `toml:"default_timeout"`
+	// MaxPayloadBytes bounds the job payload. Default 4 MiB.
+	MaxPayloadBytes int64 `toml:"max_payload_bytes"`
+}
+
+// Log configures operational logs (not the audit log).
+type Log struct {
+	Format string `toml:"format"` // "text" (default) or "json"
+	Level  string `toml:"level"`  // "info" (default), "debug", "warn", "error"
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Resolve returns the configuration path to use: flag, then WRIT_CONFIG, then DefaultPath.
+func Resolve(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := os.Getenv(EnvVar); v != "" {
+		return v
+	}
+	return DefaultPath
+}
+
+const maxConfigBytes = 1 << 20
+
+// Load reads and validates the configuration at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read writ config: %w (set --config or %s)", err, EnvVar)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxConfigBytes+1)); err != nil {
+		return nil, fmt.Errorf("read writ config %s: %w", path, err)
+	}
+	if buf.Len() > maxConfigBytes {
+		return nil, fmt.Errorf("writ config %s is larger than %d bytes", path, maxConfigBytes)
+	}
+	c, err := Parse(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("writ config %s: %w", path, err)
+	}
+	c.Path = path
+	c.resolveRelative(filepath.Dir(path))
+	return c, nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Parse decodes configuration text and applies defaults. Relative paths are
+// left as they are; Load resolves them against the file's directory.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		return nil, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Mode == "" {
+		c.Mode = Enforce
+	}
+	if c.Allowlist.Branch == "" {
+		c.Allowlist.Branch = "main"
+	}
+	if c.Allowlist.Auth == "" {
+		c.Allowlist.Auth = "none"
+	}
+	if c.Allowlist.Username == "" {
+		c.Allowlist.Username = "oauth2"
+	}
+	if c.Allowlist.FetchTimeout.Duration == 0 {
+		c.Allowlist.FetchTimeout.Duration = 30 * time.Second
+	}
+	if c.Trust.Threshold == 0 {
+		c.Trust.Threshold = 1
+	}
+	if c.Paths.State == "" {
+		c.Paths.State = "/var/lib/writ"
+	}
+	if c.Paths.Cache == "" {
+		c.Paths.Cache = "/var/cache/writ"
+	}
+	if c.Paths.Audit == "" {
+		c.Paths.Audit = "/var/log/writ/audit.log"
+	}
+	if c.Paths.Builds == "" {
+		c.Paths.Builds = filepath.Join(c.Paths.State, "builds")
+	}
+	if c.Job.Shell == "" {
+		c.Job.Shell = "/bin/bash"
+	}
+	if c.Job.Path == "" {
+		c.Job.Path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	if c.Job.Lang == "" {
+		c.Job.Lang = "C.UTF-8"
+	}
+	if c.Job.DefaultTimeout.Duration == 0 {
+		c.Job.DefaultTimeout.Duration = time.Hour
+	}
+	if c.Job.MaxPayloadBytes == 0 {
+		c.Job.MaxPayloadBytes = 4 << 20
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !envName.MatchString(c.Environment) {
+		bad("environment %q: set a name of letters, digits, '.', '_' or '-'", c.Environment)
+	}
+	if c.Mode != Enforce && c.Mode != Audit {
+		bad("mode %q: use \"enforce\" or \"audit\"", c.Mode)
+	}
+	if c.Allowlist.URL == "" {
+		bad("allowlist.url is required")
+	}
+	if c.Allowlist.Identity == "" {
+		bad("allowlist.identity is required (the repository identity approvals bind)")
+	}
+	switch c.Allowlist.Auth {
+	case "none":
+	case "token-file":
+		if c.Allowlist.TokenFile == "" {
+			bad("allowlist.auth = \"token-file\" needs allowlist.token_file")
+		}
+	case "ssh-key":
+		if c.Allowlist.SSHKeyFile == "" || c.Allowlist.KnownHostsFile == "" {
+			bad("allowlist.auth = \"ssh-key\" needs allowlist.ssh_key_file and allowlist.known_hosts_file")
+		}
+	default:
+		bad("allowlist.auth %q: use \"none\", \"token-file\" or \"ssh-key\"", c.Allowlist.Auth)
+	}
+	if c.Trust.OpenPGPKeyring == "" && c.Trust.SSHAllowedSigners == "" {
+		bad("trust: set openpgp_keyring or ssh_allowed_signers (the keys that sign allowlist commits)")
+	}
+	if c.Trust.Threshold < 1 {
+		bad("trust.threshold must be at least 1")
+	}
+	if c.Job.MaxPayloadBytes < 1024 {
+		bad("job.max_payload_bytes must be at least 1024")
+	}
+	for k := range c.Job.Env {
+		if !varName.MatchString(k) {
+			bad("job.env key %q is not a variable name", k)
+		}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q: use \"text\" or \"json\"", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) resolveRelative(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Allowlist.TokenFile)
+	abs(&c.Allowlist.SSHKeyFile)
+	abs(&c.Allowlist.KnownHostsFile)
+	abs(&c.Trust.OpenPGPKeyring)
+	abs(&c.Trust.SSHAllowedSigners)
+	for i := range c.Trust.SigstorePublicKeys {
+		abs(&c.Trust.SigstorePublicKeys[i])
+	}
+	abs(&c.Paths.State)
+	abs(&c.Paths.Cache)
+	abs(&c.Paths.Audit)
+	abs(&c.Paths.Builds)
+}
