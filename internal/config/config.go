@@ -117,6 +117,9 @@ type Job struct {
 type Log struct {
 	Format string `toml:"format"` // "text" (default) or "json"
 	Level  string `toml:"level"`  // "info" (default), "debug", "warn", "error"
+	// File receives operational logs when set; otherwise they go to standard
+	// error, which for executor stages is the job log.
+	File string `toml:"file"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -322,4 +325,5 @@ func (c *Config) resolveRelative(dir string) {
 	abs(&c.Paths.Cache)
 	abs(&c.Paths.Audit)
 	abs(&c.Paths.Builds)
+	abs(&c.Log.File)
 }

@@ -1,0 +1,69 @@
+# writ — see README.md. Two commands matter to a newcomer:
+#   make demo   the main job end to end on built-in defaults
+#   make test   the whole suite (unit, fuzz seeds, end-to-end on the real GitLab Runner)
+SHELL := bash
+GO ?= go
+STATICCHECK_VERSION := v0.8.2
+BIN := bin/writ
+CACHE ?= $(HOME)/.cache/writ
+export WRIT_RUNNER_CACHE ?= $(CACHE)
+
+.PHONY: all build runner test unit e2e bench lint fuzz demo deps templates-deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/writ
+
+deps:
+	bash scripts/deps.sh
+
+# The real GitLab Runner, built from the Go module proxy (cached; minutes when cold).
+runner:
+	@bash test/runner/build.sh >/dev/null
+
+templates-deps:
+	@bash ci-templates/test/install-gitlab-ci-local.sh >/dev/null
+
+test: build
+	@echo "== go vet"; $(GO) vet ./...
+	@echo "== gofmt"; test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; exit 1; }
+	@echo "== building the real GitLab Runner (cached after the first run)"
+	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && \
+	  WRIT_GITLAB_CI_LOCAL=$$(bash ci-templates/test/install-gitlab-ci-local.sh) && \
+	  export WRIT_RUNNER_BIN WRIT_GITLAB_CI_LOCAL && \
+	  echo "== go test (runner: $$WRIT_RUNNER_BIN)" && \
+	  $(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -short ./...
+
+e2e: build
+	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
+	  $(GO) test -count=1 -timeout 30m -v ./test/e2e/
+
+bench: build
+	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
+	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m ./...
+
+lint:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l .)"
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Each fuzz target for a short while (parsers of untrusted input).
+FUZZTIME ?= 15s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+demo: build
+	@bash scripts/deps.sh
+	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
+	  $(GO) run ./test/e2e/demo
+
+clean:
+	rm -rf bin

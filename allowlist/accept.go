@@ -1,0 +1,594 @@
+package allowlist
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/hashicorp/go-hclog"
+
+	"gitlab.com/writ-ci/writ/internal/audit"
+	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/internal/gitsig"
+)
+
+// ErrCannotDecide is wrapped by every error of Current and Refresh that leaves
+// the environment without a valid accepted version: the executor must then
+// fail the job as a system failure, never admit it.
+var ErrCannotDecide = errors.New("no valid accepted allowlist")
+
+// Rule names, as reported in Report and in the audit log.
+const (
+	RuleFetch     = "fetch"
+	RuleSignature = "signature"
+	RuleFormat    = "format"
+	RuleIdentity  = "identity"
+	RuleApprovals = "approvals"
+	RuleVersion   = "version"
+	RuleAncestry  = "ancestry"
+	RuleExpiry    = "expiry"
+)
+
+// Limits on what the allowlist repository may make writ read.
+const (
+	maxAllowlistBytes = 64 << 20
+	maxKeyFileBytes   = 1 << 20
+	maxApprovalFiles  = 256
+	maxApprovalBytes  = 64 << 10
+)
+
+// Check is the outcome of one acceptance rule.
+type Check struct {
+	Rule   string
+	OK     bool
+	Detail string
+}
+
+// Report says what happened to the remote head during one refresh.
+type Report struct {
+	// Head is the remote branch head that was examined ("" if the fetch failed).
+	Head string
+	// Checks are the rules evaluated, in order; evaluation stops at the
+	// first failure, which is the one that decided.
+	Checks []Check
+	// Accepted is true when Head became (or already was) the accepted version.
+	Accepted bool
+}
+
+// Failed returns the first failed check, or nil.
+func (r *Report) Failed() *Check {
+	for i := range r.Checks {
+		if !r.Checks[i].OK {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+// Accepter fetches the allowlist repository and accepts a version only when
+// every rule holds. It is built once from the environment's trust root; all
+// persistent state lives in the configured state and cache directories, so
+// several processes (concurrent jobs) can use it at once.
+type Accepter struct {
+	cfg       *config.Config
+	rootKeys  *gitsig.Keys
+	approvals *ApprovalVerifier
+	audit     *audit.Log
+	log       hclog.Logger
+	now       func() time.Time
+}
+
+// AccepterOption configures an Accepter.
+type AccepterOption func(*Accepter)
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) AccepterOption { return func(a *Accepter) { a.now = now } }
+
+// WithAudit records every acceptance and rejection in the audit log.
+func WithAudit(l *audit.Log) AccepterOption { return func(a *Accepter) { a.audit = l } }
+
+// WithLogger sets the operational logger.
+func WithLogger(l hclog.Logger) AccepterOption { return func(a *Accepter) { a.log = l } }
+
+// NewAccepter loads the root signers named by cfg.Trust.
+func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) {
+	a := &Accepter{cfg: cfg, now: time.Now, log: hclog.NewNullLogger()}
+	for _, o := range opts {
+		o(a)
+	}
+	var armored [][]byte
+	if p := cfg.Trust.OpenPGPKeyring; p != "" {
+		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
+		if err != nil {
+			return nil, fmt.Errorf("trust.openpgp_keyring: %w", err)
+		}
+		armored = append(armored, b)
+	}
+	var ssh []gitsig.AllowedSigner
+	if p := cfg.Trust.SSHAllowedSigners; p != "" {
+		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
+		if err != nil {
+			return nil, fmt.Errorf("trust.ssh_allowed_signers: %w", err)
+		}
+		ssh, err = gitsig.ParseAllowedSigners(b)
+		if err != nil {
+			return nil, fmt.Errorf("trust.ssh_allowed_signers %s: %w", p, err)
+		}
+	}
+	keys, err := gitsig.NewKeys(armored, ssh)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	var sigstoreKeys []crypto.PublicKey
+	for _, p := range cfg.Trust.SigstorePublicKeys {
+		k, err := LoadSigstorePublicKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("trust.sigstore_public_keys: %w", err)
+		}
+		sigstoreKeys = append(sigstoreKeys, k)
+	}
+	av, err := NewApprovalVerifier(keys, sigstoreKeys)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	a.rootKeys, a.approvals = keys, av
+	return a, nil
+}
+
+// state is the environment's memory of what it accepted. It only moves
+// forward: the high-water version never decreases.
+type state struct {
+	Version    int64     `json:"version"`
+	Commit     string    `json:"commit"`
+	Digest     string    `json:"digest"`
+	AcceptedAt time.Time `json:"accepted_at"`
+	// LastCheck is when the remote was last fetched successfully.
+	LastCheck time.Time `json:"last_check"`
+	// RejectedHead remembers a head that failed a rule, so each job does not
+	// verify it again; RejectedWhy is the reason.
+	RejectedHead string `json:"rejected_head,omitempty"`
+	RejectedWhy  string `json:"rejected_why,omitempty"`
+}
+
+// cached is the verified allowlist kept so jobs run while the remote is down.
+type cached struct {
+	Commit     string            `json:"commit"`
+	Version    int64             `json:"version"`
+	Digest     string            `json:"digest"`
+	Signer     string            `json:"signer"`
+	Approvers  []string          `json:"approvers"`
+	AcceptedAt time.Time         `json:"accepted_at"`
+	YAML       []byte            `json:"yaml"`
+	Files      map[string][]byte `json:"files"`
+}
+
+func (a *Accepter) statePath() string {
+	return filepath.Join(a.cfg.Paths.State, "allowlist-state.json")
+}
+func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
+func (a *Accepter) cachePath() string {
+	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.json")
+}
+
+// Current returns the accepted allowlist a job must be judged by. It fetches
+// the remote unless the last successful check is younger than the configured
+// refresh interval. If the remote head fails a rule or the remote is
+// unreachable, the last accepted version stays in use (with a Warning) until
+// it expires. Errors wrap ErrCannotDecide.
+func (a *Accepter) Current(ctx context.Context) (*Accepted, error) {
+	if iv := a.cfg.Allowlist.RefreshInterval.Duration; iv > 0 {
+		st, err := a.readState()
+		if err == nil && st != nil && a.now().Sub(st.LastCheck) < iv && st.RejectedHead == "" {
+			if acc, err := a.Cached(); err == nil {
+				return acc, nil
+			}
+		}
+	}
+	acc, _, err := a.Refresh(ctx)
+	return acc, err
+}
+
+// Cached returns the last accepted version from the local cache without any
+// network access, if it is still valid.
+func (a *Accepter) Cached() (*Accepted, error) {
+	st, err := a.readState()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCannotDecide, err)
+	}
+	if st == nil {
+		return nil, fmt.Errorf("%w: this environment has never accepted a version (run `writ allowlist verify`)", ErrCannotDecide)
+	}
+	return a.loadCache(st)
+}
+
+// Refresh fetches the allowlist branch and evaluates its head under the
+// state lock. It returns the version now in force, a report on the head, and
+// an error wrapping ErrCannotDecide when no valid version is in force.
+func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
+	lockCtx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration+30*time.Second)
+	defer cancel()
+	if err := os.MkdirAll(a.cfg.Paths.State, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("%w: state directory: %v", ErrCannotDecide, err)
+	}
+	unlock, err := fsutil.Lock(lockCtx, a.lockPath())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrCannotDecide, err)
+	}
+	defer unlock()
+
+	st, err := a.readState()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrCannotDecide, err)
+	}
+	rep := &Report{}
+	m, head, ferr := a.fetch(ctx)
+	if ferr != nil {
+		rep.Checks = append(rep.Checks, Check{Rule: RuleFetch, Detail: ferr.Error()})
+		a.log.Warn("allowlist remote unreachable; using the cached version", "error", ferr)
+		acc, cerr := a.fallback(st, "allowlist remote unreachable: "+ferr.Error())
+		a.record(ctx, "allowlist-cache", rep, acc)
+		return acc, rep, cerr
+	}
+	rep.Head = head
+	rep.Checks = append(rep.Checks, Check{Rule: RuleFetch, OK: true, Detail: "fetched " + a.cfg.Allowlist.Branch + " at " + head})
+	now := a.now()
+
+	if st != nil && head == st.Commit {
+		acc, err := a.loadCache(st)
+		if err == nil {
+			st.LastCheck = now
+			st.RejectedHead, st.RejectedWhy = "", ""
+			if werr := a.writeState(st); werr != nil {
+				return nil, rep, fmt.Errorf("%w: %v", ErrCannotDecide, werr)
+			}
+			rep.Accepted = true
+			rep.Checks = append(rep.Checks, Check{Rule: RuleVersion, OK: true, Detail: fmt.Sprintf("head is the accepted version %d", acc.Allowlist.Version)})
+			return acc, rep, nil
+		}
+		// The cache is gone or invalid: verify the head again from scratch.
+		a.log.Warn("verified cache unusable; verifying the head again", "error", err)
+	}
+	if st != nil && head == st.RejectedHead {
+		rep.Checks = append(rep.Checks, Check{Rule: "rejected", Detail: st.RejectedWhy})
+		st.LastCheck = now
+		_ = a.writeState(st)
+		acc, err := a.fallback(st, "allowlist head "+short(head)+" was rejected: "+st.RejectedWhy)
+		return acc, rep, err
+	}
+
+	c, checks := a.evaluate(m, head, st, now)
+	rep.Checks = append(rep.Checks, checks...)
+	if f := rep.Failed(); f != nil {
+		why := f.Rule + ": " + f.Detail
+		a.log.Error("allowlist head rejected", "head", head, "rule", f.Rule, "detail", f.Detail)
+		if st == nil {
+			st = &state{}
+		}
+		st.LastCheck, st.RejectedHead, st.RejectedWhy = now, head, why
+		if werr := a.writeState(st); werr != nil {
+			return nil, rep, fmt.Errorf("%w: %v", ErrCannotDecide, werr)
+		}
+		acc, err := a.fallback(st, "allowlist head "+short(head)+" rejected, "+why)
+		a.record(ctx, "allowlist-reject", rep, acc)
+		return acc, rep, err
+	}
+
+	// Cache first, then state: a crash between the two leaves a state that
+	// still names the previous commit, whose cache no longer matches, so the
+	// head is simply verified again.
+	if err := a.writeCache(c); err != nil {
+		return nil, rep, fmt.Errorf("%w: write verified cache: %v", ErrCannotDecide, err)
+	}
+	nst := &state{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt, LastCheck: now}
+	if err := a.writeState(nst); err != nil {
+		return nil, rep, fmt.Errorf("%w: write state: %v", ErrCannotDecide, err)
+	}
+	acc, err := a.loadCache(nst)
+	if err != nil {
+		return nil, rep, err
+	}
+	rep.Accepted = true
+	a.record(ctx, "allowlist-accept", rep, acc)
+	a.log.Info("allowlist version accepted", "version", acc.Allowlist.Version, "commit", acc.Commit, "approvers", len(acc.Approvers))
+	return acc, rep, nil
+}
+
+func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration)
+	defer cancel()
+	al := a.cfg.Allowlist
+	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
+		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
+		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	ref := "refs/writ/allowlist/" + al.Branch
+	if err := m.Fetch(ctx, "+refs/heads/"+al.Branch+":"+ref); err != nil {
+		return nil, "", err
+	}
+	h, err := m.Ref(ref)
+	if err != nil {
+		return nil, "", err
+	}
+	return m, h.String(), nil
+}
+
+// evaluate applies every acceptance rule to head, in the order the issue
+// states them, stopping at the first failure.
+func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time) (*cached, []Check) {
+	var checks []Check
+	fail := func(rule, format string, args ...any) (*cached, []Check) {
+		return nil, append(checks, Check{Rule: rule, Detail: fmt.Sprintf(format, args...)})
+	}
+	pass := func(rule, format string, args ...any) {
+		checks = append(checks, Check{Rule: rule, OK: true, Detail: fmt.Sprintf(format, args...)})
+	}
+	commit, err := m.Commit(head)
+	if err != nil {
+		return fail(RuleSignature, "read head commit: %v", err)
+	}
+	signer, err := a.rootKeys.VerifyCommit(commit, now)
+	if err != nil {
+		return fail(RuleSignature, "head commit %s: %v", short(head), err)
+	}
+	pass(RuleSignature, "signed by %s key %s%s", signer.Kind, signer.Fingerprint, principal(signer))
+
+	data, err := m.ReadFile(head, FileName, maxAllowlistBytes)
+	if err != nil {
+		return fail(RuleFormat, "%s at %s: %v", FileName, short(head), err)
+	}
+	files := map[string][]byte{}
+	al, err := Parse(FileName, data, func(p string) ([]byte, error) {
+		b, err := m.ReadFile(head, p, maxKeyFileBytes)
+		if err == nil {
+			files[p] = b
+		}
+		return b, err
+	})
+	if err != nil {
+		return fail(RuleFormat, "%v", err)
+	}
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	pass(RuleFormat, "%s parses (version %d, %d jobs)", FileName, al.Version, len(al.Jobs))
+
+	if al.Repository != a.cfg.Allowlist.Identity {
+		return fail(RuleIdentity, "allowlist names repository %q, this environment trusts %q", al.Repository, a.cfg.Allowlist.Identity)
+	}
+	pass(RuleIdentity, "repository %q", al.Repository)
+
+	approvers, detail, err := a.countApprovals(commit, al, digest, signer, now)
+	if err != nil {
+		return fail(RuleApprovals, "%v", err)
+	}
+	if len(approvers) < a.cfg.Trust.Threshold {
+		return fail(RuleApprovals, "%d of %d required approvals (%s)", len(approvers), a.cfg.Trust.Threshold, detail)
+	}
+	pass(RuleApprovals, "%d of %d required approvals (%s)", len(approvers), a.cfg.Trust.Threshold, detail)
+
+	if st != nil && st.Commit != "" {
+		switch {
+		case al.Version < st.Version:
+			return fail(RuleVersion, "version %d is lower than %d, the highest this environment accepted (rollback)", al.Version, st.Version)
+		case al.Version == st.Version && digest != st.Digest:
+			return fail(RuleVersion, "version %d was already accepted with other content (sha256 %s, now %s): bump the version", al.Version, short(st.Digest), short(digest))
+		}
+		ok, err := m.IsAncestor(st.Commit, head)
+		if err != nil {
+			return fail(RuleAncestry, "cannot tell whether %s descends from %s: %v", short(head), short(st.Commit), err)
+		}
+		if !ok {
+			return fail(RuleAncestry, "head %s does not descend from the last accepted commit %s (rewritten history or a fork)", short(head), short(st.Commit))
+		}
+		pass(RuleVersion, "version %d ≥ high-water mark %d", al.Version, st.Version)
+		pass(RuleAncestry, "descends from %s", short(st.Commit))
+	} else {
+		pass(RuleVersion, "version %d (first version accepted here)", al.Version)
+		pass(RuleAncestry, "no earlier accepted commit")
+	}
+	if !al.Expires.After(now) {
+		return fail(RuleExpiry, "expired at %s", al.Expires.UTC().Format(time.RFC3339))
+	}
+	pass(RuleExpiry, "expires %s (in %s)", al.Expires.UTC().Format(time.RFC3339), al.Expires.Sub(now).Round(time.Minute))
+
+	return &cached{
+		Commit: head, Version: al.Version, Digest: digest, Signer: signer.Fingerprint,
+		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files,
+	}, checks
+}
+
+// countApprovals returns the distinct root signers approving exactly this
+// content: the commit signer plus valid detached approvals of the statement.
+func (a *Accepter) countApprovals(commit *object.Commit, al *Allowlist, digest string, signer gitsig.Signer, now time.Time) ([]string, string, error) {
+	stmt, err := NewStatement(al.Repository, al.Version, digest)
+	if err != nil {
+		return nil, "", err
+	}
+	files, err := approvalFiles(commit, ApprovalDir(al.Version))
+	if err != nil {
+		return nil, "", err
+	}
+	set := map[string]bool{signer.Fingerprint: true}
+	valid, errs := a.approvals.Verify(stmt, files, now)
+	for _, ap := range valid {
+		set[ap.Signer] = true
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	detail := fmt.Sprintf("commit signer + %d valid detached approval(s)", len(valid))
+	if len(errs) > 0 {
+		msgs := make([]string, 0, len(errs))
+		for _, e := range errs {
+			msgs = append(msgs, e.Error())
+		}
+		detail += "; ignored: " + strings.Join(msgs, "; ")
+	}
+	return out, detail, nil
+}
+
+// approvalFiles reads the files directly in dir of the commit's tree.
+func approvalFiles(commit *object.Commit, dir string) (map[string][]byte, error) {
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := tree.Tree(dir)
+	if errors.Is(err, object.ErrDirectoryNotFound) {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	files := map[string][]byte{}
+	for _, e := range sub.Entries {
+		if !e.Mode.IsFile() {
+			continue
+		}
+		if len(files) == maxApprovalFiles {
+			return nil, fmt.Errorf("%s holds more than %d approvals", dir, maxApprovalFiles)
+		}
+		f, err := sub.TreeEntryFile(&e)
+		if err != nil {
+			return nil, err
+		}
+		if f.Size > maxApprovalBytes {
+			return nil, fmt.Errorf("%s/%s is larger than %d bytes", dir, e.Name, maxApprovalBytes)
+		}
+		s, err := f.Contents()
+		if err != nil {
+			return nil, err
+		}
+		files[path.Join(dir, e.Name)] = []byte(s)
+	}
+	return files, nil
+}
+
+// fallback returns the last accepted version when it is still valid.
+func (a *Accepter) fallback(st *state, why string) (*Accepted, error) {
+	if st == nil || st.Commit == "" {
+		return nil, fmt.Errorf("%w: %s, and this environment has never accepted a version", ErrCannotDecide, why)
+	}
+	acc, err := a.loadCache(st)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s, and %v", ErrCannotDecide, why, err)
+	}
+	acc.Warning = why
+	return acc, nil
+}
+
+func (a *Accepter) loadCache(st *state) (*Accepted, error) {
+	b, err := fsutil.ReadFileLimit(a.cachePath(), 4*maxAllowlistBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no verified cache: %v", ErrCannotDecide, err)
+	}
+	var c cached
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: verified cache unreadable: %v", ErrCannotDecide, err)
+	}
+	sum := sha256.Sum256(c.YAML)
+	if c.Commit != st.Commit || c.Digest != st.Digest || hex.EncodeToString(sum[:]) != c.Digest {
+		return nil, fmt.Errorf("%w: verified cache does not match the accepted state", ErrCannotDecide)
+	}
+	al, err := Parse(FileName, c.YAML, func(p string) ([]byte, error) {
+		if b, ok := c.Files[p]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%s: not in the verified cache", p)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: verified cache: %v", ErrCannotDecide, err)
+	}
+	if now := a.now(); !al.Expires.After(now) {
+		return nil, fmt.Errorf("%w: the accepted version %d expired at %s; publish a new signed version", ErrCannotDecide, al.Version, al.Expires.UTC().Format(time.RFC3339))
+	}
+	return &Accepted{
+		Allowlist: al, Index: NewIndex(al), Commit: c.Commit, Digest: c.Digest,
+		Signer: c.Signer, Approvers: c.Approvers, Threshold: a.cfg.Trust.Threshold,
+		AcceptedAt: c.AcceptedAt,
+	}, nil
+}
+
+func (a *Accepter) readState() (*state, error) {
+	b, err := os.ReadFile(a.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt: %v", a.statePath(), err)
+	}
+	return &st, nil
+}
+
+func (a *Accepter) writeState(st *state) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(a.statePath(), append(b, '\n'), 0o600)
+}
+
+func (a *Accepter) writeCache(c *cached) error {
+	if err := os.MkdirAll(a.cfg.Paths.Cache, 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
+}
+
+func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *Accepted) {
+	if a.audit == nil {
+		return
+	}
+	fields := map[string]any{"head": rep.Head}
+	reason := "accepted"
+	if f := rep.Failed(); f != nil {
+		reason = f.Rule + ": " + f.Detail
+	}
+	if acc != nil {
+		fields["in_force_version"] = acc.Allowlist.Version
+		fields["in_force_commit"] = acc.Commit
+		fields["from_cache"] = acc.FromCache || acc.Warning != ""
+	}
+	if _, err := a.audit.Append(ctx, audit.Record{Event: event, Env: a.cfg.Environment, Reason: reason, Fields: fields}); err != nil {
+		a.log.Error("audit log append failed", "error", err)
+	}
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func principal(s gitsig.Signer) string {
+	if s.Principal == "" {
+		return ""
+	}
+	return " (" + s.Principal + ")"
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/executor"
+	"gitlab.com/writ-ci/writ/internal/audit"
+	"gitlab.com/writ-ci/writ/internal/fsutil"
+)
+
+type allowlistCmd struct {
+	Lint    lintCmd    `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
+	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result."`
+	Approve approveCmd `cmd:"" help:"Write a detached approval of the current allowlist content."`
+	Diff    diffCmd    `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
+	Entry   entryCmd   `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
+}
+
+// readAllowlistFile parses an allowlist file, loading key files relative to
+// its directory (the repository root) and never outside it.
+func readAllowlistFile(path string) (*allowlist.Allowlist, []byte, error) {
+	data, err := fsutil.ReadFileLimit(path, 64<<20)
+	if err != nil {
+		return nil, nil, err
+	}
+	root := filepath.Dir(path)
+	a, err := allowlist.Parse(path, data, func(p string) ([]byte, error) {
+		if filepath.IsAbs(p) || strings.HasPrefix(filepath.Clean(p), "..") {
+			return nil, fmt.Errorf("%s: key path must stay inside the repository", p)
+		}
+		return fsutil.ReadFileLimit(filepath.Join(root, p), 1<<20)
+	})
+	return a, data, err
+}
+
+type lintCmd struct {
+	Files []string `arg:"" help:"allowlist.yaml files to check." type:"path"`
+}
+
+func (c *lintCmd) Run(g *globals) error {
+	bad := 0
+	for _, f := range c.Files {
+		a, _, err := readAllowlistFile(f)
+		if err != nil {
+			bad++
+			var list allowlist.ErrorList
+			if errors.As(err, &list) {
+				for _, e := range list {
+					fmt.Fprintln(g.stdout, e.Error())
+				}
+			} else {
+				fmt.Fprintf(g.stdout, "%s: %v\n", f, err)
+			}
+			continue
+		}
+		fmt.Fprintf(g.stdout, "%s: ok (version %d, %d jobs, %d signer sets, expires %s)\n",
+			f, a.Version, len(a.Jobs), len(a.Signers), a.Expires.UTC().Format(time.RFC3339))
+	}
+	if bad > 0 {
+		return exitCode(1, nil)
+	}
+	return nil
+}
+
+type verifyCmd struct{}
+
+func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	log, closeLog := g.logger(cfg)
+	defer closeLog()
+	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)))
+	if err != nil {
+		return err
+	}
+	cur, rep, err := acc.Refresh(ctx)
+	w := g.stdout
+	fmt.Fprintf(w, "environment: %s\nrepository:  %s (%s, branch %s)\n", cfg.Environment, cfg.Allowlist.Identity, cfg.Allowlist.URL, cfg.Allowlist.Branch)
+	if rep != nil {
+		if rep.Head != "" {
+			fmt.Fprintf(w, "remote head: %s\n", rep.Head)
+		}
+		for _, ch := range rep.Checks {
+			mark := "ok  "
+			if !ch.OK {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(w, "  [%s] %-9s %s\n", mark, ch.Rule, ch.Detail)
+		}
+	}
+	if cur != nil {
+		fmt.Fprintf(w, "in force:    version %d at commit %s\n", cur.Allowlist.Version, cur.Commit)
+		fmt.Fprintf(w, "signer:      %s\n", cur.Signer)
+		fmt.Fprintf(w, "approvals:   %d of %d required (%s)\n", len(cur.Approvers), cur.Threshold, strings.Join(cur.Approvers, ", "))
+		fmt.Fprintf(w, "expires:     %s (in %s)\n", cur.Allowlist.Expires.UTC().Format(time.RFC3339), time.Until(cur.Allowlist.Expires).Round(time.Minute))
+		if cur.Warning != "" {
+			fmt.Fprintf(w, "WARNING:     %s\n", cur.Warning)
+		}
+	}
+	if err != nil {
+		return exitCode(2, err)
+	}
+	if rep != nil && !rep.Accepted {
+		return exitCode(1, nil)
+	}
+	return nil
+}
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+type approveCmd struct {
+	Dir         string `help:"Checkout of the allowlist repository." default:"." type:"existingdir"`
+	SSHKey      string `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
+	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256)." xor:"key" type:"existingfile"`
+	Label       string `help:"File name of the approval, usually your name (default: $USER)."`
+}
+
+func (c *approveCmd) Run(ctx context.Context, g *globals) error {
+	if c.SSHKey == "" && c.SigstoreKey == "" {
+		return exitCode(2, errors.New("choose a key: --ssh-key FILE or --sigstore-key FILE"))
+	}
+	label := c.Label
+	if label == "" {
+		label = os.Getenv("USER")
+	}
+	if !labelRE.MatchString(label) {
+		return exitCode(2, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
+	}
+	file := filepath.Join(c.Dir, allowlist.FileName)
+	a, data, err := readAllowlistFile(file)
+	if err != nil {
+		return exitCode(1, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
+	}
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	stmt, err := allowlist.NewStatement(a.Repository, a.Version, digest)
+	if err != nil {
+		return err
+	}
+	var sig []byte
+	var name string
+	if c.SSHKey != "" {
+		sig, err = allowlist.SignSSH(ctx, stmt, c.SSHKey)
+		name = label + ".sshsig"
+	} else {
+		key, kerr := allowlist.LoadSigstoreKey(c.SigstoreKey)
+		if kerr != nil {
+			return kerr
+		}
+		sig, err = allowlist.SignSigstore(stmt, key)
+		name = label + ".sigstore.json"
+	}
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(c.Dir, filepath.FromSlash(allowlist.ApprovalDir(a.Version)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	out := filepath.Join(dir, name)
+	if err := fsutil.WriteFileAtomic(out, sig, 0o644); err != nil {
+		return err
+	}
+	rel, _ := filepath.Rel(c.Dir, out)
+	fmt.Fprintf(g.stdout, "approved %s version %d (sha256 %s)\nwrote %s — commit it to the allowlist repository\n", a.Repository, a.Version, digest, rel)
+	return nil
+}
+
+type diffCmd struct {
+	Old string `arg:"" help:"The allowlist before (a file; \"-\" or a missing file for none)."`
+	New string `arg:"" help:"The allowlist after."`
+}
+
+func (c *diffCmd) Run(g *globals) error {
+	load := func(p string) (*allowlist.Allowlist, error) {
+		if p == "-" {
+			return nil, nil
+		}
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		a, _, err := readAllowlistFile(p)
+		return a, err
+	}
+	oldA, err := load(c.Old)
+	if err != nil {
+		return exitCode(1, err)
+	}
+	newA, err := load(c.New)
+	if err != nil {
+		return exitCode(1, err)
+	}
+	fmt.Fprint(g.stdout, allowlist.Diff(oldA, newA).Markdown())
+	return nil
+}
+
+type entryCmd struct {
+	Job         string `help:"A runner job payload (the JSON in JOB_RESPONSE_FILE)." required:"" type:"existingfile"`
+	Environment string `help:"writ environment the entry applies to (default: the config's)."`
+}
+
+func (c *entryCmd) Run(g *globals) error {
+	env := c.Environment
+	if env == "" {
+		cfg, err := g.loadConfig()
+		if err != nil {
+			return exitCode(2, fmt.Errorf("%v (or pass --environment)", err))
+		}
+		env = cfg.Environment
+	}
+	data, err := fsutil.ReadFileLimit(c.Job, 64<<20)
+	if err != nil {
+		return err
+	}
+	p, err := executor.DecodePayload(data)
+	if err != nil {
+		return exitCode(1, err)
+	}
+	out, err := allowlist.MarshalEntry(executor.EntryFromPayload(p, env))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "# Entry that would admit job %q of %s; review source.signers and source.mode before proposing it.\n", p.JobName(), p.ProjectPath())
+	g.stdout.Write(out)
+	return nil
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+environment = "production"
+[allowlist]
+url = "https://gitlab.example.com/ops/allowlist.git"
+identity = "ops/allowlist"
+[trust]
+ssh_allowed_signers = "allowed_signers"
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != Enforce || c.Allowlist.Branch != "main" || c.Trust.Threshold != 1 ||
+		c.Job.Shell != "/bin/bash" || c.Allowlist.FetchTimeout.Duration != 30*time.Second ||
+		c.Paths.Builds != "/var/lib/writ/builds" || c.Job.MaxPayloadBytes != 4<<20 {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(p, []byte(minimal+"[paths]\nstate = \"state\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Trust.SSHAllowedSigners != filepath.Join(dir, "allowed_signers") || c.Paths.State != filepath.Join(dir, "state") {
+		t.Fatalf("relative paths not resolved: %q %q", c.Trust.SSHAllowedSigners, c.Paths.State)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	cases := map[string]struct{ text, want string }{
+		"unknown key":        {minimal + "\n[trust.extra]\nx = 1\n", "unknown keys: trust.extra"},
+		"typo top level":     {"enviroment = \"x\"\n" + minimal, "unknown keys: enviroment"},
+		"bad mode":           {"mode = \"permissive\"\n" + minimal, `mode "permissive"`},
+		"no url":             {strings.Replace(minimal, `url = "https://gitlab.example.com/ops/allowlist.git"`, "", 1), "allowlist.url is required"},
+		"no identity":        {strings.Replace(minimal, `identity = "ops/allowlist"`, "", 1), "allowlist.identity is required"},
+		"no root signers":    {strings.Replace(minimal, `ssh_allowed_signers = "allowed_signers"`, "", 1), "openpgp_keyring or ssh_allowed_signers"},
+		"bad threshold":      {strings.Replace(minimal, "[trust]", "[trust]\nthreshold = -1", 1), "threshold must be at least 1"},
+		"bad env name":       {strings.Replace(minimal, `"production"`, `"prod uction"`, 1), `environment "prod uction"`},
+		"token auth no file": {strings.Replace(minimal, "[allowlist]", "[allowlist]\nauth = \"token-file\"", 1), "needs allowlist.token_file"},
+		"bad duration":       {strings.Replace(minimal, "[allowlist]", "[allowlist]\nfetch_timeout = \"soon\"", 1), "soon"},
+		"bad job env":        {minimal + "\n[job.env]\n\"A-B\" = \"x\"\n", `job.env key "A-B"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Setenv(EnvVar, "/from/env.toml")
+	if got := Resolve("/from/flag.toml"); got != "/from/flag.toml" {
+		t.Fatal(got)
+	}
+	if got := Resolve(""); got != "/from/env.toml" {
+		t.Fatal(got)
+	}
+	t.Setenv(EnvVar, "")
+	if got := Resolve(""); got != DefaultPath {
+		t.Fatal(got)
+	}
+}
