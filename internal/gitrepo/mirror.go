@@ -1,0 +1,418 @@
+// Package gitrepo keeps writ's bare mirrors of remote repositories and
+// reads commits, trees and history from them with go-git, without running
+// any hook, filter, submodule or LFS machinery.
+//
+// Fetches are forced: the verifier decides what is acceptable, so git's own
+// fast-forward rules are not a security boundary here. Everything read from
+// a mirror came from a remote GitLab controls and is checked before use:
+// object names, ref names, tree entry names and symlink targets.
+package gitrepo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	xssh "golang.org/x/crypto/ssh"
+
+	"gitlab.com/writ-ci/writ/internal/fsutil"
+)
+
+// Auth says how to authenticate to a remote. Secrets are read from files
+// at every fetch, so a rotated token needs no restart.
+type Auth struct {
+	// Kind is "none" (or empty), "token-file" (HTTPS) or "ssh-key".
+	Kind string
+	// TokenFile holds an access token sent as the HTTP basic-auth password.
+	TokenFile string
+	// SSHKeyFile is an unencrypted private key; KnownHostsFile must list the
+	// server's host key (there is no fallback to ~/.ssh or to accepting
+	// unknown hosts).
+	SSHKeyFile, KnownHostsFile string
+	// Username is the HTTP basic-auth user name ("oauth2" if empty). SSH
+	// uses the user of the URL, or "git".
+	Username string
+}
+
+// Auth kinds.
+const (
+	AuthNone      = "none"
+	AuthTokenFile = "token-file"
+	AuthSSHKey    = "ssh-key"
+)
+
+const maxTokenBytes = 16 << 10
+
+// Mirror is a bare repository in writ's cache that mirrors one remote URL.
+// A Mirror is not safe for concurrent use by several goroutines; Fetch
+// takes a file lock, so several processes may share the directory.
+type Mirror struct {
+	url  string
+	dir  string
+	auth Auth
+	repo *git.Repository
+}
+
+// OpenMirror opens, creating it if needed, the mirror of url in cacheDir,
+// at cacheDir/<first 16 hex digits of sha256(url)>.git.
+//
+// url is https://, http://, ssh://, scp-like (user@host:path), file:// or
+// an absolute local path. Credentials inside the URL are refused: use
+// auth. A token is never sent over plain http except to a loopback
+// address.
+func OpenMirror(cacheDir, url string, auth Auth) (*Mirror, error) {
+	scheme, err := checkURL(url)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAuth(scheme, url, auth); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(url))
+	dir := filepath.Join(cacheDir, hex.EncodeToString(sum[:])[:16]+".git")
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create git cache directory: %w", err)
+	}
+	m := &Mirror{url: url, dir: dir, auth: auth}
+
+	repo, err := git.PlainOpen(dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		repo, err = initMirror(dir, url)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open mirror %s of %s: %w (remove the directory to start afresh)", dir, url, err)
+	}
+	// The stored URL guards against a hash collision and a cache directory
+	// shared by mistake.
+	remote, err := repo.Remote("origin")
+	if err != nil || len(remote.Config().URLs) != 1 || remote.Config().URLs[0] != url {
+		return nil, fmt.Errorf("mirror %s does not mirror %s (remove the directory to start afresh)", dir, url)
+	}
+	m.repo = repo
+	return m, nil
+}
+
+// initMirror creates the bare repository under the mirror's lock, so that
+// two processes never initialise the same directory at once.
+func initMirror(dir, url string) (*git.Repository, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	unlock, err := fsutil.Lock(ctx, dir+".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	repo, err := git.PlainOpen(dir)
+	if !errors.Is(err, git.ErrRepositoryNotExists) {
+		return repo, err // another process made it meanwhile
+	}
+	repo, err = git.PlainInit(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}}); err != nil {
+		return nil, err
+	}
+	return repo, nil
+}
+
+// Dir is the mirror's directory.
+func (m *Mirror) Dir() string { return m.dir }
+
+// Repo is the underlying go-git repository.
+func (m *Mirror) Repo() *git.Repository { return m.repo }
+
+func checkURL(u string) (string, error) {
+	if u == "" {
+		return "", errors.New("repository URL is empty")
+	}
+	for _, c := range []byte(u) {
+		if c <= ' ' || c == 0x7f {
+			return "", fmt.Errorf("repository URL %q contains white space or a control character", clip(u))
+		}
+	}
+	switch {
+	case strings.HasPrefix(u, "/"):
+		if filepath.Clean(u) != u {
+			return "", fmt.Errorf("local repository path %q is not clean; write it as %q", clip(u), filepath.Clean(u))
+		}
+		return "file", nil
+	case strings.Contains(u, "://"):
+		p, err := url.Parse(u)
+		if err != nil {
+			return "", fmt.Errorf("repository URL %q: %v", clip(u), err)
+		}
+		switch p.Scheme {
+		case "https", "http", "ssh":
+			if p.Host == "" {
+				return "", fmt.Errorf("repository URL %q has no host", clip(u))
+			}
+			if _, hasPassword := p.User.Password(); hasPassword || (p.User != nil && p.Scheme != "ssh") {
+				return "", fmt.Errorf("repository URL %q carries credentials; put a token in a token file (auth = \"token-file\") instead", redact(p))
+			}
+			if p.RawQuery != "" || p.Fragment != "" {
+				return "", fmt.Errorf("repository URL %q has a query or fragment", clip(u))
+			}
+			return p.Scheme, nil
+		case "file":
+			if p.Host != "" || !strings.HasPrefix(p.Path, "/") || filepath.Clean(p.Path) != p.Path {
+				return "", fmt.Errorf("file URL %q: use file:///absolute/clean/path", clip(u))
+			}
+			return "file", nil
+		default:
+			return "", fmt.Errorf("repository URL %q: scheme %q is not supported (use https, ssh or file)", clip(u), p.Scheme)
+		}
+	default:
+		// scp-like: [user@]host:path
+		host, path, ok := strings.Cut(u, ":")
+		if !ok || host == "" || path == "" || strings.HasPrefix(host, "-") || strings.Contains(host, "/") {
+			return "", fmt.Errorf("repository URL %q: use https://, ssh://, user@host:path, file:// or an absolute path", clip(u))
+		}
+		return "ssh", nil
+	}
+}
+
+func redact(p *url.URL) string {
+	q := *p
+	q.User = nil
+	return q.String()
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkAuth(scheme, u string, a Auth) error {
+	switch a.Kind {
+	case "", AuthNone:
+		if scheme == "ssh" {
+			// Without this, go-git would use an ambient SSH agent and the
+			// user's ~/.ssh/known_hosts: state writ does not control.
+			return fmt.Errorf(`repository URL %q is ssh: set auth "ssh-key" with a key file and a known_hosts file`, clip(u))
+		}
+		return nil
+	case AuthTokenFile:
+		if a.TokenFile == "" {
+			return errors.New(`auth "token-file" needs a token file`)
+		}
+		switch scheme {
+		case "https":
+		case "http":
+			p, _ := url.Parse(u)
+			if !isLoopback(p.Hostname()) {
+				return fmt.Errorf("repository URL %q is plain http: a token is only sent over https", clip(u))
+			}
+		default:
+			return fmt.Errorf(`auth "token-file" works with https URLs, not %q`, clip(u))
+		}
+		return nil
+	case AuthSSHKey:
+		if a.SSHKeyFile == "" || a.KnownHostsFile == "" {
+			return errors.New(`auth "ssh-key" needs an SSH key file and a known_hosts file`)
+		}
+		if scheme != "ssh" {
+			return fmt.Errorf(`auth "ssh-key" works with ssh URLs, not %q`, clip(u))
+		}
+		return nil
+	default:
+		return fmt.Errorf("auth kind %q: use \"none\", \"token-file\" or \"ssh-key\"", a.Kind)
+	}
+}
+
+// authMethod builds the go-git auth for one fetch.
+func (m *Mirror) authMethod(ctx context.Context) (transport.AuthMethod, error) {
+	switch m.auth.Kind {
+	case "", AuthNone:
+		return nil, nil
+	case AuthTokenFile:
+		data, err := fsutil.ReadFileLimit(m.auth.TokenFile, maxTokenBytes)
+		if err != nil {
+			return nil, fmt.Errorf("read token file: %w", err)
+		}
+		token := strings.TrimSpace(string(data))
+		if token == "" {
+			return nil, fmt.Errorf("token file %s is empty", m.auth.TokenFile)
+		}
+		for _, c := range []byte(token) {
+			if c <= ' ' || c == 0x7f {
+				return nil, fmt.Errorf("token file %s: the token contains white space or a control character", m.auth.TokenFile)
+			}
+		}
+		user := m.auth.Username
+		if user == "" {
+			user = "oauth2"
+		}
+		return &githttp.BasicAuth{Username: user, Password: token}, nil
+	case AuthSSHKey:
+		ep, err := transport.NewEndpoint(m.url)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", m.url, err)
+		}
+		user := ep.User
+		if user == "" {
+			user = "git"
+		}
+		keys, err := gitssh.NewPublicKeysFromFile(user, m.auth.SSHKeyFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("read SSH key %s: %w (writ needs an unencrypted key)", m.auth.SSHKeyFile, err)
+		}
+		if _, err := os.Stat(m.auth.KnownHostsFile); err != nil {
+			return nil, fmt.Errorf("known_hosts file: %w", err)
+		}
+		db, err := gitssh.NewKnownHostsDb(m.auth.KnownHostsFile)
+		if err != nil {
+			return nil, fmt.Errorf("read known_hosts %s: %w", m.auth.KnownHostsFile, err)
+		}
+		port := ep.Port
+		if port == 0 {
+			port = 22
+		}
+		keys.HostKeyCallback = db.HostKeyCallback()
+		keys.HostKeyAlgorithms = db.HostKeyAlgorithms(net.JoinHostPort(ep.Host, strconv.Itoa(port)))
+		a := &sshAuth{PublicKeys: keys}
+		if dl, ok := ctx.Deadline(); ok {
+			a.timeout = time.Until(dl)
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("auth kind %q is not supported", m.auth.Kind)
+}
+
+// sshAuth bounds the SSH handshake by the fetch's deadline: go-git dials
+// SSH without the fetch context.
+type sshAuth struct {
+	*gitssh.PublicKeys
+	timeout time.Duration
+}
+
+func (a *sshAuth) ClientConfig() (*xssh.ClientConfig, error) {
+	cfg, err := a.PublicKeys.ClientConfig()
+	if err == nil && a.timeout > 0 {
+		cfg.Timeout = a.timeout
+	}
+	return cfg, err
+}
+
+// Fetch fetches refspecs (forced: the verifier decides, not git) within
+// ctx. Each refspec is <src>:<dst> with full ref names, for example
+// "+refs/heads/main:refs/writ/heads/main"; a missing '+' is added. A
+// source may be a full commit hash, which only servers that allow
+// fetching reachable or tip commits by hash accept. A fetch that changes
+// nothing is not an error. No tags are fetched beyond those named.
+func (m *Mirror) Fetch(ctx context.Context, refspecs ...string) error {
+	if len(refspecs) == 0 {
+		return errors.New("fetch: no refspec")
+	}
+	specs := make([]config.RefSpec, 0, len(refspecs))
+	for _, s := range refspecs {
+		forced, err := checkRefspec(s)
+		if err != nil {
+			return err
+		}
+		specs = append(specs, config.RefSpec(forced))
+	}
+	unlock, err := fsutil.Lock(ctx, m.dir+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	auth, err := m.authMethod(ctx)
+	if err != nil {
+		return err
+	}
+	remote := git.NewRemote(m.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{m.url}})
+	err = remote.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: "origin",
+		RefSpecs:   specs,
+		Auth:       auth,
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("fetch from %s: %w (the remote did not answer in time: %v)", m.url, context.Cause(ctx), err)
+	case errors.Is(err, git.ErrExactSHA1NotSupported):
+		return fmt.Errorf("fetch from %s: the server does not allow fetching a commit by hash; fetch a branch or tag that contains it", m.url)
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("fetch from %s: %w (check the token or key and its access to the repository)", m.url, err)
+	}
+	var noMatch git.NoMatchingRefSpecError
+	if errors.As(err, &noMatch) {
+		return fmt.Errorf("fetch from %s: %w (the branch or tag does not exist there)", m.url, err)
+	}
+	return fmt.Errorf("fetch from %s: %w", m.url, err)
+}
+
+// FetchCommit fetches one commit by hash into refs/writ/commits/<hash>.
+// Whether a server allows this depends on its configuration
+// (uploadpack.allowReachableSHA1InWant or allowTipSHA1InWant); go-git
+// speaks protocol v0/v1 only, where allowAnySHA1InWant alone is not
+// advertised. When refused, fetch a branch or tag containing the commit.
+func (m *Mirror) FetchCommit(ctx context.Context, hash string) error {
+	if err := CheckHash(hash); err != nil {
+		return err
+	}
+	return m.Fetch(ctx, "+"+hash+":refs/writ/commits/"+hash)
+}
+
+// Commit returns the commit hash (full lower-case hex) from the mirror.
+func (m *Mirror) Commit(hash string) (*object.Commit, error) {
+	if err := CheckHash(hash); err != nil {
+		return nil, err
+	}
+	c, err := m.repo.CommitObject(plumbing.NewHash(hash))
+	if err != nil {
+		return nil, fmt.Errorf("commit %s in the mirror of %s: %w (was it fetched?)", hash, m.url, err)
+	}
+	return c, nil
+}
+
+// Tag returns the annotated tag object hash from the mirror.
+func (m *Mirror) Tag(hash string) (*object.Tag, error) {
+	if err := CheckHash(hash); err != nil {
+		return nil, err
+	}
+	t, err := m.repo.TagObject(plumbing.NewHash(hash))
+	if err != nil {
+		return nil, fmt.Errorf("tag object %s in the mirror of %s: %w (is the tag annotated, and was it fetched?)", hash, m.url, err)
+	}
+	return t, nil
+}
+
+// Ref returns the object a ref points at, for example
+// "refs/writ/heads/main". Symbolic refs are not followed.
+func (m *Mirror) Ref(name string) (plumbing.Hash, error) {
+	if err := CheckRefName(name); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	ref, err := m.repo.Storer.Reference(plumbing.ReferenceName(name))
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("ref %s in the mirror of %s: %w", name, m.url, err)
+	}
+	if ref.Type() != plumbing.HashReference {
+		return plumbing.ZeroHash, fmt.Errorf("ref %s in the mirror of %s is symbolic", name, m.url)
+	}
+	return ref.Hash(), nil
+}
