@@ -32,7 +32,7 @@ const identity = "acme/deploy-allowlist"
 // world is an allowlist repository on disk and an environment trusting a
 // set of root signers.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	repo  *testkeys.Repo
 	alice *testkeys.SSH // root signer: signs commits
 	bob   *testkeys.SSH // root signer: detached approvals
@@ -48,7 +48,7 @@ type worldOpts struct {
 	extraGPG  []*testkeys.GPG
 }
 
-func newWorld(t *testing.T, o worldOpts) *world {
+func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
 	w := &world{t: t, repo: testkeys.GitRepo(t), dir: t.TempDir(), clock: now}
 	w.alice = testkeys.SSHKey(t, "alice@example.com")
@@ -146,7 +146,9 @@ jobs:
 `, identity, version, expires.UTC().Format(time.RFC3339), script)
 }
 
-func good(version int) string { return doc(version, now.AddDate(1, 0, 0), fmt.Sprintf("./deploy.sh v%d", version)) }
+func good(version int) string {
+	return doc(version, now.AddDate(1, 0, 0), fmt.Sprintf("./deploy.sh v%d", version))
+}
 
 func digest(content string) string {
 	s := sha256.Sum256([]byte(content))

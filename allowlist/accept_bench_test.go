@@ -1,0 +1,63 @@
+package allowlist_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkAcceptNewVersion measures what an environment does when the
+// allowlist moves: fetch one new commit and run every acceptance rule on it.
+// Compare with BenchmarkGitFetchVerifyCommit, the same work done by git.
+func BenchmarkAcceptNewVersion(b *testing.B) {
+	w := newWorld(b, worldOpts{})
+	a := w.accepter()
+	v := 1
+	w.repo.Commit(b, map[string]string{"allowlist.yaml": good(v)}, "v1", w.alice)
+	if _, _, err := a.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		v++
+		w.repo.Commit(b, map[string]string{"allowlist.yaml": good(v)}, "next", w.alice)
+		b.StartTimer()
+		_, rep, err := a.Refresh(context.Background())
+		if err != nil || !rep.Accepted {
+			b.Fatalf("refresh: %v %+v", err, rep)
+		}
+	}
+}
+
+// BenchmarkGitFetchVerifyCommit is the baseline: `git fetch` of the new
+// commit and `git verify-commit` of it, in a clone of the same repository.
+func BenchmarkGitFetchVerifyCommit(b *testing.B) {
+	w := newWorld(b, worldOpts{})
+	v := 1
+	w.repo.Commit(b, map[string]string{"allowlist.yaml": good(v)}, "v1", w.alice)
+	clone := filepath.Join(b.TempDir(), "clone")
+	git := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = clone
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := exec.Command("git", "clone", "-q", "--bare", w.repo.Path, clone).CombinedOutput(); err != nil {
+		b.Fatalf("clone: %v %s", err, out)
+	}
+	git("config", "gpg.ssh.allowedSignersFile", filepath.Join(w.dir, "allowed_signers"))
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		v++
+		w.repo.Commit(b, map[string]string{"allowlist.yaml": good(v)}, "next", w.alice)
+		b.StartTimer()
+		git("fetch", "-q", "origin", "+refs/heads/main:refs/heads/main")
+		git("verify-commit", "main")
+	}
+}
