@@ -1,0 +1,602 @@
+package allowlist
+
+// The schema of allowlist.yaml, decoded field by field from the YAML tree
+// that parse.go has checked for structure.
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var topKeys = []string{"schema", "repository", "version", "expires", "signers", "jobs"}
+
+func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
+	m, _ := p.keyed(root, "the top level", topKeys...)
+	p.require(root, m, "the top level", "schema", "repository", "version", "expires")
+	if n := m.get("schema"); n != nil {
+		if s, ok := p.str(n, "schema"); ok && s != SchemaV1 {
+			p.errorf(n, "schema %q is not understood by this writ: write %q (or upgrade writ)", s, SchemaV1)
+			// The rest of the file follows another schema; reporting
+			// its keys as unknown would only bury this error.
+			return nil
+		}
+	}
+	a := &Allowlist{Schema: SchemaV1, Signers: map[string]*SignerSet{}}
+	if n := m.get("repository"); n != nil {
+		if s, ok := p.reqStr(n, "repository"); ok {
+			if msg := checkIdentity(s); msg != "" {
+				p.errorf(n, "repository %q %s", s, msg)
+			}
+			a.Repository = s
+		}
+	}
+	if n := m.get("version"); n != nil {
+		a.Version = p.version(n)
+	}
+	if n := m.get("expires"); n != nil {
+		a.Expires = p.expires(n)
+	}
+	if n := m.get("signers"); n != nil {
+		p.signers(n, a)
+	}
+	used := map[string]bool{}
+	if n := m.get("jobs"); n != nil {
+		p.jobs(n, a, used)
+	}
+	for _, name := range sortedKeys(a.Signers) {
+		if !used[name] {
+			s := a.Signers[name]
+			p.add(&p.warns, s.Pos.Line, s.Pos.Column, "signer set %q is not used by any entry: remove it or name it in an entry's source.signers", name)
+		}
+	}
+	return a
+}
+
+var decimal = regexp.MustCompile(`^[1-9][0-9]*$`)
+
+func (p *parser) version(n *yaml.Node) int64 {
+	switch {
+	case n.Kind == yaml.AliasNode || n.Style&yaml.TaggedStyle != 0:
+		return 0
+	case n.Kind != yaml.ScalarNode || n.Tag != "!!int":
+		switch {
+		case n.Kind == yaml.ScalarNode && n.Tag == "!!float":
+			p.errorf(n, "version %s is not a whole number: write one without a fraction or exponent, such as 7", n.Value)
+		case n.Kind == yaml.ScalarNode && n.Tag == "!!str":
+			p.errorf(n, "version must be a whole number, not text: remove the quotes")
+		default:
+			p.errorf(n, "version must be a whole number, not %s", describe(n))
+		}
+		return 0
+	case !decimal.MatchString(n.Value):
+		p.errorf(n, "version %s: write a plain decimal number of at least 1 (no sign, leading zeros, underscores or 0x)", n.Value)
+		return 0
+	}
+	v, err := strconv.ParseInt(n.Value, 10, 64)
+	if err != nil {
+		p.errorf(n, "version %s is too large: the limit is %d", n.Value, int64(1<<63-1))
+		return 0
+	}
+	return v
+}
+
+func (p *parser) expires(n *yaml.Node) time.Time {
+	switch {
+	case n.Kind == yaml.AliasNode || n.Style&yaml.TaggedStyle != 0:
+		return time.Time{}
+	case n.Kind != yaml.ScalarNode || (n.Tag != "!!timestamp" && n.Tag != "!!str"):
+		p.errorf(n, "expires must be an RFC 3339 time such as 2027-03-01T00:00:00Z, not %s", describe(n))
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, n.Value)
+	if err != nil {
+		p.errorf(n, "expires %q is not an RFC 3339 time: write a date, time and zone such as 2027-03-01T00:00:00Z", n.Value)
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+var setName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func (p *parser) signers(n *yaml.Node, a *Allowlist) {
+	if !p.mapping(n, "signers", "a mapping of signer set names to keys") {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !plainKey(k) || a.Signers[k.Value] != nil {
+			continue
+		}
+		name := k.Value
+		if !setName.MatchString(name) {
+			p.errorf(k, "signer set name %q: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+		}
+		set := &SignerSet{Name: name, Pos: Pos{Line: k.Line, Column: k.Column}}
+		a.Signers[name] = set
+		if isNull(v) {
+			p.errorf(k, "signer set %q has no keys: add openpgp or ssh keys", name)
+			continue
+		}
+		m, ok := p.keyed(v, "signer set "+strconv.Quote(name), "openpgp", "ssh")
+		if !ok {
+			continue
+		}
+		if o := m.get("openpgp"); o != nil {
+			p.openpgpKeys(o, set)
+		}
+		if s := m.get("ssh"); s != nil {
+			p.sshKeys(s, set)
+		}
+		if len(m) == 0 {
+			p.errorf(k, "signer set %q has no keys: add openpgp or ssh keys", name)
+		}
+	}
+}
+
+var fingerprintRE = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
+
+func (p *parser) openpgpKeys(n *yaml.Node, set *SignerSet) {
+	items, ok := p.list(n, "openpgp")
+	if !ok {
+		return
+	}
+	if len(items) == 0 {
+		p.errorf(n, "openpgp is empty: list keys or remove the key")
+	}
+	seen := map[string]int{}
+	for _, it := range items {
+		m, ok := p.keyed(it, "an openpgp key", "fingerprint", "key")
+		if !ok {
+			continue
+		}
+		p.require(it, m, "openpgp key", "fingerprint", "key")
+		var k OpenPGPKey
+		fn, pn := m.get("fingerprint"), m.get("key")
+		if fn != nil {
+			if s, ok := p.reqStr(fn, "fingerprint"); ok {
+				if !fingerprintRE.MatchString(s) {
+					p.errorf(fn, "fingerprint %q: write the full primary key fingerprint, 40 (v4) or 64 (v6) hex digits without spaces (gpg --with-colons --fingerprint shows it)", s)
+				} else {
+					k.Fingerprint = strings.ToUpper(s)
+					if line, dup := seen[k.Fingerprint]; dup {
+						p.errorf(fn, "key %s is listed twice in this set (first at line %d): remove one", k.Fingerprint, line)
+					}
+					seen[k.Fingerprint] = fn.Line
+				}
+			}
+		}
+		if pn != nil {
+			if s, ok := p.reqStr(pn, "key"); ok {
+				k.File = s
+				if msg := checkRepoPath(s); msg != "" {
+					p.errorf(pn, "key file %q %s", s, msg)
+				} else if data, msg := p.loadKey(s); msg != "" {
+					p.errorf(pn, "key file %q %s", s, msg)
+				} else {
+					k.Armored = data
+					if k.Fingerprint != "" {
+						if msg := p.checkKey(s, data, k.Fingerprint); msg != "" {
+							p.errorf(pn, "key file %q %s", s, msg)
+						}
+					}
+				}
+			}
+		}
+		set.OpenPGP = append(set.OpenPGP, k)
+	}
+}
+
+// loadKey loads a key file once per Parse, however many sets use it.
+func (p *parser) loadKey(path string) ([]byte, string) {
+	if p.keys == nil {
+		p.keys = map[string]keyFile{}
+	}
+	kf, ok := p.keys[path]
+	if !ok {
+		switch {
+		case p.load == nil:
+			kf.err = errors.New("no file loader was given")
+		case p.keyBytes > MaxFileBytes:
+			kf.err = fmt.Errorf("key files together exceed %d bytes", MaxFileBytes)
+		default:
+			kf.data, kf.err = p.load(path)
+			p.keyBytes += int64(len(kf.data))
+		}
+		p.keys[path] = kf
+	}
+	if kf.err != nil {
+		return nil, fmt.Sprintf("cannot be read (%v): commit the armored public key at that path, relative to the repository root", kf.err)
+	}
+	if len(kf.data) > MaxKeyFileBytes {
+		return nil, fmt.Sprintf("is %d bytes; the limit is %d: export only the public key, with gpg --armor --export-options export-minimal --export FINGERPRINT", len(kf.data), MaxKeyFileBytes)
+	}
+	return kf.data, ""
+}
+
+func (p *parser) sshKeys(n *yaml.Node, set *SignerSet) {
+	lines, nodes, ok := p.strList(n, "ssh", "allowed_signers line", false)
+	if !ok && lines == nil {
+		return
+	}
+	if len(nodes) == 0 && ok {
+		p.errorf(n, "ssh is empty: list keys or remove the key")
+	}
+	seen := map[string]int{}
+	for i, line := range lines {
+		fp, msg := checkSSHLine(line)
+		if msg != "" {
+			p.errorf(nodes[i], "ssh key %s", msg)
+			continue
+		}
+		if first, dup := seen[fp]; dup {
+			p.errorf(nodes[i], "ssh key %s is listed twice in this set (first at line %d): remove one", fp, first)
+			continue
+		}
+		seen[fp] = nodes[i].Line
+		set.SSH = append(set.SSH, line)
+	}
+}
+
+// jobs decodes the entries and records in used the signer sets they name.
+func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
+	items, ok := p.list(n, "jobs")
+	if !ok {
+		return
+	}
+	if len(items) > MaxEntries {
+		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", len(items), MaxEntries)
+		return
+	}
+	names := make(map[string]*Entry, len(items))
+	for _, it := range items {
+		e, refs := p.entry(it, a)
+		if e == nil {
+			continue
+		}
+		if e.Name != "" {
+			if first, dup := names[e.Name]; dup {
+				p.errorf(it, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
+			} else {
+				names[e.Name] = e
+			}
+		}
+		for _, r := range refs {
+			used[r.Value] = true
+		}
+		a.Jobs = append(a.Jobs, e)
+	}
+	p.overlaps(n, a.Jobs)
+}
+
+// entry decodes one job entry; refs are the signer-set references, for the
+// unused-set warning.
+func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
+	m, ok := p.keyed(n, "a job entry", "name", "match", "definition", "source")
+	if !ok {
+		return nil, nil
+	}
+	p.require(n, m, "job entry", "name", "match", "definition", "source")
+	e := &Entry{Pos: Pos{Line: n.Line, Column: n.Column}}
+	if v := m.get("name"); v != nil {
+		if s, ok := p.reqStr(v, "name"); ok {
+			if !setName.MatchString(s) {
+				p.errorf(v, "entry name %q: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", s)
+			} else {
+				e.Name = s
+			}
+		}
+	}
+	if v := m.get("match"); v != nil {
+		p.match(v, &e.Match)
+	}
+	if v := m.get("definition"); v != nil {
+		p.definition(v, &e.Definition)
+	}
+	var refs []*yaml.Node
+	if v := m.get("source"); v != nil {
+		refs = p.source(v, &e.Source, a)
+	}
+	return e, refs
+}
+
+var (
+	projectRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
+	envRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+func (p *parser) match(n *yaml.Node, mt *Match) {
+	m, ok := p.keyed(n, "match", "project", "job", "environments", "refs")
+	if !ok {
+		return
+	}
+	p.require(n, m, "match", "project", "job", "environments", "refs")
+	if v := m.get("project"); v != nil {
+		if s, ok := p.reqStr(v, "project"); ok {
+			if !projectRE.MatchString(s) || len(s) > 1024 {
+				p.errorf(v, "project %q is not a GitLab project path: write the full path, such as group/app", s)
+			}
+			mt.Project = s
+		}
+	}
+	if v := m.get("job"); v != nil {
+		if s, ok := p.reqStr(v, "job"); ok {
+			if len(s) > 255 {
+				p.errorf(v, "job name is %d bytes; GitLab allows at most 255", len(s))
+			}
+			mt.Job = s
+		}
+	}
+	if v := m.get("environments"); v != nil {
+		envs, nodes, _ := p.strList(v, "environments", "environment", true)
+		for i, s := range envs {
+			if !envRE.MatchString(s) {
+				p.errorf(nodes[i], "environment %q: write a writ environment name (1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)", s)
+			}
+		}
+		mt.Environments = envs
+	}
+	if v := m.get("refs"); v != nil {
+		refs, nodes, _ := p.strList(v, "refs", "ref", true)
+		for i, s := range refs {
+			if msg := checkRefName(s); msg != "" {
+				p.errorf(nodes[i], "ref %q is not a valid branch or tag name: %s", s, msg)
+			}
+		}
+		mt.Refs = refs
+	}
+}
+
+func (p *parser) definition(n *yaml.Node, d *Definition) {
+	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "cache", "dependencies")
+	if !ok {
+		return
+	}
+	p.require(n, m, "definition", "script")
+	if v := m.get("image"); v != nil {
+		if s, ok := p.reqStr(v, "image"); ok {
+			if msg := checkImage(s); msg != "" {
+				p.errorf(v, "image %q %s", s, msg)
+			}
+			d.Image = s
+		}
+	}
+	if v := m.get("services"); v != nil {
+		svcs, nodes, _ := p.strList(v, "services", "service", false)
+		for i, s := range svcs {
+			if msg := checkImage(s); msg != "" {
+				p.errorf(nodes[i], "service %q %s", s, msg)
+			}
+		}
+		d.Services = svcs
+	}
+	if v := m.get("script"); v != nil {
+		d.Script = p.script(v, "script", true)
+	}
+	if v := m.get("after_script"); v != nil {
+		d.AfterScript = p.script(v, "after_script", false)
+	}
+	if v := m.get("variables"); v != nil {
+		d.Variables = p.variables(v)
+	}
+	if v := m.get("timeout"); v != nil {
+		d.Timeout = p.timeout(v)
+	}
+	for key, dst := range map[string]*bool{"artifacts": &d.Artifacts, "cache": &d.Cache, "dependencies": &d.Dependencies} {
+		if v := m.get(key); v != nil {
+			*dst, _ = p.boolean(v, key)
+		}
+	}
+}
+
+// script decodes script or after_script. Items may repeat (a script can run
+// the same command twice), unlike other lists.
+func (p *parser) script(n *yaml.Node, what string, nonEmpty bool) []string {
+	items, ok := p.list(n, what)
+	if !ok {
+		return nil
+	}
+	if nonEmpty && len(items) == 0 {
+		p.errorf(n, "%s is empty: list at least one command", what)
+		return nil
+	}
+	var out []string
+	lines := 0
+	for _, it := range items {
+		s, ok := p.str(it, what+" item")
+		if !ok {
+			continue
+		}
+		lines += 1 + strings.Count(s, "\n")
+		out = append(out, s)
+	}
+	if lines > MaxScriptLines {
+		p.errorf(n, "%s has %d lines; the limit is %d: move the commands into a script file in the repository", what, lines, MaxScriptLines)
+	}
+	return out
+}
+
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (p *parser) variables(n *yaml.Node) []Variable {
+	if !p.mapping(n, "variables", "a mapping of variable names to {value: ...} or {pattern: ...}") {
+		return nil
+	}
+	var out []Variable
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !plainKey(k) || seen[k.Value] {
+			continue
+		}
+		seen[k.Value] = true
+		vr := Variable{Name: k.Value}
+		if !varNameRE.MatchString(k.Value) {
+			p.errorf(k, "variable name %q: use letters, digits and '_', not starting with a digit", k.Value)
+		}
+		if isNull(v) {
+			p.errorf(k, "variable %s has no value: write {value: ...} or {pattern: '^...$'}", k.Value)
+			continue
+		}
+		if v.Kind == yaml.ScalarNode && v.Style&yaml.TaggedStyle == 0 {
+			p.errorf(v, "variable %s must be {value: %s} or {pattern: '^...$'}, not bare %s", k.Value, strconv.Quote(v.Value), describe(v))
+			continue
+		}
+		m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern")
+		if !ok {
+			continue
+		}
+		val, hasVal := m.lookup("value")
+		pat, hasPat := m.lookup("pattern")
+		switch {
+		case hasVal && hasPat:
+			p.errorf(v, "variable %s has both value and pattern: keep exactly one", k.Value)
+		case !hasVal && !hasPat:
+			p.errorf(v, "variable %s needs value or pattern", k.Value)
+		case hasVal && val != nil:
+			if s, ok := p.str(val, "value of "+k.Value); ok {
+				vr.Value, vr.HasValue = s, true
+			}
+		case hasPat && pat != nil:
+			if s, ok := p.reqStr(pat, "pattern of "+k.Value); ok {
+				if msg := p.checkPattern(s); msg != "" {
+					p.errorf(pat, "pattern %q %s", s, msg)
+				}
+				vr.Pattern = s
+			}
+		}
+		out = append(out, vr)
+	}
+	return out
+}
+
+func (p *parser) timeout(n *yaml.Node) time.Duration {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		p.errorf(n, "timeout %s has no unit: write a duration such as 15m or 1h30m", n.Value)
+		return 0
+	}
+	s, ok := p.reqStr(n, "timeout")
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		p.errorf(n, "timeout %q is not a duration: write one such as 15m or 1h30m", s)
+	case d <= 0:
+		p.errorf(n, "timeout %q must be more than zero (remove the key for the environment's default)", s)
+	case d > 24*time.Hour:
+		p.errorf(n, "timeout %q is more than 24h: the limit is 24h", s)
+	default:
+		return d
+	}
+	return 0
+}
+
+var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+
+func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback")
+	if !ok {
+		return nil
+	}
+	p.require(n, m, "source", "repository", "signers", "mode")
+	if v := m.get("repository"); v != nil {
+		if s, ok := p.reqStr(v, "repository"); ok {
+			if msg := checkRepoURL(s); msg != "" {
+				p.errorf(v, "repository %q %s", s, msg)
+			}
+			src.Repository = s
+		}
+	}
+	var refs []*yaml.Node
+	if v := m.get("signers"); v != nil {
+		names, nodes, _ := p.strList(v, "signers", "signer set", true)
+		for i, s := range names {
+			if a.Signers[s] == nil {
+				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(a))
+			}
+		}
+		src.Signers = names
+		refs = nodes
+	}
+	if v := m.get("mode"); v != nil {
+		if s, ok := p.reqStr(v, "mode"); ok {
+			switch SourceMode(s) {
+			case ModeCommit, ModeTag, ModeStrict:
+				src.Mode = SourceMode(s)
+			default:
+				p.errorf(v, "mode %q: use commit, tag or strict", s)
+			}
+		}
+	}
+	for key, dst := range map[string]*string{"pin": &src.Pin, "descends_from": &src.DescendsFrom} {
+		if v := m.get(key); v != nil {
+			if s, ok := p.reqStr(v, key); ok {
+				if !commitRE.MatchString(s) {
+					p.errorf(v, "%s %q: write a full commit id, 40 (SHA-1) or 64 (SHA-256) lower-case hex digits", key, s)
+				}
+				*dst = s
+			}
+		}
+	}
+	if v := m.get("allow_rollback"); v != nil {
+		src.AllowRollback, _ = p.boolean(v, "allow_rollback")
+	}
+	return refs
+}
+
+func definedSets(a *Allowlist) string {
+	if len(a.Signers) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(a.Signers))
+	for n := range a.Signers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) > 10 {
+		names = append(names[:10], "…")
+	}
+	return " (defined: " + strings.Join(names, ", ") + ")"
+}
+
+// overlaps refuses two entries that could both match one job, so that
+// selecting an entry is never ambiguous.
+func (p *parser) overlaps(jobsNode *yaml.Node, entries []*Entry) {
+	total := 0
+	for _, e := range entries {
+		total += len(e.Match.Environments) * len(e.Match.Refs)
+		if total > MaxMatchPairs {
+			p.errorf(jobsNode, "the entries together match more than %d (environment, ref) combinations: the limit is %d; split the allowlist", MaxMatchPairs, MaxMatchPairs)
+			return
+		}
+	}
+	owner := make(map[matchKey]*Entry, total)
+	reported := map[[2]*Entry]bool{}
+	for _, e := range entries {
+		for _, env := range e.Match.Environments {
+			for _, ref := range e.Match.Refs {
+				k := matchKey{e.Match.Project, e.Match.Job, env, ref}
+				first, dup := owner[k]
+				if !dup {
+					owner[k] = e
+					continue
+				}
+				if first == e || reported[[2]*Entry{first, e}] {
+					continue
+				}
+				reported[[2]*Entry{first, e}] = true
+				p.add(&p.errs, e.Pos.Line, e.Pos.Column,
+					"entry %q overlaps entry %q (line %d): both match job %q of %s in environment %q on ref %q; make their environments or refs disjoint",
+					e.Name, first.Name, first.Pos.Line, e.Match.Job, e.Match.Project, env, ref)
+			}
+		}
+	}
+}
