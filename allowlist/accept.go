@@ -161,6 +161,9 @@ type state struct {
 	// verify it again; RejectedWhy is the reason.
 	RejectedHead string `json:"rejected_head,omitempty"`
 	RejectedWhy  string `json:"rejected_why,omitempty"`
+	// CacheSHA256 is the hex SHA-256 of the verified cache file, so a cache
+	// that does not match what this environment wrote is never used.
+	CacheSHA256 string `json:"cache_sha256"`
 }
 
 // cached is the verified allowlist kept so jobs run while the remote is down.
@@ -173,6 +176,10 @@ type cached struct {
 	AcceptedAt time.Time         `json:"accepted_at"`
 	YAML       []byte            `json:"yaml"`
 	Files      map[string][]byte `json:"files"`
+	// Parsed is the allowlist as Parse returned it at acceptance, so a job
+	// does not parse a large allowlist again; CacheSHA256 in the state
+	// covers it.
+	Parsed *Allowlist `json:"parsed"`
 }
 
 func (a *Accepter) statePath() string {
@@ -289,10 +296,11 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 	// Cache first, then state: a crash between the two leaves a state that
 	// still names the previous commit, whose cache no longer matches, so the
 	// head is simply verified again.
-	if err := a.writeCache(c); err != nil {
+	cacheSum, err := a.writeCache(c)
+	if err != nil {
 		return nil, rep, fmt.Errorf("%w: write verified cache: %v", ErrCannotDecide, err)
 	}
-	nst := &state{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt, LastCheck: now}
+	nst := &state{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt, LastCheck: now, CacheSHA256: cacheSum}
 	if err := a.writeState(nst); err != nil {
 		return nil, rep, fmt.Errorf("%w: write state: %v", ErrCannotDecide, err)
 	}
@@ -408,7 +416,7 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 
 	return &cached{
 		Commit: head, Version: al.Version, Digest: digest, Signer: signer.Fingerprint,
-		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files,
+		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files, Parsed: al,
 	}, checks
 }
 
@@ -499,23 +507,19 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: no verified cache: %v", ErrCannotDecide, err)
 	}
+	fileSum := sha256.Sum256(b)
+	if hex.EncodeToString(fileSum[:]) != st.CacheSHA256 {
+		return nil, fmt.Errorf("%w: verified cache %s does not match the accepted state", ErrCannotDecide, a.cachePath())
+	}
 	var c cached
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("%w: verified cache unreadable: %v", ErrCannotDecide, err)
 	}
 	sum := sha256.Sum256(c.YAML)
-	if c.Commit != st.Commit || c.Digest != st.Digest || hex.EncodeToString(sum[:]) != c.Digest {
+	if c.Commit != st.Commit || c.Digest != st.Digest || hex.EncodeToString(sum[:]) != c.Digest || c.Parsed == nil {
 		return nil, fmt.Errorf("%w: verified cache does not match the accepted state", ErrCannotDecide)
 	}
-	al, err := Parse(FileName, c.YAML, func(p string) ([]byte, error) {
-		if b, ok := c.Files[p]; ok {
-			return b, nil
-		}
-		return nil, fmt.Errorf("%s: not in the verified cache", p)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: verified cache: %v", ErrCannotDecide, err)
-	}
+	al := c.Parsed
 	if now := a.now(); !al.Expires.After(now) {
 		return nil, fmt.Errorf("%w: the accepted version %d expired at %s; publish a new signed version", ErrCannotDecide, al.Version, al.Expires.UTC().Format(time.RFC3339))
 	}
@@ -549,15 +553,16 @@ func (a *Accepter) writeState(st *state) error {
 	return fsutil.WriteFileAtomic(a.statePath(), append(b, '\n'), 0o600)
 }
 
-func (a *Accepter) writeCache(c *cached) error {
+func (a *Accepter) writeCache(c *cached) (string, error) {
 	if err := os.MkdirAll(a.cfg.Paths.Cache, 0o700); err != nil {
-		return err
+		return "", err
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
 }
 
 func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *Accepted) {

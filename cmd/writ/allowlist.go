@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -79,7 +78,7 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog := g.logger(cfg)
+	log, closeLog := g.logger(cfg, false)
 	defer closeLog()
 	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)))
 	if err != nil {
@@ -118,8 +117,6 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	return nil
 }
 
-var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 type approveCmd struct {
 	Dir         string `help:"Checkout of the allowlist repository." default:"." type:"existingdir"`
 	SSHKey      string `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
@@ -135,7 +132,7 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 	if label == "" {
 		label = os.Getenv("USER")
 	}
-	if !labelRE.MatchString(label) {
+	if !allowlist.ValidLabel(label) {
 		return exitCode(2, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
 	}
 	file := filepath.Join(c.Dir, allowlist.FileName)
@@ -232,7 +229,7 @@ func (c *entryCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "# Entry that would admit job %q of %s; review source.signers and source.mode before proposing it.\n", p.JobName(), p.ProjectPath())
+	fmt.Fprintf(g.stdout, "# Entry that would admit job %q of %s; review source.signers and source.mode before proposing it.\n", p.JobName, p.Project)
 	g.stdout.Write(out)
 	return nil
 }

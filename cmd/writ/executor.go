@@ -60,7 +60,7 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 	if err != nil {
 		return executor.Options{}, func() {}, err
 	}
-	log, closeLog := g.logger(cfg)
+	log, closeLog := g.logger(cfg, true)
 	al := audit.Open(cfg.Paths.Audit)
 	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al))
 	if err != nil {
@@ -76,6 +76,7 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 		Stdout:    g.stdout,
 		Stderr:    g.stderr,
 		Now:       time.Now,
+		Version:   version,
 	}, closeLog, nil
 }
 
@@ -120,17 +121,18 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	defer done()
 	if !c.Fetch {
 		o.Allowlist = cachedSource{o.Allowlist.(*allowlist.Accepter)}
+		o.Offline = true
 	}
 	data, err := fsutil.ReadFileLimit(c.Job, o.Config.Job.MaxPayloadBytes)
 	if err != nil {
 		return exitCode(1, err)
 	}
-	d, err := executor.Check(ctx, o, data, c.Fetch)
+	d, err := executor.Check(ctx, o, data)
 	if err != nil {
 		return exitCode(2, err)
 	}
-	fmt.Fprint(g.stdout, d.String())
-	if !d.Admitted() {
+	fmt.Fprint(g.stdout, d.Report())
+	if !d.Admitted {
 		return exitCode(1, nil)
 	}
 	return nil

@@ -53,12 +53,17 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	return config.Load(config.Resolve(g.Config))
 }
 
-// logger builds the operational logger: go-hclog, text or JSON.
-func (g *globals) logger(cfg *config.Config) (hclog.Logger, func()) {
+// logger builds the operational logger: go-hclog, text or JSON. Executor
+// stages' standard error is the job log, so there, without a log file,
+// only warnings and errors are written.
+func (g *globals) logger(cfg *config.Config, jobLog bool) (hclog.Logger, func()) {
 	format, level, out := "text", "info", g.stderr
 	closeFn := func() {}
 	if cfg != nil {
 		format, level = cfg.Log.Format, cfg.Log.Level
+		if jobLog && cfg.Log.File == "" && (level == "info" || level == "debug" || level == "trace") {
+			level = "warn"
+		}
 		if cfg.Log.File != "" {
 			if f, err := os.OpenFile(cfg.Log.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
 				out = f

@@ -1,0 +1,409 @@
+package executor
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/config"
+)
+
+// Check names, as they appear in Failure.Check, refusal text and the audit log.
+const (
+	CheckPayload      = "payload"
+	CheckEntry        = "entry"
+	CheckSteps        = "steps"
+	CheckScript       = "script"
+	CheckAfterScript  = "after_script"
+	CheckRun          = "run"
+	CheckHooks        = "hooks"
+	CheckVariables    = "variables"
+	CheckImage        = "image"
+	CheckServices     = "services"
+	CheckArtifacts    = "artifacts"
+	CheckCache        = "cache"
+	CheckDependencies = "dependencies"
+	CheckSecrets      = "secrets"
+	CheckSource       = "source"
+	CheckPin          = "pin"
+	CheckDescends     = "descends_from"
+	CheckRollback     = "rollback"
+	CheckSignature    = "signature"
+)
+
+// Failure is one failed admission check.
+type Failure struct {
+	// Check names the check (the Check… constants).
+	Check string `json:"check"`
+	// Message says what differs, in terms of .gitlab-ci.yml and the allowlist.
+	Message string `json:"message"`
+	// Line is the 1-based line of a script or after_script that differs.
+	Line int `json:"line,omitempty"`
+	// Column is the 1-based byte column of the first difference in Line.
+	Column int `json:"column,omitempty"`
+	// Expected is what the allowlist says, Received what GitLab sent, both
+	// rendered with allowlist.Visible so invisible characters show.
+	Expected string `json:"expected,omitempty"`
+	Received string `json:"received,omitempty"`
+	// Hint says what to do.
+	Hint string `json:"hint,omitempty"`
+}
+
+// JobRef identifies the job a decision is about, as GitLab described it.
+type JobRef struct {
+	ID      string `json:"id,omitempty"`
+	Project string `json:"project,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Ref     string `json:"ref,omitempty"`
+	RefType string `json:"ref_type,omitempty"`
+	SHA     string `json:"sha,omitempty"`
+}
+
+// AllowlistRef identifies the accepted allowlist version a decision used.
+type AllowlistRef struct {
+	Version   int64  `json:"version,omitempty"`
+	Commit    string `json:"commit,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	FromCache bool   `json:"from_cache,omitempty"`
+}
+
+// AdmittedVariable is a job variable the entry lets through.
+type AdmittedVariable struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// File: the runner marks it a file variable; the job sees a path to a
+	// 0600 file holding Value.
+	File bool `json:"file,omitempty"`
+}
+
+// Decision is the outcome of admission for one job.
+type Decision struct {
+	// Admitted is true when every check passed: what enforce mode admits.
+	Admitted bool `json:"admitted"`
+	// Mode is the configured mode; in audit mode a job that is not Admitted
+	// still runs (as a pass-through of the runner's own scripts).
+	Mode        config.Mode  `json:"mode"`
+	Environment string       `json:"environment"`
+	Job         JobRef       `json:"job"`
+	Allowlist   AllowlistRef `json:"allowlist"`
+	// Entry is the matching allowlist entry, nil when none matches.
+	Entry *allowlist.Entry `json:"-"`
+	// EntryName is Entry.Name ("" when none matches).
+	EntryName string `json:"entry,omitempty"`
+	// Failures lists every failed check; the first is the one shown first.
+	Failures []Failure `json:"failures,omitempty"`
+	// Variables are the admitted variables (values withheld from JSON).
+	Variables []AdmittedVariable `json:"-"`
+	// Signer is the verified signer of the commit or tag, when verified.
+	Signer string `json:"signer,omitempty"`
+	// PayloadDigest is the hex SHA-256 of the payload bytes.
+	PayloadDigest string `json:"payload_sha256,omitempty"`
+	// Suggestion is an entry that would admit the job's definition as
+	// GitLab sent it (nil when the payload could not be read).
+	Suggestion *allowlist.Entry `json:"-"`
+	// Warning repeats the accepted allowlist's warning, if any.
+	Warning string `json:"warning,omitempty"`
+}
+
+// FailedChecks lists the distinct check names that failed, in order.
+func (d *Decision) FailedChecks() []string {
+	var out []string
+	for _, f := range d.Failures {
+		if !slices.Contains(out, f.Check) {
+			out = append(out, f.Check)
+		}
+	}
+	return out
+}
+
+func (d *Decision) fail(f Failure) { d.Failures = append(d.Failures, f) }
+
+// predefinedNames are GitLab predefined variables outside the CI_ and
+// GITLAB_ prefixes. Like those, they are tolerated in the payload and never
+// reach the job: writ derives the CI_ values a job sees from verified data.
+var predefinedNames = map[string]bool{
+	"CI":              true,
+	"CHAT_CHANNEL":    true,
+	"CHAT_INPUT":      true,
+	"CHAT_USER_ID":    true,
+	"TRIGGER_PAYLOAD": true,
+}
+
+// IsPredefined reports whether a variable key is GitLab predefined metadata
+// that writ tolerates in a payload without passing it to the job.
+func IsPredefined(key string) bool {
+	return strings.HasPrefix(key, "CI_") || strings.HasPrefix(key, "GITLAB_") || predefinedNames[key]
+}
+
+// checkDefinition compares the payload with the entry's definition and
+// returns the variables that reach the job.
+func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry) []AdmittedVariable {
+	def := &e.Definition
+	var script, after []string
+	var seenScript, seenAfter bool
+	for _, s := range p.Steps {
+		switch s.Name {
+		case "script":
+			if seenScript {
+				d.fail(Failure{Check: CheckSteps, Message: "the job has two script steps", Hint: "GitLab sends one; this payload was not made by GitLab"})
+			}
+			seenScript, script = true, s.Script
+		case "after_script":
+			if seenAfter {
+				d.fail(Failure{Check: CheckSteps, Message: "the job has two after_script steps", Hint: "GitLab sends one; this payload was not made by GitLab"})
+			}
+			seenAfter, after = true, s.Script
+		default:
+			d.fail(Failure{
+				Check:    CheckSteps,
+				Message:  fmt.Sprintf("the job has a step %q; writ runs only script and after_script", allowlist.Visible(clip(s.Name))),
+				Received: allowlist.Visible(clip(s.Name)),
+				Hint:     "remove the keyword that creates this step (for example release:) from the job in .gitlab-ci.yml",
+			})
+		}
+	}
+	compareLines(d, CheckScript, "script", def.Script, script)
+	compareLines(d, CheckAfterScript, "after_script", def.AfterScript, after)
+
+	if p.Run > 0 {
+		d.fail(Failure{Check: CheckRun, Message: "the job uses run: (GitLab steps), which writ never executes",
+			Hint: "use script: with the lines of the allowlist entry instead of run:"})
+	}
+	if p.Hooks > 0 {
+		d.fail(Failure{Check: CheckHooks, Message: "the job has hooks (hooks:pre_get_sources_script or similar), which writ never executes",
+			Hint: "remove hooks: from the job; writ fetches and checks out the source itself"})
+	}
+	if p.Secrets > 0 {
+		d.fail(Failure{Check: CheckSecrets, Message: fmt.Sprintf("the job requests %d CI secret(s) (secrets:); writ does not deliver secrets from external secret managers", p.Secrets),
+			Hint: "remove secrets: from the job; provide what the job needs through writ's environment configuration (job.env) on the runner host"})
+	}
+	checkImage(d, "image", CheckImage, def.Image, p.Image)
+	if len(p.Services) != len(def.Services) {
+		d.fail(Failure{Check: CheckServices,
+			Message:  fmt.Sprintf("the job has %d service(s), the entry allows %d", len(p.Services), len(def.Services)),
+			Expected: allowlist.Visible(strings.Join(def.Services, ", ")),
+			Received: allowlist.Visible(strings.Join(imageNames(p.Services), ", ")),
+			Hint:     "make services: list exactly the entry's digest-pinned images"})
+	} else {
+		for i := range p.Services {
+			checkImage(d, fmt.Sprintf("services[%d]", i), CheckServices, def.Services[i], p.Services[i])
+		}
+	}
+	type allowance struct {
+		check   string
+		n       int
+		allowed bool
+		hint    string
+	}
+	for _, a := range []allowance{
+		{CheckArtifacts, p.Artifacts, def.Artifacts, "remove artifacts: from the job, or set artifacts: true in the allowlist entry (writ still never uploads them)"},
+		{CheckCache, p.Cache, def.Cache, "remove cache: from the job, or set cache: true in the allowlist entry (writ still never restores or saves a cache)"},
+		{CheckDependencies, p.Dependencies, def.Dependencies, "add `dependencies: []` to the job (GitLab otherwise lists every earlier job with artifacts), or set dependencies: true in the allowlist entry (writ still never downloads them)"},
+	} {
+		if a.n > 0 && !a.allowed {
+			d.fail(Failure{Check: a.check, Message: fmt.Sprintf("the job has %d %s item(s); the entry allows none", a.n, a.check), Hint: a.hint})
+		}
+	}
+	return checkVariables(d, p, def.Variables)
+}
+
+// compareLines requires got to equal want line for line, byte for byte, and
+// reports the first difference.
+func compareLines(d *Decision, check, what string, want, got []string) {
+	if slices.Equal(want, got) {
+		return
+	}
+	n := min(len(want), len(got))
+	i := 0
+	for i < n && want[i] == got[i] {
+		i++
+	}
+	f := Failure{Check: check, Line: i + 1}
+	switch {
+	case i < n:
+		f.Column = firstDiff(want[i], got[i]) + 1
+		f.Message = fmt.Sprintf("%s line %d differs from the allowlist entry (first difference at byte %d)", what, i+1, f.Column)
+		f.Expected, f.Received = allowlist.Visible(want[i]), allowlist.Visible(got[i])
+		if f.Expected == f.Received {
+			// Visible renders some distinct strings alike (a literal
+			// "<U+200B>" and the character itself); bytes decide.
+			f.Expected += fmt.Sprintf("   (bytes %q)", want[i])
+			f.Received += fmt.Sprintf("   (bytes %q)", got[i])
+		}
+	case i < len(want):
+		f.Message = fmt.Sprintf("%s line %d of the allowlist entry is missing from the job (the entry has %d lines, the job %d)", what, i+1, len(want), len(got))
+		f.Expected, f.Received = allowlist.Visible(want[i]), "(no line)"
+	default:
+		f.Message = fmt.Sprintf("%s line %d is not in the allowlist entry (the entry has %d lines, the job %d)", what, i+1, len(want), len(got))
+		f.Expected, f.Received = "(no line)", allowlist.Visible(got[i])
+	}
+	f.Hint = fmt.Sprintf("make the job's %s in .gitlab-ci.yml exactly the entry's lines, or get the allowlist entry changed and approved", what)
+	d.fail(f)
+}
+
+func firstDiff(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+func imageNames(imgs []Image) []string {
+	out := make([]string, len(imgs))
+	for i, img := range imgs {
+		out[i] = img.Name
+	}
+	return out
+}
+
+func checkImage(d *Decision, what, check, want string, got Image) {
+	if got.Name != want {
+		exp := want
+		if exp == "" {
+			exp = "(no image)"
+		}
+		rec := got.Name
+		if rec == "" {
+			rec = "(no image)"
+		}
+		d.fail(Failure{Check: check, Message: fmt.Sprintf("%s differs from the allowlist entry", what),
+			Expected: allowlist.Visible(exp), Received: allowlist.Visible(clip(rec)),
+			Hint: "use exactly the entry's digest-pinned image reference (name@sha256:…), or none if the entry names none"})
+	}
+	if len(got.Other) > 0 {
+		d.fail(Failure{Check: check, Message: fmt.Sprintf("%s sets %s; an allowlist entry pins an image by name only", what, strings.Join(got.Other, ", ")),
+			Hint: "remove these image options from the job"})
+	}
+}
+
+// checkVariables denies every variable the entry does not name, except
+// predefined metadata, which is dropped. Named variables must match their
+// pinned value or pattern in full.
+func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable) []AdmittedVariable {
+	byName := make(map[string]*allowlist.Variable, len(allowed))
+	for i := range allowed {
+		byName[allowed[i].Name] = &allowed[i]
+	}
+	seen := make(map[string]bool, len(p.Variables))
+	var out []AdmittedVariable
+	for _, v := range p.Variables {
+		key := allowlist.Visible(clip(v.Key))
+		if seen[v.Key] {
+			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is defined twice in the payload; writ cannot tell which value the job was meant to get", key),
+				Hint: "define the variable once (check project, group and instance CI/CD settings and .gitlab-ci.yml)"})
+			continue
+		}
+		seen[v.Key] = true
+		a := byName[v.Key]
+		if a == nil {
+			if IsPredefined(v.Key) {
+				continue
+			}
+			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is not allowed by the allowlist entry", key),
+				Received: key,
+				Hint:     "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"})
+			continue
+		}
+		if strings.IndexByte(v.Value, 0) >= 0 {
+			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s holds a NUL byte, which no process environment can carry", key)})
+			continue
+		}
+		switch {
+		case a.HasValue:
+			if v.Value != a.Value {
+				f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s differs from the value pinned by the allowlist entry", key),
+					Hint: "set the variable to exactly the pinned value, or get the entry changed"}
+				if !v.Masked && !v.File {
+					f.Expected, f.Received = allowlist.Visible(a.Value), allowlist.Visible(clip(v.Value))
+				}
+				d.fail(f)
+				continue
+			}
+		default:
+			re, err := regexp.Compile(`^(?:` + a.Pattern + `)$`)
+			if err != nil {
+				d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s: the entry's pattern does not compile: %v", key, err)})
+				continue
+			}
+			if !re.MatchString(v.Value) {
+				f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s does not match the allowlist entry's pattern in full", key),
+					Expected: allowlist.Visible(a.Pattern), Hint: "give the variable a value the pattern matches, or get the entry changed"}
+				if !v.Masked && !v.File {
+					f.Received = allowlist.Visible(clip(v.Value))
+				}
+				d.fail(f)
+				continue
+			}
+		}
+		out = append(out, AdmittedVariable{Name: v.Key, Value: v.Value, File: v.File})
+	}
+	return out
+}
+
+// EntryFromPayload builds the allowlist entry that would admit the job's
+// definition as GitLab sent it, for environment env: the starting point of a
+// proposal, to be reviewed. Variables that GitLab marks public and not
+// masked are pinned to their value; others get the pattern "^.*$" (their
+// values are never shown), which a reviewer should tighten. The source
+// repository is GitLab's repo_url without credentials, the mode "commit"
+// and no signer set: the reviewer fills those in.
+func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
+	e := &allowlist.Entry{
+		Name: suggestedName(p.Project, p.JobName, env),
+		Match: allowlist.Match{
+			Project:      p.Project,
+			Job:          p.JobName,
+			Environments: []string{env},
+			Refs:         []string{p.Ref},
+		},
+		Source: allowlist.Source{Repository: p.RepoURL, Mode: allowlist.ModeCommit},
+	}
+	for _, s := range p.Steps {
+		switch s.Name {
+		case "script":
+			e.Definition.Script = slices.Clone(s.Script)
+		case "after_script":
+			e.Definition.AfterScript = slices.Clone(s.Script)
+		}
+	}
+	e.Definition.Image = p.Image.Name
+	for _, s := range p.Services {
+		e.Definition.Services = append(e.Definition.Services, s.Name)
+	}
+	seen := map[string]bool{}
+	for _, v := range p.Variables {
+		if IsPredefined(v.Key) || seen[v.Key] {
+			continue
+		}
+		seen[v.Key] = true
+		av := allowlist.Variable{Name: v.Key}
+		if v.Public && !v.Masked && !v.File {
+			av.Value, av.HasValue = v.Value, true
+		} else {
+			av.Pattern = "^.*$"
+		}
+		e.Definition.Variables = append(e.Definition.Variables, av)
+	}
+	e.Definition.Artifacts = p.Artifacts > 0
+	e.Definition.Cache = p.Cache > 0
+	e.Definition.Dependencies = p.Dependencies > 0
+	return e
+}
+
+var nameUnsafe = regexp.MustCompile(`[^a-z0-9]+`)
+
+func suggestedName(project, job, env string) string {
+	s := strings.Trim(nameUnsafe.ReplaceAllString(strings.ToLower(project+"-"+job+"-"+env), "-"), "-")
+	if s == "" {
+		s = "job"
+	}
+	if len(s) > 100 {
+		s = strings.TrimRight(s[:100], "-")
+	}
+	return s
+}

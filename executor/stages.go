@@ -1,0 +1,680 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/audit"
+	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/gitrepo"
+)
+
+// Audit events written by the executor.
+const (
+	EventAdmit          = "admit"
+	EventRefuse         = "refuse"
+	EventAuditModeAdmit = "audit-mode-admit"
+	EventStage          = "stage"
+	EventOutcome        = "outcome"
+	EventCleanup        = "cleanup"
+)
+
+// passThroughDir is the builds and cache directory name the runner's own
+// scripts use in audit mode's pass-through. It cannot clash with a job's
+// build directory, whose name is the job id (digits).
+const passThroughDir = "passthrough"
+
+// configOutput is config_exec's answer to the runner.
+type configOutput struct {
+	BuildsDir         string            `json:"builds_dir"`
+	CacheDir          string            `json:"cache_dir"`
+	BuildsDirIsShared bool              `json:"builds_dir_is_shared"`
+	Hostname          string            `json:"hostname,omitempty"`
+	Driver            configDriver      `json:"driver"`
+	JobEnv            map[string]string `json:"job_env,omitempty"`
+	Shell             string            `json:"shell"`
+}
+
+type configDriver struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+// Config is config_exec: it tells the runner where its own scripts would
+// work (used only by audit mode's pass-through; writ's admitted jobs run in
+// per-job directories writ chooses) and names the driver.
+func Config(ctx context.Context, opts Options) int {
+	o := opts.withDefaults()
+	host, _ := os.Hostname()
+	out := configOutput{
+		BuildsDir: filepath.Join(o.Config.Paths.Builds, passThroughDir),
+		CacheDir:  filepath.Join(o.Config.Paths.Cache, passThroughDir),
+		Hostname:  host,
+		Driver:    configDriver{Name: "writ", Version: o.Version},
+		Shell:     "bash",
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "writ: %v\n", err)
+		return o.systemFailure()
+	}
+	if _, err := o.Stdout.Write(append(data, '\n')); err != nil {
+		return o.systemFailure()
+	}
+	return 0
+}
+
+// Prepare is prepare_exec: admission. It decides before anything else
+// happens, records the decision as the job's snapshot and in the audit log,
+// and refuses (BUILD_FAILURE) a job that fails any check, or returns
+// SYSTEM_FAILURE when it cannot decide.
+func Prepare(ctx context.Context, opts Options) int {
+	o := opts.withDefaults()
+	path := o.Getenv(envJobResponse)
+	if path == "" {
+		fmt.Fprintf(o.Stdout, "writ: %v\n", errNoPayload)
+		return o.systemFailure()
+	}
+	data, err := fsutil.ReadFileLimit(path, o.Config.Job.MaxPayloadBytes)
+	tooLarge := errors.Is(err, fsutil.ErrTooLarge)
+	if err != nil && !tooLarge {
+		fmt.Fprintf(o.Stdout, "writ cannot decide: read the job payload: %v\n", err)
+		o.auditOutcome(ctx, "", "system-failure", o.systemFailure(), err.Error())
+		return o.systemFailure()
+	}
+	var d *Decision
+	var p *Payload
+	if tooLarge {
+		d = o.newDecision()
+		d.fail(Failure{Check: CheckPayload, Message: fmt.Sprintf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes),
+			Hint: "shorten the job's scripts and variables, or ask the runner's owners to raise job.max_payload_bytes"})
+	} else {
+		d, p, err = o.decide(ctx, data, true)
+		if err != nil {
+			fmt.Fprintf(o.Stdout, "%swrit cannot decide whether to admit this job%s: %v\n", ansiBoldRed, ansiReset, err)
+			fmt.Fprintln(o.Stdout, "The job was not started. GitLab Runner retries; if this persists, check writ's allowlist source and cache on the runner host.")
+			o.auditOutcome(ctx, d.Job.ID, "system-failure", o.systemFailure(), err.Error())
+			return o.systemFailure()
+		}
+	}
+	auditMode := o.Config.Mode == config.Audit
+	passThrough := !d.Admitted && auditMode && p != nil
+	o.Log.Debug("admission decision", "job", d.Job.ID, "admitted", d.Admitted, "entry", d.EntryName, "failed", d.FailedChecks())
+	var snap *Snapshot
+	if p != nil {
+		var code int
+		var ok bool
+		if snap, code, ok = o.recordDecision(ctx, d, p, passThrough); !ok {
+			return code
+		}
+	} else if err := o.auditDecision(ctx, d, EventRefuse); err != nil {
+		fmt.Fprintf(o.Stdout, "writ: cannot write the audit log: %v\n", err)
+		return o.systemFailure()
+	}
+	switch {
+	case d.Admitted:
+		if auditMode {
+			fmt.Fprintf(o.Stdout, "%sWRIT AUDIT MODE: nothing is enforced on this runner.%s This job passes every check.\n", ansiBoldYellow, ansiReset)
+		}
+		writeAdmitted(o.Stdout, snap)
+		return 0
+	case passThrough:
+		writeRefusal(o.Stdout, d, true)
+		return 0
+	default:
+		writeRefusal(o.Stdout, d, false)
+		o.writeExitCode(o.buildFailure())
+		return o.buildFailure()
+	}
+}
+
+func (o *Options) newDecision() *Decision {
+	return &Decision{Mode: o.Config.Mode, Environment: o.Config.Environment}
+}
+
+// recordDecision writes the snapshot (and admitted file variables) and the
+// audit record. On failure it removes the job's state so the runner's retry
+// starts clean, and returns the exit code.
+func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, passThrough bool) (*Snapshot, int, bool) {
+	id := p.ID
+	if err := o.createJobDir(id); err != nil {
+		fmt.Fprintf(o.Stdout, "writ: %v\n", err)
+		return nil, o.systemFailure(), false
+	}
+	fail := func(err error) (*Snapshot, int, bool) {
+		fmt.Fprintf(o.Stdout, "writ: %v\n", err)
+		_ = removeAll(o.jobDir(id))
+		return nil, o.systemFailure(), false
+	}
+	timeout := o.Config.Job.DefaultTimeout.Duration
+	if d.Entry != nil && d.Entry.Definition.Timeout > 0 {
+		timeout = d.Entry.Definition.Timeout
+	}
+	s := &Snapshot{
+		Format: snapshotFormat, CreatedAt: o.Now().UTC(), Mode: d.Mode,
+		Admitted: d.Admitted, PassThrough: passThrough, Environment: d.Environment,
+		Job: d.Job, Allowlist: d.Allowlist, Entry: d.Entry,
+		PayloadSHA256: d.PayloadDigest, BuildDir: o.buildDir(id), Timeout: timeout,
+		Failures: d.Failures,
+	}
+	if d.Admitted {
+		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
+		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
+			return fail(err)
+		}
+	}
+	if err := o.writeSnapshot(s); err != nil {
+		return fail(err)
+	}
+	event := EventRefuse
+	switch {
+	case d.Admitted:
+		event = EventAdmit
+	case passThrough:
+		event = EventAuditModeAdmit
+	}
+	if err := o.auditDecision(ctx, d, event); err != nil {
+		return fail(fmt.Errorf("cannot write the audit log: %w", err))
+	}
+	return s, 0, true
+}
+
+// decide runs admission on a payload. record: this is a real admission
+// (prepare), which moves the entry's high-water mark; Check passes false.
+// A nil error means a decision was reached (admit or refuse).
+func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decision, *Payload, error) {
+	d := o.newDecision()
+	p, err := DecodePayload(data)
+	if err != nil {
+		d.fail(Failure{Check: CheckPayload, Message: err.Error(),
+			Hint: "GitLab Runner never writes such a payload; check what runs writ's executor commands"})
+		return d, nil, nil
+	}
+	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
+	d.PayloadDigest = p.Digest
+	if o.Allowlist == nil {
+		return d, p, &cannotDecide{errors.New("no allowlist source configured")}
+	}
+	acc, err := o.Allowlist.Current(ctx)
+	if err == nil && (acc == nil || acc.Allowlist == nil || acc.Index == nil) {
+		err = errors.New("the allowlist source returned no accepted version")
+	}
+	if err != nil {
+		return d, p, &cannotDecide{fmt.Errorf("no accepted allowlist is available: %w", err)}
+	}
+	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
+	d.Warning = acc.Warning
+	for _, v := range p.Variables {
+		if v.Key == "CI_PROJECT_PATH" && v.Value != p.Project {
+			d.fail(Failure{Check: CheckEntry, Message: "the payload names two different projects (job_info.project_full_path and CI_PROJECT_PATH)",
+				Expected: allowlist.Visible(clip(p.Project)), Received: allowlist.Visible(clip(v.Value))})
+			return d, p, nil
+		}
+	}
+	env := o.Config.Environment
+	entry, ok := acc.Index.Lookup(p.Project, p.JobName, env, p.Ref)
+	if !ok {
+		near := acc.Index.Near(p.Project, p.JobName)
+		f := Failure{Check: CheckEntry,
+			Message: fmt.Sprintf("no allowlist entry admits project %q, job %q, environment %q, ref %q",
+				allowlist.Visible(clip(p.Project)), allowlist.Visible(clip(p.JobName)), env, allowlist.Visible(clip(p.Ref))),
+			Hint: "get an entry for this job added to the allowlist (the suggested entry below is a starting point)"}
+		if len(near) > 0 {
+			var names []string
+			for _, e := range near {
+				names = append(names, fmt.Sprintf("%s (environments %s; refs %s)", e.Name, strings.Join(e.Match.Environments, ", "), strings.Join(e.Match.Refs, ", ")))
+			}
+			f.Message += "; entries for this project and job exist but do not list this environment and ref: " + strings.Join(names, "; ")
+			f.Hint = "run the job for a ref the entry lists, or get the ref or environment added to the entry"
+		}
+		d.fail(f)
+		d.Suggestion = suggestion(p, env, nil, near)
+		return d, p, nil
+	}
+	d.Entry, d.EntryName = entry, entry.Name
+	d.Variables = checkDefinition(d, p, entry)
+	d.Suggestion = suggestion(p, env, entry, nil)
+
+	var unlock func() error
+	if record {
+		if unlock, err = o.lockEntry(ctx, entry.Name); err != nil {
+			return d, p, &cannotDecide{err}
+		}
+		defer unlock()
+	}
+	last, err := o.readHighWater(entry.Name)
+	if err != nil {
+		return d, p, &cannotDecide{err}
+	}
+	res, err := o.verifySource(ctx, d, p, entry, acc.Allowlist, last)
+	if err != nil {
+		return d, p, err
+	}
+	if res != nil {
+		d.Signer = res.signer
+	}
+	d.Admitted = res != nil && len(d.Failures) == 0
+	if d.Admitted && record {
+		hw := &highWater{Entry: entry.Name, Repository: entry.Source.Repository, Mode: entry.Source.Mode,
+			Commit: p.SHA, Job: p.ID, Time: o.Now().UTC()}
+		if err := o.writeHighWater(hw); err != nil {
+			return d, p, &cannotDecide{fmt.Errorf("record the admitted commit: %w", err)}
+		}
+	}
+	return d, p, nil
+}
+
+// Check is `writ check --job FILE`: the admission decision for a payload,
+// without recording anything (no snapshot, no audit record, no high-water
+// mark). It prints the decision and every failed check to Stdout. An error
+// means writ cannot decide.
+func Check(ctx context.Context, opts Options, payload []byte) (*Decision, error) {
+	o := opts.withDefaults()
+	var d *Decision
+	var err error
+	if int64(len(payload)) > o.Config.Job.MaxPayloadBytes {
+		d = o.newDecision()
+		d.fail(Failure{Check: CheckPayload, Message: fmt.Sprintf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes)})
+	} else {
+		d, _, err = o.decide(ctx, payload, false)
+	}
+	if err != nil {
+		fmt.Fprintf(o.Stdout, "writ cannot decide: %v\n", err)
+		return d, err
+	}
+	writeCheckReport(o.Stdout, d)
+	return d, nil
+}
+
+func writeCheckReport(w io.Writer, d *Decision) {
+	var b strings.Builder
+	verdict := "ADMITTED"
+	if !d.Admitted {
+		verdict = "REFUSED"
+	}
+	fmt.Fprintf(&b, "writ check: %s in environment %q (mode %s)\n", verdict, d.Environment, d.Mode)
+	writeJobLines(&b, d)
+	if d.Signer != "" {
+		fmt.Fprintf(&b, "Signer:     %s\n", d.Signer)
+	}
+	for i, f := range d.Failures {
+		fmt.Fprintf(&b, "\n%d. %s: %s\n", i+1, f.Check, f.Message)
+		if f.Expected != "" || f.Received != "" {
+			fmt.Fprintf(&b, "   allowlist: %s\n   job:       %s\n", f.Expected, f.Received)
+		}
+		if f.Hint != "" {
+			fmt.Fprintf(&b, "   What to do: %s\n", f.Hint)
+		}
+	}
+	if text := suggestionText(d); text != nil {
+		b.WriteString("\nEntry that would admit this job's definition:\n\n")
+		b.Write(text)
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+// loadJob reads the payload only to find the job id and digest, and loads
+// the snapshot prepare wrote for exactly that payload.
+func (o *Options) loadJob() (*Snapshot, *Payload, error) {
+	path := o.Getenv(envJobResponse)
+	if path == "" {
+		return nil, nil, errNoPayload
+	}
+	data, err := fsutil.ReadFileLimit(path, o.Config.Job.MaxPayloadBytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the job payload: %w", err)
+	}
+	p, err := DecodePayload(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := o.readSnapshot(p.ID, p.Digest)
+	return s, p, err
+}
+
+// Run is run_exec for one stage. writ decides what the stage does from the
+// snapshot and ignores the runner's script, except in audit mode's
+// pass-through of a job enforce mode would refuse.
+func Run(ctx context.Context, opts Options, script, stage string) int {
+	o := opts.withDefaults()
+	s, p, err := o.loadJob()
+	if err != nil {
+		fmt.Fprintf(o.Stdout, "%swrit: refusing stage %s%s: %v\n", ansiBoldRed, stage, ansiReset, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintln(o.Stdout, "writ has no admission decision for this job: prepare did not admit it.")
+		}
+		id := ""
+		if p != nil {
+			id = p.ID
+		}
+		o.auditStage(ctx, id, stage, "refused", o.buildFailure(), err.Error())
+		o.writeExitCode(o.buildFailure())
+		return o.buildFailure()
+	}
+	if !s.Admitted && !s.PassThrough {
+		fmt.Fprintf(o.Stdout, "%swrit: job %s was refused at prepare; stage %s does not run.%s\n", ansiBoldRed, s.Job.ID, stage, ansiReset)
+		o.writeExitCode(o.buildFailure())
+		return o.buildFailure()
+	}
+	var code int
+	var status string
+	if s.PassThrough {
+		code, status = o.passThrough(ctx, s, script, stage)
+	} else {
+		code, status = o.runStage(ctx, s, stage)
+	}
+	if err := o.auditStage(ctx, s.Job.ID, stage, status, code, ""); err != nil {
+		fmt.Fprintf(o.Stdout, "writ: cannot write the audit log: %v\n", err)
+		return o.systemFailure()
+	}
+	return code
+}
+
+// runStage performs one stage of an admitted job.
+func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int, string) {
+	w := o.Stdout
+	switch {
+	case stage == "prepare_script":
+		writeAdmitted(w, s)
+		return 0, "ok"
+	case stage == "get_sources":
+		return o.getSources(ctx, s)
+	case stage == "clear_worktree":
+		// The runner's retry of get_sources: start from an empty directory.
+		if err := removeAll(s.BuildDir); err != nil {
+			fmt.Fprintf(w, "writ: %v\n", err)
+			return o.systemFailure(), "error"
+		}
+		fmt.Fprintln(w, "writ: removed the build directory for a fresh checkout")
+		return 0, "ok"
+	case stage == "restore_cache" || stage == "download_artifacts":
+		fmt.Fprintf(w, "writ: %s skipped: writ never lets unsigned content (caches, artifacts) into the build directory\n", stage)
+		return 0, "skipped"
+	case stage == "archive_cache" || stage == "archive_cache_on_failure" ||
+		stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
+		fmt.Fprintf(w, "writ: %s skipped: writ does not save caches or upload artifacts\n", stage)
+		return 0, "skipped"
+	case stage == "cleanup_file_variables":
+		fmt.Fprintln(w, "writ: file variables are removed with the job's state at cleanup")
+		return 0, "ok"
+	case stage == "build_script" || stage == "step_script":
+		return o.runUserScript(ctx, s, "build_script", s.Entry.Definition.Script, s.Timeout)
+	case stage == "after_script":
+		if len(s.Entry.Definition.AfterScript) == 0 {
+			return 0, "skipped"
+		}
+		if _, err := os.Stat(s.BuildDir); err != nil {
+			fmt.Fprintln(w, "writ: after_script skipped: the source was never checked out")
+			return 0, "skipped"
+		}
+		return o.runUserScript(ctx, s, stage, s.Entry.Definition.AfterScript, min(afterScriptTimeout, s.Timeout))
+	case strings.HasPrefix(stage, "step_"):
+		fmt.Fprintf(w, "%swrit: stage %s refused:%s the allowlist entry defines no such step (admission should have refused the job)\n", ansiBoldRed, stage, ansiReset)
+	default:
+		fmt.Fprintf(w, "%swrit: unknown stage %q refused:%s this writ does not know what GitLab Runner expects of it\n", ansiBoldRed, allowlist.Visible(clip(stage)), ansiReset)
+	}
+	o.writeExitCode(o.buildFailure())
+	return o.buildFailure(), "refused"
+}
+
+// getSources checks the verified commit out of writ's mirror of the entry's
+// repository into a build directory that must not exist yet.
+func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
+	w := o.Stdout
+	if err := os.MkdirAll(o.Config.Paths.Builds, 0o700); err != nil {
+		fmt.Fprintf(w, "writ: %v\n", err)
+		return o.systemFailure(), "error"
+	}
+	if err := os.Mkdir(s.BuildDir, 0o700); err != nil {
+		fmt.Fprintf(w, "%swrit: refusing to reuse the build directory %s:%s %v\n", ansiBoldRed, s.BuildDir, ansiReset, err)
+		o.writeExitCode(o.buildFailure())
+		return o.buildFailure(), "refused"
+	}
+	err := o.checkout(ctx, s)
+	if err != nil {
+		_ = removeAll(s.BuildDir)
+		fmt.Fprintf(w, "writ: check out %s: %v\n", s.Commit, err)
+		return o.systemFailure(), "error"
+	}
+	fmt.Fprintf(w, "writ: checked out verified commit %s of %s into %s\n", s.Commit, s.Repository, s.BuildDir)
+	return 0, "ok"
+}
+
+func (o *Options) checkout(ctx context.Context, s *Snapshot) error {
+	lockPath, err := o.mirrorLockPath(s.Repository)
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, lockWait)
+	unlock, err := fsutil.RLock(lctx, lockPath)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository))
+	if err != nil {
+		return err
+	}
+	return m.Checkout(s.Commit, s.BuildDir)
+}
+
+// runUserScript runs the entry's lines for a stage in the build directory.
+func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, lines []string, timeout time.Duration) (int, string) {
+	w := o.Stdout
+	if _, err := os.Stat(s.BuildDir); err != nil {
+		fmt.Fprintf(w, "%swrit: %s refused: the verified source was not checked out (%v)%s\n", ansiBoldRed, stage, err, ansiReset)
+		o.writeExitCode(o.buildFailure())
+		return o.buildFailure(), "refused"
+	}
+	path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
+	if err := fsutil.WriteFileAtomic(path, []byte(buildScript(lines)), 0o600); err != nil {
+		fmt.Fprintf(w, "writ: %v\n", err)
+		return o.systemFailure(), "error"
+	}
+	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, path}, s.BuildDir, o.jobEnv(s), timeout)
+	if err != nil {
+		fmt.Fprintf(w, "writ: %s: %v\n", stage, err)
+		return o.systemFailure(), "error"
+	}
+	code := o.scriptResult(ctx, s.Job.ID, stage, res, timeout)
+	if code == 0 {
+		return 0, "success"
+	}
+	return code, res.Status
+}
+
+// scriptResult turns a script's end into the stage exit code, writing the
+// job's exit code file, and records build_script's outcome.
+func (o *Options) scriptResult(ctx context.Context, id, stage string, res runResult, timeout time.Duration) int {
+	w := o.Stdout
+	jobCode := res.Code
+	switch res.Status {
+	case "timeout":
+		fmt.Fprintf(w, "%sERROR: writ: %s ran longer than its timeout of %s and was killed%s\n", ansiBoldRed, stage, timeout, ansiReset)
+		jobCode = o.buildFailure()
+	case "canceled":
+		fmt.Fprintf(w, "%sERROR: writ: %s was cancelled and killed%s\n", ansiBoldRed, stage, ansiReset)
+		jobCode = o.buildFailure()
+	}
+	status := "success"
+	if res.Status != "exited" {
+		status = res.Status
+	} else if res.Code != 0 {
+		status = "failed"
+	}
+	if stage == "build_script" {
+		o.auditOutcome(ctx, id, status, jobCode, "")
+	}
+	if status == "success" {
+		return 0
+	}
+	o.writeExitCode(jobCode)
+	return o.buildFailure()
+}
+
+// passThrough runs the runner's own script for a stage: audit mode's
+// behaviour for a job enforce mode would refuse, since no signed
+// definition exists for it.
+func (o *Options) passThrough(ctx context.Context, s *Snapshot, script, stage string) (int, string) {
+	fmt.Fprintf(o.Stdout, "%sWRIT AUDIT MODE: stage %s runs GitLab Runner's own script; enforce mode would have refused this job (%s).%s\n",
+		ansiBoldYellow, stage, firstFailure(s), ansiReset)
+	if script == "" {
+		fmt.Fprintln(o.Stdout, "writ: no script file given")
+		return o.systemFailure(), "error"
+	}
+	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, script}, "", os.Environ(), 0)
+	if err != nil {
+		fmt.Fprintf(o.Stdout, "writ: %s: %v\n", stage, err)
+		return o.systemFailure(), "error"
+	}
+	code := o.scriptResult(ctx, s.Job.ID, stage, res, 0)
+	if code == 0 {
+		return 0, "success"
+	}
+	return code, res.Status
+}
+
+func firstFailure(s *Snapshot) string {
+	if len(s.Failures) == 0 {
+		return "no reason recorded"
+	}
+	return s.Failures[0].Check + ": " + s.Failures[0].Message
+}
+
+// Cleanup is cleanup_exec: it removes the job's build directory and private
+// state. It is safe when prepare refused the job or nothing exists, and
+// removes nothing when the payload does not match the recorded decision.
+func Cleanup(ctx context.Context, opts Options) int {
+	o := opts.withDefaults()
+	s, p, err := o.loadJob()
+	if p == nil {
+		// Prepare cannot have recorded anything for a payload it cannot
+		// read.
+		fmt.Fprintf(o.Stdout, "writ: nothing to clean up (%v)\n", err)
+		return 0
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// A refused payload writ could not identify, or a prepare that
+		// stopped before its snapshot: remove a half-made job directory.
+		if _, serr := os.Stat(o.jobDir(p.ID)); serr == nil {
+			if rerr := removeAll(o.jobDir(p.ID)); rerr != nil {
+				fmt.Fprintf(o.Stdout, "writ: %v\n", rerr)
+				return o.systemFailure()
+			}
+			o.auditCleanup(ctx, p.ID, "removed state without a decision")
+		}
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(o.Stdout, "writ: cleanup removes nothing: %v\n", err)
+		o.auditCleanup(ctx, p.ID, "refused: "+err.Error())
+		return o.systemFailure()
+	}
+	var errs []error
+	if !s.PassThrough {
+		errs = append(errs, removeAll(s.BuildDir))
+	}
+	errs = append(errs, removeAll(o.jobDir(s.Job.ID)))
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(o.Stdout, "writ: cleanup: %v\n", err)
+		o.auditCleanup(ctx, s.Job.ID, "incomplete: "+err.Error())
+		return o.systemFailure()
+	}
+	if err := o.auditCleanup(ctx, s.Job.ID, ""); err != nil {
+		fmt.Fprintf(o.Stdout, "writ: cannot write the audit log: %v\n", err)
+		return o.systemFailure()
+	}
+	return 0
+}
+
+// writeExitCode puts the job's exit code where the runner reads it when a
+// stage exits with BUILD_FAILURE. It is overwritten every time, so an
+// earlier stage's code never leaks into a later failure.
+func (o *Options) writeExitCode(code int) {
+	path := o.Getenv(envExitCodeFile)
+	if path == "" {
+		return
+	}
+	if err := fsutil.WriteFileAtomic(path, []byte(fmt.Sprintf("%d\n", code)), 0o600); err != nil {
+		o.Log.Warn("cannot write the build exit code file", "path", path, "error", err)
+	}
+}
+
+func (o *Options) decisionFields(d *Decision) map[string]any {
+	f := map[string]any{
+		"mode":           string(d.Mode),
+		"project":        d.Job.Project,
+		"job_name":       d.Job.Name,
+		"ref":            d.Job.Ref,
+		"ref_type":       d.Job.RefType,
+		"sha":            d.Job.SHA,
+		"entry":          d.EntryName,
+		"payload_sha256": d.PayloadDigest,
+	}
+	if d.Allowlist.Version != 0 {
+		f["allowlist_version"] = d.Allowlist.Version
+		f["allowlist_commit"] = d.Allowlist.Commit
+		f["allowlist_digest"] = d.Allowlist.Digest
+		f["allowlist_from_cache"] = d.Allowlist.FromCache
+	}
+	if d.Signer != "" {
+		f["signer"] = d.Signer
+	}
+	if len(d.Failures) > 0 {
+		f["checks_failed"] = d.FailedChecks()
+		f["failures"] = d.Failures
+	}
+	return f
+}
+
+func (o *Options) auditDecision(ctx context.Context, d *Decision, event string) error {
+	if o.Audit == nil {
+		return errors.New("no audit log configured")
+	}
+	reason := ""
+	if len(d.Failures) > 0 {
+		reason = d.Failures[0].Check + ": " + d.Failures[0].Message
+	}
+	_, err := o.Audit.Append(ctx, audit.Record{Time: o.Now().UTC(), Event: event, Job: d.Job.ID, Env: d.Environment,
+		Reason: reason, Fields: o.decisionFields(d)})
+	return err
+}
+
+func (o *Options) auditOutcome(ctx context.Context, id, status string, code int, reason string) {
+	if o.Audit == nil {
+		return
+	}
+	_, err := o.Audit.Append(ctx, audit.Record{Time: o.Now().UTC(), Event: EventOutcome, Job: id, Env: o.Config.Environment,
+		Reason: reason, Fields: map[string]any{"status": status, "exit_code": code}})
+	if err != nil {
+		o.Log.Error("cannot write the audit log", "error", err)
+	}
+}
+
+func (o *Options) auditStage(ctx context.Context, id, stage, status string, code int, reason string) error {
+	if o.Audit == nil {
+		return errors.New("no audit log configured")
+	}
+	_, err := o.Audit.Append(ctx, audit.Record{Time: o.Now().UTC(), Event: EventStage, Job: id, Env: o.Config.Environment,
+		Reason: reason, Fields: map[string]any{"stage": stage, "status": status, "exit_code": code}})
+	return err
+}
+
+func (o *Options) auditCleanup(ctx context.Context, id, reason string) error {
+	if o.Audit == nil {
+		return errors.New("no audit log configured")
+	}
+	_, err := o.Audit.Append(ctx, audit.Record{Time: o.Now().UTC(), Event: EventCleanup, Job: id, Env: o.Config.Environment, Reason: reason})
+	return err
+}
