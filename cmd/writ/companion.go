@@ -1,12 +1,190 @@
 package main
 
-import "errors"
+// Companion commands: thin wiring of internal/companion. Suggested by the
+// companion engineer; drop in as cmd/writ/companion.go.
 
-// Wired to internal/companion below; placeholders until it lands.
-type proposeCmd struct{}
-type reviewCmd struct{}
-type reconcileCmd struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
 
-func (proposeCmd) Run() error   { return errors.New("propose: not wired yet") }
-func (reviewCmd) Run() error    { return errors.New("review: not wired yet") }
-func (reconcileCmd) Run() error { return errors.New("reconcile: not wired yet") }
+	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/companion"
+	"gitlab.com/writ-ci/writ/internal/config"
+)
+
+// gitlabFlags are shared by propose, review --mr and reconcile. The token
+// is never a flag value: it comes from a file or the environment.
+type gitlabFlags struct {
+	GitlabURL string `help:"GitLab API URL, e.g. https://gitlab.example.com/api/v4 (default $WRIT_GITLAB_URL, then $CI_API_V4_URL)."`
+	TokenFile string `help:"File holding the GitLab token (default $WRIT_GITLAB_TOKEN, then $GITLAB_TOKEN)." type:"path"`
+	Retries   int    `help:"Retries of one request after 429/5xx (0: default 3; -1: none)." default:"0"`
+}
+
+func (f gitlabFlags) conn() (companion.Connection, error) {
+	u, err := companion.ResolveURL(f.GitlabURL, nil)
+	if err != nil {
+		return companion.Connection{}, err
+	}
+	tok, err := companion.LoadToken(f.TokenFile, nil)
+	if err != nil {
+		return companion.Connection{}, err
+	}
+	return companion.Connection{URL: u, Token: tok, Retries: f.Retries}, nil
+}
+
+type proposeCmd struct {
+	gitlabFlags
+	Project          string `required:"" help:"Application project (path or ID)."`
+	Ref              string `required:"" help:"Branch or tag the deploy jobs run for."`
+	ContentRef       string `help:"Commit, branch or tag to read the CI configuration from (default --ref)."`
+	Environment      string `required:"" help:"writ environment name."`
+	RunnerTags       string `help:"Comma-separated tags of the environment's runners (default: the environment name)."`
+	AllowlistProject string `required:"" help:"The allowlist repository's GitLab project."`
+	AllowlistBranch  string `help:"Branch environments follow (default: the project's default branch)."`
+	Signers          string `help:"Comma-separated signer sets for new entries."`
+	Mode             string `help:"Source mode for new entries: commit, tag or strict (default commit)."`
+	SourceRepository string `help:"URL writ fetches the application from (default: the project's http_url_to_repo)."`
+	DryRun           bool   `help:"Show the change; write nothing."`
+	Check            bool   `help:"Like --dry-run; exit 3 when the allowlist does not admit the jobs yet."`
+}
+
+func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
+	conn, err := c.conn()
+	if err != nil {
+		return err
+	}
+	res, err := companion.Propose(ctx, companion.ProposeOptions{
+		Conn: conn, Project: c.Project, Ref: c.Ref, ContentRef: c.ContentRef, Environment: c.Environment,
+		RunnerTags: companion.SplitList(c.RunnerTags), AllowlistProject: c.AllowlistProject, AllowlistBranch: c.AllowlistBranch,
+		Signers: companion.SplitList(c.Signers), Mode: allowlist.SourceMode(c.Mode), SourceRepository: c.SourceRepository,
+		DryRun: c.DryRun || c.Check,
+	})
+	if err != nil {
+		return err
+	}
+	res.WriteText(g.stdout)
+	if c.Check && res.Status == companion.StatusWouldChange {
+		return exitCode(companion.ExitChangeNeeded, nil)
+	}
+	return nil
+}
+
+type reviewCmd struct {
+	gitlabFlags
+	MR            int64         `name:"mr" help:"Merge request number (IID) to review and post the note on."`
+	Project       string        `help:"The allowlist repository's GitLab project (with --mr)."`
+	Local         bool          `help:"Review a local clone instead of a merge request; post nothing."`
+	Dir           string        `help:"With --local: the repository." default:"."`
+	HeadRev       string        `help:"With --local: the revision to review (default HEAD)."`
+	BaseRev       string        `help:"With --local: the revision it would replace."`
+	EnvConfig     []string      `help:"Environment config(s) whose approvals count: paths or globs, repeatable."`
+	ExpiryHorizon time.Duration `help:"The expiry check fails within this of the expiry." default:"336h"`
+	Require       string        `help:"Comma-separated checks that must pass: lint, version, approvals, expiry." default:"lint"`
+	DryRun        bool          `help:"With --mr: print the note, post nothing."`
+}
+
+func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
+	require, err := companion.ParseChecks(c.Require)
+	if err != nil {
+		return err
+	}
+	envs, err := companion.ReadEnvironments(c.EnvConfig)
+	if err != nil {
+		return err
+	}
+	var rep *companion.ReviewReport
+	switch {
+	case c.Local && c.MR != 0:
+		return errors.New("review: use either --local or --mr")
+	case c.Local:
+		rep, err = companion.ReviewLocal(companion.LocalOptions{Dir: c.Dir, HeadRev: c.HeadRev, BaseRev: c.BaseRev, Environments: envs, ExpiryHorizon: c.ExpiryHorizon})
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(g.stdout, rep.Markdown())
+	default:
+		conn, err := c.conn()
+		if err != nil {
+			return err
+		}
+		res, err := companion.Review(ctx, companion.ReviewOptions{Conn: conn, Project: c.Project, MergeRequest: c.MR, Environments: envs, ExpiryHorizon: c.ExpiryHorizon, DryRun: c.DryRun})
+		if err != nil {
+			return err
+		}
+		rep = res.Report
+		if c.DryRun {
+			fmt.Fprint(g.stdout, res.Note)
+		} else {
+			fmt.Fprintf(g.stdout, "review note %d on !%d: %s\n", res.NoteID, c.MR, res.Status)
+		}
+	}
+	if f := rep.Failures(require); len(f) > 0 {
+		return exitCode(1, fmt.Errorf("review: %s", strings.Join(f, "; ")))
+	}
+	return nil
+}
+
+type reconcileCmd struct {
+	gitlabFlags
+	Since       string  `required:"" help:"Start: RFC 3339 time, or a duration back from now (24h)."`
+	Until       string  `help:"End: RFC 3339 time or duration back from now (default now)."`
+	Runner      []int64 `required:"" help:"GitLab runner ID of the environment (repeatable)."`
+	AuditLog    string  `help:"writ's audit log (default: paths.audit of the config)." type:"path"`
+	Environment string  `help:"Only this environment's records (default: the config's environment)."`
+	MaxJobs     int     `help:"Most GitLab jobs read per runner." default:"10000"`
+	JSON        bool    `help:"Print the report as JSON."`
+}
+
+func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
+	now := time.Now()
+	since, err := companion.ParseSince(c.Since, now)
+	if err != nil {
+		return exitCode(2, fmt.Errorf("--since: %w", err))
+	}
+	var until time.Time
+	if c.Until != "" {
+		if until, err = companion.ParseSince(c.Until, now); err != nil {
+			return exitCode(2, fmt.Errorf("--until: %w", err))
+		}
+	}
+	logPath, env := c.AuditLog, c.Environment
+	if logPath == "" || env == "" {
+		cfg, err := config.Load(config.Resolve(g.Config))
+		switch {
+		case err == nil:
+			if logPath == "" {
+				logPath = cfg.Paths.Audit
+			}
+			if env == "" {
+				env = cfg.Environment
+			}
+		case logPath == "":
+			return exitCode(2, fmt.Errorf("set --audit-log, or --config to read paths.audit: %w", err))
+		}
+	}
+	conn, err := c.conn()
+	if err != nil {
+		return exitCode(2, err)
+	}
+	rep, err := companion.Reconcile(ctx, companion.ReconcileOptions{
+		Conn: conn, RunnerIDs: c.Runner, AuditLog: logPath, Environment: env, Since: since, Until: until, MaxJobs: c.MaxJobs,
+	})
+	if err != nil {
+		return exitCode(2, err)
+	}
+	if c.JSON {
+		err = rep.WriteJSON(g.stdout)
+	} else {
+		err = rep.WriteText(g.stdout)
+	}
+	if err != nil {
+		return exitCode(2, err)
+	}
+	if !rep.OK() {
+		return exitCode(1, nil)
+	}
+	return nil
+}
