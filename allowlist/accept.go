@@ -46,8 +46,6 @@ const (
 const (
 	maxAllowlistBytes = 64 << 20
 	maxKeyFileBytes   = 1 << 20
-	maxApprovalFiles  = 256
-	maxApprovalBytes  = 64 << 10
 )
 
 // Check is the outcome of one acceptance rule.
@@ -427,7 +425,11 @@ func (a *Accepter) countApprovals(commit *object.Commit, al *Allowlist, digest s
 	if err != nil {
 		return nil, "", err
 	}
-	files, err := approvalFiles(commit, ApprovalDir(al.Version))
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, "", err
+	}
+	files, err := ReadApprovalFiles(tree, ApprovalDir(al.Version))
 	if err != nil {
 		return nil, "", err
 	}
@@ -452,12 +454,10 @@ func (a *Accepter) countApprovals(commit *object.Commit, al *Allowlist, digest s
 	return out, detail, nil
 }
 
-// approvalFiles reads the files directly in dir of the commit's tree.
-func approvalFiles(commit *object.Commit, dir string) (map[string][]byte, error) {
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil, err
-	}
+// ReadApprovalFiles reads the approval files directly in dir (see
+// ApprovalDir) of an allowlist repository tree, bounded in count and size.
+// A missing directory holds no approvals.
+func ReadApprovalFiles(tree *object.Tree, dir string) (map[string][]byte, error) {
 	sub, err := tree.Tree(dir)
 	if errors.Is(err, object.ErrDirectoryNotFound) {
 		return map[string][]byte{}, nil
@@ -470,15 +470,15 @@ func approvalFiles(commit *object.Commit, dir string) (map[string][]byte, error)
 		if !e.Mode.IsFile() {
 			continue
 		}
-		if len(files) == maxApprovalFiles {
-			return nil, fmt.Errorf("%s holds more than %d approvals", dir, maxApprovalFiles)
+		if len(files) == MaxApprovalFiles {
+			return nil, fmt.Errorf("%s holds more than %d approvals", dir, MaxApprovalFiles)
 		}
 		f, err := sub.TreeEntryFile(&e)
 		if err != nil {
 			return nil, err
 		}
-		if f.Size > maxApprovalBytes {
-			return nil, fmt.Errorf("%s/%s is larger than %d bytes", dir, e.Name, maxApprovalBytes)
+		if f.Size > MaxApprovalFileBytes {
+			return nil, fmt.Errorf("%s/%s is larger than %d bytes", dir, e.Name, MaxApprovalFileBytes)
 		}
 		s, err := f.Contents()
 		if err != nil {

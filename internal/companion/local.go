@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -99,28 +98,7 @@ func gitSnapshot(repo *git.Repository, rev string) (*Snapshot, error) {
 		s.Data = data
 	}
 	s.Approvals = func(dir string) (map[string][]byte, error) {
-		sub, err := tree.Tree(dir)
-		if errors.Is(err, object.ErrDirectoryNotFound) {
-			return map[string][]byte{}, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", dir, err)
-		}
-		files := map[string][]byte{}
-		for _, e := range sub.Entries {
-			if !e.Mode.IsFile() {
-				continue
-			}
-			if len(files) == allowlist.MaxApprovalFiles {
-				return nil, fmt.Errorf("%s holds more than %d files", dir, allowlist.MaxApprovalFiles)
-			}
-			b, err := treeFile(sub, e.Name, allowlist.MaxApprovalFileBytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s/%s: %w", dir, e.Name, err)
-			}
-			files[path.Join(dir, e.Name)] = b
-		}
-		return files, nil
+		return allowlist.ReadApprovalFiles(tree, dir)
 	}
 	s.CommitSigner = func(keys *gitsig.Keys, now time.Time) (string, error) {
 		sg, err := keys.VerifyCommit(commit, now)
