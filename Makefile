@@ -25,9 +25,7 @@ runner:
 templates-deps:
 	@bash ci-templates/test/install-gitlab-ci-local.sh >/dev/null
 
-test: build
-	@echo "== go vet"; $(GO) vet ./...
-	@echo "== gofmt"; test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; exit 1; }
+test: build lint
 	@echo "== building the real GitLab Runner (cached after the first run)"
 	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && \
 	  WRIT_GITLAB_CI_LOCAL=$$(bash ci-templates/test/install-gitlab-ci-local.sh) && \
@@ -47,9 +45,9 @@ bench: build
 	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m ./...
 
 lint:
-	$(GO) vet ./...
-	test -z "$$(gofmt -l .)"
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	@echo "== go vet"; $(GO) vet ./...
+	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal test); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
+	@echo "== staticcheck"; GOFLAGS= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # Each fuzz target for a short while (parsers of untrusted input).
 FUZZTIME ?= 15s
