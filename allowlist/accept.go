@@ -1,9 +1,11 @@
 package allowlist
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"encoding/gob"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -185,7 +187,7 @@ func (a *Accepter) statePath() string {
 }
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
 func (a *Accepter) cachePath() string {
-	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.json")
+	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")
 }
 
 // Current returns the accepted allowlist a job must be judged by. It fetches
@@ -244,6 +246,9 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		rep.Checks = append(rep.Checks, Check{Rule: RuleFetch, Detail: ferr.Error()})
 		a.log.Warn("allowlist remote unreachable; using the cached version", "error", ferr)
 		acc, cerr := a.fallback(st, "allowlist remote unreachable: "+ferr.Error())
+		if acc != nil {
+			acc.FromCache = true
+		}
 		a.record(ctx, "allowlist-cache", rep, acc)
 		return acc, rep, cerr
 	}
@@ -512,7 +517,7 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 		return nil, fmt.Errorf("%w: verified cache %s does not match the accepted state", ErrCannotDecide, a.cachePath())
 	}
 	var c cached
-	if err := json.Unmarshal(b, &c); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&c); err != nil {
 		return nil, fmt.Errorf("%w: verified cache unreadable: %v", ErrCannotDecide, err)
 	}
 	sum := sha256.Sum256(c.YAML)
@@ -557,10 +562,11 @@ func (a *Accepter) writeCache(c *cached) (string, error) {
 	if err := os.MkdirAll(a.cfg.Paths.Cache, 0o700); err != nil {
 		return "", err
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
 		return "", err
 	}
+	b := buf.Bytes()
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
 }

@@ -5,7 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"gitlab.com/writ-ci/writ/allowlist"
 )
 
 // BenchmarkAcceptNewVersion measures what an environment does when the
@@ -59,5 +63,26 @@ func BenchmarkGitFetchVerifyCommit(b *testing.B) {
 		b.StartTimer()
 		git("fetch", "-q", "origin", "+refs/heads/main:refs/heads/main")
 		git("verify-commit", "main")
+	}
+}
+
+// BenchmarkCachedAllowlist10000 is what every job's admission pays to load
+// the accepted version when nothing new was published: read and check the
+// verified cache of a 10,000-entry allowlist and index it.
+func BenchmarkCachedAllowlist10000(b *testing.B) {
+	w := newWorld(b, worldOpts{})
+	text := strings.Replace(string(allowlist.GeneratedAllowlist(10000)), "repository: acme/deploy-allowlist", "repository: "+identity, 1)
+	text = strings.Replace(text, "expires: 2027-03-01T00:00:00Z", "expires: "+now.AddDate(1, 0, 0).Format(time.RFC3339), 1)
+	w.repo.Commit(b, map[string]string{"allowlist.yaml": text}, "v1", w.alice)
+	a := w.accepter()
+	if _, _, err := a.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		acc, err := a.Cached()
+		if err != nil || len(acc.Allowlist.Jobs) != 10000 {
+			b.Fatal(err)
+		}
 	}
 }

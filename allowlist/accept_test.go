@@ -396,7 +396,7 @@ func TestRemoteDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		acc, err := a.Current(context.Background())
-		if err != nil || acc.Allowlist.Version != 1 || !strings.Contains(acc.Warning, "unreachable") {
+		if err != nil || acc.Allowlist.Version != 1 || !acc.FromCache || !strings.Contains(acc.Warning, "unreachable") {
 			t.Fatalf("want cached v1 with a warning, got %v %+v", err, acc)
 		}
 		// Until it expires.
@@ -420,13 +420,18 @@ func TestRemoteDown(t *testing.T) {
 		w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.alice)
 		a := w.accepter()
 		mustAccept(t, a, 1)
-		p := filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.json")
+		p := filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.gob")
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Flip the commit the cache claims: it no longer matches the state.
-		b = []byte(strings.Replace(string(b), `"commit":"`, `"commit":"0`, 1))
+		// Change one byte of the script the cache holds: a cache that is not
+		// what this environment wrote must never be used.
+		i := strings.Index(string(b), "./deploy.sh v1")
+		if i < 0 {
+			t.Fatal("cache does not hold the script")
+		}
+		b[i] = 'X'
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
