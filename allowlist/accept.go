@@ -89,6 +89,7 @@ type Accepter struct {
 	audit     *audit.Log
 	log       hclog.Logger
 	now       func() time.Time
+	trustID   string
 }
 
 // AccepterOption configures an Accepter.
@@ -109,6 +110,10 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 	for _, o := range opts {
 		o(a)
 	}
+	// trust identifies the trust root, so that a head rejected under one
+	// set of root keys is evaluated again once the operator changes them.
+	trust := sha256.New()
+	fmt.Fprintf(trust, "identity=%q threshold=%d\n", cfg.Allowlist.Identity, cfg.Trust.Threshold)
 	var armored [][]byte
 	if p := cfg.Trust.OpenPGPKeyring; p != "" {
 		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
@@ -116,6 +121,7 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 			return nil, fmt.Errorf("trust.openpgp_keyring: %w", err)
 		}
 		armored = append(armored, b)
+		fmt.Fprintf(trust, "openpgp %d\n%s", len(b), b)
 	}
 	var ssh []gitsig.AllowedSigner
 	if p := cfg.Trust.SSHAllowedSigners; p != "" {
@@ -123,6 +129,7 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 		if err != nil {
 			return nil, fmt.Errorf("trust.ssh_allowed_signers: %w", err)
 		}
+		fmt.Fprintf(trust, "ssh %d\n%s", len(b), b)
 		ssh, err = gitsig.ParseAllowedSigners(b)
 		if err != nil {
 			return nil, fmt.Errorf("trust.ssh_allowed_signers %s: %w", p, err)
@@ -139,12 +146,18 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 			return nil, fmt.Errorf("trust.sigstore_public_keys: %w", err)
 		}
 		sigstoreKeys = append(sigstoreKeys, k)
+		fp, err := SigstoreFingerprint(k)
+		if err != nil {
+			return nil, fmt.Errorf("trust.sigstore_public_keys: %w", err)
+		}
+		fmt.Fprintf(trust, "sigstore %s\n", fp)
 	}
 	av, err := NewApprovalVerifier(keys, sigstoreKeys)
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}
 	a.rootKeys, a.approvals = keys, av
+	a.trustID = hex.EncodeToString(trust.Sum(nil))
 	return a, nil
 }
 
@@ -159,8 +172,9 @@ type state struct {
 	LastCheck time.Time `json:"last_check"`
 	// RejectedHead remembers a head that failed a rule, so each job does not
 	// verify it again; RejectedWhy is the reason.
-	RejectedHead string `json:"rejected_head,omitempty"`
-	RejectedWhy  string `json:"rejected_why,omitempty"`
+	RejectedHead  string `json:"rejected_head,omitempty"`
+	RejectedWhy   string `json:"rejected_why,omitempty"`
+	RejectedTrust string `json:"rejected_trust,omitempty"`
 	// CacheSHA256 is the hex SHA-256 of the verified cache file, so a cache
 	// that does not match what this environment wrote is never used.
 	CacheSHA256 string `json:"cache_sha256"`
@@ -260,7 +274,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		acc, err := a.loadCache(st)
 		if err == nil {
 			st.LastCheck = now
-			st.RejectedHead, st.RejectedWhy = "", ""
+			st.RejectedHead, st.RejectedWhy, st.RejectedTrust = "", "", ""
 			if werr := a.writeState(st); werr != nil {
 				return nil, rep, fmt.Errorf("%w: %v", ErrCannotDecide, werr)
 			}
@@ -271,7 +285,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		// The cache is gone or invalid: verify the head again from scratch.
 		a.log.Warn("verified cache unusable; verifying the head again", "error", err)
 	}
-	if st != nil && head == st.RejectedHead {
+	if st != nil && head == st.RejectedHead && st.RejectedTrust == a.trustID {
 		rep.Checks = append(rep.Checks, Check{Rule: "rejected", Detail: st.RejectedWhy})
 		st.LastCheck = now
 		_ = a.writeState(st)
@@ -287,7 +301,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		if st == nil {
 			st = &state{}
 		}
-		st.LastCheck, st.RejectedHead, st.RejectedWhy = now, head, why
+		st.LastCheck, st.RejectedHead, st.RejectedWhy, st.RejectedTrust = now, head, why, a.trustID
 		if werr := a.writeState(st); werr != nil {
 			return nil, rep, fmt.Errorf("%w: %v", ErrCannotDecide, werr)
 		}

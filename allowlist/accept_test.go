@@ -474,3 +474,23 @@ func TestConcurrentAcceptance(t *testing.T) {
 		t.Fatalf("state after concurrent acceptance: %v\n%s", err, b)
 	}
 }
+
+func TestRejectedHeadIsReconsideredWhenTrustChanges(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	erin := testkeys.SSHKey(t, "erin@example.com")
+	w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", erin)
+	mustRefuse(t, w.accepter(), allowlist.RuleSignature, "")
+	// The same head stays rejected without verifying it again...
+	_, rep, _ := w.accepter().Refresh(context.Background())
+	if f := rep.Failed(); f == nil || f.Rule != "rejected" {
+		t.Fatalf("want the remembered rejection, got %+v", rep.Checks)
+	}
+	// ...until the operator trusts erin's key.
+	f := filepath.Join(w.dir, "allowed_signers")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, f, string(b)+erin.AllowedSignersLine("")+"\n")
+	mustAccept(t, w.accepter(), 1)
+}
