@@ -42,7 +42,8 @@ e2e: build
 
 bench: build
 	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
-	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m ./...
+	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m $$($(GO) list ./... | grep -v /test/e2e) && \
+	  $(GO) test -run '^$$' -bench BenchmarkTrivialJob -benchtime 10x -timeout 20m ./test/e2e/
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...
@@ -58,10 +59,12 @@ fuzz:
 	  done; \
 	done
 
+# The story on the real runner: a deploy admitted, attacks refused, with the reasons.
 demo: build
 	@bash scripts/deps.sh
 	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
-	  $(GO) run ./test/e2e/demo
+	  $(GO) test -c -o bin/e2e.test ./test/e2e && \
+	  WRIT_DEMO=1 bin/e2e.test -test.run '^TestDemo$$' -test.timeout 10m
 
 clean:
 	rm -rf bin

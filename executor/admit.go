@@ -305,8 +305,8 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable) []Adm
 				continue
 			}
 			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is not allowed by the allowlist entry", key),
-				Received: key,
-				Hint:     "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"})
+				Expected: "(not named by the entry)", Received: key,
+				Hint: "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"})
 			continue
 		}
 		if strings.IndexByte(v.Value, 0) >= 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"regexp"
 	"sort"
@@ -601,3 +602,31 @@ func cleanURL(s string) string {
 }
 
 var errNoPayload = errors.New("JOB_RESPONSE_FILE is not set: run writ from GitLab Runner's custom executor (see docs/install.md)")
+
+// leadingIDBytes bounds how much of a payload leadingJobID reads.
+const leadingIDBytes = 256
+
+// leadingJobID returns the job id of a payload too large to decode, when
+// the payload starts as GitLab Runner writes one, with the id as its first
+// key ({"id":4242,…), and "" otherwise. It reads at most leadingIDBytes and
+// serves only to name the job in the refusal and the audit log: nothing of
+// the job runs and no state is kept for it.
+func leadingJobID(r io.Reader) string {
+	dec := json.NewDecoder(io.LimitReader(r, leadingIDBytes))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	if tok, err := dec.Token(); err != nil || tok != "id" {
+		return ""
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return ""
+	}
+	n, ok := tok.(json.Number)
+	if !ok || !jobIDPattern.MatchString(string(n)) {
+		return ""
+	}
+	return string(n)
+}

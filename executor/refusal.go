@@ -77,7 +77,10 @@ func writeRefusal(w io.Writer, d *Decision, auditMode bool) {
 
 func writeJobLines(b *strings.Builder, d *Decision) {
 	j := d.Job
-	if j.ID != "" {
+	if j.ID != "" && j.Project == "" && j.SHA == "" {
+		// Only the id is known (a payload too large to read).
+		fmt.Fprintf(b, "Job:        %s\n", j.ID)
+	} else if j.ID != "" {
 		fmt.Fprintf(b, "Job:        %s (project %q, job %q, %s %q, commit %s)\n", j.ID,
 			allowlist.Visible(clip(j.Project)), allowlist.Visible(clip(j.Name)), orDash(j.RefType), allowlist.Visible(clip(j.Ref)), allowlist.Visible(clip(j.SHA)))
 	}

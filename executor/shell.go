@@ -211,6 +211,19 @@ func (o *Options) jobEnv(s *Snapshot) []string {
 		"WRIT_ENVIRONMENT":       s.Environment,
 		"WRIT_ALLOWLIST_VERSION": fmt.Sprint(s.Allowlist.Version),
 	}
+	if len(s.Commit) >= 8 {
+		derived["CI_COMMIT_SHORT_SHA"] = s.Commit[:8]
+	}
+	switch s.Job.RefType {
+	case "branch":
+		derived["CI_COMMIT_BRANCH"] = s.Job.Ref
+	case "tag":
+		derived["CI_COMMIT_TAG"] = s.Job.Ref
+	}
+	if i := strings.LastIndexByte(s.Job.Project, '/'); i > 0 {
+		derived["CI_PROJECT_NAMESPACE"] = s.Job.Project[:i]
+		derived["CI_PROJECT_NAME"] = s.Job.Project[i+1:]
+	}
 	if s.Entry != nil {
 		derived["WRIT_ENTRY"] = s.Entry.Name
 	}

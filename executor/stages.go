@@ -96,6 +96,12 @@ func Prepare(ctx context.Context, opts Options) int {
 	var p *Payload
 	if tooLarge {
 		d = o.newDecision()
+		// Name the job, so the refusal and its audit record can be traced
+		// to it, when the payload's leading bytes say which job it is.
+		if f, err := os.Open(path); err == nil {
+			d.Job.ID = leadingJobID(f)
+			f.Close()
+		}
 		d.fail(Failure{Check: CheckPayload, Message: fmt.Sprintf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes),
 			Hint: "shorten the job's scripts and variables, or ask the runner's owners to raise job.max_payload_bytes"})
 	} else {

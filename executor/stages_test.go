@@ -74,7 +74,8 @@ func TestHappyPath(t *testing.T) {
 	mustContain(t, jobEnv, "GREETING=hello\n", "CI_COMMIT_SHA="+e.head+"\n", "CI_JOB_ID=101\n",
 		"CI_PROJECT_PATH=group/app\n", "CI_ENVIRONMENT_NAME=prod\n", "WRIT_ENTRY=app-build\n",
 		"WRIT_ALLOWLIST_VERSION=7\n", "FROM_CONFIG=config-value\n", "CI=true\n",
-		"CI_PROJECT_DIR="+filepath.Join(e.builds, "101")+"\n")
+		"CI_PROJECT_DIR="+filepath.Join(e.builds, "101")+"\n", "CI_COMMIT_SHORT_SHA="+e.head[:8]+"\n",
+		"CI_COMMIT_BRANCH=main\n", "CI_PROJECT_NAMESPACE=group\n", "CI_PROJECT_NAME=app\n")
 	// Nothing of the runner's or GitLab's environment leaks into the job.
 	mustNotContain(t, jobEnv, "CUSTOM_ENV_", "JOB_RESPONSE_FILE", "BUILD_EXIT_CODE_FILE", "CI_JOB_TOKEN",
 		"glcbt-", "GITLAB_USER_EMAIL", "CI_REPOSITORY_URL", envTestConfig)

@@ -33,19 +33,46 @@
 //     verdict, and a Canary (a marker the injected code prints and a file it
 //     creates).
 //
+// # The suites
+//
+//   - TestScenarios runs every scenario twice, each run in a World of its
+//     own: with writ as the executor (writ_test.go: installWrit writes an
+//     environment config as docs/install.md describes, with the allowlist
+//     repository on the World's git server over plain http, auth "none",
+//     root signers alice (OpenPGP) and carol (SSH approvals), threshold 2,
+//     and the environment accepts version 7 before the job unless the
+//     scenario is Fresh), and with the pass-through executor. Under writ an
+//     attack must fail with Expectation.Reason and Detail in the trace, its
+//     canary silent (no file, no marker), the refusal (or, for Undecided,
+//     the system-failure outcome) in the audit log under the job's id, the
+//     log's hash chain intact, and for allowlist attacks an allowlist-reject
+//     record naming the rule. Against the pass-through executor the same
+//     attack must work (its canary fires): the mutation check. With -v the
+//     test logs a table of both outcomes per scenario.
+//   - TestWritHappyPaths: the allowlisted deploy (output, after_script,
+//     audit trail), the checkout compared file by file with the verified
+//     commit, a failing script's exit code, and cancellation, which must
+//     kill the job's background process.
+//   - TestWritConcurrentJobs: admitted and refused jobs at once on one host.
+//   - BenchmarkTrivialJob/{writ,passthrough}: one job end to end; reports
+//     ms/job-median over at least ten jobs.
+//   - TestDemo (WRIT_DEMO=1, `make demo`): the story, on standard output.
+//
+// Entries of an allowlist must name an https (or ssh, file) source
+// repository, so the git server also serves https with a certificate of its
+// own (GitServer.CAFile), which writ trusts through SSL_CERT_FILE in
+// Executor.Env. GitLab's payloads name the plain-http URLs, as before.
+//
 // # Running writ instead of the pass-through executor
 //
 //	w := e2e.NewWorld(t)                  // coordinator, git server, runner binary
 //	writ, err := e2e.WritBinary()         // go build ./cmd/writ, once per process
 //	w.Executor = e2e.WritExecutor(writ, "/path/to/writ/config.toml")
 //	o := w.RunJob(ctx, payload)           // e2e.Outcome
-//	if o.State != "failed" || !strings.Contains(o.Trace, "…refusal text…") { … }
+//	if o.State != "failed" || !strings.Contains(o.Trace, "Failed check: script") { … }
 //
 // WritExecutor makes the runner call `writ --config <file> executor
 // config|prepare|run|cleanup` (run gets the script path and stage appended).
 // Anything writ needs in its environment goes in Executor.Env; the runner
-// passes its own environment on to the executor. For the scenario catalog,
-// the fixture (fixtures_test.go) serves acme/app (with History), evil/app and
-// acme/deploy-allowlist from World.Git; a writ config points its allowlist URL
-// at Repos.URL(RepoAllowlist) and trusts Keys.Trusted.
+// passes its own environment on to the executor.
 package e2e

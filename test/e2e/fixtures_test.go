@@ -1,24 +1,36 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/testkeys"
 )
 
-// Keys are the suite's signers, made once per test binary run by the test
-// that needs them first (and owned by it: call from a parent test).
+// Keys are the suite's signers, made once by a parent test (which owns
+// them) and shared by its subtests.
 type Keys struct {
-	Trusted *testkeys.GPG // alice, the allowlist's app-team signer
-	Foreign *testkeys.GPG // mallory, valid but not trusted
+	// Trusted is alice: the app-team's signer, and a root signer of the
+	// allowlist (she signs its commits).
+	Trusted *testkeys.GPG
+	// Foreign is mallory: a valid OpenPGP key nobody trusts.
+	Foreign *testkeys.GPG
+	// Approver is carol: the environments' second root signer, who
+	// approves allowlist versions (threshold 2).
+	Approver *testkeys.SSH
+	// ForeignSSH is mallory's SSH key.
+	ForeignSSH *testkeys.SSH
 }
 
-func newKeys(t *testing.T) *Keys {
+func newKeys(t testing.TB) *Keys {
 	t.Helper()
 	var k Keys
 	var wg sync.WaitGroup
@@ -29,12 +41,14 @@ func newKeys(t *testing.T) *Keys {
 	if k.Trusted == nil || k.Foreign == nil {
 		t.FailNow()
 	}
+	k.Approver = testkeys.SSHKey(t, "carol@example.com")
+	k.ForeignSSH = testkeys.SSHKey(t, "mallory@example.com")
 	return &k
 }
 
 // testRepos implements Repos with real git repositories and keys.
 type testRepos struct {
-	t     *testing.T
+	t     testing.TB
 	w     *World
 	keys  *Keys
 	repos map[string]*testkeys.Repo
@@ -84,11 +98,24 @@ func (r *testRepos) Tag(repo, name, commit string, by Signer) (string, error) {
 
 func (r *testRepos) URL(repo string) string { return r.w.Git.URL(r.paths[repo]) }
 
+func (r *testRepos) SourceURL(repo string) string { return r.w.Git.HTTPSURL(r.paths[repo]) }
+
+func (r *testRepos) Approve(identity string, version int64, content, label string, by Signer) (string, string, error) {
+	key := r.keys.Approver
+	if by == Foreign {
+		key = r.keys.ForeignSSH
+	}
+	sum := sha256.Sum256([]byte(content))
+	stmt := allowlist.Statement(identity, version, hex.EncodeToString(sum[:]))
+	sig := key.Sign(r.t, stmt, allowlist.ApprovalNamespace)
+	return allowlist.ApprovalDir(version) + "/" + label + ".sshsig", string(sig), nil
+}
+
 // newFixture builds the legitimate world for one scenario: the application
 // history (see History), the attacker's fork, the allowlist repository and
 // the legitimate image, with canary c baked into the old backdoored and the
 // experimental commits.
-func newFixture(t *testing.T, w *World, keys *Keys, name string) *Fixture {
+func newFixture(t testing.TB, w *World, keys *Keys, name string) *Fixture {
 	t.Helper()
 	scratch := filepath.Join(w.Dir, "scratch")
 	if err := os.MkdirAll(scratch, 0o755); err != nil {
@@ -134,13 +161,34 @@ func newFixture(t *testing.T, w *World, keys *Keys, name string) *Fixture {
 	}
 	repos.repos[RepoAttacker] = &testkeys.Repo{Path: forkPath, When: app.When}
 
+	// The allowlist's history: version 6, which still admitted the canary
+	// as a debug script, then the accepted version 7. Both signed by alice
+	// and approved by carol.
 	al := testkeys.GitRepo(t)
 	repos.repos[RepoAllowlist] = al
-	f.AllowlistYAML = Allowlist(alice.Fingerprint, repos.URL(RepoApp), f.Hist.Reviewed)
-	al.Commit(t, map[string]string{
-		"allowlist.yaml": f.AllowlistYAML,
-		"keys/alice.asc": string(alice.ArmoredPublic),
-	}, "allowlist version 7", alice)
+	params := AllowlistParams{
+		Fingerprint: alice.Fingerprint, SourceURL: repos.SourceURL(RepoApp), Reviewed: f.Hist.Reviewed,
+		PIDFile: filepath.Join(scratch, "sleeper.pid"),
+	}
+	f.AllowlistCommits = map[int64]string{}
+	for _, v := range []struct {
+		version int64
+		script  []string
+	}{{6, []string{f.Canary.Code()}}, {7, nil}} {
+		p := params
+		p.Version, p.Script = v.version, v.script
+		content := Allowlist(p)
+		path, approval, err := repos.Approve(AllowlistIdentity, v.version, content, "carol", Trusted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.AllowlistCommits[v.version] = al.Commit(t, map[string]string{
+			"allowlist.yaml": content,
+			"keys/alice.asc": string(alice.ArmoredPublic),
+			path:             approval,
+		}, "allowlist version "+strconv.FormatInt(v.version, 10), alice)
+		f.AllowlistYAML = content
+	}
 
 	for repo, path := range repos.paths {
 		if err := w.Git.Add(path, filepath.Join(repos.repos[repo].Path, ".git")); err != nil {

@@ -2,7 +2,16 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -16,11 +25,17 @@ import (
 )
 
 // GitServer serves git repositories read-only over smart HTTP on
-// 127.0.0.1, through the real `git http-backend` (CGI), as a GitLab would.
+// 127.0.0.1, through the real `git http-backend` (CGI), as a GitLab would:
+// over plain http (URL, what GitLab's payloads name) and over https
+// (HTTPSURL, what an allowlist entry's source.repository must name), with a
+// certificate made for the server and trusted through CAFile.
 type GitServer struct {
-	root string
-	url  string
-	srv  *http.Server
+	root   string
+	url    string
+	tlsURL string
+	caFile string
+	srv    *http.Server
+	tlsSrv *http.Server
 
 	mu      sync.Mutex
 	fetches []string // "<repo> <service>" per request, e.g. "app.git git-upload-pack"
@@ -48,6 +63,22 @@ func NewGitServer(root string) (*GitServer, error) {
 		return nil, fmt.Errorf("git server: listen on 127.0.0.1: %w", err)
 	}
 	s := &GitServer{root: repos, url: "http://" + ln.Addr().String()}
+	cert, caPEM, err := selfSignedCert()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("git server: %w", err)
+	}
+	s.caFile = filepath.Join(root, "ca.pem")
+	if err := os.WriteFile(s.caFile, caPEM, 0o644); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("git server: %w", err)
+	}
+	tlsLn, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("git server: listen (tls) on 127.0.0.1: %w", err)
+	}
+	s.tlsURL = "https://" + tlsLn.Addr().String()
 	backend := &cgi.Handler{
 		Path: git,
 		Args: []string{"http-backend"},
@@ -61,23 +92,53 @@ func NewGitServer(root string) (*GitServer, error) {
 		},
 		InheritEnv: []string{"PATH"},
 	}
-	s.srv = &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack") ||
-				r.URL.Query().Get("service") == "git-receive-pack" {
-				http.Error(w, "read-only", http.StatusForbidden)
-				return
-			}
-			repo, service := splitGitPath(r.URL.Path, r.URL.Query().Get("service"))
-			s.mu.Lock()
-			s.fetches = append(s.fetches, repo+" "+service)
-			s.mu.Unlock()
-			backend.ServeHTTP(w, r)
-		}),
-	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack") ||
+			r.URL.Query().Get("service") == "git-receive-pack" {
+			http.Error(w, "read-only", http.StatusForbidden)
+			return
+		}
+		repo, service := splitGitPath(r.URL.Path, r.URL.Query().Get("service"))
+		s.mu.Lock()
+		s.fetches = append(s.fetches, repo+" "+service)
+		s.mu.Unlock()
+		backend.ServeHTTP(w, r)
+	})
+	s.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: handler}
+	s.tlsSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: handler}
 	go func() { _ = s.srv.Serve(ln) }()
+	go func() { _ = s.tlsSrv.Serve(tlsLn) }()
 	return s, nil
+}
+
+// selfSignedCert makes a certificate for 127.0.0.1 that is its own CA, and
+// returns it with its PEM (for SSL_CERT_FILE).
+func selfSignedCert() (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "writ e2e git server"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // splitGitPath turns "/acme/app.git/info/refs" into ("acme/app.git", service).
@@ -118,8 +179,15 @@ func (s *GitServer) Add(name, gitDir string) error {
 	return nil
 }
 
-// URL is the clone URL of repository name.
+// URL is the plain-http clone URL of repository name.
 func (s *GitServer) URL(name string) string { return s.url + "/" + name + ".git" }
+
+// HTTPSURL is the https clone URL of repository name.
+func (s *GitServer) HTTPSURL(name string) string { return s.tlsURL + "/" + name + ".git" }
+
+// CAFile is the PEM file of the certificate the https server presents; a
+// Go program trusts it with SSL_CERT_FILE=CAFile().
+func (s *GitServer) CAFile() string { return s.caFile }
 
 // Fetches lists the requests served so far as "<name>.git <service>",
 // e.g. "acme/app.git git-upload-pack".
@@ -133,5 +201,5 @@ func (s *GitServer) Fetches() []string {
 func (s *GitServer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return s.srv.Shutdown(ctx)
+	return errors.Join(s.srv.Shutdown(ctx), s.tlsSrv.Shutdown(ctx))
 }

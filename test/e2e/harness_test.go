@@ -176,22 +176,6 @@ func TestCancelStopsTheJob(t *testing.T) {
 	t.Logf("cancelled in %s: %s/%s", took.Round(time.Millisecond), o.State, o.FailureReason)
 }
 
-// BenchmarkPassthroughJob measures one trivial job end to end: coordinator,
-// a fresh `gitlab-runner run-single`, the pass-through executor's four
-// stages, a clone over smart HTTP, and the final update.
-func BenchmarkPassthroughJob(b *testing.B) {
-	w := NewWorld(b)
-	_, url, sha := appRepo(b, w)
-	ctx := testCtx(b)
-	b.ResetTimer()
-	for b.Loop() {
-		p := w.Payload(Job{Project: "acme/app", RepoURL: url, Ref: "main", Sha: sha, Script: []string{"echo hello-writ"}})
-		if o := w.RunJob(ctx, p); !o.Succeeded() {
-			b.Fatalf("job failed:\n%s", o)
-		}
-	}
-}
-
 func TestParseContentRange(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {

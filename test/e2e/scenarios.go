@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Category groups scenarios by what a hostile GitLab changes.
@@ -28,23 +32,38 @@ const (
 	CatConcurrency Category = "concurrent jobs"
 )
 
-// Verdict is what writ must decide about a job. Refuse means none of the
-// job's code runs (for a payload the runner itself rejects, writ is never
-// asked, and that holds trivially).
+// Verdict is what writ must decide about a job.
 type Verdict string
 
 // Verdicts.
 const (
-	Admit  Verdict = "admit"
+	// Admit: the job runs as the allowlist entry says.
+	Admit Verdict = "admit"
+	// Refuse: writ refuses the job at prepare (a build failure); none of
+	// its code runs.
 	Refuse Verdict = "refuse"
+	// Undecided: writ cannot decide (no valid accepted allowlist), so the
+	// job ends as a system failure; none of its code runs.
+	Undecided Verdict = "cannot decide"
+	// RunnerRejects: the runner itself rejects the payload before any
+	// executor stage; writ is never asked, and nothing runs.
+	RunnerRejects Verdict = "runner rejects"
 )
 
 // Expectation is writ's required outcome for a scenario.
 type Expectation struct {
 	Verdict Verdict
-	// Reason is a substring writ's refusal must contain. Empty until writ's
-	// refusal texts are fixed; the writ suite then fills it in.
+	// Reason must appear in the job's trace: for a refusal, the first
+	// failed check as writ prints it ("Failed check: script"); for
+	// Undecided, writ's "cannot decide" line.
 	Reason string
+	// Detail must appear in the trace too: the specific difference writ
+	// names (a variable, a step, the allowlist rule that rejected a head).
+	Detail string
+	// AllowlistReject, if set, is the acceptance rule ("signature",
+	// "version", …) an allowlist-reject audit record must name: the scenario
+	// pushed an allowlist head that writ must not accept.
+	AllowlistReject string
 }
 
 // Canary proves that injected code ran: the code prints Marker and creates
@@ -111,8 +130,18 @@ type Repos interface {
 	SetBranch(repo, branch, commit string) error
 	// Tag makes the annotated tag name on commit, signed by by.
 	Tag(repo, name, commit string, by Signer) (string, error)
-	// URL is the repository's clone URL on the git server.
+	// URL is the repository's clone URL on the git server (plain http, as
+	// GitLab's payloads name it).
 	URL(repo string) string
+	// SourceURL is the repository's https clone URL, as an allowlist entry
+	// names it.
+	SourceURL(repo string) string
+	// Approve makes an approval of an allowlist version: the file's path in
+	// the allowlist repository (approvals/v<version>/<label>.sshsig) and its
+	// content, signing the statement for identity, version and content (the
+	// allowlist.yaml bytes) with by's SSH key (Trusted: the environments'
+	// root approver; Foreign: the attacker's key).
+	Approve(identity string, version int64, content, label string, by Signer) (path, data string, err error)
 }
 
 // The legitimate application, job and allowlist every scenario starts from.
@@ -125,7 +154,7 @@ const (
 	LegitImage = "registry.example.com/deploy@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	// LegitScript and LegitAfterScript are the allowlisted definition.
 	LegitScript      = `./deploy.sh "$DEPLOY_TARGET"`
-	LegitAfterScript = `echo "deploy of $CI_COMMIT_SHORT_SHA finished"`
+	LegitAfterScript = `echo "deploy of $CI_COMMIT_SHA finished"`
 	LegitTarget      = "app-prod"
 	// LegitDone is printed by a legitimate deploy that ran to its end.
 	LegitDone = "deployed version 1.4.2"
@@ -176,8 +205,18 @@ type Fixture struct {
 	Canary Canary
 	// Scratch is a directory for files an attack plants on the host.
 	Scratch string
-	// AllowlistYAML is the allowlist at the accepted version.
+	// AllowlistYAML is the allowlist at the accepted version (7).
 	AllowlistYAML string
+	// AllowlistCommits are the allowlist repository's versions by number:
+	// 6, an older version that still admitted the canary as a debug script,
+	// and 7, the accepted one (main's head). Both are signed by the trusted
+	// key and approved by the trusted approver.
+	AllowlistCommits map[int64]string
+	// AcceptAllowlist, set when writ is the executor, makes the environment
+	// fetch and judge the allowlist head now, as its next job would. The
+	// suite calls it before Mutate (the environment has accepted version 7)
+	// unless the scenario is Fresh.
+	AcceptAllowlist func() error
 
 	// Payload is the job served to the runner; Mutate changes it.
 	Payload *Payload
@@ -220,10 +259,18 @@ type Scenario struct {
 	Mutate func(f *Fixture) error
 	// Writ is the outcome writ must produce for Payload.
 	Writ Expectation
+	// WritConcurrent, for a scenario that sets Fixture.Concurrent, are the
+	// outcomes writ must produce for those payloads, in order.
+	WritConcurrent []Expectation
+	// Fresh: the environment has never accepted an allowlist version when
+	// the job arrives (a new runner host).
+	Fresh bool
 	// Robustness marks a scenario without injected code: the runner itself
 	// rejects the payload, or nothing is injected. PassThrough then says
 	// what must happen instead of a canary.
 	Robustness bool
+	// Shows says, for the summary, what PassThrough establishes.
+	Shows string
 	// PassThrough, if set, replaces the mutation check's default evidence
 	// (the canary's file exists) for the run against the pass-through
 	// executor: it returns an error when the run does not show what the
@@ -231,7 +278,35 @@ type Scenario struct {
 	PassThrough func(f *Fixture, o Outcome) error
 }
 
-func refuse(reason string) Expectation { return Expectation{Verdict: Refuse, Reason: reason} }
+// refuse is a refusal whose first failed check is check, with detail in the trace.
+func refuse(check, detail string) Expectation {
+	return Expectation{Verdict: Refuse, Reason: "Failed check: " + check, Detail: detail}
+}
+
+// refuseKeeping is an allowlist attack: writ rejects the pushed head by rule,
+// keeps the accepted version 7 in force (the job's trace notes the
+// rejection) and refuses the job's script by it.
+func refuseKeeping(rule string) Expectation {
+	return Expectation{Verdict: Refuse, Reason: "Failed check: script", Detail: "rejected, " + rule + ":", AllowlistReject: rule}
+}
+
+// undecided is a job writ cannot judge: it fails as a system failure.
+func undecided(detail, rule string) Expectation {
+	return Expectation{Verdict: Undecided, Reason: "writ cannot decide whether to admit this job", Detail: detail, AllowlistReject: rule}
+}
+
+// admit is an admitted job.
+var admit = Expectation{Verdict: Admit, Reason: "writ: admitted", Detail: LegitDone}
+
+// lineDiffers is the detail of a script line that differs from the entry's.
+func lineDiffers(what string, line int) string {
+	return fmt.Sprintf("%s line %d differs from the allowlist entry", what, line)
+}
+
+// notAllowed is the detail of a variable the entry does not name.
+func notAllowed(name string) string {
+	return "variable " + name + " is not allowed by the allowlist entry"
+}
 
 // Scenarios is the catalog. Every non-robustness scenario's canary must
 // fire against the pass-through executor and must not fire under writ.
@@ -244,7 +319,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script[0] = f.Canary.Code()
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", lineDiffers("script", 1)),
 	},
 	{
 		Name: "script-line-appended", Category: CatScript,
@@ -254,7 +329,7 @@ var Scenarios = []Scenario{
 			s.Script = append(s.Script, f.Canary.Code())
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", "script line 2 is not in the allowlist entry"),
 	},
 	{
 		Name: "script-line-prepended", Category: CatScript,
@@ -264,7 +339,7 @@ var Scenarios = []Scenario{
 			s.Script = append([]string{f.Canary.Code()}, s.Script...)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", lineDiffers("script", 1)),
 	},
 	{
 		Name: "script-line-suffixed", Category: CatScript,
@@ -273,7 +348,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script[0] = LegitScript + " && " + f.Canary.Code()
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", "script line 1 differs from the allowlist entry (first difference at byte 29)"),
 	},
 	{
 		Name: "script-embedded-newline", Category: CatScript,
@@ -282,7 +357,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script[0] = LegitScript + "\n" + f.Canary.Code()
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", "script line 1 differs from the allowlist entry (first difference at byte 29)"),
 	},
 	{
 		Name: "script-trailing-whitespace-hides-command", Category: CatScript,
@@ -291,7 +366,16 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script[0] = LegitScript + strings.Repeat(" ", 300) + "; " + f.Canary.Code()
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", "script line 1 differs from the allowlist entry (first difference at byte 29)"),
+	},
+	{
+		Name: "script-invisible-bidi-characters", Category: CatScript,
+		Description: "Trojan Source: invisible bidirectional isolates (U+2067 … U+2069) around an injected command, which bidi-aware viewers render as part of the quoted argument, so the line reads as the allowlisted one.",
+		Mutate: func(f *Fixture) error {
+			f.Payload.Step("script").Script[0] = InvisibleTamper(f.Canary)
+			return nil
+		},
+		Writ: refuse("script", "$DEPLOY_TARGET<U+2067>\"; echo writ-canary-"),
 	},
 	{
 		Name: "after-script-replaced", Category: CatScript,
@@ -300,7 +384,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("after_script").Script = []string{f.Canary.Code()}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("after_script", lineDiffers("after_script", 1)),
 	},
 	{
 		Name: "after-script-line-appended", Category: CatScript,
@@ -310,7 +394,7 @@ var Scenarios = []Scenario{
 			a.Script = append(a.Script, f.Canary.Code())
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("after_script", "after_script line 2 is not in the allowlist entry"),
 	},
 	{
 		Name: "after-script-on-failed-job", Category: CatScript,
@@ -320,7 +404,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("after_script").Script = []string{f.Canary.Code()}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", "- after_script: "+lineDiffers("after_script", 1)),
 	},
 
 	// --- step/hook/run injection -----------------------------------------
@@ -331,7 +415,7 @@ var Scenarios = []Scenario{
 			f.Payload.Steps = append(f.Payload.Steps, Step{Name: "release", Script: []string{f.Canary.Code()}, Timeout: 3600, When: "on_success"})
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("steps", `the job has a step "release"`),
 	},
 	{
 		Name: "extra-step-unknown-name", Category: CatInjection,
@@ -340,7 +424,7 @@ var Scenarios = []Scenario{
 			f.Payload.Steps = append(f.Payload.Steps, Step{Name: "notify", Script: []string{f.Canary.Code()}, Timeout: 3600, When: "always"})
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("steps", `the job has a step "notify"`),
 	},
 	{
 		Name: "hook-pre-get-sources", Category: CatInjection,
@@ -349,7 +433,7 @@ var Scenarios = []Scenario{
 			f.Payload.Hooks = []Hook{{Name: "pre_get_sources_script", Script: []string{f.Canary.Code()}}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("hooks", "the job has hooks"),
 	},
 	{
 		Name: "hook-post-get-sources", Category: CatInjection,
@@ -358,7 +442,7 @@ var Scenarios = []Scenario{
 			f.Payload.Hooks = []Hook{{Name: "post_get_sources_script", Script: []string{f.Canary.Code()}}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("hooks", "the job has hooks"),
 	},
 	{
 		Name: "run-steps-replace-script", Category: CatInjection,
@@ -373,7 +457,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script = []string{"step-runner ci"}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", "- run: the job uses run: (GitLab steps), which writ never executes"),
 	},
 	{
 		Name: "hook-and-script-both", Category: CatInjection,
@@ -382,7 +466,7 @@ var Scenarios = []Scenario{
 			f.Payload.Hooks = []Hook{{Name: "pre_get_sources_script", Script: []string{"true"}}, {Name: "post_get_sources_script", Script: []string{f.Canary.Code()}}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("hooks", "the job has hooks"),
 	},
 
 	// --- variable injection ----------------------------------------------
@@ -393,7 +477,7 @@ var Scenarios = []Scenario{
 			f.Payload.Variables = append(f.Payload.Variables, Variable{Key: "BASH_ENV", Value: f.Canary.Code() + "\n", File: true})
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", notAllowed("BASH_ENV")),
 	},
 	{
 		Name: "var-ld-preload", Category: CatVariables,
@@ -406,7 +490,7 @@ var Scenarios = []Scenario{
 			f.Payload.SetVar("LD_PRELOAD", lib)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", notAllowed("LD_PRELOAD")),
 	},
 	{
 		Name: "var-git-ssh-command", Category: CatVariables,
@@ -416,7 +500,7 @@ var Scenarios = []Scenario{
 			f.Payload.GitInfo.RepoURL = "ssh://git@127.0.0.1:1/acme/app.git"
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", notAllowed("GIT_SSH_COMMAND")),
 	},
 	{
 		Name: "var-git-config-fsmonitor", Category: CatVariables,
@@ -427,7 +511,7 @@ var Scenarios = []Scenario{
 			f.Payload.SetVar("GIT_CONFIG_VALUE_0", f.Canary.Code()+" #")
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", notAllowed("GIT_CONFIG_COUNT")),
 	},
 	{
 		Name: "var-kubeconfig", Category: CatVariables,
@@ -437,7 +521,7 @@ var Scenarios = []Scenario{
 			f.Payload.Variables = append(f.Payload.Variables, Variable{Key: "KUBECONFIG", Value: kubeconfig, File: true})
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", notAllowed("KUBECONFIG")),
 	},
 	{
 		Name: "var-pinned-value-changed", Category: CatVariables,
@@ -447,7 +531,7 @@ var Scenarios = []Scenario{
 			f.Payload.Variables = append(f.Payload.Variables, Variable{Key: "BASH_ENV", Value: f.Canary.Code() + "\n", File: true})
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", "variable DEPLOY_TARGET differs from the value pinned by the allowlist entry"),
 	},
 	{
 		Name: "var-shadowed-duplicate", Category: CatVariables,
@@ -458,7 +542,7 @@ var Scenarios = []Scenario{
 				Variable{Key: "BASH_ENV", Value: f.Canary.Code() + "\n", File: true})
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("variables", "variable BASH_ENV is defined twice in the payload"),
 	},
 
 	// --- source substitution ---------------------------------------------
@@ -477,7 +561,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("source", `is not on branch "main" of the entry's repository`),
 	},
 	{
 		Name: "repo-url-fork-foreign-signed", Category: CatSource,
@@ -494,7 +578,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("source", `is not on branch "main" of the entry's repository`),
 	},
 	{
 		Name: "unsigned-commit-on-main", Category: CatSource,
@@ -507,7 +591,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return f.Repos.SetBranch(RepoApp, LegitRef, sha)
 		},
-		Writ: refuse(""),
+		Writ: refuse("signature", "is not signed by the entry's signers (app-team)"),
 	},
 	{
 		Name: "foreign-signed-commit-on-main", Category: CatSource,
@@ -520,7 +604,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return f.Repos.SetBranch(RepoApp, LegitRef, sha)
 		},
-		Writ: refuse(""),
+		Writ: refuse("signature", "is not signed by the entry's signers (app-team)"),
 	},
 	{
 		Name: "older-backdoored-commit", Category: CatSource,
@@ -529,7 +613,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, f.Hist.Backdoored)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("descends_from", "does not descend from"),
 	},
 	{
 		Name: "rewritten-history", Category: CatSource,
@@ -538,7 +622,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, f.Hist.Experiment)
 			return f.Repos.SetBranch(RepoApp, LegitRef, f.Hist.Experiment)
 		},
-		Writ: refuse(""),
+		Writ: refuse("descends_from", "does not descend from"),
 	},
 	{
 		Name: "sha-not-on-ref", Category: CatSource,
@@ -551,7 +635,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, f.Hist.Experiment)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("source", `is not on branch "main" of the entry's repository`),
 	},
 	{
 		Name: "ref-not-allowlisted", Category: CatSource,
@@ -564,7 +648,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, f.Hist.Experiment)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("entry", `ref "experiment"`),
 	},
 	{
 		Name: "tag-unsigned", Category: CatSource,
@@ -581,7 +665,43 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("entry", `ref "v9.9.9"`),
+	},
+	{
+		Name: "tag-named-like-the-branch", Category: CatSource,
+		Description: "ref_type tag with ref \"main\": a tag named main on the signed but unreviewed experiment commit. The ref name matches the entry; the ref type is GitLab's word.",
+		Mutate: func(f *Fixture) error {
+			if _, err := f.Repos.Tag(RepoApp, LegitRef, f.Hist.Experiment, Trusted); err != nil {
+				return err
+			}
+			setRef(f.Payload, LegitRef, "tag")
+			setSha(f.Payload, f.Hist.Experiment)
+			return nil
+		},
+		Writ: refuse("descends_from", "does not descend from"),
+	},
+	{
+		Name: "source-rollback-after-fix", Category: CatSource,
+		Description: "A signed commit on main re-added the debug hook and a later one removed it; after the fix was deployed, GitLab sends a job for the older commit, which is still signed, on main and after the review.",
+		Mutate: func(f *Fixture) error {
+			vulnerable, err := f.Repos.Commit(RepoApp, f.Hist.Head, map[string]string{"deploy.sh": backdoored(f.Canary)}, "debug: more logging", Trusted)
+			if err != nil {
+				return err
+			}
+			fixed, err := f.Repos.Commit(RepoApp, vulnerable, map[string]string{"deploy.sh": DeployScript}, "remove the debug hook again", Trusted)
+			if err != nil {
+				return err
+			}
+			if err := f.Repos.SetBranch(RepoApp, LegitRef, fixed); err != nil {
+				return err
+			}
+			deployFix := f.LegitPayload()
+			setSha(deployFix, fixed)
+			f.Before = append(f.Before, deployFix)
+			setSha(f.Payload, vulnerable)
+			return nil
+		},
+		Writ: refuse("rollback", "this looks like a rollback"),
 	},
 	{
 		Name: "refspec-smuggling", Category: CatSource,
@@ -598,61 +718,116 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("source", `is not on branch "main" of the entry's repository`),
 	},
 
 	// --- allowlist attacks -----------------------------------------------
+	// The environment has accepted version 7 (signed by the trusted key,
+	// approved by the trusted approver: threshold 2) before each of these,
+	// unless the scenario is Fresh. The job runs the canary, which only the
+	// attacker's version would admit.
 	{
 		Name: "allowlist-unsigned-version", Category: CatAllowlist,
-		Description: "An unsigned, unapproved allowlist version that admits the attacker's script is pushed; the job uses that script.",
+		Description: "An unsigned allowlist version 8 that admits the attacker's script is pushed onto main; the job uses that script.",
 		Mutate: func(f *Fixture) error {
-			return allowlistAttack(f, Unsigned, func(y string) string {
-				return bumpVersion(strings.Replace(y, yamlQuote(LegitScript), yamlQuote(f.Canary.Code()), 1))
-			})
+			return allowlistAttack(f, allowlistVersion{SignedBy: Unsigned, Edit: admitCanary(f, 8)})
 		},
-		Writ: refuse(""),
+		Writ: refuseKeeping("signature"),
 	},
 	{
 		Name: "allowlist-foreign-signed-version", Category: CatAllowlist,
-		Description: "A new allowlist version signed by a key that is not a root signer.",
+		Description: "A new allowlist version signed by a valid key that is not a root signer, with an approval by another foreign key.",
 		Mutate: func(f *Fixture) error {
-			return allowlistAttack(f, Foreign, func(y string) string {
-				return bumpVersion(strings.Replace(y, yamlQuote(LegitScript), yamlQuote(f.Canary.Code()), 1))
-			})
+			return allowlistAttack(f, allowlistVersion{SignedBy: Foreign, ApprovedBy: []Signer{Foreign}, Edit: admitCanary(f, 8)})
 		},
-		Writ: refuse(""),
+		Writ: refuseKeeping("signature"),
 	},
 	{
 		Name: "allowlist-rollback", Category: CatAllowlist,
-		Description: "The allowlist branch reset to an older version (lower number) that still admitted the attacker's script.",
+		Description: "The allowlist branch reset to version 6, a genuinely signed and approved older version that still admitted the canary as a debug script.",
 		Mutate: func(f *Fixture) error {
-			return allowlistAttack(f, Trusted, func(y string) string {
-				return strings.Replace(strings.Replace(y, "version: 7", "version: 6", 1), yamlQuote(LegitScript), yamlQuote(f.Canary.Code()), 1)
-			})
+			if err := f.Repos.SetBranch(RepoAllowlist, "main", f.AllowlistCommits[6]); err != nil {
+				return err
+			}
+			f.Payload.Step("script").Script = []string{f.Canary.Code()}
+			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuseKeeping("version"),
+	},
+	{
+		Name: "allowlist-rewritten-history", Category: CatAllowlist,
+		Description: "main force-pushed to a signed and approved version 8 from an abandoned branch forked off version 6: it does not descend from the accepted version 7.",
+		Mutate: func(f *Fixture) error {
+			return allowlistAttack(f, allowlistVersion{Parent: f.AllowlistCommits[6], SignedBy: Trusted, ApprovedBy: []Signer{Trusted}, Edit: admitCanary(f, 8)})
+		},
+		Writ: refuseKeeping("ancestry"),
+	},
+	{
+		Name: "allowlist-forged-approvals", Category: CatAllowlist,
+		Description: "Version 8 signed by a root key but not approved: the trusted approver's version-7 approval replayed under v8, plus an approval by the attacker's key named after the approver (threshold 2).",
+		Mutate: func(f *Fixture) error {
+			return allowlistAttack(f, allowlistVersion{SignedBy: Trusted, Edit: admitCanary(f, 8), Files: func(content string) (map[string]string, error) {
+				_, replayed, err := f.Repos.Approve(AllowlistIdentity, 7, f.AllowlistYAML, "carol", Trusted)
+				if err != nil {
+					return nil, err
+				}
+				_, forged, err := f.Repos.Approve(AllowlistIdentity, 8, content, "dave", Foreign)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]string{"approvals/v8/carol.sshsig": replayed, "approvals/v8/dave.sshsig": forged}, nil
+			}})
+		},
+		Writ: refuseKeeping("approvals"),
 	},
 	{
 		Name: "allowlist-wrong-repository-identity", Category: CatAllowlist,
-		Description: "A copy of the allowlist from another repository (fork) whose identity differs, admitting the attacker's script.",
+		Description: "The content of another allowlist repository (evil/deploy-allowlist, signed and approved there by the same people) served as this one.",
 		Mutate: func(f *Fixture) error {
-			return allowlistAttack(f, Trusted, func(y string) string {
-				y = strings.Replace(y, "repository: acme/deploy-allowlist", "repository: evil/deploy-allowlist", 1)
-				return bumpVersion(strings.Replace(y, yamlQuote(LegitScript), yamlQuote(f.Canary.Code()), 1))
-			})
+			return allowlistAttack(f, allowlistVersion{SignedBy: Trusted, ApprovedBy: []Signer{Trusted}, Edit: func(y string) string {
+				return strings.Replace(admitCanary(f, 8)(y), "repository: "+AllowlistIdentity, "repository: evil/deploy-allowlist", 1)
+			}})
 		},
-		Writ: refuse(""),
+		Writ: refuseKeeping("identity"),
 	},
 	{
 		Name: "allowlist-expired-version", Category: CatAllowlist,
-		Description: "A version that admitted the attacker's script but has expired.",
+		Description: "A signed and approved version 8 that admitted the attacker's script but has expired.",
 		Mutate: func(f *Fixture) error {
-			return allowlistAttack(f, Trusted, func(y string) string {
-				y = strings.Replace(y, "expires: 2099-01-01T00:00:00Z", "expires: 2020-01-01T00:00:00Z", 1)
-				return bumpVersion(strings.Replace(y, yamlQuote(LegitScript), yamlQuote(f.Canary.Code()), 1))
-			})
+			return allowlistAttack(f, allowlistVersion{SignedBy: Trusted, ApprovedBy: []Signer{Trusted}, Edit: func(y string) string {
+				return withExpiry(admitCanary(f, 8)(y), time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+			}})
 		},
-		Writ: refuse(""),
+		Writ: refuseKeeping("expiry"),
+	},
+	{
+		Name: "allowlist-frozen-past-expiry", Category: CatAllowlist,
+		Description: "GitLab freezes the allowlist at version 8, which admitted the canary as a debug script, hiding the version that removed it; once version 8 expires, nothing may run.",
+		Mutate: func(f *Fixture) error {
+			expires := time.Now().UTC().Truncate(time.Second).Add(8 * time.Second)
+			err := allowlistAttack(f, allowlistVersion{SignedBy: Trusted, ApprovedBy: []Signer{Trusted}, Edit: func(y string) string {
+				return withExpiry(admitCanary(f, 8)(y), expires)
+			}})
+			if err != nil || f.AcceptAllowlist == nil {
+				return err
+			}
+			// The environment accepts version 8 while it is valid…
+			if err := f.AcceptAllowlist(); err != nil {
+				return err
+			}
+			// …and GitLab never shows it a newer one.
+			time.Sleep(time.Until(expires) + time.Second)
+			return nil
+		},
+		Writ: undecided("the accepted version 8 expired at", "expiry"),
+	},
+	{
+		Name: "allowlist-first-contact-forged", Category: CatAllowlist, Fresh: true,
+		Description: "A new runner host's first allowlist fetch gets a version signed by the attacker's key: with no version ever accepted, nothing may run.",
+		Mutate: func(f *Fixture) error {
+			return allowlistAttack(f, allowlistVersion{SignedBy: Foreign, ApprovedBy: []Signer{Foreign}, Edit: admitCanary(f, 8)})
+		},
+		Writ: undecided("this environment has never accepted a version", "signature"),
 	},
 	{
 		Name: "project-identity-confusion", Category: CatAllowlist,
@@ -670,7 +845,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script = []string{"./ci.sh"}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("entry", "the payload names two different projects"),
 	},
 	{
 		Name: "environment-claim-staging", Category: CatAllowlist,
@@ -690,7 +865,7 @@ var Scenarios = []Scenario{
 			f.Payload.Variables = slices.DeleteFunc(f.Payload.Variables, func(v Variable) bool { return v.Key == "DEPLOY_TARGET" })
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("entry", `environment "production", ref "experiment"`),
 	},
 	{
 		Name: "job-name-spoof", Category: CatAllowlist,
@@ -701,7 +876,7 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script = []string{f.Canary.Code()}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("entry", `job "deploy<SP>"`),
 	},
 
 	// --- artifact/cache/dependency poisoning ------------------------------
@@ -721,7 +896,7 @@ var Scenarios = []Scenario{
 			}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("dependencies", "the job has 1 dependencies item(s); the entry allows none"),
 	},
 	{
 		Name: "cache-poisoned-by-branch-job", Category: CatPoisoning,
@@ -743,7 +918,7 @@ var Scenarios = []Scenario{
 			f.Payload.Cache = []Cache{{Key: "deps", Policy: "pull", Paths: []string{"deploy.sh"}, When: "on_success"}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("cache", "the job has 1 cache item(s); the entry allows none"),
 	},
 	{
 		Name: "artifacts-exfiltrate-credentials", Category: CatPoisoning,
@@ -752,6 +927,7 @@ var Scenarios = []Scenario{
 			f.Payload.Artifacts = []Artifact{{Name: "report", Untracked: true, When: "always", Type: "archive", Format: "zip", ExpireIn: "1 week"}}
 			return nil
 		},
+		Shows: "the deploy tool's credentials uploaded as an artifact",
 		PassThrough: func(f *Fixture, o Outcome) error {
 			for _, u := range o.Uploads {
 				if bytes.Contains(u.Data, []byte(".deploy-credentials")) {
@@ -760,7 +936,7 @@ var Scenarios = []Scenario{
 			}
 			return fmt.Errorf("no artifacts upload carried .deploy-credentials (%d uploads)", len(o.Uploads))
 		},
-		Writ: refuse(""),
+		Writ: refuse("artifacts", "the job has 1 artifacts item(s); the entry allows none"),
 	},
 
 	// --- image/service injection -----------------------------------------
@@ -773,7 +949,7 @@ var Scenarios = []Scenario{
 			f.Payload.Image = &Image{Name: name}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("image", "registry.example.com/deploy:latest"),
 	},
 	{
 		Name: "image-attacker-registry", Category: CatImage,
@@ -784,7 +960,7 @@ var Scenarios = []Scenario{
 			f.Payload.Image = &Image{Name: name}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("image", "evil.example.com/deploy@sha256:"),
 	},
 	{
 		Name: "service-injected", Category: CatImage,
@@ -795,7 +971,7 @@ var Scenarios = []Scenario{
 			f.Payload.Services = []Image{{Name: name, Alias: "db"}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("services", "the job has 1 service(s), the entry allows 0"),
 	},
 	{
 		Name: "image-entrypoint-override", Category: CatImage,
@@ -806,7 +982,7 @@ var Scenarios = []Scenario{
 			f.Payload.Image = &Image{Name: name, Entrypoint: []string{"/bin/sh", "-c", f.Canary.Code()}}
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("image", "image sets entrypoint"),
 	},
 
 	// --- malformed/oversized payloads ------------------------------------
@@ -818,7 +994,16 @@ var Scenarios = []Scenario{
 			f.Payload.Step("script").Script[0] = f.Canary.Code()
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", lineDiffers("script", 1)),
+	},
+	{
+		Name: "oversized-script", Category: CatMalformed,
+		Description: "The canary, then a 5 MiB comment in the script: unlike the padding above, the runner keeps it, so the payload writ reads is larger than its bound (job.max_payload_bytes, 4 MiB).",
+		Mutate: func(f *Fixture) error {
+			f.Payload.Step("script").Script = []string{f.Canary.Code(), "# " + strings.Repeat("A", 5<<20)}
+			return nil
+		},
+		Writ: refuse("payload", "the job payload is larger than 4194304 bytes (job.max_payload_bytes)"),
 	},
 	{
 		Name: "duplicate-json-keys", Category: CatMalformed,
@@ -835,7 +1020,7 @@ var Scenarios = []Scenario{
 			f.Raw = append(bytes.TrimSuffix(legit, []byte("}")), []byte(`,"steps":`+string(evil)+`}`)...)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", lineDiffers("script", 1)),
 	},
 	{
 		Name: "case-variant-json-key", Category: CatMalformed,
@@ -852,7 +1037,7 @@ var Scenarios = []Scenario{
 			f.Raw = append(bytes.TrimSuffix(legit, []byte("}")), []byte(`,"Steps":`+string(evil)+`}`)...)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ: refuse("script", lineDiffers("script", 1)),
 	},
 	{
 		Name: "malformed-json", Category: CatMalformed, Robustness: true,
@@ -866,7 +1051,8 @@ var Scenarios = []Scenario{
 			return nil
 		},
 		PassThrough: nothingRan,
-		Writ:        refuse(""),
+		Shows:       "runner rejected the payload; no executor stage ran",
+		Writ:        Expectation{Verdict: RunnerRejects},
 	},
 	{
 		Name: "wrong-field-types", Category: CatMalformed, Robustness: true,
@@ -876,7 +1062,8 @@ var Scenarios = []Scenario{
 			return nil
 		},
 		PassThrough: nothingRan,
-		Writ:        refuse(""),
+		Shows:       "runner rejected the payload; no executor stage ran",
+		Writ:        Expectation{Verdict: RunnerRejects},
 	},
 	{
 		Name: "deeply-nested-unknown-field", Category: CatMalformed, Robustness: true,
@@ -886,8 +1073,10 @@ var Scenarios = []Scenario{
 			return nil
 		},
 		PassThrough: legitRan,
-		// The payload is legitimate apart from a field writ does not read.
-		Writ: Expectation{Verdict: Admit},
+		Shows:       "the legitimate deploy ran",
+		// The payload is legitimate apart from a field the runner drops
+		// (writ sees the runner's re-encoding of the job).
+		Writ: admit,
 	},
 
 	// --- concurrent jobs -------------------------------------------------
@@ -900,7 +1089,8 @@ var Scenarios = []Scenario{
 			f.Concurrent = append(f.Concurrent, twin)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ:           refuse("script", lineDiffers("script", 1)),
+		WritConcurrent: []Expectation{admit},
 	},
 	{
 		Name: "attacker-job-alongside", Category: CatConcurrency,
@@ -911,7 +1101,8 @@ var Scenarios = []Scenario{
 			f.Concurrent = append(f.Concurrent, legit)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ:           refuse("entry", `project "evil/app"`),
+		WritConcurrent: []Expectation{admit},
 	},
 	{
 		Name: "burst-of-attacks", Category: CatConcurrency,
@@ -927,7 +1118,8 @@ var Scenarios = []Scenario{
 			f.Concurrent = append(f.Concurrent, hook, variable)
 			return nil
 		},
-		Writ: refuse(""),
+		Writ:           refuse("script", lineDiffers("script", 1)),
+		WritConcurrent: []Expectation{refuse("hooks", "the job has hooks"), refuse("variables", notAllowed("GIT_CONFIG_COUNT"))},
 	},
 }
 
@@ -953,6 +1145,13 @@ func legitRan(f *Fixture, o Outcome) error {
 	return nil
 }
 
+// InvisibleTamper is the allowlisted script line with c's code hidden
+// between invisible bidirectional isolates: bash runs it after deploy.sh,
+// and the trailing comment swallows the closing isolate and quote.
+func InvisibleTamper(c Canary) string {
+	return `./deploy.sh "$DEPLOY_TARGET` + "\u2067" + `"; ` + c.Code() + ` #` + "\u2069" + `"`
+}
+
 // backdoored is deploy.sh with the canary run first.
 func backdoored(c Canary) string {
 	return strings.Replace(DeployScript, "set -eu\n", "set -eu\n"+c.Code()+"\n", 1)
@@ -976,11 +1175,46 @@ func setRef(p *Payload, ref, refType string) {
 	}
 }
 
-// allowlistAttack commits edit(allowlist) to the allowlist repository's main
-// branch, signed by by, and makes the job run the canary instead of the
-// allowlisted script.
-func allowlistAttack(f *Fixture, by Signer, edit func(string) string) error {
-	sha, err := f.Repos.Commit(RepoAllowlist, "refs/heads/main", map[string]string{"allowlist.yaml": edit(f.AllowlistYAML)}, "update allowlist", by)
+// allowlistVersion is an allowlist version an attack publishes.
+type allowlistVersion struct {
+	// Parent is the commit it is made on; "" is main's head.
+	Parent string
+	// Edit turns the accepted allowlist.yaml into this version's.
+	Edit func(string) string
+	// SignedBy signs the commit.
+	SignedBy Signer
+	// ApprovedBy each approve the new content (under the identity and
+	// version it names), as approvals/v<version>/approver-<n>.sshsig.
+	ApprovedBy []Signer
+	// Files, if set, adds files given the new content (forged approvals).
+	Files func(content string) (map[string]string, error)
+}
+
+// allowlistAttack publishes v on the allowlist repository's main branch
+// and makes the job run the canary instead of the allowlisted script.
+func allowlistAttack(f *Fixture, v allowlistVersion) error {
+	content := v.Edit(f.AllowlistYAML)
+	files := map[string]string{"allowlist.yaml": content}
+	identity, version := allowlistHeader(content)
+	for i, by := range v.ApprovedBy {
+		path, data, err := f.Repos.Approve(identity, version, content, fmt.Sprintf("approver-%d", i+1), by)
+		if err != nil {
+			return err
+		}
+		files[path] = data
+	}
+	if v.Files != nil {
+		extra, err := v.Files(content)
+		if err != nil {
+			return err
+		}
+		maps.Copy(files, extra)
+	}
+	parent := v.Parent
+	if parent == "" {
+		parent = "refs/heads/main"
+	}
+	sha, err := f.Repos.Commit(RepoAllowlist, parent, files, fmt.Sprintf("allowlist version %d", version), v.SignedBy)
 	if err != nil {
 		return err
 	}
@@ -991,13 +1225,49 @@ func allowlistAttack(f *Fixture, by Signer, edit func(string) string) error {
 	return nil
 }
 
-// yamlQuote is how AllowlistTemplate writes a script line.
-func yamlQuote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+var (
+	versionLine    = regexp.MustCompile(`(?m)^version: ([0-9]+)$`)
+	repositoryLine = regexp.MustCompile(`(?m)^repository: (\S+)$`)
+	expiresLine    = regexp.MustCompile(`(?m)^expires: \S+$`)
+)
+
+// allowlistHeader returns the repository identity and version an
+// allowlist.yaml names.
+func allowlistHeader(y string) (string, int64) {
+	var version int64
+	if m := versionLine.FindStringSubmatch(y); m != nil {
+		version, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	identity := ""
+	if m := repositoryLine.FindStringSubmatch(y); m != nil {
+		identity = m[1]
+	}
+	return identity, version
 }
 
-func bumpVersion(y string) string { return strings.Replace(y, "version: 7", "version: 8", 1) }
+// admitCanary returns an edit that makes the allowlist version n and lets
+// the production deploy entry run the canary as its script.
+func admitCanary(f *Fixture, n int64) func(string) string {
+	return func(y string) string {
+		y = versionLine.ReplaceAllString(y, fmt.Sprintf("version: %d", n))
+		return strings.Replace(y, "        - "+yamlQuote(LegitScript)+"\n", "        - "+yamlQuote(f.Canary.Code())+"\n", 1)
+	}
+}
+
+// withExpiry sets the allowlist's expires.
+func withExpiry(y string, t time.Time) string {
+	return expiresLine.ReplaceAllString(y, "expires: "+t.UTC().Format(time.RFC3339))
+}
+
+// yamlQuote writes s as a YAML double-quoted scalar (JSON's string syntax
+// is a subset of it).
+func yamlQuote(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
+}
 
 // zipFiles builds a zip archive of executable files.
 func zipFiles(files map[string]string) ([]byte, error) {
@@ -1048,20 +1318,53 @@ __attribute__((constructor)) static void canary(void) {
 	return lib, nil
 }
 
-// AllowlistTemplate is the allowlist at the accepted version (7), filled in
-// by Allowlist: %[1]s the trusted OpenPGP fingerprint, %[2]s the app's clone
-// URL, %[3]s the reviewed commit, %[4]s and %[5]s the script and
-// after_script lines (quoted).
+// AllowlistIdentity is the allowlist repository's identity: its
+// allowlist.yaml's repository and the environments' allowlist.identity.
+const AllowlistIdentity = "acme/deploy-allowlist"
+
+// Jobs of the allowlist's extra production entries, for writ's own
+// end-to-end tests (the catalog uses LegitJob).
+const (
+	// SmokeJob prints, fails with exit code SmokeExitCode (its script says
+	// exit 7), and its after_script runs.
+	SmokeJob      = "smoke"
+	SmokeExitCode = 7
+	// LongJob starts a background sleep, writes its pid to the file the
+	// allowlist names, then prints "tick" until it is cancelled.
+	LongJob = "long-task"
+	// TreeJob prints the SHA-256 and mode of every file of its checkout.
+	TreeJob = "tree"
+)
+
+// AllowlistParams fill in AllowlistTemplate.
+type AllowlistParams struct {
+	// Fingerprint is the app-team's (trusted) OpenPGP fingerprint.
+	Fingerprint string
+	// SourceURL is the application's https URL, the entries' source.
+	SourceURL string
+	// Reviewed is the commit the production deploy must descend from.
+	Reviewed string
+	// Version and Expires (default 7 and 2099-01-01).
+	Version int64
+	Expires time.Time
+	// Script is the production deploy's script (default LegitScript).
+	Script []string
+	// PIDFile is where LongJob writes its sleeper's pid.
+	PIDFile string
+}
+
+// AllowlistTemplate is the allowlist, with {{…}} placeholders Allowlist
+// fills in.
 const AllowlistTemplate = `# writ allowlist for the end-to-end suite
 schema: writ/v1
-repository: acme/deploy-allowlist
-version: 7
-expires: 2099-01-01T00:00:00Z
+repository: ` + AllowlistIdentity + `
+version: {{version}}
+expires: {{expires}}
 
 signers:
   app-team:
     openpgp:
-      - fingerprint: %[1]s
+      - fingerprint: {{fingerprint}}
         key: keys/alice.asc
 
 jobs:
@@ -1074,17 +1377,17 @@ jobs:
     definition:
       image: ` + LegitImage + `
       script:
-        - %[4]s
+{{script}}
       after_script:
-        - %[5]s
+        - {{after_script}}
       variables:
         DEPLOY_TARGET: {value: ` + LegitTarget + `}
       timeout: 15m
     source:
-      repository: %[2]s
+      repository: {{source}}
       signers: [app-team]
       mode: commit
-      descends_from: %[3]s
+      descends_from: {{reviewed}}
 
   - name: app-deploy-staging
     match:
@@ -1096,7 +1399,7 @@ jobs:
       script:
         - ./deploy.sh staging
     source:
-      repository: %[2]s
+      repository: {{source}}
       signers: [app-team]
       mode: commit
 
@@ -1110,12 +1413,91 @@ jobs:
       script:
         - ./ci.sh
     source:
-      repository: %[2]s
+      repository: {{source}}
+      signers: [app-team]
+      mode: commit
+
+  - name: app-smoke-production
+    match:
+      project: acme/app
+      job: ` + SmokeJob + `
+      environments: [production]
+      refs: [main]
+    definition:
+      script:
+        - echo before-failure
+        - exit 7
+        - echo never-printed
+      after_script:
+        - echo after-script-still-runs
+    source:
+      repository: {{source}}
+      signers: [app-team]
+      mode: commit
+
+  - name: app-long-task-production
+    match:
+      project: acme/app
+      job: ` + LongJob + `
+      environments: [production]
+      refs: [main]
+    definition:
+      script:
+        - {{sleeper}}
+        - echo sleeper-started
+        - "while :; do echo tick; sleep 0.3; done"
+        - echo must-not-finish
+      timeout: 2m
+    source:
+      repository: {{source}}
+      signers: [app-team]
+      mode: commit
+
+  - name: app-tree-production
+    match:
+      project: acme/app
+      job: ` + TreeJob + `
+      environments: [production]
+      refs: [main]
+    definition:
+      script:
+        - {{tree}}
+    source:
+      repository: {{source}}
       signers: [app-team]
       mode: commit
 `
 
+// TreeScript is TreeJob's script: "tree-file <mode> <sha256> <path>" per file.
+const TreeScript = `find . -type f -printf '%P\n' | LC_ALL=C sort | while read -r f; do echo "tree-file $(stat -c %a "$f") $(sha256sum < "$f" | cut -c1-64) $f"; done`
+
 // Allowlist renders AllowlistTemplate.
-func Allowlist(fingerprint, appURL, reviewed string) string {
-	return fmt.Sprintf(AllowlistTemplate, fingerprint, appURL, reviewed, yamlQuote(LegitScript), yamlQuote(LegitAfterScript))
+func Allowlist(p AllowlistParams) string {
+	if p.Version == 0 {
+		p.Version = 7
+	}
+	if p.Expires.IsZero() {
+		p.Expires = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if p.Script == nil {
+		p.Script = []string{LegitScript}
+	}
+	var script strings.Builder
+	for i, l := range p.Script {
+		if i > 0 {
+			script.WriteString("\n")
+		}
+		script.WriteString("        - " + yamlQuote(l))
+	}
+	return strings.NewReplacer(
+		"{{version}}", strconv.FormatInt(p.Version, 10),
+		"{{expires}}", p.Expires.UTC().Format(time.RFC3339),
+		"{{fingerprint}}", p.Fingerprint,
+		"{{script}}", script.String(),
+		"{{after_script}}", yamlQuote(LegitAfterScript),
+		"{{source}}", p.SourceURL,
+		"{{reviewed}}", p.Reviewed,
+		"{{sleeper}}", yamlQuote("sleep 300 & echo $! > "+p.PIDFile),
+		"{{tree}}", yamlQuote(TreeScript),
+	).Replace(AllowlistTemplate)
 }

@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"regexp"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,16 +31,24 @@ func TestCatalogIsWellFormed(t *testing.T) {
 		if s.Description == "" || s.Mutate == nil {
 			t.Errorf("%s: needs a description and a Mutate", s.Name)
 		}
-		if s.Writ.Verdict != Admit && s.Writ.Verdict != Refuse {
+		switch s.Writ.Verdict {
+		case Admit, Refuse, Undecided, RunnerRejects:
+		default:
 			t.Errorf("%s: writ verdict %q", s.Name, s.Writ.Verdict)
+		}
+		if s.PassThrough != nil && s.Shows == "" {
+			t.Errorf("%s: say what the pass-through check shows (Shows)", s.Name)
 		}
 		if s.Robustness && s.PassThrough == nil {
 			t.Errorf("%s: a robustness scenario must say what the pass-through run shows", s.Name)
 		}
 		if !s.Robustness {
 			attacks++
-			if s.Writ.Verdict != Refuse {
-				t.Errorf("%s: an attack must be refused", s.Name)
+			if s.Writ.Verdict != Refuse && s.Writ.Verdict != Undecided {
+				t.Errorf("%s: an attack must be refused, or fail closed", s.Name)
+			}
+			if s.Writ.Reason == "" || s.Writ.Detail == "" {
+				t.Errorf("%s: an attack needs writ's specific reason and detail", s.Name)
 			}
 		}
 	}
@@ -86,35 +98,221 @@ func TestLegitimateJobRunsCleanly(t *testing.T) {
 	}
 }
 
-// TestScenariosAgainstPassthrough is the suite's mutation check: every
-// attack must work against a naive executor (its canary fires), so that a
-// refusal under writ means something. Robustness scenarios must show what
-// they promise instead.
-func TestScenariosAgainstPassthrough(t *testing.T) {
+// TestScenarios runs the whole catalog twice, each run in its own World:
+// once with writ as the runner's executor, where every attack must be
+// refused (or fail closed) with writ's specific reason in the trace, its
+// canary silent and the refusal in the verified audit log; and once with
+// the pass-through executor, where every attack must work (its canary
+// fires): the mutation check that gives writ's refusals their meaning. With
+// -v it logs a summary table of both runs.
+func TestScenarios(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
-	for _, s := range Scenarios {
-		t.Run(s.Name, func(t *testing.T) {
-			t.Parallel()
-			w := NewWorld(t)
-			f := newFixture(t, w, keys, s.Name)
-			if err := s.Mutate(f); err != nil {
-				t.Fatalf("mutate: %v", err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			o, _ := runFixture(ctx, f)
-			switch {
-			case s.PassThrough != nil:
-				if err := s.PassThrough(f, o); err != nil {
-					t.Fatalf("%s: %v\n%s", s.Name, err, o)
-				}
-			case !f.Canary.Fired():
-				t.Fatalf("%s: the attack did not work against the pass-through executor (canary %s absent):\n%s", s.Name, f.Canary.File, o)
-			}
-			if !s.Robustness {
-				t.Logf("canary fired; marker in trace: %v; job %s", f.Canary.Printed(o), o.State)
-			}
-		})
+	sum := newSummary()
+	t.Run("catalog", func(t *testing.T) {
+		for _, s := range Scenarios {
+			t.Run(s.Name, func(t *testing.T) {
+				t.Parallel()
+				t.Run("passthrough", func(t *testing.T) {
+					t.Parallel()
+					account, ok := "", false
+					defer func() { sum.set(s.Name, &summaryCell{account, ok && !t.Failed()}, nil) }()
+					account = runAgainstPassthrough(t, keys, s)
+					ok = true
+				})
+				t.Run("writ", func(t *testing.T) {
+					t.Parallel()
+					account, ok := "", false
+					defer func() { sum.set(s.Name, nil, &summaryCell{account, ok && !t.Failed()}) }()
+					account = runAgainstWrit(t, keys, s)
+					ok = true
+				})
+			})
+		}
+	})
+	t.Log("scenario summary (writ vs the pass-through executor):\n\n" + sum.markdown())
+}
+
+// runAgainstPassthrough runs s with the pass-through executor and returns
+// what happened; the attack must work there.
+func runAgainstPassthrough(t *testing.T, keys *Keys, s Scenario) string {
+	w := NewWorld(t)
+	f := newFixture(t, w, keys, s.Name)
+	if err := s.Mutate(f); err != nil {
+		t.Fatalf("mutate: %v", err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o, _ := runFixture(ctx, f)
+	switch {
+	case s.PassThrough != nil:
+		if err := s.PassThrough(f, o); err != nil {
+			t.Fatalf("%s: %v\n%s", s.Name, err, o)
+		}
+		return s.Shows
+	case !f.Canary.Fired():
+		t.Fatalf("%s: the attack did not work against the pass-through executor (canary %s absent):\n%s", s.Name, f.Canary.File, o)
+	}
+	account := "canary fired"
+	if f.Canary.Printed(o) {
+		account += ", marker in trace"
+	}
+	if o.State != "" {
+		account += "; job " + o.State
+	}
+	return account
+}
+
+// runAgainstWrit runs s with writ and returns what writ did; it must be
+// what s.Writ (and s.WritConcurrent) say.
+func runAgainstWrit(t *testing.T, keys *Keys, s Scenario) string {
+	f, e := newWritFixture(t, keys, s.Name, s.Fresh)
+	if err := s.Mutate(f); err != nil {
+		t.Fatalf("mutate: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o, others := runFixture(ctx, f)
+	if s.Fresh {
+		recs, err := e.Records()
+		if _, ok := hasEvent(recs, "allowlist-accept"); ok || err != nil {
+			t.Errorf("%s: the fresh environment accepted an allowlist version (%v):\n%s", s.Name, err, auditSummary(e))
+		}
+	}
+	if len(f.Concurrent) == 1 && f.Concurrent[0].ID == f.Payload.ID {
+		return judgeTwins(t, s, f, e, o)
+	}
+	account, problems := judgeWrit(s.Writ, f.Canary, e, o)
+	for _, p := range problems {
+		t.Errorf("%s: %s", s.Name, p)
+	}
+	if len(problems) > 0 {
+		t.Logf("%s\n--- audit log ---\n%s", o, auditSummary(e))
+	}
+	if len(others) != len(s.WritConcurrent) {
+		t.Fatalf("%d concurrent jobs, %d expectations", len(others), len(s.WritConcurrent))
+	}
+	for i, exp := range s.WritConcurrent {
+		acc, problems := judgeWrit(exp, f.Canary, e, others[i])
+		for _, p := range problems {
+			t.Errorf("%s: concurrent job %d: %s", s.Name, others[i].JobID, p)
+		}
+		if len(problems) > 0 {
+			t.Logf("%s", others[i])
+		}
+		account += fmt.Sprintf("; alongside: %s", acc)
+	}
+	return account
+}
+
+// judgeTwins judges two payloads that share a job ID (and so one
+// coordinator record, whose trace is whichever runner wrote last): by the
+// audit log, which must show one refusal for the reason s.Writ names and
+// one admission, by the two final states, and by the canary.
+func judgeTwins(t *testing.T, s Scenario, f *Fixture, e *writEnv, o Outcome) string {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if f.Canary.Fired() || f.Canary.Printed(o) {
+		bad("the canary fired")
+	}
+	recs, err := e.Records()
+	if err != nil {
+		bad("%v", err)
+	}
+	var refused, admitted int
+	for _, r := range jobRecords(recs, o.JobID) {
+		switch r.Event {
+		case "refuse":
+			refused++
+			if want := strings.TrimPrefix(s.Writ.Reason, "Failed check: ") + ": "; !strings.HasPrefix(r.Reason, want) {
+				bad("refusal reason %q does not start with %q", r.Reason, want)
+			}
+		case "admit":
+			admitted++
+			if r.Fields["sha"] != f.Hist.Head || r.Fields["entry"] != "app-deploy-production" {
+				bad("admission of %v by %v", r.Fields["sha"], r.Fields["entry"])
+			}
+		}
+	}
+	if refused != 1 || admitted != 1 {
+		bad("job %d: %d refusals and %d admissions in the audit log, want one of each", o.JobID, refused, admitted)
+	}
+	var finals []string
+	for _, u := range o.Updates {
+		if u.Final() {
+			finals = append(finals, u.State)
+		}
+	}
+	sort.Strings(finals)
+	if strings.Join(finals, ",") != "failed,success" {
+		bad("final states %q, want one failed and one success", finals)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", s.Name, p)
+	}
+	if len(problems) > 0 {
+		t.Logf("%s\n--- audit log ---\n%s", o, auditSummary(e))
+	}
+	return "refused the tampered twin (audit: " + strings.TrimPrefix(s.Writ.Reason, "Failed check: ") + "); admitted the legitimate twin, which succeeded"
+}
+
+// summary collects both runs of every scenario.
+type summary struct {
+	mu   sync.Mutex
+	rows map[string]*summaryRow
+}
+
+type summaryRow struct{ writ, pass *summaryCell }
+
+// summaryCell is one run's account, and whether the run passed.
+type summaryCell struct {
+	text string
+	ok   bool
+}
+
+func newSummary() *summary { return &summary{rows: map[string]*summaryRow{}} }
+
+// set records the pass-through run (pass) or the writ run (writ) of a scenario.
+func (s *summary) set(name string, pass, writ *summaryCell) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rows[name]
+	if r == nil {
+		r = &summaryRow{}
+		s.rows[name] = r
+	}
+	if pass != nil {
+		r.pass = pass
+	}
+	if writ != nil {
+		r.writ = writ
+	}
+}
+
+func (s *summary) markdown() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("| # | scenario | category | writ | pass-through |\n|---|---|---|---|---|\n")
+	mark := func(c *summaryCell) string {
+		switch {
+		case c == nil:
+			return "(not run)"
+		case !c.ok:
+			return "**FAIL** " + c.text
+		}
+		return c.text
+	}
+	n := 0
+	for _, sc := range Scenarios {
+		r := s.rows[sc.Name]
+		if r == nil {
+			continue
+		}
+		n++
+		cell := func(x string) string { return strings.ReplaceAll(x, "|", "\\|") }
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", n, sc.Name, sc.Category,
+			cell(mark(r.writ)), cell(mark(r.pass)))
+	}
+	return b.String()
 }

@@ -177,6 +177,11 @@ func (w *World) RunRaw(ctx context.Context, id int64, token string, body []byte)
 
 // RunJobs runs the payloads at the same time, one runner process each,
 // sharing the world's cache directory, and returns their outcomes in order.
+// A runner process takes whichever queued job it gets first, so each
+// outcome is read from the coordinator once every process has exited; the
+// Runner result in it is that of the process started for it, which may
+// have run another of the payloads. Payloads sharing an ID share one
+// coordinator record (the last trace and final state win).
 func (w *World) RunJobs(ctx context.Context, ps ...*Payload) []Outcome {
 	w.T.Helper()
 	for _, p := range ps {
@@ -194,6 +199,9 @@ func (w *World) RunJobs(ctx context.Context, ps ...*Payload) []Outcome {
 		}()
 	}
 	wg.Wait()
+	for i := range out {
+		out[i] = w.outcome(out[i].JobID, out[i].Runner)
+	}
 	return out
 }
 
@@ -274,7 +282,12 @@ loop:
 			break loop
 		}
 	}
-	res := proc.Wait()
+	return w.outcome(id, proc.Wait())
+}
+
+// outcome is how job id ended as the coordinator saw it, with res, the
+// runner process's result.
+func (w *World) outcome(id int64, res RunnerResult) Outcome {
 	o := Outcome{JobID: id, Runner: res}
 	if j := w.Coord.Job(id); j != nil {
 		o.Served = !j.Served.IsZero()
