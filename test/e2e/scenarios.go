@@ -550,15 +550,10 @@ var Scenarios = []Scenario{
 		Name: "repo-url-attacker-fork", Category: CatSource,
 		Description: "repo_url points at the attacker's fork; sha is its unsigned commit with a modified deploy.sh.",
 		Mutate: func(f *Fixture) error {
-			sha, err := f.Repos.Commit(RepoAttacker, f.Hist.Head, map[string]string{"deploy.sh": backdoored(f.Canary)}, "perf tweaks", Unsigned)
-			if err != nil {
-				return err
-			}
-			if err := f.Repos.SetBranch(RepoAttacker, LegitRef, sha); err != nil {
+			if err := pushBackdoor(f, RepoAttacker, "perf tweaks", Unsigned); err != nil {
 				return err
 			}
 			f.Payload.GitInfo.RepoURL = withJobToken(f.Repos.URL(RepoAttacker), f.Payload.Token)
-			setSha(f.Payload, sha)
 			return nil
 		},
 		Writ: refuse("source", `is not on branch "main" of the entry's repository`),
@@ -567,15 +562,10 @@ var Scenarios = []Scenario{
 		Name: "repo-url-fork-foreign-signed", Category: CatSource,
 		Description: "The attacker's fork with a commit validly signed by the attacker's own key.",
 		Mutate: func(f *Fixture) error {
-			sha, err := f.Repos.Commit(RepoAttacker, f.Hist.Head, map[string]string{"deploy.sh": backdoored(f.Canary)}, "signed tweak", Foreign)
-			if err != nil {
-				return err
-			}
-			if err := f.Repos.SetBranch(RepoAttacker, LegitRef, sha); err != nil {
+			if err := pushBackdoor(f, RepoAttacker, "signed tweak", Foreign); err != nil {
 				return err
 			}
 			f.Payload.GitInfo.RepoURL = withJobToken(f.Repos.URL(RepoAttacker), f.Payload.Token)
-			setSha(f.Payload, sha)
 			return nil
 		},
 		Writ: refuse("source", `is not on branch "main" of the entry's repository`),
@@ -583,28 +573,14 @@ var Scenarios = []Scenario{
 	{
 		Name: "unsigned-commit-on-main", Category: CatSource,
 		Description: "An unsigned commit pushed to main of the real repository (e.g. by a stolen token).",
-		Mutate: func(f *Fixture) error {
-			sha, err := f.Repos.Commit(RepoApp, f.Hist.Head, map[string]string{"deploy.sh": backdoored(f.Canary)}, "hotfix", Unsigned)
-			if err != nil {
-				return err
-			}
-			setSha(f.Payload, sha)
-			return f.Repos.SetBranch(RepoApp, LegitRef, sha)
-		},
-		Writ: refuse("signature", "is not signed by the entry's signers (app-team)"),
+		Mutate:      func(f *Fixture) error { return pushBackdoor(f, RepoApp, "hotfix", Unsigned) },
+		Writ:        refuse("signature", "is not signed by the entry's signers (app-team)"),
 	},
 	{
 		Name: "foreign-signed-commit-on-main", Category: CatSource,
 		Description: "A commit on main signed by a key the allowlist does not name.",
-		Mutate: func(f *Fixture) error {
-			sha, err := f.Repos.Commit(RepoApp, f.Hist.Head, map[string]string{"deploy.sh": backdoored(f.Canary)}, "hotfix", Foreign)
-			if err != nil {
-				return err
-			}
-			setSha(f.Payload, sha)
-			return f.Repos.SetBranch(RepoApp, LegitRef, sha)
-		},
-		Writ: refuse("signature", "is not signed by the entry's signers (app-team)"),
+		Mutate:      func(f *Fixture) error { return pushBackdoor(f, RepoApp, "hotfix", Foreign) },
+		Writ:        refuse("signature", "is not signed by the entry's signers (app-team)"),
 	},
 	{
 		Name: "older-backdoored-commit", Category: CatSource,
@@ -1155,6 +1131,21 @@ func InvisibleTamper(c Canary) string {
 // backdoored is deploy.sh with the canary run first.
 func backdoored(c Canary) string {
 	return strings.Replace(DeployScript, "set -eu\n", "set -eu\n"+c.Code()+"\n", 1)
+}
+
+// pushBackdoor commits the backdoored deploy.sh on top of the legitimate
+// head of repo, signed by signer, moves the job's branch there and points the
+// job at that commit.
+func pushBackdoor(f *Fixture, repo string, msg string, signer Signer) error {
+	sha, err := f.Repos.Commit(repo, f.Hist.Head, map[string]string{"deploy.sh": backdoored(f.Canary)}, msg, signer)
+	if err != nil {
+		return err
+	}
+	if err := f.Repos.SetBranch(repo, LegitRef, sha); err != nil {
+		return err
+	}
+	setSha(f.Payload, sha)
+	return nil
 }
 
 func setSha(p *Payload, sha string) {
