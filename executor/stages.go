@@ -264,7 +264,13 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	res, err := o.verifySource(ctx, d, p, entry, acc.Allowlist, last)
 	if err != nil {
-		return d, p, err
+		if len(d.Failures) == 0 {
+			return d, p, err
+		}
+		// The definition already refuses the job: that refusal stands
+		// whether or not the source could be checked.
+		d.fail(Failure{Check: CheckSource, Message: "the source was not verified: " + err.Error()})
+		return d, p, nil
 	}
 	if res != nil {
 		d.Signer = res.signer

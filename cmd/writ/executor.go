@@ -127,11 +127,11 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return exitCode(1, err)
 	}
+	// Check prints its report (or why it cannot decide) itself.
 	d, err := executor.Check(ctx, o, data)
 	if err != nil {
-		return exitCode(2, err)
+		return exitCode(2, nil)
 	}
-	fmt.Fprint(g.stdout, d.Report())
 	if !d.Admitted {
 		return exitCode(1, nil)
 	}

@@ -106,6 +106,14 @@ audit = "audit.log"
 		t.Fatalf("audit verify: %d %s", code, out)
 	}
 
+	// writ check judges a saved payload offline against the accepted
+	// version: the payload's script is not the entry's, so it is refused.
+	out, code = writ(t, "--config", cfg, "check", "--job", "../../executor/testdata/payload.json")
+	if code != 1 || !strings.Contains(out, "writ check: REFUSED") || !strings.Contains(out, "script: script line 1 differs") ||
+		!strings.Contains(out, "allowlist: make build") || !strings.Contains(out, "source: the source was not verified") {
+		t.Fatalf("check: %d\n%s", code, out)
+	}
+
 	// diff of v1 → v2 names the changed script line for production.
 	old := filepath.Join(t.TempDir(), "allowlist.yaml")
 	writeFile(t, old, v1)
