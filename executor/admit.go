@@ -325,12 +325,9 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable) []Adm
 				continue
 			}
 		default:
-			re, err := regexp.Compile(`^(?:` + a.Pattern + `)$`)
-			if err != nil {
-				d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s: the entry's pattern does not compile: %v", key, err)})
-				continue
-			}
-			if !re.MatchString(v.Value) {
+			// Allows is the parser's own matcher, so admission and lint agree
+			// on what a pattern admits.
+			if !a.Allows(v.Value) {
 				f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s does not match the allowlist entry's pattern in full", key),
 					Expected: allowlist.Visible(a.Pattern), Hint: "give the variable a value the pattern matches, or get the entry changed"}
 				if !v.Masked && !v.File {
@@ -341,6 +338,14 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable) []Adm
 			}
 		}
 		out = append(out, AdmittedVariable{Name: v.Key, Value: v.Value, File: v.File})
+	}
+	// A pinned value is part of the signed definition: the job gets it even
+	// when GitLab leaves the variable out, so omitting a variable cannot
+	// change what runs.
+	for _, a := range allowed {
+		if a.HasValue && !seen[a.Name] {
+			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value})
+		}
 	}
 	return out
 }

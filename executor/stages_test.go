@@ -941,3 +941,26 @@ func TestDefinitionRefusalStandsWhenSourceUnreachable(t *testing.T) {
 	}
 	j.assertNothingRan()
 }
+
+// A pinned variable is part of the signed definition: when GitLab leaves it
+// out, the job still gets the entry's value, never nothing.
+func TestPinnedVariableComesFromTheEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write()
+	dropGreeting := func(p map[string]any) {
+		var kept []any
+		for _, v := range p["variables"].([]any) {
+			if v.(map[string]any)["key"] != "GREETING" {
+				kept = append(kept, v)
+			}
+		}
+		p["variables"] = kept
+	}
+	j := e.newJob(e.payload(904, e.head, dropGreeting))
+	r := j.runAll()
+	if r.prepare != 0 || r.build != 0 {
+		t.Fatalf("prepare %d, build %d\n%s", r.prepare, r.build, j.log.String())
+	}
+	mustContain(t, j.log.String(), "hello from group/app")
+}
