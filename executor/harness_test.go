@@ -135,6 +135,8 @@ type env struct {
 	unreadable bool
 	// extraSigners are YAML lines added under signers:.
 	extraSigners string
+	// jobUser is job.user in the config ("" for none).
+	jobUser string
 }
 
 // entrySpec describes one allowlist entry; render turns it into YAML.
@@ -254,10 +256,11 @@ builds = %q
 
 [job]
 default_timeout = "1m"
+user = %q
 
 [job.env]
 FROM_CONFIG = "config-value"
-`, e.mode, e.state, e.cache, e.auditPath, e.builds)
+`, e.mode, e.state, e.cache, e.auditPath, e.builds, e.jobUser)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

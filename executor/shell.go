@@ -67,11 +67,14 @@ type runResult struct {
 // the group gets SIGTERM, then SIGKILL after the grace. Whatever way the
 // script ends, the rest of its process group is killed: nothing a job
 // starts outlives its stage.
-func (o *Options) runProcess(ctx context.Context, argv []string, dir string, env []string, timeout time.Duration) (runResult, error) {
+func (o *Options) runProcess(ctx context.Context, argv []string, dir string, env []string, timeout time.Duration, as *jobUser) (runResult, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if as != nil {
+		cmd.SysProcAttr.Credential = as.credential()
+	}
 	var copies []chan struct{}
 	var pipes []*os.File
 	attach := func(w io.Writer) (*os.File, error) {

@@ -115,6 +115,24 @@ func (o *Options) readSnapshot(id, digest string) (*Snapshot, error) {
 // private directory and returns name → path.
 func (o *Options) writeFileVariables(id string, vars []AdmittedVariable) (map[string]string, error) {
 	paths := map[string]string{}
+	u, err := o.lookupJobUser()
+	if err != nil {
+		return nil, err
+	}
+	if u != nil {
+		// Readable by the job user only, outside writ's private state.
+		for _, v := range vars {
+			if !v.File {
+				continue
+			}
+			p, err := o.writeReadable(id, "var-"+v.Name, []byte(v.Value), u, true)
+			if err != nil {
+				return nil, err
+			}
+			paths[v.Name] = p
+		}
+		return paths, nil
+	}
 	dir := filepath.Join(o.jobDir(id), "files")
 	for _, v := range vars {
 		if !v.File {
@@ -135,6 +153,9 @@ func (o *Options) writeFileVariables(id string, vars []AdmittedVariable) (map[st
 }
 
 func (o *Options) fileVariablePath(id, name string) string {
+	if o.Config.Job.User != "" {
+		return filepath.Join(o.runDir(id), "var-"+name)
+	}
 	return filepath.Join(o.jobDir(id), "files", name)
 }
 

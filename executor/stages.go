@@ -453,6 +453,12 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		return o.buildFailure(), "refused"
 	}
 	err := o.checkout(ctx, s)
+	if err == nil {
+		var u *jobUser
+		if u, err = o.lookupJobUser(); err == nil && u != nil {
+			err = u.handOver(o.Config.Paths.Builds, s.BuildDir)
+		}
+	}
 	if err != nil {
 		_ = removeAll(s.BuildDir)
 		fmt.Fprintf(w, "writ: check out %s: %v\n", s.Commit, err)
@@ -489,12 +495,24 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 		o.writeExitCode(o.buildFailure())
 		return o.buildFailure(), "refused"
 	}
-	path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
-	if err := fsutil.WriteFileAtomic(path, []byte(buildScript(lines)), 0o600); err != nil {
+	u, err := o.lookupJobUser()
+	if err != nil {
 		fmt.Fprintf(w, "writ: %v\n", err)
 		return o.systemFailure(), "error"
 	}
-	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, path}, s.BuildDir, o.jobEnv(s), timeout)
+	path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
+	if u != nil {
+		// The job user cannot read writ's state: the script goes where it
+		// can read it but not change it.
+		path, err = o.writeReadable(s.Job.ID, stage+".sh", []byte(buildScript(lines)), u, false)
+	} else {
+		err = fsutil.WriteFileAtomic(path, []byte(buildScript(lines)), 0o600)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "writ: %v\n", err)
+		return o.systemFailure(), "error"
+	}
+	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, path}, s.BuildDir, o.jobEnv(s), timeout, u)
 	if err != nil {
 		fmt.Fprintf(w, "writ: %s: %v\n", stage, err)
 		return o.systemFailure(), "error"
@@ -545,7 +563,7 @@ func (o *Options) passThrough(ctx context.Context, s *Snapshot, script, stage st
 		fmt.Fprintln(o.Stdout, "writ: no script file given")
 		return o.systemFailure(), "error"
 	}
-	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, script}, "", os.Environ(), 0)
+	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, script}, "", os.Environ(), 0, nil)
 	if err != nil {
 		fmt.Fprintf(o.Stdout, "writ: %s: %v\n", stage, err)
 		return o.systemFailure(), "error"
@@ -580,7 +598,7 @@ func Cleanup(ctx context.Context, opts Options) int {
 		// A refused payload writ could not identify, or a prepare that
 		// stopped before its snapshot: remove a half-made job directory.
 		if _, serr := os.Stat(o.jobDir(p.ID)); serr == nil {
-			if rerr := removeAll(o.jobDir(p.ID)); rerr != nil {
+			if rerr := errors.Join(removeAll(o.jobDir(p.ID)), removeAll(o.runDir(p.ID))); rerr != nil {
 				fmt.Fprintf(o.Stdout, "writ: %v\n", rerr)
 				return o.systemFailure()
 			}
@@ -595,7 +613,7 @@ func Cleanup(ctx context.Context, opts Options) int {
 	}
 	var errs []error
 	if !s.PassThrough {
-		errs = append(errs, removeAll(s.BuildDir))
+		errs = append(errs, removeAll(s.BuildDir), removeAll(o.runDir(s.Job.ID)))
 	}
 	errs = append(errs, removeAll(o.jobDir(s.Job.ID)))
 	if err := errors.Join(errs...); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -963,4 +964,48 @@ func TestPinnedVariableComesFromTheEntry(t *testing.T) {
 		t.Fatalf("prepare %d, build %d\n%s", r.prepare, r.build, j.log.String())
 	}
 	mustContain(t, j.log.String(), "hello from group/app")
+}
+
+// With job.user, scripts run as that account: they read their file
+// variables and write their build directory, but cannot touch writ's state.
+func TestJobUserCannotWriteWritState(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users (CI runs as root)")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no account named nobody on this host")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	e.jobUser = "nobody"
+	// The job user must be able to traverse to its build directory.
+	for _, d := range []string{filepath.Dir(e.root), e.root} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tamper := filepath.Join(e.state, "tamper")
+	e.entry.Script = []string{
+		"id -u",
+		// The markers are computed, so the echo of the command line cannot fake them.
+		"touch " + tamper + " 2>/dev/null && echo TAMP$((1))ERED || echo state-$((2))-protected",
+		`cat "$TOKEN_FILE"; echo`,
+		"echo built > output.txt && cat output.txt",
+	}
+	e.entry.Vars = append(e.entry.Vars, "TOKEN_FILE: {value: s3cret}")
+	e.write()
+	j := e.newJob(e.payload(905, e.head, withScript(e.entry.Script...), withVar("TOKEN_FILE", "s3cret", "file")))
+	r := j.runAll()
+	if r.prepare != 0 || r.build != 0 {
+		t.Fatalf("prepare %d, build %d\n%s", r.prepare, r.build, j.log.String())
+	}
+	mustContain(t, j.log.String(), "\n"+nobody.Uid+"\n", "state-2-protected", "s3cret", "built")
+	mustNotContain(t, j.log.String(), "TAMP1ERED")
+	if _, err := os.Stat(tamper); err == nil {
+		t.Fatal("the job user wrote into writ's state directory")
+	}
+	if _, err := os.Stat(e.builds + "/905.writ"); err == nil {
+		t.Fatal("cleanup left the job's run directory")
+	}
 }

@@ -107,6 +107,10 @@ type Job struct {
 	Home  string            `toml:"home"`  // default: the build directory
 	Lang  string            `toml:"lang"`  // default "C.UTF-8"
 	Env   map[string]string `toml:"env"`   // extra fixed variables, environment-local
+	// User, if set, is the account job scripts run as, so that a job cannot
+	// write to writ's own state, cache or audit log. writ must run as root
+	// (or with CAP_SETUID and CAP_CHOWN) to use it.
+	User string `toml:"user"`
 	// DefaultTimeout applies when an entry sets none. Default 1h.
 	DefaultTimeout Duration `toml:"default_timeout"`
 	// MaxPayloadBytes bounds the job payload. Default 4 MiB.
@@ -179,6 +183,7 @@ func Load(path string) (*Config, error) {
 
 var envName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 // Parse decodes configuration text and applies defaults. Relative paths are
 // left as they are; Load resolves them against the file's directory.
@@ -293,6 +298,9 @@ func (c *Config) validate() error {
 	}
 	if c.Job.MaxPayloadBytes < 1024 {
 		bad("job.max_payload_bytes must be at least 1024")
+	}
+	if c.Job.User != "" && !userName.MatchString(c.Job.User) {
+		bad("job.user %q is not a user name", c.Job.User)
 	}
 	for k := range c.Job.Env {
 		if !varName.MatchString(k) {

@@ -57,6 +57,7 @@ func TestRejects(t *testing.T) {
 		"token auth no file": {strings.Replace(minimal, "[allowlist]", "[allowlist]\nauth = \"token-file\"", 1), "needs allowlist.token_file"},
 		"bad duration":       {strings.Replace(minimal, "[allowlist]", "[allowlist]\nfetch_timeout = \"soon\"", 1), "soon"},
 		"bad job env":        {minimal + "\n[job.env]\n\"A-B\" = \"x\"\n", `job.env key "A-B"`},
+		"bad job user":       {minimal + "\n[job]\nuser = \"../root\"\n", `job.user "../root"`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
