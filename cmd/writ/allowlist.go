@@ -19,7 +19,7 @@ import (
 
 type allowlistCmd struct {
 	Lint    lintCmd    `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
-	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result."`
+	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version."`
 	Approve approveCmd `cmd:"" help:"Write a detached approval of the current allowlist content."`
 	Diff    diffCmd    `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
 	Entry   entryCmd   `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
