@@ -50,7 +50,7 @@ type worldOpts struct {
 
 func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
-	w := &world{t: t, repo: testkeys.GitRepo(t), dir: t.TempDir(), clock: now}
+	w := &world{t: t, repo: testkeys.GitRepo(t), dir: t.TempDir()}
 	w.alice = testkeys.SSHKey(t, "alice@example.com")
 	w.bob = testkeys.SSHKey(t, "bob@example.com")
 	w.carol = testkeys.GPGKey(t, "Carol", "carol@example.com")
@@ -90,9 +90,7 @@ cache = "cache"
 audit = "audit.log"
 `, w.repo.Path, identity, threshold)
 	write(t, filepath.Join(w.dir, "config.toml"), text)
-	// The clock starts after the keys exist: gpg dates keys and signatures
-	// with the real time.
-	w.clock = time.Now()
+
 	w.cfg, err = config.Load(filepath.Join(w.dir, "config.toml"))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +110,14 @@ func write(t testing.TB, path, content string) {
 
 func (w *world) accepter() *allowlist.Accepter {
 	w.t.Helper()
-	a, err := allowlist.NewAccepter(w.cfg, allowlist.WithClock(func() time.Time { return w.clock }))
+	// The real time unless a test moves the clock: gpg dates keys and
+	// signatures with the real time.
+	a, err := allowlist.NewAccepter(w.cfg, allowlist.WithClock(func() time.Time {
+		if w.clock.IsZero() {
+			return time.Now()
+		}
+		return w.clock
+	}))
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -229,7 +229,14 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, what string
 		return Signer{}, fmt.Errorf("signed by OpenPGP key %s (primary key %s), which is trusted but not allowed to sign by its self-signature", issuer, fingerprint(candidates[0].Entity.PrimaryKey))
 	}
 
-	cfg := &packet.Config{Time: func() time.Time { return now }}
+	// A signer's clock may run a little ahead of this host's: a signature
+	// dated up to maxClockSkew in the future is judged as of its own date
+	// (beyond that it is refused below), so the key must be valid then too.
+	at := now
+	if sig.CreationTime.After(now) {
+		at = sig.CreationTime
+	}
+	cfg := &packet.Config{Time: func() time.Time { return at }}
 	_, entity, verr := openpgp.VerifyDetachedSignature(k.openpgp, bytes.NewReader(payload), bytes.NewReader(body), cfg)
 	if entity == nil {
 		if verr == nil {
@@ -255,7 +262,7 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, what string
 	if err := checkKeyAt(key, sig, sig.CreationTime, "when it signed"); err != nil {
 		return Signer{}, err
 	}
-	if err := checkKeyAt(key, sig, now, "now"); err != nil {
+	if err := checkKeyAt(key, sig, at, "now"); err != nil {
 		return Signer{}, err
 	}
 	// The library's own checks (revocations, expiry, critical notations)

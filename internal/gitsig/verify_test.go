@@ -572,3 +572,20 @@ func BenchmarkVerifyCommitSSH(b *testing.B) {
 		}
 	}
 }
+
+// A signer whose clock runs a few minutes ahead of the verifier's is
+// accepted; one dated beyond the allowed skew is not.
+func TestVerifyCommitOpenPGPClockSkew(t *testing.T) {
+	t.Parallel()
+	g := testkeys.GPGKey(t, "Alice", "alice@example.com")
+	r := testkeys.GitRepo(t)
+	h := r.Commit(t, map[string]string{"a.txt": "a"}, "signed", g)
+	c := openCommit(t, r, h)
+	k := gpgKeys(t, g.ArmoredPublic)
+	if _, err := k.VerifyCommit(c, time.Now().Add(-3*time.Minute)); err != nil {
+		t.Fatalf("signature 3 minutes ahead of this host's clock: %v", err)
+	}
+	if _, err := k.VerifyCommit(c, time.Now().Add(-time.Hour)); err == nil || !strings.Contains(err.Error(), "in the future") {
+		t.Fatalf("signature an hour ahead: %v", err)
+	}
+}
