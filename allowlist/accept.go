@@ -110,10 +110,29 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 	for _, o := range opts {
 		o(a)
 	}
-	// trust identifies the trust root, so that a head rejected under one
-	// set of root keys is evaluated again once the operator changes them.
-	trust := sha256.New()
-	fmt.Fprintf(trust, "identity=%q threshold=%d\n", cfg.Allowlist.Identity, cfg.Trust.Threshold)
+	tr, err := LoadTrust(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.rootKeys, a.approvals, a.trustID = tr.Keys, tr.Approvals, tr.ID
+	return a, nil
+}
+
+// Trust is an environment's trust root, loaded from the files its config
+// names: the keys that sign allowlist commits and the verifier of detached
+// approvals. Acceptance and `writ review` both judge with it.
+type Trust struct {
+	Keys      *gitsig.Keys
+	Approvals *ApprovalVerifier
+	// ID identifies the trust root (keys, threshold, identity), so a head
+	// rejected under one trust root is evaluated again under another.
+	ID string
+}
+
+// LoadTrust reads the root signers named by cfg.Trust.
+func LoadTrust(cfg *config.Config) (*Trust, error) {
+	id := sha256.New()
+	fmt.Fprintf(id, "identity=%q threshold=%d\n", cfg.Allowlist.Identity, cfg.Trust.Threshold)
 	var armored [][]byte
 	if p := cfg.Trust.OpenPGPKeyring; p != "" {
 		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
@@ -121,7 +140,7 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 			return nil, fmt.Errorf("trust.openpgp_keyring: %w", err)
 		}
 		armored = append(armored, b)
-		fmt.Fprintf(trust, "openpgp %d\n%s", len(b), b)
+		fmt.Fprintf(id, "openpgp %d\n%s", len(b), b)
 	}
 	var ssh []gitsig.AllowedSigner
 	if p := cfg.Trust.SSHAllowedSigners; p != "" {
@@ -129,7 +148,7 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 		if err != nil {
 			return nil, fmt.Errorf("trust.ssh_allowed_signers: %w", err)
 		}
-		fmt.Fprintf(trust, "ssh %d\n%s", len(b), b)
+		fmt.Fprintf(id, "ssh %d\n%s", len(b), b)
 		ssh, err = gitsig.ParseAllowedSigners(b)
 		if err != nil {
 			return nil, fmt.Errorf("trust.ssh_allowed_signers %s: %w", p, err)
@@ -150,15 +169,13 @@ func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) 
 		if err != nil {
 			return nil, fmt.Errorf("trust.sigstore_public_keys: %w", err)
 		}
-		fmt.Fprintf(trust, "sigstore %s\n", fp)
+		fmt.Fprintf(id, "sigstore %s\n", fp)
 	}
 	av, err := NewApprovalVerifier(keys, sigstoreKeys)
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}
-	a.rootKeys, a.approvals = keys, av
-	a.trustID = hex.EncodeToString(trust.Sum(nil))
-	return a, nil
+	return &Trust{Keys: keys, Approvals: av, ID: hex.EncodeToString(id.Sum(nil))}, nil
 }
 
 // state is the environment's memory of what it accepted. It only moves

@@ -2,7 +2,6 @@ package companion
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -16,7 +15,6 @@ import (
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/config"
-	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
 )
 
@@ -30,8 +28,6 @@ type Environment struct {
 	approvals *allowlist.ApprovalVerifier
 }
 
-const maxTrustFileBytes = 1 << 20
-
 // LoadEnvironment reads an environment's writ configuration (a copy of its
 // /etc/writ/config.toml, with the key files it names) and loads its trust
 // root exactly as the environment does.
@@ -40,41 +36,11 @@ func LoadEnvironment(configPath string) (*Environment, error) {
 	if err != nil {
 		return nil, err
 	}
-	var armored [][]byte
-	if p := cfg.Trust.OpenPGPKeyring; p != "" {
-		b, err := fsutil.ReadFileLimit(p, maxTrustFileBytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: trust.openpgp_keyring: %w", configPath, err)
-		}
-		armored = append(armored, b)
-	}
-	var ssh []gitsig.AllowedSigner
-	if p := cfg.Trust.SSHAllowedSigners; p != "" {
-		b, err := fsutil.ReadFileLimit(p, maxTrustFileBytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: trust.ssh_allowed_signers: %w", configPath, err)
-		}
-		if ssh, err = gitsig.ParseAllowedSigners(b); err != nil {
-			return nil, fmt.Errorf("%s: trust.ssh_allowed_signers %s: %w", configPath, p, err)
-		}
-	}
-	keys, err := gitsig.NewKeys(armored, ssh)
+	tr, err := allowlist.LoadTrust(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: trust: %w", configPath, err)
+		return nil, fmt.Errorf("%s: %w", configPath, err)
 	}
-	var sig []crypto.PublicKey
-	for _, p := range cfg.Trust.SigstorePublicKeys {
-		k, err := allowlist.LoadSigstorePublicKey(p)
-		if err != nil {
-			return nil, fmt.Errorf("%s: trust.sigstore_public_keys: %w", configPath, err)
-		}
-		sig = append(sig, k)
-	}
-	av, err := allowlist.NewApprovalVerifier(keys, sig)
-	if err != nil {
-		return nil, fmt.Errorf("%s: trust: %w", configPath, err)
-	}
-	return &Environment{Name: cfg.Environment, Identity: cfg.Allowlist.Identity, Threshold: cfg.Trust.Threshold, keys: keys, approvals: av}, nil
+	return &Environment{Name: cfg.Environment, Identity: cfg.Allowlist.Identity, Threshold: cfg.Trust.Threshold, keys: tr.Keys, approvals: tr.Approvals}, nil
 }
 
 // Snapshot is one side of a review: the allowlist file of a commit, a way to
