@@ -1,0 +1,218 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	Main()
+	os.Exit(m.Run())
+}
+
+const testUID = 2000000123
+
+// testHost is a sandbox whose writ state lives in t's temporary directory,
+// with secret standing for writ's config under /etc (masked).
+func testHost(t *testing.T) (*Host, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	dir := t.TempDir()
+	work := filepath.Join(dir, "state", "sandbox")
+	h := &Host{HostPaths: DefaultHostPaths, Work: work, PidsMax: 256, MemoryMax: 512 << 20, TmpSize: 64 << 20,
+		Hide: []string{"/etc/shadow", filepath.Join(dir, "state")}}
+	build := filepath.Join(dir, "builds", "1")
+	if err := os.MkdirAll(build, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(build, testUID, testUID); err != nil {
+		t.Fatal(err)
+	}
+	return h, build
+}
+
+// run runs script with bash in the sandbox and returns its output and exit code.
+func run(t *testing.T, h *Host, build string, net Network, script string, files ...File) (string, int) {
+	t.Helper()
+	c, err := h.Command(Spec{Argv: []string{"/bin/bash", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"},
+		Dir: build, UID: testUID, GID: testUID, Network: net, Name: "t",
+		Binds: []Bind{{Source: build, Target: build, Writable: true}}, Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stdout, c.Stderr = out, out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	code := 0
+	var ee *exec.ExitError
+	if err := c.Wait(); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(out.Name())
+	return string(data), code
+}
+
+func TestProbe(t *testing.T) {
+	h, _ := testHost(t)
+	if err := h.Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestContainment(t *testing.T) {
+	h, build := testHost(t)
+	secret := filepath.Join(filepath.Dir(h.Work), "jobs", "9", "var")
+	if err := os.MkdirAll(filepath.Dir(secret), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := run(t, h, build, NetworkNone, `
+set -u
+echo "id=$(id -u):$(id -g) groups=$(id -G)"
+grep -E '^(NoNewPrivs|CapBnd|CapEff):' /proc/self/status | tr -s '\t' ' '
+touch ok-build && echo build-writable
+touch /tmp/x && echo tmp-writable
+touch /etc/x 2>/dev/null || echo etc-readonly
+test -s /etc/shadow && echo shadow-visible || echo shadow-hidden
+ls /var 2>/dev/null || echo no-var
+test -e `+filepath.Dir(h.Work)+` && echo state-visible || echo state-hidden
+cat `+RunDir+`/v; echo
+cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '
+`, File{Source: secret, Name: "v", Secret: true})
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"id=2000000123:2000000123 groups=2000000123",
+		"NoNewPrivs: 1", "CapBnd: 0000000000000000", "CapEff: 0000000000000000",
+		"build-writable", "tmp-writable", "etc-readonly", "shadow-hidden", "no-var", "state-hidden", "s3cret",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.HasSuffix(strings.TrimSpace(out), "\nlo") {
+		t.Errorf("network none: interfaces other than lo:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(build, "ok-build")); err != nil {
+		t.Errorf("the build directory write did not reach the host: %v", err)
+	}
+}
+
+// TestDaemonDiesWithTheStage: a setsid daemon is gone when the stage ends.
+func TestDaemonDiesWithTheStage(t *testing.T) {
+	h, build := testHost(t)
+	out, code := run(t, h, build, NetworkHost, `setsid sleep 300 </dev/null >/dev/null 2>&1 & echo started`)
+	if code != 0 || !strings.Contains(out, "started") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		live, err := liveUIDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !live[testUID] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a process of the job's uid survived the stage")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestExitCodeAndSignal(t *testing.T) {
+	h, build := testHost(t)
+	if _, code := run(t, h, build, NetworkHost, "exit 7"); code != 7 {
+		t.Errorf("exit code %d, want 7", code)
+	}
+	if _, code := run(t, h, build, NetworkHost, "kill -KILL $$"); code != 137 {
+		t.Errorf("exit code %d, want 137", code)
+	}
+}
+
+func TestTerminateReachesEveryProcess(t *testing.T) {
+	h, build := testHost(t)
+	c, err := h.Command(Spec{Argv: []string{"/bin/bash", "-c", "trap 'echo got-term; exit 3' TERM; setsid sleep 300 & while :; do sleep 0.05; done"},
+		Dir: build, UID: testUID, GID: testUID, Network: NetworkHost, Name: "term",
+		Binds: []Bind{{Source: build, Target: build, Writable: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, _ := os.Pipe()
+	c.Stdout = w
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	time.Sleep(300 * time.Millisecond)
+	_ = syscall.Kill(-c.Pid(), syscall.SIGTERM)
+	err = c.Wait()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(r)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(buf.String(), "got-term") {
+		t.Fatalf("want the script's TERM trap (exit 3): %v %q", err, buf.String())
+	}
+}
+
+func TestSetupErrorIsReported(t *testing.T) {
+	h, build := testHost(t)
+	c, err := h.Command(Spec{Argv: []string{"/nonexistent"}, Dir: build, UID: testUID, GID: testUID, Network: NetworkHost, Name: "bad"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *SetupError
+	if err := c.Start(); !errors.As(err, &se) {
+		t.Fatalf("want a SetupError, got %v", err)
+	}
+}
+
+func TestUIDLeases(t *testing.T) {
+	u := &UIDs{First: 2000000500, Count: 2, Dir: t.TempDir()}
+	ctx := context.Background()
+	a, err := u.Acquire(ctx, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := u.Acquire(ctx, "1"); again != a {
+		t.Errorf("the same owner got %d then %d", a, again)
+	}
+	b, err := u.Acquire(ctx, "2")
+	if err != nil || b == a {
+		t.Fatalf("second owner: %d, %v (first %d)", b, err, a)
+	}
+	if _, err := u.Acquire(ctx, "3"); err == nil {
+		t.Fatal("a third owner got a uid from a range of two")
+	}
+	if err := u.Release(ctx, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := u.Acquire(ctx, "3"); err != nil || c != a {
+		t.Fatalf("after release: %d, %v; want %d", c, err, a)
+	}
+	u.Stale = func(o string) bool { return o == "2" }
+	if d, err := u.Acquire(ctx, "4"); err != nil || d != b {
+		t.Fatalf("stale lease not reclaimed: %d, %v", d, err)
+	}
+}
