@@ -354,7 +354,7 @@ func (p *parser) match(n *yaml.Node, mt *Match) {
 }
 
 func (p *parser) definition(n *yaml.Node, d *Definition) {
-	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "cache", "dependencies")
+	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "cache", "dependencies", "network")
 	if !ok {
 		return
 	}
@@ -387,6 +387,14 @@ func (p *parser) definition(n *yaml.Node, d *Definition) {
 	}
 	if v := m.get("timeout"); v != nil {
 		d.Timeout = p.timeout(v)
+	}
+	if v := m.get("network"); v != nil {
+		if s, ok := p.reqStr(v, "network"); ok {
+			if s != "host" && s != "none" {
+				p.errorf(v, "network %q: use \"host\" (the host's network) or \"none\" (a private loopback only)", s)
+			}
+			d.Network = s
+		}
 	}
 	for key, dst := range map[string]*bool{"artifacts": &d.Artifacts, "cache": &d.Cache, "dependencies": &d.Dependencies} {
 		if v := m.get(key); v != nil {

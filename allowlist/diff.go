@@ -222,6 +222,7 @@ func entryChanges(o, n *Entry) []FieldChange {
 	flag("definition.artifacts", od.Artifacts, nd.Artifacts)
 	flag("definition.cache", od.Cache, nd.Cache)
 	flag("definition.dependencies", od.Dependencies, nd.Dependencies)
+	str("definition.network", od.Network, nd.Network)
 	osrc, nsrc := o.Source, n.Source
 	str("source.repository", osrc.Repository, nsrc.Repository)
 	list("source.signers", osrc.Signers, nsrc.Signers)

@@ -121,6 +121,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 		b.WriteString("- variables: none\n")
 	}
 	fmt.Fprintf(b, "- timeout: %s; artifacts: %t; cache: %t; dependencies: %t\n", describeTimeout(d.Timeout), d.Artifacts, d.Cache, d.Dependencies)
+	if d.Network != "" {
+		fmt.Fprintf(b, "- network: %s\n", code(d.Network))
+	}
 	src := fmt.Sprintf("- source: %s, mode %s, signed by %s", code(s.Repository), code(string(s.Mode)), codeList(s.Signers))
 	if s.Pin != "" {
 		src += ", pinned to " + code(s.Pin)

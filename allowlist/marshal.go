@@ -212,6 +212,9 @@ func (w *writer) entry(e *Entry) {
 	if d.Timeout != 0 {
 		w.line(6, "timeout: "+formatDuration(d.Timeout))
 	}
+	if d.Network != "" {
+		w.kv(6, "network", d.Network)
+	}
 	for _, f := range []struct {
 		key string
 		on  bool

@@ -263,6 +263,7 @@ func negativeCases() []negCase {
 		{"artifacts text", edited(addAfter(18, `      artifacts: "true"`)), []string{`19:18|artifacts must be true or false, not text`}},
 		{"cache number", edited(addAfter(18, `      cache: 1`)), []string{`19:14|cache must be true or false, not a number`}},
 		{"dependencies null", edited(addAfter(18, `      dependencies:`)), []string{`19:7|dependencies has no value`}},
+		{"network unknown", edited(addAfter(18, `      network: loopback`)), []string{`19:16|network "loopback": use "host"`}},
 		{"variable name invalid", edited(addAfter(18, "      variables:", "        1X: {value: a}")), []string{`20:9|variable name "1X"`}},
 		{"variable value number", edited(addAfter(18, "      variables:", "        X: {value: 1}")), []string{`20:20|value of X: 1 is read as a number, not text: quote it: "1"`}},
 		{"variable bare", edited(addAfter(18, "      variables:", "        X: prod")), []string{`20:12|variable X must be {value: "prod"} or {pattern: '^...$'}`}},

@@ -94,6 +94,9 @@ type Definition struct {
 	Artifacts    bool
 	Cache        bool
 	Dependencies bool
+	// Network is the job's network in writ's sandbox: "host" (the host's
+	// network), "none" (a private loopback only), or empty for "host".
+	Network string
 }
 
 // Variable is a job variable the entry lets through, with either an exact
