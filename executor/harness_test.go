@@ -22,6 +22,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/testkeys"
+	"gitlab.com/writ-ci/writ/sandbox"
 )
 
 // The tests drive the executor as GitLab Runner does: one process per stage
@@ -37,6 +38,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	sandbox.Main()
 	if stage := os.Getenv(envStage); stage != "" {
 		os.Exit(stageMain(stage, os.Args[1:]))
 	}
@@ -137,6 +139,12 @@ type env struct {
 	extraSigners string
 	// jobUser is job.user in the config ("" for none).
 	jobUser string
+	// contained runs jobs in the sandbox; the other tests, about admission
+	// and the stage protocol, run them on the host (unsafe_no_sandbox) so
+	// their scripts can leave canaries in the test's directory.
+	contained bool
+	// sandboxExtra are TOML lines added under [sandbox].
+	sandboxExtra []string
 }
 
 // entrySpec describes one allowlist entry; render turns it into YAML.
@@ -260,7 +268,11 @@ user = %q
 
 [job.env]
 FROM_CONFIG = "config-value"
-`, e.mode, e.state, e.cache, e.auditPath, e.builds, e.jobUser)
+
+[sandbox]
+unsafe_no_sandbox = %t
+%s
+`, e.mode, e.state, e.cache, e.auditPath, e.builds, e.jobUser, !e.contained, strings.Join(e.sandboxExtra, "\n"))
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

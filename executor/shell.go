@@ -62,19 +62,35 @@ type runResult struct {
 	Status string
 }
 
-// runProcess runs argv in dir with env, in its own process group, with
-// stdin /dev/null and output to the job log. On timeout or cancellation
-// the group gets SIGTERM, then SIGKILL after the grace. Whatever way the
-// script ends, the rest of its process group is killed: nothing a job
-// starts outlives its stage.
-func (o *Options) runProcess(ctx context.Context, argv []string, dir string, env []string, timeout time.Duration, as *jobUser) (runResult, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if as != nil {
-		cmd.SysProcAttr.Credential = as.credential()
+// starter starts a job's process with its output on stdout and stderr,
+// and returns its process group and how to wait for it.
+type starter func(stdout, stderr *os.File) (pgid int, wait func() error, err error)
+
+// hostStart runs argv directly on the host, in its own process group, as
+// writ or as the job user: only with sandbox.unsafe_no_sandbox.
+func hostStart(argv []string, dir string, env []string, as *jobUser) starter {
+	return func(stdout, stderr *os.File) (int, func() error, error) {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = dir
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if as != nil {
+			cmd.SysProcAttr.Credential = as.credential()
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, nil, fmt.Errorf("start %s: %w", argv[0], err)
+		}
+		return cmd.Process.Pid, cmd.Wait, nil
 	}
+}
+
+// runProcess runs a job's process with stdin /dev/null and output to the
+// job log. On timeout or cancellation the group gets SIGTERM, then SIGKILL
+// after the grace. Whatever way the script ends, the rest of its process
+// group is killed: nothing a job starts outlives its stage (in the
+// sandbox, its PID namespace makes that hold for setsid daemons too).
+func (o *Options) runProcess(ctx context.Context, start starter, timeout time.Duration) (runResult, error) {
 	var copies []chan struct{}
 	var pipes []*os.File
 	attach := func(w io.Writer) (*os.File, error) {
@@ -98,11 +114,12 @@ func (o *Options) runProcess(ctx context.Context, argv []string, dir string, env
 		pipes = append(pipes, r, wr)
 		return wr, nil
 	}
-	var err error
-	if cmd.Stdout, err = attach(o.Stdout); err != nil {
+	stdout, err := attach(o.Stdout)
+	if err != nil {
 		return runResult{}, err
 	}
-	if cmd.Stderr, err = attach(o.Stderr); err != nil {
+	stderr, err := attach(o.Stderr)
+	if err != nil {
 		return runResult{}, err
 	}
 	defer func() {
@@ -110,17 +127,17 @@ func (o *Options) runProcess(ctx context.Context, argv []string, dir string, env
 			_ = p.Close()
 		}
 	}()
-	if err := cmd.Start(); err != nil {
-		return runResult{}, fmt.Errorf("start %s: %w", argv[0], err)
+	pgid, wait, err := start(stdout, stderr)
+	if err != nil {
+		return runResult{}, err
 	}
-	pgid := cmd.Process.Pid
 	// Close our copies of the write ends so the readers see EOF when the
 	// group is gone.
 	for i := 1; i < len(pipes); i += 2 {
 		_ = pipes[i].Close()
 	}
 	waitCh := make(chan error, 1)
-	go func() { waitCh <- cmd.Wait() }()
+	go func() { waitCh <- wait() }()
 
 	var timer <-chan time.Time
 	if timeout > 0 {

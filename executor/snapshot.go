@@ -13,6 +13,7 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/sandbox"
 )
 
 // snapshotFormat is the version of the decision.json layout.
@@ -153,6 +154,10 @@ func (o *Options) writeFileVariables(id string, vars []AdmittedVariable) (map[st
 }
 
 func (o *Options) fileVariablePath(id, name string) string {
+	if o.contained() {
+		// The sandbox's private copy (stageFiles).
+		return sandbox.RunDir + "/var-" + name
+	}
 	if o.Config.Job.User != "" {
 		return filepath.Join(o.runDir(id), "var-"+name)
 	}

@@ -17,6 +17,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/sandbox"
 )
 
 // Audit events written by the executor.
@@ -440,24 +441,27 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 }
 
 // getSources checks the verified commit out of writ's mirror of the entry's
-// repository into a build directory that must not exist yet.
+// repository into a build directory that must not exist yet. In the
+// sandbox it first leases the job's uid, which owns the tree.
 func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 	w := o.Stdout
 	if err := os.MkdirAll(o.Config.Paths.Builds, 0o700); err != nil {
 		fmt.Fprintf(w, "writ: %v\n", err)
 		return o.systemFailure(), "error"
 	}
-	if err := os.Mkdir(s.BuildDir, 0o700); err != nil {
-		fmt.Fprintf(w, "%swrit: refusing to reuse the build directory %s:%s %v\n", ansiBoldRed, s.BuildDir, ansiReset, err)
+	if _, err := os.Lstat(s.BuildDir); !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(w, "%swrit: refusing to reuse the build directory %s%s (it exists)\n", ansiBoldRed, s.BuildDir, ansiReset)
 		o.writeExitCode(o.buildFailure())
 		return o.buildFailure(), "refused"
 	}
-	err := o.checkout(ctx, s)
-	if err == nil {
-		var u *jobUser
-		if u, err = o.lookupJobUser(); err == nil && u != nil {
-			err = u.handOver(o.Config.Paths.Builds, s.BuildDir)
+	var err error
+	if o.contained() {
+		var uid uint32
+		if uid, err = o.uids().Acquire(ctx, s.Job.ID); err == nil {
+			err = o.checkoutStaged(ctx, s, uid)
 		}
+	} else {
+		err = o.checkoutOnHost(ctx, s)
 	}
 	if err != nil {
 		_ = removeAll(s.BuildDir)
@@ -468,7 +472,23 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 	return 0, "ok"
 }
 
-func (o *Options) checkout(ctx context.Context, s *Snapshot) error {
+// checkoutOnHost is the checkout without the sandbox
+// (sandbox.unsafe_no_sandbox), handed to job.user if one is set.
+func (o *Options) checkoutOnHost(ctx context.Context, s *Snapshot) error {
+	if err := os.Mkdir(s.BuildDir, 0o700); err != nil {
+		return err
+	}
+	if err := o.checkout(ctx, s, s.BuildDir); err != nil {
+		return err
+	}
+	u, err := o.lookupJobUser()
+	if err != nil || u == nil {
+		return err
+	}
+	return u.handOver(o.Config.Paths.Builds, s.BuildDir)
+}
+
+func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 	lockPath, err := o.mirrorLockPath(s.Repository)
 	if err != nil {
 		return err
@@ -484,7 +504,7 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	return m.Checkout(s.Commit, s.BuildDir)
+	return m.Checkout(s.Commit, dir)
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -495,24 +515,12 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 		o.writeExitCode(o.buildFailure())
 		return o.buildFailure(), "refused"
 	}
-	u, err := o.lookupJobUser()
+	start, err := o.userScriptStarter(s, stage, lines)
 	if err != nil {
 		fmt.Fprintf(w, "writ: %v\n", err)
 		return o.systemFailure(), "error"
 	}
-	path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
-	if u != nil {
-		// The job user cannot read writ's state: the script goes where it
-		// can read it but not change it.
-		path, err = o.writeReadable(s.Job.ID, stage+".sh", []byte(buildScript(lines)), u, false)
-	} else {
-		err = fsutil.WriteFileAtomic(path, []byte(buildScript(lines)), 0o600)
-	}
-	if err != nil {
-		fmt.Fprintf(w, "writ: %v\n", err)
-		return o.systemFailure(), "error"
-	}
-	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, path}, s.BuildDir, o.jobEnv(s), timeout, u)
+	res, err := o.runProcess(ctx, start, timeout)
 	if err != nil {
 		fmt.Fprintf(w, "writ: %s: %v\n", stage, err)
 		return o.systemFailure(), "error"
@@ -522,6 +530,46 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 		return 0, "success"
 	}
 	return code, res.Status
+}
+
+// userScriptStarter writes the stage's script where the job can read but
+// not change it, and returns how to start it: in the sandbox as the job's
+// uid, or (unsafe_no_sandbox) on the host as writ or job.user.
+func (o *Options) userScriptStarter(s *Snapshot, stage string, lines []string) (starter, error) {
+	script := []byte(buildScript(lines))
+	env := o.jobEnv(s)
+	if o.contained() {
+		uid, err := o.stageUID(s.Job.ID)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
+		if err := fsutil.WriteFileAtomic(path, script, 0o600); err != nil {
+			return nil, err
+		}
+		return o.containedStart(sandbox.Spec{
+			Argv: []string{o.Config.Job.Shell, sandbox.RunDir + "/" + stageScriptName(stage)},
+			Env:  env, Dir: s.BuildDir, UID: uid, GID: uid, Network: jobNetwork(s.Entry),
+			Binds: []sandbox.Bind{{Source: s.BuildDir, Target: s.BuildDir, Writable: true}},
+			Files: o.stageFiles(s, path, stage), Name: s.Job.ID + "-" + stage,
+		}), nil
+	}
+	u, err := o.lookupJobUser()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
+	if u != nil {
+		// The job user cannot read writ's state: the script goes where it
+		// can read it but not change it.
+		path, err = o.writeReadable(s.Job.ID, stage+".sh", script, u, false)
+	} else {
+		err = fsutil.WriteFileAtomic(path, script, 0o600)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return hostStart([]string{o.Config.Job.Shell, path}, s.BuildDir, env, u), nil
 }
 
 // scriptResult turns a script's end into the stage exit code, writing the
@@ -563,7 +611,15 @@ func (o *Options) passThrough(ctx context.Context, s *Snapshot, script, stage st
 		fmt.Fprintln(o.Stdout, "writ: no script file given")
 		return o.systemFailure(), "error"
 	}
-	res, err := o.runProcess(ctx, []string{o.Config.Job.Shell, script}, "", os.Environ(), 0, nil)
+	start := hostStart([]string{o.Config.Job.Shell, script}, "", os.Environ(), nil)
+	if o.contained() {
+		var err error
+		if start, err = o.passThroughStarter(ctx, s, script, stage); err != nil {
+			fmt.Fprintf(o.Stdout, "writ: %s: %v\n", stage, err)
+			return o.systemFailure(), "error"
+		}
+	}
+	res, err := o.runProcess(ctx, start, 0)
 	if err != nil {
 		fmt.Fprintf(o.Stdout, "writ: %s: %v\n", stage, err)
 		return o.systemFailure(), "error"
@@ -573,6 +629,27 @@ func (o *Options) passThrough(ctx context.Context, s *Snapshot, script, stage st
 		return 0, "success"
 	}
 	return code, res.Status
+}
+
+// passThroughStarter contains GitLab's own script like an admitted job:
+// its own uid, the host read-only, writ's files hidden, the host network
+// (GitLab's script clones), and per-job directories at the builds and
+// cache directories config_exec reported.
+func (o *Options) passThroughStarter(ctx context.Context, s *Snapshot, script, stage string) (starter, error) {
+	uid, err := o.uids().Acquire(ctx, s.Job.ID)
+	if err != nil {
+		return nil, err
+	}
+	binds, err := o.passThroughDirs(s, uid)
+	if err != nil {
+		return nil, err
+	}
+	return o.containedStart(sandbox.Spec{
+		Argv: []string{o.Config.Job.Shell, sandbox.RunDir + "/" + stageScriptName(stage)},
+		Env:  passThroughEnv(), Dir: binds[0].Target, UID: uid, GID: uid, Network: sandbox.NetworkHost,
+		Binds: binds, Files: []sandbox.File{{Source: script, Name: stageScriptName(stage)}},
+		Name: s.Job.ID + "-" + stage,
+	}), nil
 }
 
 func firstFailure(s *Snapshot) string {
@@ -612,8 +689,13 @@ func Cleanup(ctx context.Context, opts Options) int {
 		return o.systemFailure()
 	}
 	var errs []error
-	if !s.PassThrough {
+	if !s.PassThrough || o.contained() {
+		// No process of the job lives any more (its stages' PID
+		// namespaces are gone), so nothing races the removal.
 		errs = append(errs, removeAll(s.BuildDir), removeAll(o.runDir(s.Job.ID)))
+	}
+	if o.contained() {
+		errs = append(errs, o.uids().Release(ctx, s.Job.ID))
 	}
 	errs = append(errs, removeAll(o.jobDir(s.Job.ID)))
 	if err := errors.Join(errs...); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -106,6 +107,8 @@ func (versionCmd) Run(g *globals) error {
 }
 
 func main() {
+	// The sandbox re-executes writ as its init: that process never returns.
+	sandbox.Main()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

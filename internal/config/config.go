@@ -48,6 +48,7 @@ type Config struct {
 	Trust     Trust           `toml:"trust"`
 	Paths     Paths           `toml:"paths"`
 	Job       Job             `toml:"job"`
+	Sandbox   Sandbox         `toml:"sandbox"`
 	Log       Log             `toml:"log"`
 
 	// Path is the file the configuration was read from.
@@ -107,14 +108,41 @@ type Job struct {
 	Home  string            `toml:"home"`  // default: the build directory
 	Lang  string            `toml:"lang"`  // default "C.UTF-8"
 	Env   map[string]string `toml:"env"`   // extra fixed variables, environment-local
-	// User, if set, is the account job scripts run as, so that a job cannot
-	// write to writ's own state, cache or audit log. writ must run as root
-	// (or with CAP_SETUID and CAP_CHOWN) to use it.
+	// User, if set, is the account job scripts run as when the sandbox is
+	// off (sandbox.unsafe_no_sandbox). The sandbox's per-job uids replace
+	// it: with the sandbox on, setting it is an error that says so.
 	User string `toml:"user"`
 	// DefaultTimeout applies when an entry sets none. Default 1h.
 	DefaultTimeout Duration `toml:"default_timeout"`
 	// MaxPayloadBytes bounds the job payload. Default 4 MiB.
 	MaxPayloadBytes int64 `toml:"max_payload_bytes"`
+}
+
+// Sandbox is how every job process is contained (package sandbox).
+type Sandbox struct {
+	// UnsafeNoSandbox runs jobs uncontained, as writ's own user: an
+	// admitted job can then read writ's keys and rewrite its state, audit
+	// log and other jobs. Only for hosts that cannot run the sandbox and
+	// contain the runner some other way.
+	UnsafeNoSandbox bool `toml:"unsafe_no_sandbox"`
+	// UIDFirst and UIDCount are the range of uids (and gids) jobs run as,
+	// one per running job; no account may use them. Default
+	// 2000000000 and 1000.
+	UIDFirst uint32 `toml:"uid_first"`
+	UIDCount uint32 `toml:"uid_count"`
+	// PidsMax bounds a job's processes (default 4096; -1: no limit).
+	PidsMax int64 `toml:"pids_max"`
+	// MemoryMaxBytes bounds a stage's memory, its /tmp included (default
+	// 4 GiB; -1: no limit).
+	MemoryMaxBytes int64 `toml:"memory_max_bytes"`
+	// TmpSizeBytes bounds the job's private /tmp (default 1 GiB).
+	TmpSizeBytes int64 `toml:"tmp_size_bytes"`
+	// HostPaths are the host directories jobs see read-only (default
+	// /usr /bin /sbin /lib /lib32 /lib64 /libx32 /etc).
+	HostPaths []string `toml:"host_paths"`
+	// Hide are more host paths jobs must not see, besides writ's own
+	// (default: /etc/gitlab-runner, which holds the runner's tokens).
+	Hide []string `toml:"hide"`
 }
 
 // Log configures operational logs (not the audit log).
@@ -254,6 +282,27 @@ func (c *Config) defaults() {
 	if c.Job.MaxPayloadBytes == 0 {
 		c.Job.MaxPayloadBytes = 4 << 20
 	}
+	if c.Sandbox.UIDFirst == 0 {
+		c.Sandbox.UIDFirst = 2000000000
+	}
+	if c.Sandbox.UIDCount == 0 {
+		c.Sandbox.UIDCount = 1000
+	}
+	if c.Sandbox.PidsMax == 0 {
+		c.Sandbox.PidsMax = 4096
+	}
+	if c.Sandbox.MemoryMaxBytes == 0 {
+		c.Sandbox.MemoryMaxBytes = 4 << 30
+	}
+	if c.Sandbox.TmpSizeBytes == 0 {
+		c.Sandbox.TmpSizeBytes = 1 << 30
+	}
+	if c.Sandbox.HostPaths == nil {
+		c.Sandbox.HostPaths = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"}
+	}
+	if c.Sandbox.Hide == nil {
+		c.Sandbox.Hide = []string{"/etc/gitlab-runner"}
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -302,6 +351,7 @@ func (c *Config) validate() error {
 	if c.Job.User != "" && !userName.MatchString(c.Job.User) {
 		bad("job.user %q is not a user name", c.Job.User)
 	}
+	c.validateSandbox(bad)
 	for k := range c.Job.Env {
 		if !varName.MatchString(k) {
 			bad("job.env key %q is not a variable name", k)
@@ -313,6 +363,37 @@ func (c *Config) validate() error {
 		bad("log.format %q: use \"text\" or \"json\"", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateSandbox(bad func(string, ...any)) {
+	sb := c.Sandbox
+	if sb.UnsafeNoSandbox {
+		return
+	}
+	if c.Job.User != "" {
+		bad("job.user %q: the sandbox runs each job as its own uid from sandbox.uid_first/uid_count, which replaces job.user; remove job.user (it applies only with sandbox.unsafe_no_sandbox = true)", c.Job.User)
+	}
+	if sb.UIDFirst < 65536 || uint64(sb.UIDFirst)+uint64(sb.UIDCount) > 1<<31 {
+		bad("sandbox.uid_first %d, uid_count %d: choose a range above 65535 that ends below 2^31, used by no account", sb.UIDFirst, sb.UIDCount)
+	}
+	if sb.PidsMax < -1 || sb.MemoryMaxBytes < -1 || sb.TmpSizeBytes < 0 {
+		bad("sandbox limits must be positive, or -1 for no limit")
+	}
+	for _, p := range sb.HostPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+			bad("sandbox.host_paths %q: name absolute directories other than /", p)
+		}
+		for _, w := range []string{c.Paths.Builds} {
+			if w == p || strings.HasPrefix(w, p+"/") {
+				bad("paths.builds %s lies inside sandbox.host_paths %s: jobs' build directories must be outside the host directories jobs see", w, p)
+			}
+		}
+	}
+	for _, p := range sb.Hide {
+		if !filepath.IsAbs(p) {
+			bad("sandbox.hide %q: name absolute paths", p)
+		}
+	}
 }
 
 func (c *Config) resolveRelative(dir string) {
