@@ -155,3 +155,23 @@ func processesOf(uid uint32) []int {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// config_exec refuses a host where someone else can change writ's config,
+// naming the fix; the sandbox probe passes on this host.
+func TestConfigChecksTheInstall(t *testing.T) {
+	e, _ := containedEnv(t)
+	t.Parallel()
+	e.write()
+	j := e.newJob(e.payload(933, e.head))
+	if out, code := j.stage("config"); code != 0 {
+		t.Fatalf("config on a sound install: exit %d\n%s", code, out)
+	}
+	if err := os.Chmod(e.cfgPath, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	out, code := j.stage("config")
+	if code != 2 {
+		t.Fatalf("config with a world-writable config file: exit %d, want 2\n%s", code, out)
+	}
+	mustContain(t, out, "writ refuses to run jobs on this host", e.cfgPath+": mode 0666 lets group or others change it", "fix: chmod go-w "+e.cfgPath)
+}

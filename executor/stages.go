@@ -54,8 +54,22 @@ type configDriver struct {
 // Config is config_exec: it tells the runner where its own scripts would
 // work (used only by audit mode's pass-through; writ's admitted jobs run in
 // per-job directories writ chooses) and names the driver.
+//
+// Before that it checks the host (CheckHost): a host where jobs cannot be
+// contained, or where anyone but writ can change its config, keys or
+// state, runs no job; each problem is printed with its fix.
 func Config(ctx context.Context, opts Options) int {
 	o := opts.withDefaults()
+	if problems := CheckHost(ctx, o); len(problems) > 0 {
+		fmt.Fprintf(o.Stderr, "%swrit refuses to run jobs on this host:%s\n", ansiBoldRed, ansiReset)
+		for _, p := range problems {
+			fmt.Fprintf(o.Stderr, "- %s\n", p)
+		}
+		return o.systemFailure()
+	}
+	if !o.contained() {
+		o.Log.Warn("UNSAFE: sandbox.unsafe_no_sandbox is set; admitted jobs run uncontained and can reach writ's keys, state and audit log")
+	}
 	host, _ := os.Hostname()
 	out := configOutput{
 		BuildsDir: filepath.Join(o.Config.Paths.Builds, passThroughDir),
