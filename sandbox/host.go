@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Host is the host-wide sandbox policy, built once from writ's [sandbox]
@@ -84,14 +83,4 @@ func (h *Host) Enforced() []string {
 		out = append(out, "memory: NOT enforced (no memory cgroup controller on this host)")
 	}
 	return out
-}
-
-// insideAny reports whether p is one of dirs or lies below one.
-func insideAny(p string, dirs []string) bool {
-	for _, d := range dirs {
-		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
-			return true
-		}
-	}
-	return false
 }

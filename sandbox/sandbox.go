@@ -100,11 +100,10 @@ type Cmd struct {
 	// (pipes included), which the job inherits.
 	Stdout, Stderr *os.File
 
-	h     *Host
-	spec  spec
-	cmd   *exec.Cmd
-	cg    *cgroup
-	waitF func() error
+	h    *Host
+	spec spec
+	cmd  *exec.Cmd
+	cg   *cgroup
 }
 
 // Command prepares s to run under h's policy.

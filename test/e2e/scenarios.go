@@ -1340,9 +1340,12 @@ type AllowlistParams struct {
 	Expires time.Time
 	// Script is the production deploy's script (default LegitScript).
 	Script []string
-	// PIDFile is where LongJob writes its sleeper's pid.
-	PIDFile string
 }
+
+// SleeperScript is LongJob's first line: it starts a background sleep and
+// prints the job's uid, which no process may have once the job is
+// cancelled (the job runs in writ's sandbox and cannot write the host).
+const SleeperScript = `sleep 300 & echo "sleeper-pid=$! uid=$(id -u)"`
 
 // AllowlistTemplate is the allowlist, with {{…}} placeholders Allowlist
 // fills in.
@@ -1488,7 +1491,7 @@ func Allowlist(p AllowlistParams) string {
 		"{{after_script}}", yamlQuote(LegitAfterScript),
 		"{{source}}", p.SourceURL,
 		"{{reviewed}}", p.Reviewed,
-		"{{sleeper}}", yamlQuote("sleep 300 & echo $! > "+p.PIDFile),
+		"{{sleeper}}", yamlQuote(SleeperScript),
 		"{{tree}}", yamlQuote(TreeScript),
 	).Replace(AllowlistTemplate)
 }

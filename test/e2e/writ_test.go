@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,8 @@ type writEnv struct {
 	State  string
 	Cache  string
 	Builds string
+	// UIDFirst and UIDCount are the sandbox's job uids.
+	UIDFirst, UIDCount uint32
 	// Env is what writ's processes get besides the runner's environment:
 	// SSL_CERT_FILE, so writ trusts the git server's https certificate.
 	Env []string
@@ -60,6 +63,20 @@ type writConfig struct {
 	Job struct {
 		DefaultTimeout string `toml:"default_timeout"`
 	} `toml:"job"`
+	Sandbox struct {
+		UIDFirst uint32 `toml:"uid_first"`
+		UIDCount uint32 `toml:"uid_count"`
+	} `toml:"sandbox"`
+}
+
+// worldSeq numbers the writ installations of this test process.
+var worldSeq atomic.Int64
+
+// sandboxUIDs is a uid range of this installation's own: installations
+// in parallel (and other test processes) each lease job uids from a
+// different range, as separate hosts would.
+func sandboxUIDs() (first, count uint32) {
+	return uint32(2002000000 + (os.Getpid()%4096)*1024 + int(worldSeq.Add(1)%64)*16), 16
 }
 
 // installWrit makes writ w's executor for environment "production": the
@@ -102,6 +119,8 @@ func installWrit(t testing.TB, w *World, keys *Keys) *writEnv {
 	c.Trust.Threshold = 2
 	c.Paths.State, c.Paths.Cache, c.Paths.Audit, c.Paths.Builds = e.State, e.Cache, e.Audit, e.Builds
 	c.Job.DefaultTimeout = "5m"
+	c.Sandbox.UIDFirst, c.Sandbox.UIDCount = sandboxUIDs()
+	e.UIDFirst, e.UIDCount = c.Sandbox.UIDFirst, c.Sandbox.UIDCount
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
 		t.Fatal(err)
@@ -324,26 +343,6 @@ func clipText(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// waitGone waits until process pid no longer runs (gone, or a zombie
-// nobody has reaped yet).
-func waitGone(pid int, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		// The state follows the parenthesised command name.
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // newWritFixture is a scenario fixture with writ as the executor, the
 // environment having accepted allowlist version 7 (unless fresh).
 func newWritFixture(t testing.TB, keys *Keys, name string, fresh bool) (*Fixture, *writEnv) {
@@ -472,11 +471,10 @@ func TestWritHappyPaths(t *testing.T) {
 	})
 
 	t.Run("cancel", func(t *testing.T) {
-		pidFile := filepath.Join(f.Scratch, "sleeper.pid")
 		p := f.LegitPayload()
 		p.JobInfo.Name = LongJob
 		p.SetVar("CI_JOB_NAME", LongJob)
-		p.Step("script").Script = []string{"sleep 300 & echo $! > " + pidFile, "echo sleeper-started", "while :; do echo tick; sleep 0.3; done", "echo must-not-finish"}
+		p.Step("script").Script = []string{SleeperScript, "echo sleeper-started", "while :; do echo tick; sleep 0.3; done", "echo must-not-finish"}
 		p.Steps = p.Steps[:1]
 		p.Image = nil
 		p.Variables = deleteVar(p.Variables, "DEPLOY_TARGET")
@@ -489,19 +487,18 @@ func TestWritHappyPaths(t *testing.T) {
 		if strings.Contains(plainTrace(o.Trace), "\nmust-not-finish") {
 			t.Errorf("the job finished despite the cancellation:\n%s", o)
 		}
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			t.Fatalf("the job never started its sleeper: %v\n%s", err, o)
+		uid, ok := traceUID(o.Trace, "sleeper-pid=")
+		if !ok {
+			t.Fatalf("the job never started its sleeper:\n%s", o)
 		}
-		var pid int
-		if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
-			t.Fatalf("pid file %q", b)
-		}
-		// writ runs the script in its own process group, outside the
-		// runner's: only writ can have killed it.
-		if !waitGone(pid, 5*time.Second) {
-			_ = exec.Command("kill", "-9", fmt.Sprint(pid)).Run()
-			t.Errorf("the job's background sleep (pid %d) survived the cancellation:\n%s", pid, o)
+		// writ runs the script in its own PID namespace as a uid of its
+		// own, outside the runner's process group: only writ can have
+		// killed it, and then no process of that uid is left.
+		if pids := waitNoProcessOf(uid, 5*time.Second); len(pids) > 0 {
+			for _, pid := range pids {
+				_ = exec.Command("kill", "-9", fmt.Sprint(pid)).Run()
+			}
+			t.Errorf("processes of the job's uid %d (pids %v) survived the cancellation:\n%s", uid, pids, o)
 		}
 		t.Logf("cancelled in %s: %s/%s", took.Round(time.Millisecond), o.State, o.FailureReason)
 	})
