@@ -313,16 +313,24 @@ func (o *Options) lockMirror(ctx context.Context, repo string) (func() error, er
 type sourceMirror struct {
 	m    *gitrepo.Mirror
 	repo string
-	// fetchErr is why the fetch failed (nil when it succeeded or writ is
-	// offline): what the mirror lacks is then undecidable, not refused.
-	fetchErr error
-	offline  bool
+	// offline: nothing was fetched, so what the mirror lacks is
+	// undecidable, not refused.
+	offline bool
+}
+
+// mirrorLimits are the configured fetch limits. config.Fetch and
+// gitrepo.Limits have the same fields, in the same order.
+func mirrorLimits(c *config.Config) gitrepo.Option {
+	return gitrepo.WithLimits(gitrepo.Limits(c.Fetch))
 }
 
 // fetchSource opens the entry's mirror and fetches the job's ref into it.
+// A fetch that fails for any other reason than a missing ref or a limit
+// means writ cannot decide: deciding on what an earlier fetch left in the
+// mirror could admit a commit the ref no longer leads to.
 func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceMirror, error) {
 	repo := req.entry.Source.Repository
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, repo, sourceAuth(o.Config, repo))
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, repo, sourceAuth(o.Config, repo), mirrorLimits(o.Config))
 	if err != nil {
 		return nil, fmt.Errorf("open the mirror of %s: %w", repo, err)
 	}
@@ -332,21 +340,37 @@ func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceM
 	}
 	fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
 	defer cancel()
-	src.fetchErr = m.Fetch(fctx, req.refspec)
-	if src.fetchErr != nil && errors.Is(src.fetchErr, git.NoMatchingRefSpecError{}) {
+	err = m.Fetch(fctx, req.refspec)
+	var limit *gitrepo.LimitError
+	switch {
+	case err == nil:
+		return src, nil
+	case errors.Is(err, gitrepo.ErrNoRef):
 		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the entry's repository %s has no %s %q", repo, req.p.RefType, req.p.Ref),
 			Hint: "push the ref to the repository the allowlist entry names"}
+	case errors.As(err, &limit):
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("writ refused what the entry's repository sent for %s %q: %v", req.p.RefType, req.p.Ref, err),
+			Hint: "keep the repository within the limit, or ask the runner's owners to raise fetch." + limit.Limit + " in writ's configuration"}
 	}
-	return src, nil
+	return nil, fmt.Errorf("fetch %s %q: %w", req.p.RefType, req.p.Ref, err)
+}
+
+// damaged turns an error from reading the mirror into "cannot decide" when
+// it comes from a damaged mirror, and marks the mirror so that the next
+// fetch rebuilds it: a broken cache is never the author's fault. It
+// returns nil for other errors.
+func (s *sourceMirror) damaged(err error) error {
+	if !gitrepo.IsDamage(err) {
+		return nil
+	}
+	s.m.MarkDamaged(err.Error())
+	return fmt.Errorf("writ's mirror of %s is damaged (%v); the next attempt rebuilds it", s.repo, err)
 }
 
 // missing is the outcome when what (the job's ref or commit) is not in the
-// mirror: a refusal only when the fetch succeeded.
+// mirror: a refusal, unless nothing was fetched.
 func (s *sourceMirror) missing(req *sourceRequest, what string, err error) error {
-	switch {
-	case s.fetchErr != nil:
-		return fmt.Errorf("fetch %s from %s: %w (and %s is not in writ's mirror: %v)", req.p.Ref, s.repo, s.fetchErr, what, err)
-	case s.offline:
+	if s.offline {
 		return fmt.Errorf("offline: %s is not in writ's mirror of %s (%v); fetch to decide", what, s.repo, err)
 	}
 	return &Failure{Check: CheckSource, Message: fmt.Sprintf("%s is not in the entry's repository %s", what, s.repo)}
@@ -367,23 +391,43 @@ type located struct {
 	tag       *object.Tag   // the annotated tag the ref names, if any
 }
 
-// locate finds the job's ref and commit in the mirror, without walking.
+// locate finds the job's ref and commit in the mirror, without walking,
+// and checks that the commit and its tree are complete and intact.
 func (s *sourceMirror) locate(req *sourceRequest) (*located, error) {
 	p := req.p
 	refHash, err := s.m.Ref(req.local)
 	if err != nil {
+		if derr := s.damaged(err); derr != nil {
+			return nil, derr
+		}
 		return nil, s.missing(req, fmt.Sprintf("%s %q", p.RefType, p.Ref), err)
 	}
 	refCommit, tag, err := peel(s.m.Repo(), refHash)
 	if err != nil {
+		if derr := s.damaged(err); derr != nil {
+			return nil, derr
+		}
 		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("%s %q in %s does not lead to a commit: %v", p.RefType, p.Ref, s.repo, err)}
 	}
 	commit, err := s.m.Commit(p.SHA)
 	if err != nil {
-		if s.fetchErr != nil || s.offline {
+		if s.offline {
 			return nil, s.missing(req, "commit "+p.SHA, err)
 		}
+		if !errors.Is(err, plumbing.ErrObjectNotFound) {
+			if derr := s.damaged(err); derr != nil {
+				return nil, derr
+			}
+		}
+		// The fetch brought the ref's whole history: a commit not in the
+		// mirror is not on the ref.
 		return nil, s.notOnRef(req)
+	}
+	if err := s.m.CheckCommit(p.SHA); err != nil {
+		if derr := s.damaged(err); derr != nil {
+			return nil, derr
+		}
+		return nil, err
 	}
 	return &located{commit: commit, refCommit: refCommit, tag: tag}, nil
 }
@@ -432,22 +476,43 @@ func verifySignature(req *sourceRequest, loc *located, now time.Time) (gitsig.Si
 func (s *sourceMirror) checkAncestry(d *Decision, req *sourceRequest, loc *located, last *highWater) error {
 	p, src := req.p, &req.entry.Source
 	if ok, err := s.m.IsAncestor(p.SHA, loc.refCommit.String()); err != nil || !ok {
-		return s.notOnRef(req)
+		if derr := s.damaged(err); derr != nil {
+			return derr
+		}
+		f := s.notOnRef(req).(*Failure)
+		if errors.Is(err, gitrepo.ErrWalkBound) {
+			f.Message += fmt.Sprintf(" (%v)", err)
+		}
+		return f
 	}
 	if src.DescendsFrom != "" {
 		if ok, err := s.m.IsAncestor(src.DescendsFrom, p.SHA); err != nil || !ok {
-			d.fail(Failure{Check: CheckDescends, Message: fmt.Sprintf("commit %s does not descend from %s, as the entry requires", p.SHA, src.DescendsFrom)})
+			if derr := s.damaged(err); derr != nil {
+				return derr
+			}
+			d.fail(Failure{Check: CheckDescends, Message: fmt.Sprintf("commit %s does not descend from %s, as the entry requires%s", p.SHA, src.DescendsFrom, boundNote(err))})
 		}
 	}
 	if sameRepo(last, src) && !src.AllowRollback {
 		if ok, err := s.m.IsAncestor(last.Commit, p.SHA); err != nil || !ok {
+			if derr := s.damaged(err); derr != nil {
+				return derr
+			}
 			d.fail(Failure{Check: CheckRollback,
-				Message:  fmt.Sprintf("commit %s is not %s or a descendant of it, the last commit admitted for entry %q (job %s): this looks like a rollback", p.SHA, last.Commit, req.entry.Name, last.Job),
+				Message:  fmt.Sprintf("commit %s is not %s or a descendant of it, the last commit admitted for entry %q (job %s): this looks like a rollback%s", p.SHA, last.Commit, req.entry.Name, last.Job, boundNote(err)),
 				Expected: "a descendant of " + last.Commit, Received: p.SHA,
 				Hint: "run a newer commit, or get allow_rollback set on the entry"})
 		}
 	}
 	return nil
+}
+
+// boundNote says when a walk stopped at its bound rather than at an answer.
+func boundNote(err error) string {
+	if errors.Is(err, gitrepo.ErrWalkBound) {
+		return fmt.Sprintf(" (%v)", err)
+	}
+	return ""
 }
 
 func sameRepo(last *highWater, src *allowlist.Source) bool {
@@ -460,11 +525,18 @@ func (s *sourceMirror) checkStrictRange(req *sourceRequest, last *highWater, now
 	p, e := req.p, req.entry
 	base := e.Source.DescendsFrom
 	if sameRepo(last, &e.Source) && last.Mode == allowlist.ModeStrict {
-		if ok, err := s.m.IsAncestor(last.Commit, p.SHA); err == nil && ok {
+		ok, err := s.m.IsAncestor(last.Commit, p.SHA)
+		if derr := s.damaged(err); derr != nil {
+			return derr
+		}
+		if err == nil && ok {
 			base = last.Commit
 		}
 	}
 	commits, err := s.m.CommitsBetween(base, p.SHA, strictMaxCommits)
+	if derr := s.damaged(err); derr != nil {
+		return derr
+	}
 	if err != nil {
 		return &Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: cannot list the commits since %s (at most %d are verified): %v", orNone(base), strictMaxCommits, err),
 			Hint: "set descends_from on the entry to a reviewed commit closer to the job's commit"}

@@ -483,11 +483,15 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot) error {
 		return err
 	}
 	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository))
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository), mirrorLimits(o.Config))
 	if err != nil {
 		return err
 	}
-	return m.Checkout(s.Commit, s.BuildDir)
+	err = m.Checkout(s.Commit, s.BuildDir)
+	if gitrepo.IsDamage(err) {
+		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
+	}
+	return err
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
