@@ -195,24 +195,14 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	if !shaPattern.MatchString(p.SHA) {
 		return fail(CheckSource, fmt.Sprintf("the job's commit %q is not a full 40-hex SHA-1", allowlist.Visible(clip(p.SHA))), "")
 	}
-	var refspec, local string
-	var err error
-	switch p.RefType {
-	case "branch":
-		refspec, err = gitrepo.BranchRefspec(p.Ref)
-		local = "refs/writ/heads/" + p.Ref
-	case "tag":
-		refspec, err = gitrepo.TagRefspec(p.Ref)
-		local = "refs/writ/tags/" + p.Ref
-	default:
-		return fail(CheckSource, fmt.Sprintf("the job's ref type %q is neither branch nor tag", allowlist.Visible(clip(p.RefType))),
-			"writ admits branch and tag pipelines only (not merge request refs)")
-	}
+	// Only the typed ref the entry lists (d.Ref) is fetched and verified;
+	// GitLab's ref_type chose nothing but which entry ref to look up.
+	refspec, local, kind, err := typedRefspec(d.Ref)
 	if err != nil {
-		return fail(CheckSource, fmt.Sprintf("the job's ref %q is not a valid git branch or tag name: %v", allowlist.Visible(clip(p.Ref)), err), "")
+		return fail(CheckRef, err.Error(), "")
 	}
-	if src.Mode == allowlist.ModeTag && p.RefType != "tag" {
-		return fail(CheckSource, fmt.Sprintf("the entry's source mode is tag but the job runs for branch %q", p.Ref),
+	if src.Mode == allowlist.ModeTag && kind != allowlist.RefTag {
+		return fail(CheckRef, fmt.Sprintf("the entry's source mode is tag but the job runs for branch %q", p.Ref),
 			"run the job from a signed tag pipeline")
 	}
 	if src.Pin != "" && p.SHA != src.Pin {
@@ -245,7 +235,7 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 		fetchErr = m.Fetch(fctx, refspec)
 		cancel()
 		if fetchErr != nil && errors.Is(fetchErr, git.NoMatchingRefSpecError{}) {
-			return fail(CheckSource, fmt.Sprintf("the entry's repository %s has no %s %q", src.Repository, p.RefType, p.Ref),
+			return fail(CheckSource, fmt.Sprintf("the entry's repository %s has no %s %q", src.Repository, kind, p.Ref),
 				"push the ref to the repository the allowlist entry names")
 		}
 	}
@@ -262,15 +252,15 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	}
 	refHash, err := m.Ref(local)
 	if err != nil {
-		return missing(fmt.Sprintf("%s %q", p.RefType, p.Ref), err)
+		return missing(fmt.Sprintf("%s %q", kind, p.Ref), err)
 	}
 	refCommit, tagObj, err := peel(m.Repo(), refHash)
 	if err != nil {
-		return fail(CheckSource, fmt.Sprintf("%s %q in %s does not lead to a commit: %v", p.RefType, p.Ref, src.Repository, err), "")
+		return fail(CheckSource, fmt.Sprintf("%s %q in %s does not lead to a commit: %v", kind, p.Ref, src.Repository, err), "")
 	}
 	notOnRef := func() (*sourceResult, error) {
 		return fail(CheckSource, fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s (writ never fetches from GitLab's repository %s)",
-			p.SHA, p.RefType, p.Ref, src.Repository, p.RepoURL),
+			p.SHA, kind, p.Ref, src.Repository, p.RepoURL),
 			"push the commit to that ref of the repository the allowlist entry names")
 	}
 	commit, err := m.Commit(p.SHA)
@@ -361,6 +351,24 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 		return fail(CheckSignature, fmt.Sprintf("unknown source mode %q", src.Mode), "")
 	}
 	return res, nil
+}
+
+// typedRefspec returns the refspec fetching exactly the full ref, the
+// local ref it lands in, and the ref's kind.
+func typedRefspec(full string) (refspec, local, kind string, err error) {
+	kind, short, ok := allowlist.SplitRef(full)
+	if !ok || allowlist.CheckRef(full) != "" {
+		return "", "", "", fmt.Errorf("no verified ref to fetch (%q)", allowlist.Visible(clip(full)))
+	}
+	switch kind {
+	case allowlist.RefBranch:
+		refspec, err = gitrepo.BranchRefspec(short)
+		local = "refs/writ/heads/" + short
+	default:
+		refspec, err = gitrepo.TagRefspec(short)
+		local = "refs/writ/tags/" + short
+	}
+	return refspec, local, kind, err
 }
 
 func orNone(base string) string {
