@@ -25,8 +25,8 @@ func TestIndexLookup(t *testing.T) {
 		{"acme/web", "Deploy", "production", "refs/heads/main", ""},    //
 		{"acme/web/", "deploy", "production", "refs/heads/main", ""},   //
 		{"acme", "web\x00deploy", "production", "refs/heads/main", ""}, // separators cannot be smuggled
-		{"acme/web", "deploy", "production", "main", ""},            // short names never match
-		{"acme/web", "deploy", "production", "refs/tags/main", ""},  // nor a tag of the branch's name
+		{"acme/web", "deploy", "production", "main", ""},               // short names never match
+		{"acme/web", "deploy", "production", "refs/tags/main", ""},     // nor a tag of the branch's name
 		{"", "", "", "", ""},
 	} {
 		e, ok := ix.Lookup(c.project, c.job, c.env, c.ref)
