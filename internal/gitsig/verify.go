@@ -291,7 +291,12 @@ func parseOneSignaturePacket(body []byte) (*packet.Signature, error) {
 		return nil, fmt.Errorf("OpenPGP signature block holds a %T, not a signature", p)
 	}
 	switch sig.SigType {
-	case packet.SigTypeBinary, packet.SigTypeText:
+	case packet.SigTypeBinary:
+	case packet.SigTypeText:
+		// A canonical-text signature still verifies after the signed
+		// object's line endings change (LF to CRLF), so two different
+		// objects would carry one valid signature. git signs in binary.
+		return nil, errors.New("OpenPGP signature is in text mode (canonical text): git signs commits and tags in binary mode, and a text-mode signature also verifies over the object with its line endings changed; sign again with git commit -S or git tag -s, without --textmode in gpg.conf")
 	default:
 		return nil, fmt.Errorf("OpenPGP signature of type 0x%02x is not a document signature", byte(sig.SigType))
 	}
