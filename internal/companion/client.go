@@ -307,8 +307,11 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("response to %s %s is %d bytes, more than the limit of %d", req.Method, req.URL.Path, resp.ContentLength, t.limit)
 	}
 	// client-go parses Link headers assuming they are well formed and
-	// panics on some malformed ones; writ pages with X-Next-Page only.
-	resp.Header.Del("Link")
+	// panics on some malformed ones; writ reads them itself (eachPage).
+	if l := resp.Header.Values("Link"); len(l) > 0 {
+		resp.Header.Set(linkHeader, strings.Join(l, ","))
+		resp.Header.Del("Link")
+	}
 	resp.Body = &limitedBody{rc: resp.Body, left: t.limit, limit: t.limit}
 	return resp, nil
 }

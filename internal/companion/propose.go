@@ -298,7 +298,7 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	if wrote {
 		res.Status = StatusUpdated
 	}
-	if mr.Title != title || mr.Description != desc {
+	if mr.Title != title || !sameDigest(mr.Description, desc) {
 		_, resp, err := c.gl.MergeRequests.UpdateMergeRequest(alID, mr.IID, &gitlab.UpdateMergeRequestOptions{
 			Title:       gitlab.Ptr(title),
 			Description: gitlab.Ptr(desc),
@@ -573,7 +573,10 @@ func proposalDescription(app *projectInfo, o ProposeOptions, contentRef string, 
 	if len(s) > maxDescription {
 		s = s[:maxDescription] + "\n\n… (cut: the diff is too long for a description; read the commit)\n"
 	}
-	return s
+	// A description runs quick actions like a note does
+	// (MergeRequests::CreateService, UpdateService): make it inert, and
+	// record its digest so a later run can compare what GitLab rewrote.
+	return withDigest(proposalMarker, inertQuickActions(strings.TrimPrefix(s, proposalMarker+"\n")))
 }
 
 // code renders s as inline code that Markdown cannot escape from.

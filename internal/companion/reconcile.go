@@ -392,11 +392,13 @@ func outcomeOf(f map[string]any) string {
 // GitLab has no time filter, so it pages (order_by=id, sort=desc) until a
 // whole page is older than from; some GitLab versions ignore sort, so the
 // early stop is taken only when the page really is in descending order.
+// An empty page ends nothing: only GitLab naming no next page does.
 func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, maxJobs int) ([]*glJob, error) {
 	const perPage = 100
 	var out []*glJob
 	seen := 0
-	for page := int64(1); ; page++ {
+	what := fmt.Sprintf("list jobs of runner %d", runner)
+	err := eachPage(ctx, what, func(page int64) (*gitlab.Response, bool, error) {
 		opt := &gitlab.ListRunnerJobsOptions{
 			ListOptions: gitlab.ListOptions{Page: page, PerPage: perPage},
 			OrderBy:     gitlab.Ptr("id"),
@@ -404,28 +406,27 @@ func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, m
 		}
 		jobs, resp, err := c.gl.Runners.ListRunnerJobs(runner, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, c.wrap(fmt.Sprintf("list jobs of runner %d", runner), resp, err)
+			return nil, false, c.wrap(what, resp, err)
 		}
 		seen += len(jobs)
 		if seen > maxJobs {
-			return nil, fmt.Errorf("reconcile: runner %d has more than %d jobs since %s; use a later --since or a larger --max-jobs", runner, maxJobs, from.Format(time.RFC3339))
+			return nil, false, fmt.Errorf("reconcile: runner %d has more than %d jobs since %s; use a later --since or a larger --max-jobs", runner, maxJobs, from.Format(time.RFC3339))
 		}
 		descending, allOld := true, len(jobs) > 0
 		for i, j := range jobs {
 			if j == nil {
-				return nil, fmt.Errorf("reconcile: GitLab returned a null job for runner %d", runner)
+				return nil, false, fmt.Errorf("reconcile: GitLab returned a null job for runner %d", runner)
 			}
 			if i > 0 && jobs[i-1].ID <= j.ID {
 				descending = false
 			}
 			if j.CreatedAt == nil {
-				return nil, fmt.Errorf("reconcile: GitLab returned job %d of runner %d without created_at", j.ID, runner)
+				return nil, false, fmt.Errorf("reconcile: GitLab returned job %d of runner %d without created_at", j.ID, runner)
 			}
-			if !j.CreatedAt.Before(from) {
-				allOld = false
-			} else {
+			if j.CreatedAt.Before(from) {
 				continue
 			}
+			allOld = false
 			g := &glJob{id: j.ID, runner: runner, status: j.Status, name: j.Name, ref: j.Ref, created: *j.CreatedAt, failure: j.FailureReason}
 			if j.Project != nil {
 				g.project = j.Project.PathWithNamespace
@@ -436,12 +437,7 @@ func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, m
 			}
 			out = append(out, g)
 		}
-		if resp == nil || resp.NextPage == 0 || len(jobs) == 0 || (allOld && descending) {
-			break
-		}
-		if resp.NextPage != page+1 {
-			return nil, fmt.Errorf("reconcile: GitLab's pagination for runner %d jumped from page %d to %d", runner, page, resp.NextPage)
-		}
-	}
-	return out, nil
+		return resp, !(allOld && descending), nil
+	})
+	return out, err
 }
