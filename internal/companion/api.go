@@ -21,6 +21,9 @@ type projectInfo struct {
 	HTTPURL       string
 	DefaultBranch string
 	WebURL        string
+	// Access is the token's user's role on the project as GET /projects/:id
+	// shows it: the higher of its direct and group membership.
+	Access int
 }
 
 func (c *client) project(ctx context.Context, pid string) (*projectInfo, error) {
@@ -31,17 +34,29 @@ func (c *client) project(ctx context.Context, pid string) (*projectInfo, error) 
 	if p == nil || p.PathWithNamespace == "" || p.ID <= 0 {
 		return nil, fmt.Errorf("read project %s: GitLab returned a project without id or path_with_namespace", pid)
 	}
-	return &projectInfo{ID: p.ID, Path: p.PathWithNamespace, HTTPURL: p.HTTPURLToRepo, DefaultBranch: p.DefaultBranch, WebURL: p.WebURL}, nil
+	info := &projectInfo{ID: p.ID, Path: p.PathWithNamespace, HTTPURL: p.HTTPURLToRepo, DefaultBranch: p.DefaultBranch, WebURL: p.WebURL}
+	if pm := p.Permissions; pm != nil {
+		if pm.ProjectAccess != nil {
+			info.Access = int(pm.ProjectAccess.AccessLevel)
+		}
+		if pm.GroupAccess != nil {
+			info.Access = max(info.Access, int(pm.GroupAccess.AccessLevel))
+		}
+	}
+	return info, nil
 }
 
 // ciLint runs GET /projects/:id/ci/lint on the configuration at contentRef,
-// simulating a pipeline for dryRunRef, with the jobs.
+// with the jobs: simulating a pipeline for dryRunRef, or, when dryRunRef is
+// "", a static check (no rules evaluated) that needs only read access.
 func (c *client) ciLint(ctx context.Context, pid, contentRef, dryRunRef string) (*lintResult, error) {
 	opt := &gitlab.ProjectLintOptions{
 		ContentRef:  gitlab.Ptr(contentRef),
-		DryRun:      gitlab.Ptr(true),
-		DryRunRef:   gitlab.Ptr(dryRunRef),
+		DryRun:      gitlab.Ptr(dryRunRef != ""),
 		IncludeJobs: gitlab.Ptr(true),
+	}
+	if dryRunRef != "" {
+		opt.DryRunRef = gitlab.Ptr(dryRunRef)
 	}
 	req, err := c.gl.NewRequest(http.MethodGet, "projects/"+gitlab.PathEscape(pid)+"/ci/lint", opt, []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
 	if err != nil {

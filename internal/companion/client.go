@@ -76,12 +76,15 @@ func LoadToken(file string, getenv func(string) string) (Token, error) {
 			}
 		}
 		if from == "" {
-			return "", fmt.Errorf("no GitLab token: set --token-file, $%s or $%s to a token with the api scope", TokenEnv, TokenFallbackEnv)
+			return "", fmt.Errorf("no GitLab token: set --token-file, $%s or $%s to a project, group or personal access token (docs/companion.md, \"Tokens\", names the scope and role each command needs)", TokenEnv, TokenFallbackEnv)
 		}
 	}
 	t := strings.TrimRight(raw, "\r\n")
 	if t == "" {
 		return "", fmt.Errorf("the GitLab token in %s is empty", from)
+	}
+	if jt := getenv("CI_JOB_TOKEN"); strings.HasPrefix(t, jobTokenPrefix) || (jt != "" && t == jt) {
+		return "", fmt.Errorf("%s: %w", from, errJobToken)
 	}
 	for _, r := range t {
 		// A token goes into an HTTP header: refuse anything that could

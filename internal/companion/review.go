@@ -420,8 +420,19 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	p := purpose{cmd: "writ review --dry-run", why: "to read the merge request and the allowlist"}
+	if !opts.DryRun {
+		p = purpose{cmd: "writ review", write: true, why: "to post the review note"}
+	}
+	acc, err := c.checkToken(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	proj, err := c.project(ctx, opts.Project)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.requireRole(ctx, acc, proj, roleReporter, p.cmd, p.why); err != nil {
 		return nil, err
 	}
 	pid := fmt.Sprint(proj.ID)
@@ -459,17 +470,13 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 		res.Status = NoteDryRun
 		return res, nil
 	}
-	me, err := c.currentUser(ctx)
-	if err != nil {
-		return nil, err
-	}
 	notes, err := c.notes(ctx, pid, mr.IID, maxNotes)
 	if err != nil {
 		return nil, err
 	}
 	var mine *gitlab.Note
 	for _, n := range notes {
-		if !n.System && n.Author.ID == me.ID && strings.HasPrefix(n.Body, reviewMarker) {
+		if !n.System && n.Author.ID == acc.userID && strings.HasPrefix(n.Body, reviewMarker) {
 			mine = n
 			break
 		}
