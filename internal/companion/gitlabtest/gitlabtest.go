@@ -527,6 +527,10 @@ func (c *call) route() {
 			// Only an administrator sees is_admin (lib/api/entities/user_with_admin.rb).
 			u["is_admin"] = true
 		}
+		if c.tok.Auditor {
+			// GitLab EE shows its auditors is_auditor.
+			u["is_auditor"] = true
+		}
 		c.json(http.StatusOK, u)
 		return
 	case len(seg) == 1 && seg[0] == "version" && m == http.MethodGet:
@@ -1202,8 +1206,9 @@ func (s *Server) runnerLocked(id int64) *RunnerInfo {
 // findRunner resolves the runner and applies lib/api/ci/runners.rb's rule
 // for reading it and its jobs: an administrator or auditor
 // (can_read_all_resources?), or a user who may read the runner's builds —
-// a Maintainer of a project it is assigned to (app/policies/ci/runner_policy.rb).
-// Instance runners are readable by administrators and auditors only.
+// a Maintainer of a project it is assigned to (app/policies/ci/runner_policy.rb;
+// the fake treats a group runner's Projects as its group's). Instance runners
+// are readable by administrators and auditors only.
 func (c *call) findRunner(rid string) (int64, *RunnerInfo, bool) {
 	id, err := strconv.ParseInt(rid, 10, 64)
 	if _, ok := c.s.runners[id]; err != nil || !ok {
@@ -1215,7 +1220,7 @@ func (c *call) findRunner(rid string) (int64, *RunnerInfo, bool) {
 		return id, ri, true
 	}
 	for _, p := range ri.Projects {
-		if ri.Type == "project_type" && c.s.roleLocked(c.tok, p) >= Maintainer {
+		if ri.Type != "instance_type" && c.s.roleLocked(c.tok, p) >= Maintainer {
 			return id, ri, true
 		}
 	}

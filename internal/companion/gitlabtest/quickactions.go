@@ -89,3 +89,9 @@ func (s *Server) QuickActions() []QuickAction {
 	defer s.mu.Unlock()
 	return append([]QuickAction(nil), s.quickActions...)
 }
+
+// QuickActionsIn returns the quick actions GitLab would run from body, and
+// the text it would store.
+func QuickActionsIn(body string) (stored string, cmds []QuickAction) {
+	return extractQuickActions(body)
+}
