@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 type gitlabFlags struct {
 	GitlabURL string `help:"GitLab API URL, e.g. https://gitlab.example.com/api/v4 (default $WRIT_GITLAB_URL, then $CI_API_V4_URL)."`
 	TokenFile string `help:"File holding the GitLab token (default $WRIT_GITLAB_TOKEN, then $GITLAB_TOKEN)." type:"path"`
+	TokenEnv  string `help:"Environment variable holding the GitLab token, e.g. WRIT_READ_TOKEN (default $WRIT_GITLAB_TOKEN, then $GITLAB_TOKEN)."`
 	Retries   int    `help:"Retries of one request after 429/5xx (0: default 3; -1: none)." default:"0"`
 }
 
@@ -28,7 +30,15 @@ func (f gitlabFlags) conn() (companion.Connection, error) {
 	if err != nil {
 		return companion.Connection{}, err
 	}
-	tok, err := companion.LoadToken(f.TokenFile, nil)
+	var tok companion.Token
+	switch {
+	case f.TokenEnv != "" && f.TokenFile != "":
+		return companion.Connection{}, errors.New("use either --token-file or --token-env")
+	case f.TokenEnv != "":
+		tok, err = companion.LoadTokenEnv(f.TokenEnv, nil)
+	default:
+		tok, err = companion.LoadToken(f.TokenFile, nil)
+	}
 	if err != nil {
 		return companion.Connection{}, err
 	}
@@ -53,6 +63,9 @@ type proposeCmd struct {
 }
 
 func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
+	if err := companion.CheckProposeRef(c.DryRun || c.Check, os.Getenv); err != nil {
+		return err
+	}
 	conn, err := c.conn()
 	if err != nil {
 		return err

@@ -395,3 +395,23 @@ func appendRecord(t *testing.T, log, id, project string, at time.Time) {
 	r := &recon{log: log}
 	r.writProject(t, id, project, at)
 }
+
+// The propose token belongs to protected refs: in GitLab CI, a proposal
+// from an unprotected ref is refused (a check is not).
+func TestCheckProposeRef(t *testing.T) {
+	t.Parallel()
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	unprotected := env(map[string]string{"GITLAB_CI": "true", "CI_COMMIT_REF_PROTECTED": "false", "CI_COMMIT_REF_NAME": "feature"})
+	if err := CheckProposeRef(false, unprotected); err == nil || !strings.Contains(err.Error(), `"feature", which is not a protected ref`) {
+		t.Fatalf("unprotected: %v", err)
+	}
+	if err := CheckProposeRef(true, unprotected); err != nil {
+		t.Fatalf("a check from an unprotected ref: %v", err)
+	}
+	if err := CheckProposeRef(false, env(map[string]string{"GITLAB_CI": "true", "CI_COMMIT_REF_PROTECTED": "true"})); err != nil {
+		t.Fatalf("protected: %v", err)
+	}
+	if err := CheckProposeRef(false, env(nil)); err != nil {
+		t.Fatalf("outside GitLab CI: %v", err)
+	}
+}

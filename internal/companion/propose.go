@@ -691,3 +691,17 @@ func (r *ProposeResult) WriteText(w io.Writer) error {
 	}
 	return nil
 }
+
+// CheckProposeRef refuses a proposal (not a check) from a GitLab CI job of
+// an unprotected ref. The propose token can push to the allowlist project
+// and merge to the application's deploy ref; it belongs in a protected
+// CI/CD variable, which GitLab gives only to pipelines of protected
+// branches and tags. A proposal running elsewhere means the token is
+// exposed to whoever can push that ref. Outside GitLab CI ($GITLAB_CI not
+// "true") nothing is checked.
+func CheckProposeRef(dryRun bool, getenv func(string) string) error {
+	if dryRun || getenv("GITLAB_CI") != "true" || getenv("CI_COMMIT_REF_PROTECTED") == "true" {
+		return nil
+	}
+	return fmt.Errorf("writ propose: this pipeline runs for %q, which is not a protected ref; run propose only from protected refs (the default branch), with its token in a protected CI/CD variable — merge request pipelines use --check with a read-only token", sanitize(getenv("CI_COMMIT_REF_NAME"), 100))
+}
