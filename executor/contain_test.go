@@ -45,7 +45,7 @@ func TestContainedJob(t *testing.T) {
 	}
 	e.entry.Script = script
 	e.entry.After = []string{"cat output.txt", "echo after >> output.txt && echo after-$((1))-wrote"}
-	e.entry.Vars = append(e.entry.Vars, "TOKEN_FILE: {value: s3cret}")
+	e.entry.Vars = append(e.entry.Vars, "TOKEN_FILE: {value: s3cret, file: true}")
 	e.write()
 	j := e.newJob(e.payload(930, e.head, withScript(script...), withAfter(e.entry.After...), withVar("TOKEN_FILE", "s3cret", "file")))
 	r := j.runAll()

@@ -47,22 +47,6 @@ func sandboxPayload(f *Fixture, job string, script []string) *Payload {
 	return p
 }
 
-// publishAllowlist makes content the allowlist's next version (signed by
-// alice, approved by carol) and has the environment accept it.
-func publishAllowlist(t *testing.T, f *Fixture, e *writEnv, keys *Keys, version int64, content string) {
-	t.Helper()
-	repos := f.Repos.(*testRepos)
-	path, approval, err := repos.Approve(AllowlistIdentity, version, content, "carol", Trusted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos.repos[RepoAllowlist].Commit(t, map[string]string{"allowlist.yaml": content, path: approval},
-		"allowlist version "+strconv.FormatInt(version, 10), keys.Trusted)
-	if err := e.Accept(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // sandboxJob is one job of TestSandboxAttacks: its allowlist entry and
 // payload script.
 type sandboxJob struct {
@@ -111,7 +95,7 @@ func TestSandboxAttacks(t *testing.T) {
 			"test -w " + e.Audit + " && echo AUDIT-LOG-$((6*7))-WRITABLE || echo audit-log-unwritable"}},
 		"victim": {script: []string{
 			`test -s "$VICTIM_TOKEN_FILE" && echo victim-has-its-token`, "sleep 10", "echo victim-$((6*7))-survived"},
-			fileVar: [2]string{"VICTIM_TOKEN_FILE", secret}, extra: []string{"variables:", "  VICTIM_TOKEN_FILE: {value: " + secret + "}"}},
+			fileVar: [2]string{"VICTIM_TOKEN_FILE", secret}, extra: []string{"variables:", "  VICTIM_TOKEN_FILE: {value: " + secret + ", file: true}"}},
 		"neighbour": {script: []string{"sleep 2",
 			// Another job's file variable: through its environment…
 			`vals=$(grep -h -s -a -z -e '^\(CUSTOM_ENV_\)\{0,1\}VICTIM_TOKEN_FILE=' /proc/[0-9]*/environ | tr '\0' '\n' | sed 's/^[^=]*=//' | sort -u || true)`,
@@ -141,7 +125,12 @@ func TestSandboxAttacks(t *testing.T) {
 		jobs[name] = j
 		content += sandboxEntry(f, name, j.script, j.extra...)
 	}
-	publishAllowlist(t, f, e, keys, 8, content)
+	if err := publishAllowlist(f, func(string) string { return content }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Accept(); err != nil {
+		t.Fatal(err)
+	}
 
 	// run runs job once through writ and once through the pass-through
 	// executor, and returns both outcomes.
