@@ -23,7 +23,7 @@ import (
 // job, admitting script, with extra YAML lines under definition:.
 func sandboxEntry(f *Fixture, job string, script []string, extra ...string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n  - name: sandbox-%s\n    match:\n      project: %s\n      job: %s\n      environments: [%s]\n      refs: [%s]\n    definition:\n      script:\n",
+	fmt.Fprintf(&b, "\n  - name: sandbox-%s\n    match:\n      project: %s\n      job: %s\n      environments: [%s]\n      refs: [refs/heads/%s]\n    definition:\n      script:\n",
 		job, LegitProject, job, LegitEnvironment, LegitRef)
 	for _, l := range script {
 		b.WriteString("        - " + yamlQuote(l) + "\n")
