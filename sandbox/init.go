@@ -113,6 +113,10 @@ func runJob(s *spec, status *os.File) int {
 		return exitSetup
 	}
 	status.Close()
+	// Past the fork, so the job keeps the default: when the job hits its
+	// memory limit the kernel kills the job's process, not the init, and
+	// the job's status says so (137).
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0)
 	pid := cmd.Process.Pid
 	reaped := make(chan int, 1)
 	go func() {

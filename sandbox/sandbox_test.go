@@ -216,3 +216,22 @@ func TestUIDLeases(t *testing.T) {
 		t.Fatalf("stale lease not reclaimed: %d, %v", d, err)
 	}
 }
+
+// The pids and memory limits hold inside the sandbox where the host has the
+// controllers (this test host: cgroup v1 pids and memory).
+func TestLimits(t *testing.T) {
+	h, build := testHost(t)
+	v := h.cgroupVersion()
+	if v.pids == "" || v.memory == "" {
+		t.Skipf("no pids or memory controller here: %+v", v)
+	}
+	h.PidsMax, h.MemoryMax, h.TmpSize = 16, 64<<20, 512<<20
+	out, code := run(t, h, build, NetworkHost, `for i in $(seq 40); do sleep 5 & done; echo all-$((40))-started`)
+	if code == 0 || strings.Contains(out, "all-40-started") || !strings.Contains(out, "Resource temporarily unavailable") {
+		t.Errorf("pids_max 16: 40 processes started (exit %d):\n%s", code, out)
+	}
+	out, code = run(t, h, build, NetworkHost, `x=$(head -c 200M /dev/zero | tr '\0' a); echo len=${#x}`)
+	if code != 137 || strings.Contains(out, "len=") {
+		t.Errorf("memory_max 64 MiB: a 200 MiB string was built (exit %d, want 137: the kernel killed the shell):\n%s", code, out)
+	}
+}
