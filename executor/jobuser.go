@@ -10,10 +10,11 @@ import (
 	"syscall"
 )
 
-// jobUser is the account job scripts run as when job.user is set. Running
-// them as another user than writ keeps an admitted job away from writ's
-// state, cache and audit log: the job can then write only its build
-// directory.
+// jobUser is the account job scripts run as when job.user is set, which
+// applies only without the sandbox (sandbox.unsafe_no_sandbox): the
+// sandbox's per-job uids replace it. Its hand-over walks the checkout as
+// root, safe only because no other process of the account may run then;
+// the sandbox's staged checkout does not rely on that.
 type jobUser struct {
 	uid, gid uint32
 }
