@@ -11,6 +11,7 @@ import (
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/sandbox"
+	"gitlab.com/writ-ci/writ/sandbox/image"
 )
 
 // contained reports whether jobs run in the sandbox: always, unless the
@@ -85,6 +86,36 @@ func jobNetwork(e *allowlist.Entry) sandbox.Network {
 		return sandbox.NetworkNone
 	}
 	return sandbox.NetworkHost
+}
+
+// jobImage is the image a job runs in: its entry's, pinned by digest,
+// unless the sandbox is off or told to ignore images.
+func (o *Options) jobImage(s *Snapshot) string {
+	if !o.contained() || o.Config.Sandbox.Images != "run" || s.Entry == nil || s.PassThrough {
+		return ""
+	}
+	return s.Entry.Definition.Image
+}
+
+// imageRoot fetches (or finds in writ's cache) the job's image and returns
+// its root filesystem; "" when the job runs on the host's directories.
+func (o *Options) imageRoot(ctx context.Context, s *Snapshot) (string, error) {
+	ref := o.jobImage(s)
+	if ref == "" {
+		return "", nil
+	}
+	st := &image.Store{Dir: filepath.Join(o.Config.Paths.Cache, "images"), MaxBytes: o.Config.Sandbox.ImageMaxBytes}
+	return st.RootFS(ctx, ref)
+}
+
+// projectDir is the build directory as the job sees it: where writ keeps
+// it on the host, or /builds/<id> inside an image (whose own /var, say,
+// must stay the image's).
+func (o *Options) projectDir(s *Snapshot) string {
+	if o.jobImage(s) != "" {
+		return "/builds/" + s.Job.ID
+	}
+	return s.BuildDir
 }
 
 // stageScriptName is the stage script's name in the sandbox's /run/writ.

@@ -219,7 +219,7 @@ func (o *Options) jobEnv(s *Snapshot) []string {
 	}
 	env["PATH"], env["HOME"], env["LANG"] = c.Job.Path, c.Job.Home, c.Job.Lang
 	if env["HOME"] == "" {
-		env["HOME"] = s.BuildDir
+		env["HOME"] = o.projectDir(s)
 	}
 	for k, v := range c.Job.Env {
 		env[k] = v
@@ -231,7 +231,7 @@ func (o *Options) jobEnv(s *Snapshot) []string {
 		"CI_PROJECT_PATH":        s.Job.Project,
 		"CI_COMMIT_SHA":          s.Commit,
 		"CI_ENVIRONMENT_NAME":    s.Environment,
-		"CI_PROJECT_DIR":         s.BuildDir,
+		"CI_PROJECT_DIR":         o.projectDir(s),
 		"WRIT_ENVIRONMENT":       s.Environment,
 		"WRIT_ALLOWLIST_VERSION": fmt.Sprint(s.Allowlist.Version),
 	}

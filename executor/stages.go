@@ -487,6 +487,13 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		return o.buildFailure(), "refused"
 	}
 	var err error
+	if ref := o.jobImage(s); ref != "" {
+		if _, err := o.imageRoot(ctx, s); err != nil {
+			fmt.Fprintf(w, "writ: the entry's image: %v\n", err)
+			return o.systemFailure(), "error"
+		}
+		fmt.Fprintf(w, "writ: image %s fetched and verified\n", ref)
+	}
 	if o.contained() {
 		var uid uint32
 		if uid, err = o.uids().Acquire(ctx, s.Job.ID); err == nil {
@@ -551,7 +558,7 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 		o.writeExitCode(o.buildFailure())
 		return o.buildFailure(), "refused"
 	}
-	start, err := o.userScriptStarter(s, stage, lines)
+	start, err := o.userScriptStarter(ctx, s, stage, lines)
 	if err != nil {
 		fmt.Fprintf(w, "writ: %v\n", err)
 		return o.systemFailure(), "error"
@@ -571,7 +578,7 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 // userScriptStarter writes the stage's script where the job can read but
 // not change it, and returns how to start it: in the sandbox as the job's
 // uid, or (unsafe_no_sandbox) on the host as writ or job.user.
-func (o *Options) userScriptStarter(s *Snapshot, stage string, lines []string) (starter, error) {
+func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage string, lines []string) (starter, error) {
 	script := []byte(buildScript(lines))
 	env := o.jobEnv(s)
 	if o.contained() {
@@ -583,10 +590,15 @@ func (o *Options) userScriptStarter(s *Snapshot, stage string, lines []string) (
 		if err := fsutil.WriteFileAtomic(path, script, 0o600); err != nil {
 			return nil, err
 		}
+		root, err := o.imageRoot(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		dir := o.projectDir(s)
 		return o.containedStart(sandbox.Spec{
 			Argv: []string{o.Config.Job.Shell, sandbox.RunDir + "/" + stageScriptName(stage)},
-			Env:  env, Dir: s.BuildDir, UID: uid, GID: uid, Network: jobNetwork(s.Entry),
-			Binds: []sandbox.Bind{{Source: s.BuildDir, Target: s.BuildDir, Writable: true}},
+			Env:  env, Dir: dir, UID: uid, GID: uid, Network: jobNetwork(s.Entry), Root: root,
+			Binds: []sandbox.Bind{{Source: s.BuildDir, Target: dir, Writable: true}},
 			Files: o.stageFiles(s, path, stage), Name: s.Job.ID + "-" + stage,
 		}), nil
 	}

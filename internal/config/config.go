@@ -144,6 +144,12 @@ type Sandbox struct {
 	// Hide are more host paths jobs must not see, besides writ's own
 	// (default: /etc/gitlab-runner, which holds the runner's tokens).
 	Hide []string `toml:"hide"`
+	// Images: "run" (default) runs a job whose entry names an image in
+	// that image, fetched by its digest; "ignore" runs it on the host's
+	// read-only directories like any other job.
+	Images string `toml:"images"`
+	// ImageMaxBytes bounds one image, compressed and unpacked (default 8 GiB).
+	ImageMaxBytes int64 `toml:"image_max_bytes"`
 }
 
 // Fetch bounds what writ takes from a git server (the allowlist's and the
@@ -321,6 +327,12 @@ func (c *Config) defaults() {
 	if c.Sandbox.Hide == nil {
 		c.Sandbox.Hide = []string{"/etc/gitlab-runner"}
 	}
+	if c.Sandbox.Images == "" {
+		c.Sandbox.Images = "run"
+	}
+	if c.Sandbox.ImageMaxBytes == 0 {
+		c.Sandbox.ImageMaxBytes = 8 << 30
+	}
 	if c.Fetch.MaxBytes == 0 {
 		c.Fetch.MaxBytes = 1 << 30
 	}
@@ -415,7 +427,10 @@ func (c *Config) validateSandbox(bad func(string, ...any)) {
 	if sb.UIDFirst < 65536 || uint64(sb.UIDFirst)+uint64(sb.UIDCount) > 1<<31 {
 		bad("sandbox.uid_first %d, uid_count %d: choose a range above 65535 that ends below 2^31, used by no account", sb.UIDFirst, sb.UIDCount)
 	}
-	if sb.PidsMax < -1 || sb.MemoryMaxBytes < -1 || sb.TmpSizeBytes < 0 {
+	if sb.Images != "run" && sb.Images != "ignore" {
+		bad("sandbox.images %q: use \"run\" (jobs run in their entry's image) or \"ignore\"", sb.Images)
+	}
+	if sb.PidsMax < -1 || sb.MemoryMaxBytes < -1 || sb.TmpSizeBytes < 0 || sb.ImageMaxBytes < 0 {
 		bad("sandbox limits must be positive, or -1 for no limit")
 	}
 	for _, p := range sb.HostPaths {

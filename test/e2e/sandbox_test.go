@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gitlab.com/writ-ci/writ/sandbox/image/imagetest"
 )
 
 // The scenario catalog's attacks are jobs writ refuses. The attacks here
@@ -385,5 +388,54 @@ func forEachProcess(fn func(pid int, status, cmdline string)) {
 			continue
 		}
 		fn(pid, string(status), string(cmdline))
+	}
+}
+
+// TestImageRootFS: a deploy whose entry names an image pinned by digest
+// runs in that image (fetched from a registry on 127.0.0.1, every blob
+// verified): it sees the image's files, not the host's, and its checkout
+// at /builds/<job id>.
+func TestImageRootFS(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	f, e := newWritFixture(t, keys, "image", false)
+	w := f.W
+	host := imagetest.Registry(t)
+	files := imagetest.HostPrograms(t, "/bin/bash", "/bin/cat")
+	files = append(files, imagetest.Entry{Name: "etc/", Type: tar.TypeDir, Mode: 0o755},
+		imagetest.Entry{Name: "etc/image-release", Body: "writ e2e image\n"})
+	ref := imagetest.Push(t, host, "acme/deploy-image", imagetest.Layer(t, files...))
+	script := []string{"cat /etc/image-release", "test -e /usr/bin/git && echo HOST-GIT-$((6*7)) || echo no-host-git",
+		`echo "dir=$PWD project=$CI_PROJECT_DIR"`, "cat README.md"}
+	content := Allowlist(AllowlistParams{Fingerprint: keys.Trusted.Fingerprint, SourceURL: f.Repos.SourceURL(RepoApp), Reviewed: f.Hist.Reviewed, Version: 8})
+	content += sandboxEntry(f, "imaged", script, "image: "+ref)
+	if err := publishAllowlist(f, func(string) string { return content }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.Config, []byte(strings.Replace(string(cfg), `images = "ignore"`, `images = "run"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := sandboxPayload(f, "imaged", script)
+	p.Image = &Image{Name: ref}
+	o := w.RunJob(testCtx(t), p)
+	trace := plainTrace(o.Trace)
+	if !o.Succeeded() {
+		t.Fatalf("the job in the image failed:\n%s", o)
+	}
+	for _, want := range []string{"writ: image " + ref + " fetched and verified", "\nwrit e2e image\n", "\nno-host-git\n",
+		fmt.Sprintf("dir=/builds/%d project=/builds/%d", p.ID, p.ID), "Deployed by writ."} {
+		if !strings.Contains(trace, want) {
+			t.Errorf("trace lacks %q:\n%s", want, o)
+		}
+	}
+	if strings.Contains(trace, "HOST-GIT-42") {
+		t.Errorf("the job saw the host's /usr/bin/git:\n%s", o)
 	}
 }

@@ -66,6 +66,7 @@ type writConfig struct {
 	Sandbox struct {
 		UIDFirst uint32 `toml:"uid_first"`
 		UIDCount uint32 `toml:"uid_count"`
+		Images   string `toml:"images"`
 	} `toml:"sandbox"`
 }
 
@@ -121,6 +122,9 @@ func installWrit(t testing.TB, w *World, keys *Keys) *writEnv {
 	c.Job.DefaultTimeout = "5m"
 	c.Sandbox.UIDFirst, c.Sandbox.UIDCount = sandboxUIDs()
 	e.UIDFirst, e.UIDCount = c.Sandbox.UIDFirst, c.Sandbox.UIDCount
+	// The fixture's entry names a placeholder image no registry serves;
+	// TestImageRootFS turns images on with a real one.
+	c.Sandbox.Images = "ignore"
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
 		t.Fatal(err)
