@@ -2,6 +2,7 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -136,4 +137,46 @@ type failingTransport struct{}
 
 func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("no network")
+}
+
+// FuzzExtract: a layer is hostile input; whatever its tar stream holds,
+// unpacking writes nothing outside the root and stays within its budget.
+func FuzzExtract(f *testing.F) {
+	f.Add(tarOf(f, imagetest.Entry{Name: "a/b", Body: "x"}))
+	f.Add(tarOf(f, imagetest.Entry{Name: "l", Type: tar.TypeSymlink, Linkname: "/"}, imagetest.Entry{Name: "l/x", Body: "y"}))
+	f.Add(tarOf(f, imagetest.Entry{Name: "../x", Body: "y"}, imagetest.Entry{Name: "h", Type: tar.TypeLink, Linkname: "../../etc/passwd"}))
+	f.Add(tarOf(f, imagetest.Entry{Name: "d/.wh..wh..opq"}, imagetest.Entry{Name: ".wh.d"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		root := filepath.Join(parent, "root")
+		if err := os.Mkdir(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		budget := int64(1 << 20)
+		_ = extract(root, bytes.NewReader(data), &budget)
+		des, err := os.ReadDir(parent)
+		if err != nil || len(des) != 1 {
+			t.Fatalf("unpacking wrote beside the root: %v %v", des, err)
+		}
+	})
+}
+
+func tarOf(f *testing.F, entries ...imagetest.Entry) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.Name, Typeflag: e.Type, Mode: 0o644, Linkname: e.Linkname, Size: int64(len(e.Body))}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			f.Fatal(err)
+		}
+		_, _ = tw.Write([]byte(e.Body))
+	}
+	_ = tw.Close()
+	return buf.Bytes()
 }
