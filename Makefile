@@ -14,6 +14,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/writ
+	$(GO) build -trimpath -o bin/writ-sandbox-init ./cmd/writ-sandbox-init
 
 deps:
 	bash scripts/deps.sh
@@ -43,7 +44,7 @@ e2e: build
 bench: build
 	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
 	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m $$($(GO) list ./... | grep -v /test/e2e) && \
-	  $(GO) test -run '^$$' -bench BenchmarkTrivialJob -benchtime 10x -timeout 20m ./test/e2e/
+	  $(GO) test -run '^$$' -bench 'BenchmarkTrivialJob|BenchmarkSandboxOverhead' -benchtime 10x -timeout 20m ./test/e2e/
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...

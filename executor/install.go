@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"gitlab.com/writ-ci/writ/internal/fsutil"
 )
 
 // HostProblem is one way this host's installation lets a job (or another
@@ -42,10 +46,7 @@ func CheckHost(ctx context.Context, opts Options) []HostProblem {
 	o := opts.withDefaults()
 	var out []HostProblem
 	if o.contained() {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		err := o.sandboxHost().Probe(pctx)
-		cancel()
-		if err != nil {
+		if err := o.probeSandbox(ctx); err != nil {
 			out = append(out, HostProblem{Problem: "writ cannot contain jobs on this host: " + err.Error(),
 				Fix: "run GitLab Runner as root on a Linux kernel with mount and PID namespaces (docs/install.md); " +
 					"only if the host contains the runner some other way, set sandbox.unsafe_no_sandbox = true (UNSAFE: admitted jobs then reach writ's keys, state and audit log)"})
@@ -56,6 +57,10 @@ func CheckHost(ctx context.Context, opts Options) []HostProblem {
 		c.Allowlist.SSHKeyFile, c.Allowlist.KnownHostsFile} {
 		out = append(out, checkTrusted(f, false)...)
 	}
+	if init := sandboxInit(); init != "" {
+		// Run as root for every job.
+		out = append(out, checkTrusted(init, false)...)
+	}
 	for _, f := range c.Trust.SigstorePublicKeys {
 		out = append(out, checkTrusted(f, false)...)
 	}
@@ -63,6 +68,33 @@ func CheckHost(ctx context.Context, opts Options) []HostProblem {
 		out = append(out, checkTrusted(d, true)...)
 	}
 	return out
+}
+
+// probeSandbox builds a sandbox that runs nothing, once per boot, writ
+// binary and sandbox policy: what it proves (root, namespaces, mounts,
+// cgroups) does not change in between, and a stage whose sandbox fails
+// anyway fails closed.
+func (o *Options) probeSandbox(ctx context.Context) error {
+	h := o.sandboxHost()
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	exe, _ := os.Executable()
+	var stamp string
+	if fi, err := os.Stat(exe); err == nil {
+		stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s %s\n%+v", boot, exe, stamp, *h)))
+	key := hex.EncodeToString(sum[:])
+	marker := filepath.Join(h.Work, "probe-ok")
+	if data, err := os.ReadFile(marker); err == nil && string(data) == key {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if err := h.Probe(pctx); err != nil {
+		_ = os.Remove(marker)
+		return err
+	}
+	return fsutil.WriteFileAtomic(marker, []byte(key), 0o600)
 }
 
 // checkTrusted checks that p (if it exists) and every directory above it

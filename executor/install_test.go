@@ -38,7 +38,7 @@ func TestInstallLayout(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	src := t.TempDir()
-	for _, f := range []string{"writ", "config.toml", "root-keys.asc"} {
+	for _, f := range []string{"writ", "writ-sandbox-init", "config.toml", "root-keys.asc"} {
 		if err := os.WriteFile(filepath.Join(src, f), []byte("x\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}

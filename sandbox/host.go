@@ -26,7 +26,13 @@ type Host struct {
 	PidsMax, MemoryMax, TmpSize int64
 	// CgroupRoot is the cgroup file system (default /sys/fs/cgroup).
 	CgroupRoot string
+	// Init is the init program (cmd/writ-sandbox-init); empty means this
+	// program itself, which must call Main first.
+	Init string
 }
+
+// InitName is the init program's file name, installed beside writ.
+const InitName = "writ-sandbox-init"
 
 // DefaultHostPaths is what a job sees of the host by default.
 var DefaultHostPaths = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"}

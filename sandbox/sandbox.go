@@ -156,8 +156,12 @@ func (c *Cmd) Start() error {
 		return err
 	}
 	defer devnull.Close()
+	init := c.h.Init
+	if init == "" {
+		init = "/proc/self/exe"
+	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
+		Path:       init,
 		Args:       []string{initArg0},
 		Env:        []string{},
 		Stdin:      devnull,

@@ -235,3 +235,44 @@ func TestLimits(t *testing.T) {
 		t.Errorf("memory_max 64 MiB: a 200 MiB string was built (exit %d, want 137: the kernel killed the shell):\n%s", code, out)
 	}
 }
+
+// BenchmarkRun: one contained /bin/true (namespaces, root, cgroups, init)
+// against the same process started directly; reports the ratio.
+func BenchmarkRun(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the sandbox needs root")
+	}
+	dir := b.TempDir()
+	build := filepath.Join(dir, "builds", "1")
+	if err := os.MkdirAll(build, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Chown(build, testUID, testUID); err != nil {
+		b.Fatal(err)
+	}
+	h := &Host{HostPaths: DefaultHostPaths, Work: filepath.Join(dir, "state", "sandbox"), PidsMax: 256, MemoryMax: 512 << 20, TmpSize: 64 << 20,
+		Init: os.Getenv("WRIT_SANDBOX_INIT")}
+	var direct, contained time.Duration
+	for range b.N {
+		start := time.Now()
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		direct += time.Since(start)
+		start = time.Now()
+		c, err := h.Command(Spec{Argv: []string{"/bin/true"}, Dir: build, UID: testUID, GID: testUID, Network: NetworkHost, Name: "bench",
+			Binds: []Bind{{Source: build, Target: build, Writable: true}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		contained += time.Since(start)
+	}
+	b.ReportMetric(float64(contained.Microseconds())/float64(b.N)/1000, "ms/contained")
+	b.ReportMetric(float64(direct.Microseconds())/float64(b.N)/1000, "ms/direct")
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gitlab.com/writ-ci/writ/sandbox/image/imagetest"
 )
@@ -179,4 +180,29 @@ func tarOf(f *testing.F, entries ...imagetest.Entry) []byte {
 	}
 	_ = tw.Close()
 	return buf.Bytes()
+}
+
+// BenchmarkRootFS: an image of the host's bash, coreutils' cat and their
+// libraries (a few MiB) from a registry on 127.0.0.1, fetched and unpacked
+// into an empty cache (cold) and found in a warm one; reports warm/cold.
+func BenchmarkRootFS(b *testing.B) {
+	host := imagetest.Registry(b)
+	ref := imagetest.Push(b, host, "writ/bench", imagetest.Layer(b, imagetest.HostPrograms(b, "/bin/bash", "/bin/cat")...))
+	var cold, warm time.Duration
+	for range b.N {
+		s := &Store{Dir: b.TempDir()}
+		start := time.Now()
+		if _, err := s.RootFS(context.Background(), ref); err != nil {
+			b.Fatal(err)
+		}
+		cold += time.Since(start)
+		start = time.Now()
+		if _, err := s.RootFS(context.Background(), ref); err != nil {
+			b.Fatal(err)
+		}
+		warm += time.Since(start)
+	}
+	b.ReportMetric(float64(cold.Microseconds())/float64(b.N)/1000, "ms/cold")
+	b.ReportMetric(float64(warm.Microseconds())/float64(b.N)/1000, "ms/warm")
+	b.ReportMetric(float64(warm)/float64(cold), "warm/cold")
 }

@@ -384,7 +384,13 @@ func StepRunner() (string, error) { return buildTool("step-runner", "./test/e2e/
 
 // WritBinary builds writ (./cmd/writ) from the working tree once per
 // process and returns its path, for WritExecutor.
-func WritBinary() (string, error) { return buildTool("writ", "./cmd/writ") }
+func WritBinary() (string, error) {
+	// The sandbox's init, beside writ as an install puts it.
+	if _, err := buildTool("writ-sandbox-init", "./cmd/writ-sandbox-init"); err != nil {
+		return "", err
+	}
+	return buildTool("writ", "./cmd/writ")
+}
 
 // CleanupShared removes what the package built for the whole process; call
 // it from TestMain after m.Run.
