@@ -246,7 +246,7 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 			s.OpenPGP = []OpenPGPKey{{Fingerprint: "40C8C819C0DCCD991D8E05859F55F7974B5C971B", File: file, Armored: armored}}
 		}
 		if len(s.OpenPGP) == 0 || r.Intn(2) == 0 {
-			opts := []string{"", `namespaces="git" `, `namespaces="file,git",valid-after="20240101" `}[r.Intn(3)]
+			opts := []string{"", `namespaces="git" `, `namespaces="file,git",valid-after="20240101Z" `}[r.Intn(3)]
 			s.SSH = []string{"bob@example.com " + opts + strings.TrimPrefix(bobSSH, "bob@example.com ")}
 		}
 		a.Signers[name] = s

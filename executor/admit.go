@@ -52,6 +52,10 @@ type Failure struct {
 	Hint string `json:"hint,omitempty"`
 }
 
+// Error makes a refusal an error, so a step of admission can return it: the
+// caller tells it from "cannot decide" with errors.As.
+func (f *Failure) Error() string { return f.Check + ": " + f.Message }
+
 // JobRef identifies the job a decision is about, as GitLab described it.
 type JobRef struct {
 	ID      string `json:"id,omitempty"`

@@ -198,7 +198,9 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 
 // decide runs admission on a payload. record: this is a real admission
 // (prepare), which moves the entry's high-water mark; Check passes false.
-// A nil error means a decision was reached (admit or refuse).
+// A nil error means a decision was reached (admit or refuse); any error
+// means writ cannot decide, and the job is a system failure the runner
+// retries.
 func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decision, *Payload, error) {
 	d := o.newDecision()
 	p, err := DecodePayload(data)
@@ -210,14 +212,14 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
 	d.PayloadDigest = p.Digest
 	if o.Allowlist == nil {
-		return d, p, &cannotDecide{errors.New("no allowlist source configured")}
+		return d, p, errors.New("no allowlist source configured")
 	}
 	acc, err := o.Allowlist.Current(ctx)
 	if err == nil && (acc == nil || acc.Allowlist == nil || acc.Index == nil) {
 		err = errors.New("the allowlist source returned no accepted version")
 	}
 	if err != nil {
-		return d, p, &cannotDecide{fmt.Errorf("no accepted allowlist is available: %w", err)}
+		return d, p, err // wraps allowlist.ErrCannotDecide, which says why
 	}
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
 	d.Warning = acc.Warning
@@ -269,16 +271,18 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	var unlock func() error
 	if record {
 		if unlock, err = o.lockEntry(ctx, entry.Name); err != nil {
-			return d, p, &cannotDecide{err}
+			return d, p, err
 		}
 		defer unlock()
 	}
 	last, err := o.readHighWater(entry.Name)
 	if err != nil {
-		return d, p, &cannotDecide{err}
+		return d, p, err
 	}
 	res, err := o.verifySource(ctx, d, p, entry, acc.Allowlist, last)
-	if err != nil {
+	if fs, refused := refusals(err); refused {
+		d.Failures = append(d.Failures, fs...)
+	} else if err != nil {
 		if len(d.Failures) == 0 {
 			return d, p, err
 		}
@@ -286,8 +290,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		// whether or not the source could be checked.
 		d.fail(Failure{Check: CheckSource, Message: "the source was not verified: " + err.Error()})
 		return d, p, nil
-	}
-	if res != nil {
+	} else {
 		d.Signer = res.signer
 	}
 	d.Admitted = res != nil && len(d.Failures) == 0
@@ -295,7 +298,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		hw := &highWater{Entry: entry.Name, Repository: entry.Source.Repository, Mode: entry.Source.Mode,
 			Commit: p.SHA, Job: p.ID, Time: o.Now().UTC()}
 		if err := o.writeHighWater(hw); err != nil {
-			return d, p, &cannotDecide{fmt.Errorf("record the admitted commit: %w", err)}
+			return d, p, fmt.Errorf("record the admitted commit: %w", err)
 		}
 	}
 	return d, p, nil
@@ -495,11 +498,15 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot) error {
 		return err
 	}
 	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository))
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository), mirrorLimits(o.Config))
 	if err != nil {
 		return err
 	}
-	return m.Checkout(s.Commit, s.BuildDir)
+	err = m.Checkout(s.Commit, s.BuildDir)
+	if gitrepo.IsDamage(err) {
+		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
+	}
+	return err
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.

@@ -658,6 +658,25 @@ func TestSourceRefusals(t *testing.T) {
 			t.Fatalf("allow_rollback: %+v\n%s", r, k.log.String())
 		}
 	})
+	t.Run("unsigned commit off the ref: the signature is checked before any walk", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		sha := e.src.Commit(t, map[string]string{"x": "1"}, "unsigned, then force-pushed away", nil)
+		e.write()
+		if r := e.newJob(e.payload(408, sha)).runAll(); r.prepare != 1 {
+			t.Fatalf("unsigned commit admitted: %+v", r)
+		}
+		// The commit stays in writ's mirror, no longer on the ref.
+		e.src.Git(t, "reset", "-q", "--hard", e.head)
+		j := e.newJob(e.payload(409, sha))
+		if r := j.runAll(); r.prepare != 1 {
+			t.Fatalf("prepare %d\n%s", r.prepare, j.log.String())
+		}
+		// The history walk that would find it off the ref never ran.
+		mustContain(t, j.log.String(), "Failed check: signature", "force-pushed away")
+		mustNotContain(t, j.log.String(), `is not on branch "main"`)
+		j.assertNothingRan()
+	})
 	t.Run("descends_from", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
@@ -725,6 +744,24 @@ func TestStrictMode(t *testing.T) {
 		t.Fatalf("unsigned commit in history admitted\n%s", j.log.String())
 	}
 	mustContain(t, j.log.String(), "strict mode", "sneaky unsigned")
+	j.assertNothingRan()
+	// Two unsigned commits: the first is named, then the count.
+	e.src.Commit(t, map[string]string{"z": "1"}, "second unsigned", nil)
+	head = e.src.Commit(t, map[string]string{"w": "1"}, "signed again", e.signer)
+	j = e.newJob(e.payload(602, head))
+	if r := j.runAll(); r.prepare != 1 {
+		t.Fatalf("unsigned commits in history admitted\n%s", j.log.String())
+	}
+	mustContain(t, j.log.String(), "Failed check: signature", "strict mode: 2 of 4 commits since "+e.head)
+	j.assertNothingRan()
+	// An unsigned job commit is refused before the range is walked.
+	head = e.src.Commit(t, map[string]string{"v": "1"}, "unsigned head", nil)
+	j = e.newJob(e.payload(603, head))
+	if r := j.runAll(); r.prepare != 1 {
+		t.Fatalf("unsigned head admitted\n%s", j.log.String())
+	}
+	mustContain(t, j.log.String(), "unsigned head", "(the job's commit)")
+	mustNotContain(t, j.log.String(), "of 5 commits")
 	j.assertNothingRan()
 }
 

@@ -527,8 +527,13 @@ func TestIsAncestor(t *testing.T) {
 			t.Errorf("IsAncestor(%s, %s) = %v, want %v", c.a, c.d, got, c.want)
 		}
 	}
-	if _, err := m.IsAncestor("0123456789abcdef0123456789abcdef01234567", h["d"]); err == nil {
-		t.Error("missing ancestor commit accepted")
+	// A commit the mirror does not hold is no ancestor of one whose history
+	// it holds; a missing descendant is an error.
+	if ok, err := m.IsAncestor("0123456789abcdef0123456789abcdef01234567", h["d"]); ok || err != nil {
+		t.Errorf("missing ancestor: %v, %v; want false, nil", ok, err)
+	}
+	if _, err := m.IsAncestor(h["a"], "0123456789abcdef0123456789abcdef01234567"); err == nil {
+		t.Error("missing descendant commit accepted")
 	}
 }
 
