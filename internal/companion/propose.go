@@ -21,6 +21,8 @@ type ProposeOptions struct {
 	// Project is the application project (path such as group/app, or ID).
 	Project string
 	// Ref is the branch or tag the deploy jobs run for; entries admit it.
+	// A full ref (refs/heads/main, refs/tags/v1.2.0) says which kind; a
+	// short name is a branch.
 	Ref string
 	// ContentRef is where the CI configuration is read from; default Ref.
 	// An application merge request sets it to its source branch to see
@@ -124,7 +126,7 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	}
 	contentRef := opts.ContentRef
 	if contentRef == "" {
-		contentRef = opts.Ref
+		contentRef = opts.shortRef()
 	}
 	lint, err := c.appLint(ctx, acc, app, contentRef, opts)
 	if err != nil {
@@ -344,13 +346,13 @@ func (o *ProposeOptions) purpose() purpose {
 // says nothing about the configuration.
 func (c *client) appLint(ctx context.Context, acc *tokenAccess, app *projectInfo, contentRef string, o ProposeOptions) (*lintResult, error) {
 	cmd := o.purpose().cmd
-	dryRunRef := o.Ref
+	dryRunRef := o.shortRef()
 	if o.StaticLint {
 		dryRunRef = ""
 		if err := c.requireRole(ctx, acc, app, roleReporter, cmd+" --static-lint", "to read its CI configuration"); err != nil {
 			return nil, err
 		}
-	} else if err := c.requireRole(ctx, acc, app, roleDeveloper, cmd, "to simulate a pipeline for "+o.Ref+" with CI lint (or use --static-lint with --check, which needs Reporter)"); err != nil {
+	} else if err := c.requireRole(ctx, acc, app, roleDeveloper, cmd, "to simulate a pipeline for "+o.shortRef()+" with CI lint (or use --static-lint with --check, which needs Reporter)"); err != nil {
 		return nil, err
 	}
 	lint, err := c.ciLint(ctx, fmt.Sprint(app.ID), contentRef, dryRunRef)
@@ -358,12 +360,30 @@ func (c *client) appLint(ctx context.Context, acc *tokenAccess, app *projectInfo
 		return nil, err
 	}
 	if !lint.Valid && !o.StaticLint && lintDenied(lint.Errors) {
-		return nil, fmt.Errorf("%s: GitLab will not simulate a pipeline for %s of %s for the token's user %s (GitLab said: %s). A CI lint dry run needs what running that pipeline needs: the Developer role and, when %s is a protected branch, the right to push or merge to it. Use the propose token from a protected pipeline, or check with --static-lint, which needs only Reporter", cmd, o.Ref, app.Path, acc.username, sanitize(strings.Join(lint.Errors, "; "), 300), o.Ref)
+		return nil, fmt.Errorf("%s: GitLab will not simulate a pipeline for %s of %s for the token's user %s (GitLab said: %s). A CI lint dry run needs what running that pipeline needs: the Developer role and, when %s is a protected branch, the right to push or merge to it. Use the propose token from a protected pipeline, or check with --static-lint, which needs only Reporter", cmd, o.shortRef(), app.Path, acc.username, sanitize(strings.Join(lint.Errors, "; "), 300), o.shortRef())
 	}
 	if !lint.Valid {
 		return nil, fmt.Errorf("GitLab says the CI configuration of %s at %s is invalid: %s; fix .gitlab-ci.yml first", app.Path, contentRef, sanitize(strings.Join(lint.Errors, "; "), 500))
 	}
 	return lint, nil
+}
+
+// fullRef is the ref entries admit: Ref when it is a full branch or tag
+// ref, else the branch of that name. Parse refuses anything else with a
+// message that says what to write.
+func (o *ProposeOptions) fullRef() string {
+	if _, _, ok := allowlist.SplitRef(o.Ref); ok {
+		return o.Ref
+	}
+	return allowlist.BranchPrefix + o.Ref
+}
+
+// shortRef is Ref as GitLab's API names it (main, v1.2.0).
+func (o *ProposeOptions) shortRef() string {
+	if _, short, ok := allowlist.SplitRef(o.Ref); ok {
+		return short
+	}
+	return o.Ref
 }
 
 func (o *ProposeOptions) check() error {
@@ -407,7 +427,7 @@ func (o *ProposeOptions) entries(app *projectInfo, jobs []*ciJob, old *allowlist
 			Name: EntryName(app.Path, j.Name, o.Environment),
 			Match: allowlist.Match{
 				Project: app.Path, Job: j.Name,
-				Environments: []string{o.Environment}, Refs: []string{o.Ref},
+				Environments: []string{o.Environment}, Refs: []string{o.fullRef()},
 			},
 			Definition: j.Def,
 			Source: allowlist.Source{
@@ -446,8 +466,8 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 		e.Match.Environments = append([]string(nil), prev.Match.Environments...)
 	}
 	refs := append([]string(nil), prev.Match.Refs...)
-	if !contains(refs, o.Ref) {
-		refs = append(refs, o.Ref)
+	if !contains(refs, o.fullRef()) {
+		refs = append(refs, o.fullRef())
 	}
 	e.Match.Refs = refs
 	src := prev.Source
