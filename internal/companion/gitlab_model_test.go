@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
 	"gitlab.com/writ-ci/writ/internal/companion/gitlabtest"
 )
 
@@ -186,7 +188,7 @@ func TestOldGitLabRefused(t *testing.T) {
 	}
 }
 
-// reviewWithHiddenNotes makes the first page of the merge request's notes
+// hideFirstPage makes the first page of the merge request's notes
 // entirely notes the token's user may not read, so GitLab returns it
 // empty with a next page.
 func hideFirstPage(t *testing.T, rw *reviewWorld) {
@@ -413,5 +415,25 @@ func TestCheckProposeRef(t *testing.T) {
 	}
 	if err := CheckProposeRef(false, env(nil)); err != nil {
 		t.Fatalf("outside GitLab CI: %v", err)
+	}
+}
+
+// A write with a read_api token answers 403 insufficient_scope (GitLab's
+// API guard); the error names the scope, not a role.
+func TestScopeErrorNamed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	c, err := newClient(w.readOnly(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := w.s.AddMergeRequest(w.al, "main", "main", "t", "d", w.s.User)
+	_, resp, err := c.gl.Notes.CreateMergeRequestNote(w.al.ID, mr.IID, &gitlab.CreateMergeRequestNoteOptions{Body: gitlab.Ptr("x")})
+	err = c.wrap("post a note", resp, err)
+	if err == nil || !strings.Contains(err.Error(), "scopes do not allow this") || !strings.Contains(err.Error(), "needs api") {
+		t.Fatalf("scope error: %v", err)
+	}
+	if n := len(w.s.NotesOf(mr)); n != 0 {
+		t.Fatalf("%d notes posted with a read_api token", n)
 	}
 }
