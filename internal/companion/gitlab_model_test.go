@@ -383,6 +383,24 @@ func TestReconcileSharedRunner(t *testing.T) {
 	if err != nil || !rep.OK() || rep.Consistent != 2 {
 		t.Fatalf("both logs: %v %+v", err, rep)
 	}
+	// Or one host alone, with GitLab's list limited to its system id.
+	r.s.AddRunnerJob(5, &gitlabtest.RunnerJob{ID: 103, Name: "deploy", Status: "success", Ref: "main", CreatedAt: t0.Add(3 * time.Hour), Project: r.app, SystemID: "s_host2"})
+	one := r.opts()
+	one.SystemID = "s_host1"
+	r.s.SetRunnerJobHost(5, 101, "s_host1")
+	r.s.SetRunnerJobHost(5, 102, "s_host2")
+	rep, err = Reconcile(ctx, one)
+	if err != nil || !rep.OK() || rep.Consistent != 1 || rep.GitLabJobs != 1 {
+		t.Fatalf("one host by system id: %v %+v", err, rep)
+	}
+	one.SystemID = "s_nohost"
+	if _, err := Reconcile(ctx, one); err == nil || !strings.Contains(err.Error(), "no host with system id s_nohost") {
+		t.Fatalf("unknown system id: %v", err)
+	}
+	r.s.AddRunnerJob(5, &gitlabtest.RunnerJob{ID: 104, Name: "deploy", Status: "success", Ref: "main", CreatedAt: t0.Add(4 * time.Hour), Project: r.app, SystemID: "s_host2"})
+	appendRecord(t, other, "103", "acme/web", t0.Add(3*time.Hour))
+	appendRecord(t, other, "104", "acme/web", t0.Add(4*time.Hour))
+
 	// Both hosts admitting one job is a replay.
 	appendRecord(t, other, "101", "acme/web", t0.Add(time.Hour+2*time.Second))
 	rep, err = Reconcile(ctx, o)

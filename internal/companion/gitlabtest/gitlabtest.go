@@ -163,6 +163,8 @@ type RunnerJob struct {
 	Project       *Project
 	PipelineID    int64
 	SHA           string
+	// SystemID is the host (runner manager) that ran the job.
+	SystemID string
 }
 
 // RunnerInfo is what GET /runners/:id shows of a runner.
@@ -1280,6 +1282,9 @@ func (c *call) runnerJobs(rid string) {
 		if st := q.Get("status"); st != "" && st != j.Status {
 			continue
 		}
+		if sid := q.Get("system_id"); sid != "" && sid != j.SystemID {
+			continue
+		}
 		if !c.tok.Admin && !c.tok.Auditor && (j.Project == nil || c.s.roleLocked(c.tok, j.Project) < Reporter) {
 			continue
 		}
@@ -1326,4 +1331,15 @@ func shortSHA(s string) string {
 		return s[:8]
 	}
 	return s
+}
+
+// SetRunnerJobHost records which host (system ID) ran a runner's job.
+func (s *Server) SetRunnerJobHost(runnerID, jobID int64, systemID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.runners[runnerID] {
+		if j.ID == jobID {
+			j.SystemID = systemID
+		}
+	}
 }
