@@ -73,7 +73,11 @@ func (c *client) checkToken(ctx context.Context, p purpose) (*tokenAccess, error
 	tok, resp, err := c.gl.PersonalAccessTokens.GetSinglePersonalAccessToken(gitlab.WithContext(ctx))
 	if err != nil {
 		var ae *APIError
-		if errors.As(c.wrap("", resp, err), &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden) {
+		// Any scope may read its own token (lib/api/personal_access_tokens/
+		// self_information.rb); GitLab answers 400 for a token that is not a
+		// personal, project or group access token (OAuth), and older
+		// versions 404.
+		if errors.As(c.wrap("", resp, err), &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden || ae.Status == http.StatusBadRequest) {
 			return nil, fmt.Errorf("%s: GitLab does not show this token's scopes (GET /personal_access_tokens/self, GitLab 15.5 or later): use a personal, project or group access token", p.cmd)
 		}
 		return nil, c.wrap(p.cmd+": read the token's scopes", resp, err)

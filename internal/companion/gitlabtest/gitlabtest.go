@@ -539,7 +539,9 @@ func (c *call) route() {
 		c.json(http.StatusOK, map[string]any{"version": c.s.Version, "revision": "0123abcd", "kas": map[string]any{"enabled": false}, "enterprise": strings.HasSuffix(c.s.Version, "-ee")})
 		return
 	case len(seg) == 2 && seg[0] == "personal_access_tokens" && seg[1] == "self" && m == http.MethodGet:
-		// Self-inform, GitLab 15.5+ (doc/api/personal_access_tokens.md).
+		// Self-inform, GitLab 15.5+ (doc/api/personal_access_tokens.md);
+		// every scope may read its own token
+		// (lib/api/personal_access_tokens/self_information.rb).
 		c.json(http.StatusOK, c.s.tokenJSON(c.tok))
 		return
 	case len(seg) == 3 && seg[0] == "runners" && seg[2] == "jobs" && m == http.MethodGet:
