@@ -60,8 +60,9 @@ type tokenAccess struct {
 	scopes   []string
 	userID   int64
 	username string
-	// all: the user is an administrator or auditor and reads every project.
-	all bool
+	// all: the user is an administrator or auditor and reads every project;
+	// admin: it may also write everywhere (an auditor may not).
+	all, admin bool
 }
 
 // checkToken reads the token's own details and its user, and refuses a
@@ -104,7 +105,8 @@ func (c *client) checkToken(ctx context.Context, p purpose) (*tokenAccess, error
 	if err != nil {
 		return nil, err
 	}
-	acc.userID, acc.username, acc.all = u.ID, u.Username, u.IsAdmin || u.IsAuditor
+	acc.userID, acc.username = u.ID, u.Username
+	acc.all, acc.admin = u.IsAdmin || u.IsAuditor, u.IsAdmin
 	return acc, nil
 }
 
@@ -121,7 +123,7 @@ func scopeList(s []string) string {
 // through a shared group shows only in /members/all, read when the first
 // is not enough.
 func (c *client) requireRole(ctx context.Context, acc *tokenAccess, p *projectInfo, level int, cmd, why string) error {
-	if acc.all || p.Access >= level {
+	if acc.admin || (acc.all && level <= roleReporter) || p.Access >= level {
 		return nil
 	}
 	have := p.Access

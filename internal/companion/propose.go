@@ -196,6 +196,9 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 
 	res := &ProposeResult{BaseVersion: old.Version}
 	put, stale, notes := opts.entries(app, jobs, old)
+	if opts.StaticLint {
+		notes = append(notes, "static lint: GitLab evaluated no rules, so every job tagged for the runners was checked, whether or not it runs for "+opts.shortRef())
+	}
 	res.Entries, res.Stale, res.Notes = put, stale, notes
 	for _, j := range jobs {
 		res.Jobs = append(res.Jobs, j.Name)
