@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -42,7 +43,7 @@ const jobTokenPrefix = "glcbt-"
 // errJobToken explains why $CI_JOB_TOKEN cannot be writ's token.
 var errJobToken = errors.New("the GitLab token is a CI/CD job token ($CI_JOB_TOKEN); GitLab accepts job tokens only in the JOB-TOKEN header and only on the endpoints doc/ci/jobs/ci_job_token.md lists, which do not include CI lint, runner jobs, notes, commits or the token's own details: use a project, group or personal access token (see docs/companion.md, \"Tokens\")")
 
-// Purpose says what a command needs of its token. Every command checks it
+// purpose says what a command needs of its token. Every command checks it
 // before anything else, so a token without the right scope or role fails
 // with the missing right named instead of halfway through.
 type purpose struct {
@@ -87,18 +88,11 @@ func (c *client) checkToken(ctx context.Context, p purpose) (*tokenAccess, error
 		return nil, fmt.Errorf("%s: GitLab says the token is revoked or expired; create a new one", p.cmd)
 	}
 	acc := &tokenAccess{scopes: tok.Scopes}
-	has := func(s string) bool {
-		for _, x := range tok.Scopes {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
+	api, readAPI := slices.Contains(tok.Scopes, "api"), slices.Contains(tok.Scopes, "read_api")
 	switch {
-	case p.write && !has("api"):
+	case p.write && !api:
 		return nil, fmt.Errorf("%s needs a token with the api scope %s; this token has %s", p.cmd, p.why, scopeList(tok.Scopes))
-	case !p.write && !has("api") && !has("read_api"):
+	case !p.write && !api && !readAPI:
 		return nil, fmt.Errorf("%s needs a token with the read_api scope %s; this token has %s", p.cmd, p.why, scopeList(tok.Scopes))
 	}
 	u, err := c.currentUser(ctx)
