@@ -247,7 +247,7 @@ func TestFetchRefusesBombPack(t *testing.T) {
 	// A 2 GiB blob of zeros: only the first 64 KiB of its data are sent,
 	// since the header alone must refuse it.
 	h.refs = map[string]string{"refs/heads/main": hs[1]}
-	h.pack = craftPack(-1, packObject{typ: objBlob, size: 2 << 30, data: zeros(t, 64<<20)[:64<<10]})
+	h.pack = craftPack(-1, packObject{typ: objBlob, size: 2 << 30, data: zeros(t, 8<<20)[:4<<10]})
 	h.set("pack")
 	err := m.Fetch(ctxTimeout(t, 30*time.Second), mainSpec)
 	var le *LimitError
@@ -265,7 +265,7 @@ func TestFetchRefusesObjectInflatingBeyondItsHeader(t *testing.T) {
 	h := newHostile(t, r)
 	m := mustMirror(t, h.url, Auth{})
 	h.refs = map[string]string{"refs/heads/main": hs[0]}
-	h.pack = craftPack(-1, packObject{typ: objBlob, size: 1000, data: zeros(t, 256<<20)})
+	h.pack = craftPack(-1, packObject{typ: objBlob, size: 1000, data: zeros(t, 16<<20)})
 	h.set("pack")
 	err := m.Fetch(ctxTimeout(t, 30*time.Second), mainSpec)
 	wantErr(t, err, "inflates beyond the 1000 bytes its header declares")
