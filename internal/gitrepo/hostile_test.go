@@ -114,7 +114,7 @@ type hostile struct {
 	done    chan struct{} // closed when the test ends: stalls stop
 }
 
-func newHostile(t *testing.T, r *testkeys.Repo) *hostile {
+func newHostile(t testing.TB, r *testkeys.Repo) *hostile {
 	t.Helper()
 	h := &hostile{cut: 100_000, done: make(chan struct{})}
 	h.mode.Store("honest")
