@@ -252,6 +252,7 @@ type sourceRequest struct {
 	entry   *allowlist.Entry
 	refspec string // what to fetch
 	local   string // where the mirror keeps the fetched ref
+	kind    string // allowlist.RefBranch or allowlist.RefTag, from the entry's typed ref
 	keys    *gitsig.Keys
 }
 
@@ -262,24 +263,16 @@ func newSourceRequest(d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.
 	if !shaPattern.MatchString(p.SHA) {
 		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the job's commit %q is not a full 40-hex SHA-1", allowlist.Visible(clip(p.SHA)))}
 	}
+	// Only the typed ref the entry lists (d.Ref) is fetched and verified;
+	// GitLab's ref_type chose nothing but which entry ref to look up.
 	req := &sourceRequest{p: p, entry: e}
 	var err error
-	switch p.RefType {
-	case "branch":
-		req.refspec, err = gitrepo.BranchRefspec(p.Ref)
-		req.local = "refs/writ/heads/" + p.Ref
-	case "tag":
-		req.refspec, err = gitrepo.TagRefspec(p.Ref)
-		req.local = "refs/writ/tags/" + p.Ref
-	default:
-		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the job's ref type %q is neither branch nor tag", allowlist.Visible(clip(p.RefType))),
-			Hint: "writ admits branch and tag pipelines only (not merge request refs)"}
-	}
+	req.refspec, req.local, req.kind, err = typedRefspec(d.Ref)
 	if err != nil {
-		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the job's ref %q is not a valid git branch or tag name: %v", allowlist.Visible(clip(p.Ref)), err)}
+		return nil, &Failure{Check: CheckRef, Message: err.Error()}
 	}
-	if src.Mode == allowlist.ModeTag && p.RefType != "tag" {
-		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the entry's source mode is tag but the job runs for branch %q", p.Ref),
+	if src.Mode == allowlist.ModeTag && req.kind != allowlist.RefTag {
+		return nil, &Failure{Check: CheckRef, Message: fmt.Sprintf("the entry's source mode is tag but the job runs for branch %q", p.Ref),
 			Hint: "run the job from a signed tag pipeline"}
 	}
 	if src.Pin != "" && p.SHA != src.Pin {
@@ -346,13 +339,13 @@ func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceM
 	case err == nil:
 		return src, nil
 	case errors.Is(err, gitrepo.ErrNoRef):
-		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the entry's repository %s has no %s %q", repo, req.p.RefType, req.p.Ref),
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the entry's repository %s has no %s %q", repo, req.kind, req.p.Ref),
 			Hint: "push the ref to the repository the allowlist entry names"}
 	case errors.As(err, &limit):
-		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("writ refused what the entry's repository sent for %s %q: %v", req.p.RefType, req.p.Ref, err),
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("writ refused what the entry's repository sent for %s %q: %v", req.kind, req.p.Ref, err),
 			Hint: "keep the repository within the limit, or ask the runner's owners to raise fetch." + limit.Limit + " in writ's configuration"}
 	}
-	return nil, fmt.Errorf("fetch %s %q: %w", req.p.RefType, req.p.Ref, err)
+	return nil, fmt.Errorf("fetch %s %q: %w", req.kind, req.p.Ref, err)
 }
 
 // damaged turns an error from reading the mirror into "cannot decide" when
@@ -380,7 +373,7 @@ func (s *sourceMirror) missing(req *sourceRequest, what string, err error) error
 func (s *sourceMirror) notOnRef(req *sourceRequest) error {
 	p := req.p
 	return &Failure{Check: CheckSource, Message: fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s (writ never fetches from GitLab's repository %s)",
-		p.SHA, p.RefType, p.Ref, s.repo, p.RepoURL),
+		p.SHA, req.kind, p.Ref, s.repo, p.RepoURL),
 		Hint: "push the commit to that ref of the repository the allowlist entry names"}
 }
 
@@ -400,14 +393,14 @@ func (s *sourceMirror) locate(req *sourceRequest) (*located, error) {
 		if derr := s.damaged(err); derr != nil {
 			return nil, derr
 		}
-		return nil, s.missing(req, fmt.Sprintf("%s %q", p.RefType, p.Ref), err)
+		return nil, s.missing(req, fmt.Sprintf("%s %q", req.kind, p.Ref), err)
 	}
 	refCommit, tag, err := peel(s.m.Repo(), refHash)
 	if err != nil {
 		if derr := s.damaged(err); derr != nil {
 			return nil, derr
 		}
-		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("%s %q in %s does not lead to a commit: %v", p.RefType, p.Ref, s.repo, err)}
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("%s %q in %s does not lead to a commit: %v", req.kind, p.Ref, s.repo, err)}
 	}
 	commit, err := s.m.Commit(p.SHA)
 	if err != nil {
@@ -563,6 +556,24 @@ func (s *sourceMirror) checkStrictRange(req *sourceRequest, last *highWater, now
 		return errors.Join(first, &Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: %d of %d commits since %s are not signed by the entry's signers", unsigned, len(commits), orNone(base))})
 	}
 	return nil
+}
+
+// typedRefspec returns the refspec fetching exactly the full ref, the
+// local ref it lands in, and the ref's kind.
+func typedRefspec(full string) (refspec, local, kind string, err error) {
+	kind, short, ok := allowlist.SplitRef(full)
+	if !ok || allowlist.CheckRef(full) != "" {
+		return "", "", "", fmt.Errorf("no verified ref to fetch (%q)", allowlist.Visible(clip(full)))
+	}
+	switch kind {
+	case allowlist.RefBranch:
+		refspec, err = gitrepo.BranchRefspec(short)
+		local = "refs/writ/heads/" + short
+	default:
+		refspec, err = gitrepo.TagRefspec(short)
+		local = "refs/writ/tags/" + short
+	}
+	return refspec, local, kind, err
 }
 
 func orNone(base string) string {

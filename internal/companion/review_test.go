@@ -107,6 +107,9 @@ func TestReviewPostsAndUpdatesOneNote(t *testing.T) {
 	if res.Status != NoteCreated {
 		t.Fatalf("status %q", res.Status)
 	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "by mallory carries writ's review marker") {
+		t.Fatalf("warnings %q; want mallory's imitation named", res.Warnings)
+	}
 	rep := res.Report
 	if !rep.LintOK || !rep.VersionOK || rep.BaseVersion != 7 || rep.Version != 8 || !rep.ExpiryOK || !rep.Changed {
 		t.Fatalf("report %+v", rep)
@@ -179,7 +182,7 @@ func TestReviewLintFailureAndErrors(t *testing.T) {
 	t.Parallel()
 	rw := newReviewWorld(t)
 	ctx := context.Background()
-	rw.s.Commit(rw.al, rw.branch, "break", map[string][]byte{"allowlist.yaml": []byte("schema: writ/v1\nversion: eight\n")})
+	rw.s.Commit(rw.al, rw.branch, "break", map[string][]byte{"allowlist.yaml": []byte("schema: writ/v2\nversion: eight\n")})
 	o := rw.reviewOpts()
 	o.DryRun = true
 	rw.s.ResetRequests()
