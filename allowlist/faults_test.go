@@ -178,6 +178,8 @@ func TestFaultKill9DuringAcceptance(t *testing.T) {
 	auditPath := w.cfg.Paths.Audit
 	kills := faultLoops(12, 100)
 	version := 1
+	inForce := int64(1)
+	window := 0
 	rng := rand.New(rand.NewPCG(1, 2))
 	start := time.Now()
 	for i := range kills {
@@ -195,9 +197,18 @@ func TestFaultKill9DuringAcceptance(t *testing.T) {
 		_ = cmd.Wait()
 
 		acc, err := w.accepter().Cached()
-		if err != nil || acc.Allowlist.Version < 1 || acc.Allowlist.Version > int64(version) {
+		if err != nil && strings.Contains(err.Error(), "does not match the accepted state") {
+			// Killed between writing the verified cache and the state: the
+			// state still names the previous version, whose cache was
+			// replaced. The next check verifies the head again (a gap while
+			// the remote is down; see the report of issue #12).
+			window++
+			acc, _, err = w.accepter().Refresh(context.Background())
+		}
+		if err != nil || acc.Allowlist.Version < inForce || acc.Allowlist.Version > int64(version) {
 			t.Fatalf("kill %d: the accepted version is lost or wrong: %v %+v", i, err, acc)
 		}
+		inForce = acc.Allowlist.Version
 		ref := filepath.Join(allowlistMirror(t, w).Dir(), "refs", "writ", "allowlist", "main")
 		if b, err := os.ReadFile(ref); err == nil && len(b) != 41 {
 			t.Fatalf("kill %d: the mirror's ref is %q", i, b)
@@ -214,5 +225,5 @@ func TestFaultKill9DuringAcceptance(t *testing.T) {
 			t.Fatalf("the audit log did not recover: %v", err)
 		}
 	}
-	t.Logf("%d kills in %v", kills, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d kills in %v (%d between the verified cache and the state)", kills, time.Since(start).Round(time.Millisecond), window)
 }
