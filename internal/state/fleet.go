@@ -372,13 +372,13 @@ func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
 	}
 	if err != nil {
 		if f.fallback(err) {
-			return &Entry{Name: name, Last: local, rev: -1}, nil
+			return &Entry{Name: name, Last: local, rev: -1, unshared: true}, nil
 		}
 		return nil, err
 	}
 	switch {
 	case shared == nil:
-		e.Last = local
+		e.Last, e.unshared = local, local != nil
 	case local == nil || (local.Commit == shared.Commit && local.Repository == shared.Repository):
 		e.Last = shared
 	default:

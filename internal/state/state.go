@@ -141,6 +141,15 @@ type Entry struct {
 	Floor *EntryMark
 
 	rev int64 // shared store's mod revision of Last (0: absent)
+	// unshared: Last is this host's own and the shared store has none.
+	unshared bool
+}
+
+// Holds reports whether commit of repository is already the entry's mark
+// everywhere it is kept, so admitting it again moves nothing.
+func (e *Entry) Holds(repository, commit string) bool {
+	return e.Last != nil && e.Floor == nil && !e.unshared &&
+		e.Last.Repository == repository && e.Last.Commit == commit
 }
 
 // JobClaim says which run of the runner owns a job id.
