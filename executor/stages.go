@@ -654,6 +654,11 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	if d.Signer != "" {
 		f["signer"] = d.Signer
 	}
+	if d.Entry != nil {
+		// What `writ state repair` needs to rebuild the entry's mark.
+		f["repository"] = d.Entry.Source.Repository
+		f["source_mode"] = string(d.Entry.Source.Mode)
+	}
 	if len(d.Failures) > 0 {
 		f["checks_failed"] = d.FailedChecks()
 		f["failures"] = d.Failures
