@@ -70,6 +70,9 @@ type Options struct {
 	// KillGrace is how long a script has between SIGTERM and SIGKILL when
 	// it is cancelled or times out (default 10s).
 	KillGrace time.Duration
+
+	// claimed is the job id this prepare claimed (see claimJob).
+	claimed string
 }
 
 // Protocol environment variables set by GitLab Runner for every stage.

@@ -109,6 +109,7 @@ func Prepare(ctx context.Context, opts Options) int {
 		if err != nil {
 			fmt.Fprintf(o.Stdout, "%swrit cannot decide whether to admit this job%s: %v\n", ansiBoldRed, ansiReset, err)
 			fmt.Fprintln(o.Stdout, "The job was not started. GitLab Runner retries; if this persists, check writ's allowlist source and cache on the runner host.")
+			o.dropClaim(ctx)
 			o.auditOutcome(ctx, d.Job.ID, "system-failure", o.systemFailure(), err.Error())
 			return o.systemFailure()
 		}
@@ -160,6 +161,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 	fail := func(err error) (*Snapshot, int, bool) {
 		fmt.Fprintf(o.Stdout, "writ: %v\n", err)
 		_ = removeAll(o.jobDir(id))
+		o.dropClaim(ctx)
 		return nil, o.systemFailure(), false
 	}
 	timeout := o.Config.Job.DefaultTimeout.Duration

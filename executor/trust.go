@@ -139,7 +139,22 @@ func (o *Options) claimJob(ctx context.Context, d *Decision, p *Payload) (refuse
 	if err != nil {
 		return false, &cannotDecide{fmt.Errorf("claim job id %s: %w", p.ID, err)}
 	}
+	o.claimed = p.ID
 	return false, nil
+}
+
+// dropClaim gives up this run's claim after a prepare that decided nothing,
+// so that the runner's retry (with a payload file of its own) can claim
+// the id again.
+func (o *Options) dropClaim(ctx context.Context) {
+	if o.claimed == "" {
+		return
+	}
+	c := state.JobClaim{ID: o.claimed, Token: o.claimToken()}
+	if err := o.State.DropClaim(ctx, c); err != nil {
+		o.Log.Warn("cannot drop the job id claim", "job", c.ID, "error", err)
+	}
+	o.claimed = ""
 }
 
 // duplicate reports whether d refuses a payload whose job id another run

@@ -380,7 +380,7 @@ func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
 	case shared == nil:
 		e.Last, e.unshared = local, local != nil
 	case local == nil || (local.Commit == shared.Commit && local.Repository == shared.Repository):
-		e.Last = shared
+		e.Last, e.synced = shared, local != nil
 	default:
 		e.Last, e.Floor = shared, local
 	}
@@ -475,6 +475,29 @@ func (f *Fleet) Claim(ctx context.Context, id string) (*JobClaim, error) {
 // claim stays until its lease ends, so the id cannot be replayed on
 // another host meanwhile.
 func (f *Fleet) ReleaseJob(ctx context.Context, c JobClaim) error {
+	return f.local.ReleaseJob(ctx, c)
+}
+
+// DropClaim implements Store: the fleet-wide claim goes if c.Token still
+// holds it, then this host's.
+func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
+	key := f.key("jobs", c.ID)
+	err := f.do(ctx, func(ctx context.Context, cl *clientv3.Client) error {
+		resp, err := cl.Get(ctx, key)
+		if err != nil || len(resp.Kvs) != 1 {
+			return err
+		}
+		var held JobClaim
+		if err := decode(key, resp.Kvs[0].Value, &held); err != nil || held.Token != c.Token {
+			return err
+		}
+		_, err = cl.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpDelete(key)).Commit()
+		return err
+	})
+	if err != nil && !f.fallback(err) {
+		return err
+	}
 	return f.local.ReleaseJob(ctx, c)
 }
 

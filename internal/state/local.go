@@ -117,7 +117,7 @@ func (l *Local) Entry(_ context.Context, name string) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Entry{Name: name, Last: m}, nil
+	return &Entry{Name: name, Last: m, synced: m != nil}, nil
 }
 
 func (l *Local) entryMark(name string) (*EntryMark, error) {
@@ -199,6 +199,9 @@ func (l *Local) ReleaseJob(ctx context.Context, c JobClaim) error {
 	}
 	return nil
 }
+
+// DropClaim implements Store.
+func (l *Local) DropClaim(ctx context.Context, c JobClaim) error { return l.ReleaseJob(ctx, c) }
 
 // Close implements Store.
 func (l *Local) Close() error { return nil }

@@ -46,8 +46,14 @@ type Store interface {
 	ClaimJob(ctx context.Context, c JobClaim) error
 	// Claim returns this host's claim on a job id, or nil.
 	Claim(ctx context.Context, id string) (*JobClaim, error)
-	// ReleaseJob releases this host's claim on c.ID if c.Token holds it.
+	// ReleaseJob releases this host's claim on c.ID if c.Token holds it
+	// (the job ended; a fleet-wide claim stays until it expires, so the id
+	// cannot be replayed on another host).
 	ReleaseJob(ctx context.Context, c JobClaim) error
+	// DropClaim removes c.Token's claim on c.ID everywhere: its prepare
+	// decided nothing (a system failure), and the runner's retry, which
+	// comes with a payload file of its own, must be able to claim it.
+	DropClaim(ctx context.Context, c JobClaim) error
 	// Close releases connections.
 	Close() error
 }
@@ -143,13 +149,15 @@ type Entry struct {
 	rev int64 // shared store's mod revision of Last (0: absent)
 	// unshared: Last is this host's own and the shared store has none.
 	unshared bool
+	// synced: Last is the mark both in the shared store (if any) and in
+	// this host's files.
+	synced bool
 }
 
 // Holds reports whether commit of repository is already the entry's mark
 // everywhere it is kept, so admitting it again moves nothing.
 func (e *Entry) Holds(repository, commit string) bool {
-	return e.Last != nil && e.Floor == nil && !e.unshared &&
-		e.Last.Repository == repository && e.Last.Commit == commit
+	return e.synced && e.Last != nil && e.Last.Repository == repository && e.Last.Commit == commit
 }
 
 // JobClaim says which run of the runner owns a job id.
