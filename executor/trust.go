@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"gitlab.com/writ-ci/writ/allowlist"
-	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
 	"gitlab.com/writ-ci/writ/internal/state"
 )
@@ -25,12 +24,13 @@ const conflictRetries = 3
 // checkSource verifies the job's source against the entry's marks and, for
 // a real admission (record), moves the entry's mark to the job's commit.
 // The mark moves by compare-and-swap: if another writer (another host)
-// moved it meanwhile, the decision is taken again against its mark.
+// moved it meanwhile, the decision is taken again against its mark. An
+// error means writ cannot decide.
 func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entry *allowlist.Entry, a *allowlist.Allowlist, record bool) error {
 	if record {
 		unlock, err := o.lockEntry(ctx, entry.Name)
 		if err != nil {
-			return &cannotDecide{err}
+			return err
 		}
 		defer unlock()
 	}
@@ -38,13 +38,16 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 	for attempt := 1; ; attempt++ {
 		last, ent, err := o.readHighWater(ctx, entry.Name)
 		if err != nil {
-			return &cannotDecide{err}
+			return err
 		}
 		res, err := o.verifySource(ctx, d, p, entry, a, last)
-		if err == nil && res != nil && last != nil && last.floor != nil {
+		if err == nil && last != nil && last.floor != nil {
 			err = o.checkFloor(ctx, d, p, entry, last.floor)
 		}
-		if err != nil {
+		if fs, refused := refusals(err); refused {
+			d.Failures = append(d.Failures, fs...)
+			res = nil
+		} else if err != nil {
 			if len(d.Failures) == 0 {
 				return err
 			}
@@ -52,8 +55,7 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 			// whether or not the source could be checked.
 			d.fail(Failure{Check: CheckSource, Message: "the source was not verified: " + err.Error()})
 			return nil
-		}
-		if res != nil {
+		} else {
 			d.Signer = res.signer
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
@@ -68,7 +70,7 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 		}
 		d.Admitted = false
 		if !errors.Is(err, state.ErrConflict) || attempt == conflictRetries {
-			return &cannotDecide{fmt.Errorf("record the admitted commit: %w", err)}
+			return fmt.Errorf("record the admitted commit: %w", err)
 		}
 		// Another host admitted a job of this entry meanwhile. If it
 		// admitted this very commit, the mark already says what this
@@ -89,20 +91,14 @@ func (o *Options) checkFloor(ctx context.Context, d *Decision, p *Payload, e *al
 	if floor.Repository != e.Source.Repository || e.Source.AllowRollback {
 		return nil
 	}
-	lockPath, err := o.mirrorLockPath(e.Source.Repository)
+	unlock, err := o.lockMirror(ctx, e.Source.Repository)
 	if err != nil {
-		return &cannotDecide{err}
-	}
-	lctx, cancel := context.WithTimeout(ctx, lockWait)
-	unlock, err := fsutil.RLock(lctx, lockPath)
-	cancel()
-	if err != nil {
-		return &cannotDecide{err}
+		return err
 	}
 	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, e.Source.Repository, sourceAuth(o.Config, e.Source.Repository))
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, e.Source.Repository, sourceAuth(o.Config, e.Source.Repository), mirrorLimits(o.Config))
 	if err != nil {
-		return &cannotDecide{err}
+		return err
 	}
 	if ok, err := m.IsAncestor(floor.Commit, p.SHA); err != nil || !ok {
 		d.fail(Failure{Check: CheckRollback,
@@ -137,7 +133,7 @@ func (o *Options) claimJob(ctx context.Context, d *Decision, p *Payload) (refuse
 		return true, nil
 	}
 	if err != nil {
-		return false, &cannotDecide{fmt.Errorf("claim job id %s: %w", p.ID, err)}
+		return false, fmt.Errorf("claim job id %s: %w", p.ID, err)
 	}
 	o.claimed = p.ID
 	return false, nil
