@@ -27,6 +27,10 @@ import (
 // fleetPrefix keeps the fleet's keys apart, as one environment's would be.
 const fleetPrefix = "/writ/production/"
 
+// fleetTimeout bounds each request to the store in these tests (the
+// default, 5s: 16 prepare processes and 3 members share 2 cores here).
+var fleetTimeout = "5s"
+
 // joinFleet points e's config at the cluster with a client certificate of
 // its own.
 func joinFleet(t testing.TB, e *writEnv, c *etcdtest.Cluster, host string) {
@@ -39,7 +43,7 @@ func joinFleet(t testing.TB, e *writEnv, c *etcdtest.Cluster, host string) {
 	cfg["state"] = map[string]any{
 		"backend": "etcd", "host": host,
 		"etcd": map[string]any{"endpoints": c.Endpoints, "ca_file": c.CAFile, "cert_file": cert, "key_file": key,
-			"prefix": fleetPrefix, "timeout": "3s"},
+			"prefix": fleetPrefix, "timeout": fleetTimeout},
 	}
 	writeConfig(t, e.Config, cfg)
 }
