@@ -481,6 +481,13 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		if !ok {
 			return fail(RuleAncestry, "head %s does not descend from the last accepted commit %s (rewritten history or a fork)", short(head), short(st.Commit))
 		}
+		if f := st.Floor; f != nil && f.Commit != st.Commit {
+			// The fleet's mark is past this host's own: the head must
+			// descend from both, so a store cannot lead a host onto a fork.
+			if ok, err := m.IsAncestor(f.Commit, head); err != nil || !ok {
+				return fail(RuleAncestry, "head %s does not descend from %s, the last version this host accepted itself (the fleet's state store names %s)", short(head), short(f.Commit), short(st.Commit))
+			}
+		}
 		pass(RuleVersion, "version %d ≥ high-water mark %d", al.Version, st.Version)
 		pass(RuleAncestry, "descends from %s", short(st.Commit))
 	} else {

@@ -3,12 +3,15 @@ package allowlist_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/config"
@@ -111,4 +114,46 @@ func testkeysClone(t *testing.T, src string) string {
 		t.Fatalf("git clone: %v\n%s", err, out)
 	}
 	return dst
+}
+
+// Issue #15's threat model: a store that names a fork (a signed, approved
+// version on an abandoned branch) cannot lead a host off its own history.
+func TestFleetStoreCannotLeadOntoAFork(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	w := newWorld(t, worldOpts{})
+	v1 := w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.alice)
+	v2 := w.repo.Commit(t, map[string]string{"allowlist.yaml": good(2)}, "v2", w.alice)
+	a := fleetHost(t, w, c, "host-a", w.repo.Path)
+	mustAccept(t, a, 2)
+	// An abandoned branch forked off version 1, signed by a root signer.
+	w.repo.Git(t, "checkout", "-q", "-b", "fork", v1)
+	forkDoc := doc(3, now.AddDate(1, 0, 0), "./deploy.sh fork")
+	fork := w.repo.Commit(t, map[string]string{"allowlist.yaml": forkDoc}, "v3 on a fork", w.alice)
+	w.repo.Git(t, "update-ref", "refs/heads/main", fork)
+	// Whoever controls the store names the fork as the fleet's mark.
+	tc, err := c.ClientTLS("intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, TLS: tc, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	mark := fmt.Sprintf(`{"version":3,"commit":%q,"digest":%q}`, fork, digest(forkDoc))
+	if _, err := cl.Put(context.Background(), "/writ/production/allowlist/mark", mark); err != nil {
+		t.Fatal(err)
+	}
+	// Refused; and since the fleet says a version newer than this host's
+	// own exists, the host does not go on judging by its own: it fails
+	// closed (the store can deny service, not lead a host astray).
+	if acc := mustRefuse(t, a, allowlist.RuleAncestry, "the last version this host accepted itself"); acc != nil {
+		t.Fatalf("in force after the fork was refused: version %d, want none", acc.Allowlist.Version)
+	}
+	// The store repaired, the honest head again: the host's own version 2.
+	if _, err := cl.Delete(context.Background(), "/writ/production/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	w.repo.Git(t, "update-ref", "refs/heads/main", v2)
+	mustAccept(t, a, 2)
 }

@@ -25,8 +25,9 @@ type sharedAllowlist struct {
 	read, shared AllowlistMark
 	// local is this host's own mark when read: it stays the floor unless
 	// this host advances it.
-	local    AllowlistMark
-	rejected Rejection
+	local      AllowlistMark
+	localCache string // this host's cache digest, which belongs to local
+	rejected   Rejection
 }
 
 // Advance returns the state after this host accepted m, to be put in place
@@ -244,7 +245,7 @@ func (f *Fleet) mergeAllowlist(local *Allowlist, shared *AllowlistMark, rej *Rej
 	st := &Allowlist{}
 	if local != nil {
 		*st = *local
-		base.local = local.Mark()
+		base.local, base.localCache = local.Mark(), local.CacheSHA256
 	}
 	if shared != nil {
 		base.shared = *shared
@@ -254,6 +255,10 @@ func (f *Fleet) mergeAllowlist(local *Allowlist, shared *AllowlistMark, rej *Rej
 		// A host that joins late starts from the fleet's mark.
 		if shared.Commit != st.Commit {
 			st.CacheSHA256 = ""
+			if st.Commit != "" {
+				floor := st.Mark()
+				st.Floor = &floor
+			}
 		}
 		st.Version, st.Commit, st.Digest, st.AcceptedAt = shared.Version, shared.Commit, shared.Digest, shared.AcceptedAt
 	case local != nil && local.Commit != "" && (shared == nil || shared.Version < local.Version):
@@ -335,6 +340,9 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 		// Keep this host's own verified mark as its floor.
 		m := base.local
 		floor.Version, floor.Commit, floor.Digest, floor.AcceptedAt = m.Version, m.Commit, m.Digest, m.AcceptedAt
+		if m.Commit != st.Commit {
+			floor.CacheSHA256 = base.localCache
+		}
 	}
 	return f.local.PutAllowlist(ctx, &floor)
 }

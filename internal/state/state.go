@@ -91,6 +91,10 @@ type Allowlist struct {
 	// CacheSHA256 is the hex SHA-256 of this host's verified cache file.
 	CacheSHA256 string `json:"cache_sha256"`
 
+	// Floor is this host's own accepted mark when the fleet's (in force
+	// above) is another: a head must descend from both.
+	Floor *AllowlistMark `json:"-"`
+
 	// Withheld is set when the shared store holds a lower mark than this
 	// host's own floor (a store that lost or withholds progress): the
 	// floor is in force.
