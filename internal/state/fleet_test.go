@@ -199,6 +199,24 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("a rejection is remembered fleet-wide and cleared by an acceptance", func(t *testing.T) {
+		a, b := host(t, c, "a6"), host(t, c, "b6")
+		accept(t, a, 40, commit(40))
+		st, _ := a.Allowlist(ctx)
+		st.RejectedHead, st.RejectedWhy, st.RejectedTrust = commit(41), "signature: unsigned", "trust-1"
+		if err := a.PutAllowlist(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		sb, err := b.Allowlist(ctx)
+		if err != nil || sb.RejectedHead != commit(41) || sb.RejectedTrust != "trust-1" {
+			t.Fatalf("the other host reads %+v, %v; want the remembered rejection", sb, err)
+		}
+		accept(t, b, 42, commit(42))
+		if sa, _ := a.Allowlist(ctx); sa.RejectedHead != "" || sa.Version != 42 {
+			t.Fatalf("after an acceptance: %+v", sa)
+		}
+	})
+
 	t.Run("job id claimed on one host is refused on another", func(t *testing.T) {
 		a, b := host(t, c, "a4"), host(t, c, "b4")
 		ca := state.JobClaim{ID: "4242", Token: "run-a", Host: "a4", PayloadSHA256: "aa"}
@@ -235,9 +253,9 @@ func TestFleet(t *testing.T) {
 	t.Run("one member down: requests go on; quorum lost: fail closed, then recover", func(t *testing.T) {
 		a := host(t, c, "a5")
 		fb := host(t, c, "fb5", func(cfg *state.FleetConfig) { cfg.FallbackLocal = true })
-		accept(t, a, 30, commit(30))
+		accept(t, a, 50, commit(50))
 		c.Kill(0)
-		accept(t, a, 31, commit(31))
+		accept(t, a, 51, commit(51))
 		c.Kill(1)
 		start := time.Now()
 		_, err := a.Allowlist(ctx)
@@ -259,8 +277,8 @@ func TestFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 		st, err := a.Allowlist(ctx)
-		if err != nil || st.Version != 31 {
-			t.Fatalf("after quorum returned: %+v %v, want version 31", st, err)
+		if err != nil || st.Version != 51 {
+			t.Fatalf("after quorum returned: %+v %v, want version 51", st, err)
 		}
 	})
 }
