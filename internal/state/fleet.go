@@ -189,7 +189,7 @@ func decode(key string, b []byte, v any) error {
 		return fmt.Errorf("%w: store value %s is larger than %d bytes", ErrCorrupt, key, maxRecordBytes)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%w: store value %s: %v; fix or delete it with `writ state migrate` from a host that holds the right state", ErrCorrupt, key, err)
+		return fmt.Errorf("%w: store value %s: %v; delete it (etcdctl del %s): every host's own floor still holds its marks, and `writ state migrate` on a host publishes them again", ErrCorrupt, key, err, key)
 	}
 	return nil
 }
