@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -76,7 +78,7 @@ type FleetConfig struct {
 //	P allowlist/mark          AllowlistMark (JSON)
 //	P allowlist/rejected      Rejection (JSON)
 //	P entries/<EntryKey>      EntryMark (JSON)
-//	P jobs/<job id>           JobClaim (JSON), under a lease of JobClaimTTL
+//	P jobs/<job id>           JobClaim (JSON), under a lease (see claimLease)
 type Fleet struct {
 	cfg   FleetConfig
 	local *Local
@@ -217,6 +219,9 @@ func (f *Fleet) Allowlist(ctx context.Context) (*Allowlist, error) {
 				if err := decode(string(kv.Key), kv.Value, shared); err != nil {
 					return err
 				}
+				if !shaPattern.MatchString(shared.Commit) || shared.Version < 1 {
+					return fmt.Errorf("%w: store value %s names version %d at %q", ErrCorrupt, kv.Key, shared.Version, shared.Commit)
+				}
 			case f.key("allowlist", "rejected"):
 				rej = &Rejection{}
 				if err := decode(string(kv.Key), kv.Value, rej); err != nil {
@@ -349,6 +354,12 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 
 var errConflictTxn = errors.New("compare-and-swap failed")
 
+// validEntryMark reports whether m is a mark for entry name on a full
+// commit id (what the rollback check compares).
+func validEntryMark(m *EntryMark, name string) bool {
+	return m.Entry == name && shaPattern.MatchString(m.Commit)
+}
+
 // Entry implements Store.
 func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
 	local, err := f.local.entryMark(name)
@@ -369,7 +380,7 @@ func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
 			if err := decode(key, resp.Kvs[0].Value, shared); err != nil {
 				return err
 			}
-			if shared.Entry != name || !shaPattern.MatchString(shared.Commit) {
+			if !validEntryMark(shared, name) {
 				return fmt.Errorf("%w: store value %s does not hold a mark for entry %q", ErrCorrupt, key, name)
 			}
 		}
@@ -430,7 +441,7 @@ func (f *Fleet) PutEntry(ctx context.Context, e *Entry, next EntryMark) error {
 }
 
 // ClaimJob implements Store: the id is claimed fleet-wide (an etcd key
-// created only if absent, under a lease of JobClaimTTL), then on this host.
+// created only if absent, under a lease), then on this host.
 func (f *Fleet) ClaimJob(ctx context.Context, c JobClaim) error {
 	if !jobIDPattern.MatchString(c.ID) {
 		return fmt.Errorf("state: job id %q is not a GitLab job id", c.ID)
@@ -442,26 +453,29 @@ func (f *Fleet) ClaimJob(ctx context.Context, c JobClaim) error {
 	key := f.key("jobs", c.ID)
 	var held *JobClaim
 	err = f.do(ctx, func(ctx context.Context, cl *clientv3.Client) error {
-		lease, err := cl.Grant(ctx, int64(f.cfg.JobClaimTTL/time.Second))
+		lease, err := f.lease(ctx, cl, false)
 		if err != nil {
 			return err
 		}
-		resp, err := cl.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease.ID))).
-			Else(clientv3.OpGet(key)).Commit()
-		if err != nil {
+		claim := func(lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
+			return cl.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+				Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
+				Else(clientv3.OpGet(key)).Commit()
+		}
+		resp, err := claim(lease)
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The store lost the lease (restored, or another cluster).
+			if lease, err = f.lease(ctx, cl, true); err == nil {
+				resp, err = claim(lease)
+			}
+		}
+		if err != nil || resp.Succeeded {
 			return err
 		}
-		if resp.Succeeded {
-			return nil
-		}
-		_, _ = cl.Revoke(ctx, lease.ID)
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		held = &JobClaim{ID: c.ID}
 		if len(kvs) == 1 {
-			if err := decode(key, kvs[0].Value, held); err != nil {
-				return err
-			}
+			return decode(key, kvs[0].Value, held)
 		}
 		return nil
 	})
@@ -472,6 +486,37 @@ func (f *Fleet) ClaimJob(ctx context.Context, c JobClaim) error {
 		return &ClaimedError{Holder: *held}
 	}
 	return f.local.ClaimJob(ctx, c)
+}
+
+// claimLease is the lease this host attaches its job claims to, kept in
+// <state>/fleet-lease.json. It is granted for twice JobClaimTTL and used
+// while at least JobClaimTTL remains, so a claim lives between one and two
+// TTLs and a prepare grants a lease about once per TTL, not every time
+// (a grant is a write every member must sync to disk).
+type claimLease struct {
+	ID      int64     `json:"id"`
+	Prefix  string    `json:"prefix"`
+	Expires time.Time `json:"expires"`
+}
+
+func (f *Fleet) lease(ctx context.Context, cl *clientv3.Client, fresh bool) (clientv3.LeaseID, error) {
+	path := filepath.Join(f.local.Dir(), "fleet-lease.json")
+	var l claimLease
+	if ok, err := readJSON(path, &l); !fresh && err == nil && ok && l.Prefix == f.cfg.Prefix &&
+		time.Until(l.Expires) >= f.cfg.JobClaimTTL {
+		return clientv3.LeaseID(l.ID), nil
+	}
+	ttl := 2 * f.cfg.JobClaimTTL
+	start := time.Now()
+	g, err := cl.Grant(ctx, int64(ttl/time.Second))
+	if err != nil {
+		return 0, err
+	}
+	l = claimLease{ID: int64(g.ID), Prefix: f.cfg.Prefix, Expires: start.Add(time.Duration(g.TTL) * time.Second)}
+	if err := writeJSON(path, l); err != nil {
+		f.cfg.Log.Warn("cannot keep the job claim lease; the next prepare grants another", "error", err)
+	}
+	return g.ID, nil
 }
 
 // Claim implements Store: this host's claim.

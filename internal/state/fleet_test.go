@@ -230,6 +230,23 @@ func TestFleet(t *testing.T) {
 		if err := b.ClaimJob(ctx, state.JobClaim{ID: "4242", Token: "run-b", Host: "b4"}); !errors.As(err, &ce) || ce.Holder.Host != "a4" {
 			t.Fatalf("claim on a second host: %v, want ClaimedError naming a4", err)
 		}
+		// Claims share this host's lease; a lease the store lost is
+		// granted again.
+		leases, err := raw(t, c).Leases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range leases.Leases {
+			if _, err := raw(t, c).Revoke(ctx, l.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.ClaimJob(ctx, state.JobClaim{ID: "4243", Token: "run-a2", Host: "a4"}); err != nil {
+			t.Fatalf("claim after the store lost the lease: %v", err)
+		}
+		if err := a.ClaimJob(ctx, ca); err != nil {
+			t.Fatalf("re-claim after the lease was revoked: %v", err)
+		}
 		// Releasing on the host (cleanup) keeps the fleet-wide claim.
 		if err := a.ReleaseJob(ctx, ca); err != nil {
 			t.Fatal(err)

@@ -127,7 +127,7 @@ func (l *Local) entryMark(name string) (*EntryMark, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	if m.Entry != name || !shaPattern.MatchString(m.Commit) {
+	if !validEntryMark(&m, name) {
 		return nil, fmt.Errorf("%w: %s does not hold a record for entry %q; %s", ErrCorrupt, path, name, repairHint(path))
 	}
 	return &m, nil
