@@ -217,6 +217,42 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("migrate publishes a host's local marks, never lowering the store's", func(t *testing.T) {
+		dir := t.TempDir()
+		l := state.NewLocal(dir)
+		accept(t, l, 60, commit(60))
+		le, _ := l.Entry(ctx, "migrated")
+		if err := l.PutEntry(ctx, le, mark("migrated", commit(61))); err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := c.ClientCert("m7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := state.NewFleet(state.FleetConfig{Endpoints: c.Endpoints, CAFile: c.CAFile, CertFile: cert, KeyFile: key,
+			Prefix: "/writ/migrate/", Timeout: 3 * time.Second, Host: "m7"}, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		lines, err := state.Migrate(ctx, f)
+		if err != nil || len(lines) != 2 || !strings.Contains(lines[0], "copied") || !strings.Contains(lines[1], "copied") {
+			t.Fatalf("first migration: %q %v", lines, err)
+		}
+		b := host(t, c, "b7", func(cfg *state.FleetConfig) { cfg.Prefix = "/writ/migrate/" })
+		if st, err := b.Allowlist(ctx); err != nil || st.Version != 60 {
+			t.Fatalf("another host after the migration: %+v %v", st, err)
+		}
+		if e, err := b.Entry(ctx, "migrated"); err != nil || e.Last == nil || e.Last.Commit != commit(61) {
+			t.Fatalf("another host's entry after the migration: %+v %v", e, err)
+		}
+		accept(t, b, 70, commit(70))
+		lines, err = state.Migrate(ctx, f)
+		if err != nil || len(lines) != 2 || !strings.Contains(lines[0], "kept the store's version 70") || !strings.Contains(lines[1], "kept") {
+			t.Fatalf("second migration: %q %v", lines, err)
+		}
+	})
+
 	t.Run("job id claimed on one host is refused on another", func(t *testing.T) {
 		a, b := host(t, c, "a4"), host(t, c, "b4")
 		ca := state.JobClaim{ID: "4242", Token: "run-a", Host: "a4", PayloadSHA256: "aa"}
