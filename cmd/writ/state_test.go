@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,5 +66,27 @@ audit = %q
 	}
 	if aside, _ := filepath.Glob(filepath.Join(dir, "state", "allowlist-state.json.corrupt-*")); len(aside) != 1 {
 		t.Fatalf("the corrupt file was not kept aside: %v", aside)
+	}
+}
+
+// TestStateCommandsInDocs: every `writ state …` command and flag the fleet
+// profile names exists in the binary.
+func TestStateCommandsInDocs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/install.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, m := range regexp.MustCompile("`writ state ([a-z]+)((?: -[-a-z]+(?: [a-z]+)?)*)`").FindAllStringSubmatch(string(doc), -1) {
+		seen++
+		args := []string{"state", m[1]}
+		args = append(args, strings.Fields(m[2])...)
+		out, code := writ(t, append(args, "--help")...)
+		if code != 0 {
+			t.Errorf("docs name `writ state %s%s`, which the binary does not know (exit %d):\n%s", m[1], m[2], code, out)
+		}
+	}
+	if seen < 4 {
+		t.Fatalf("found %d `writ state` commands in docs/install.md, want show, export, migrate, repair", seen)
 	}
 }
