@@ -276,3 +276,19 @@ func BenchmarkRun(b *testing.B) {
 	b.ReportMetric(float64(contained.Microseconds())/float64(b.N)/1000, "ms/contained")
 	b.ReportMetric(float64(direct.Microseconds())/float64(b.N)/1000, "ms/direct")
 }
+
+// A host where the sandbox cannot start says why, and a spec never runs a
+// job as root.
+func TestRefusals(t *testing.T) {
+	h, build := testHost(t)
+	h.Init = filepath.Join(t.TempDir(), "missing-init")
+	if err := h.Probe(context.Background()); err == nil || !strings.Contains(err.Error(), "start the init") {
+		t.Errorf("probe with no init: %v", err)
+	}
+	if _, err := h.Command(Spec{Argv: []string{"/bin/true"}, Dir: build, Network: NetworkHost}); err == nil {
+		t.Error("a spec with uid 0 was accepted")
+	}
+	if _, err := h.Command(Spec{Argv: []string{"/bin/true"}, Dir: build, UID: testUID, GID: testUID, Network: "bridge"}); err == nil {
+		t.Error("an unknown network was accepted")
+	}
+}
