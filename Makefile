@@ -48,7 +48,7 @@ bench: build
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...
-	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal test); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
+	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal sandbox test); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
 	@echo "== staticcheck"; GOFLAGS= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # The fault-injection suite (kill -9 loops, a full disk, corrupt caches, a hostile or broken git server) in its
