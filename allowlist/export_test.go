@@ -2,6 +2,7 @@ package allowlist
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
 	"os"
 )
@@ -13,7 +14,7 @@ var GeneratedAllowlist = generatedAllowlist
 // would have left it, keeping the state consistent with it: the cache of a
 // host upgraded across a schema change.
 func (a *Accepter) SetCachedSchema(schema string) error {
-	st, err := a.readState()
+	st, err := a.store.Allowlist(context.Background())
 	if err != nil {
 		return err
 	}
@@ -29,5 +30,5 @@ func (a *Accepter) SetCachedSchema(schema string) error {
 	if st.CacheSHA256, err = a.writeCache(&c); err != nil {
 		return err
 	}
-	return a.writeState(st)
+	return a.writeState(context.Background(), st)
 }

@@ -15,6 +15,7 @@ import (
 	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 type allowlistCmd struct {
@@ -80,7 +81,12 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	}
 	log, closeLog := g.logger(cfg, false)
 	defer closeLog()
-	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)))
+	st, err := state.Open(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)), allowlist.WithState(st))
 	if err != nil {
 		return err
 	}
