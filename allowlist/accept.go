@@ -1,11 +1,9 @@
 package allowlist
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"encoding/gob"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -216,7 +214,7 @@ type cached struct {
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
 func (a *Accepter) cachePath() string {
-	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")
+	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.store")
 }
 
 // Current returns the accepted allowlist a job must be judged by. It fetches
@@ -235,8 +233,47 @@ func (a *Accepter) Current(ctx context.Context) (*Accepted, error) {
 			}
 		}
 	}
+	if acc, ok := a.unchanged(ctx); ok {
+		return acc, nil
+	}
 	acc, _, err := a.Refresh(ctx)
 	return acc, err
+}
+
+// unchanged answers a job without taking any lock when the remote's head is
+// the version already in force: it reads only the remote's ref
+// advertisement (no pack) and the verified store, so concurrent jobs never
+// queue behind each other or behind the network. Anything else — a new
+// head, a remembered rejection, a remote that does not answer, a store that
+// does not check out — goes through Refresh, which decides under the lock;
+// jobs that find the same new head there wait for the first to accept it
+// and then take this path's answer from the state it wrote.
+func (a *Accepter) unchanged(ctx context.Context) (*Accepted, bool) {
+	// The store's word (the fleet's, in fleet mode): a head this host
+	// accepted but the fleet moved past is not unchanged.
+	st, err := a.store.Allowlist(ctx)
+	if err != nil || st == nil || st.Commit == "" || st.RejectedHead != "" {
+		return nil, false
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration)
+	defer cancel()
+	al := a.cfg.Allowlist
+	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
+		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
+		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+	if err != nil {
+		return nil, false
+	}
+	head, err := m.RemoteRef(pctx, "refs/heads/"+al.Branch)
+	if err != nil || head.String() != st.Commit {
+		return nil, false
+	}
+	acc, err := a.loadCache(st)
+	if err != nil {
+		return nil, false
+	}
+	return acc, true
 }
 
 // Cached returns the last accepted version from the local cache without any
@@ -594,23 +631,14 @@ func (a *Accepter) fallback(st *state, why string) (*Accepted, error) {
 }
 
 func (a *Accepter) loadCache(st *state) (*Accepted, error) {
-	b, err := fsutil.ReadFileLimit(a.cachePath(), 4*maxAllowlistBytes)
+	vs, err := openVerified(a.cachePath(), st.CacheSHA256)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no verified cache: %v", ErrCannotDecide, err)
+		return nil, fmt.Errorf("%w: no usable verified cache: %v", ErrCannotDecide, err)
 	}
-	fileSum := sha256.Sum256(b)
-	if hex.EncodeToString(fileSum[:]) != st.CacheSHA256 {
-		return nil, fmt.Errorf("%w: verified cache %s does not match the accepted state", ErrCannotDecide, a.cachePath())
-	}
-	var c cached
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: verified cache unreadable: %v", ErrCannotDecide, err)
-	}
-	sum := sha256.Sum256(c.YAML)
-	if c.Commit != st.Commit || c.Digest != st.Digest || hex.EncodeToString(sum[:]) != c.Digest || c.Parsed == nil {
+	c, al := &vs.header.Meta, vs.header.Allowlist
+	if c.Commit != st.Commit || c.Digest != st.Digest {
 		return nil, fmt.Errorf("%w: verified cache does not match the accepted state", ErrCannotDecide)
 	}
-	al := c.Parsed
 	if al.Schema != SchemaV2 {
 		// Accepted by a writ that read another schema: its refs and
 		// variables do not mean what this writ's do.
@@ -620,9 +648,9 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 		return nil, fmt.Errorf("%w: the accepted version %d expired at %s; publish a new signed version", ErrCannotDecide, al.Version, al.Expires.UTC().Format(time.RFC3339))
 	}
 	return &Accepted{
-		Allowlist: al, Index: NewIndex(al), Commit: c.Commit, Digest: c.Digest,
+		Allowlist: al, Commit: c.Commit, Digest: c.Digest,
 		Signer: c.Signer, Approvers: c.Approvers, Threshold: a.cfg.Trust.Threshold,
-		AcceptedAt: c.AcceptedAt,
+		AcceptedAt: c.AcceptedAt, store: vs,
 	}, nil
 }
 
@@ -630,17 +658,17 @@ func (a *Accepter) writeState(ctx context.Context, st *state) error {
 	return a.store.PutAllowlist(ctx, st)
 }
 
+// writeCache writes the verified store of c and returns the hex SHA-256
+// the state must record for it to be used.
 func (a *Accepter) writeCache(c *cached) (string, error) {
 	if err := os.MkdirAll(a.cfg.Paths.Cache, 0o700); err != nil {
 		return "", err
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
+	b, sum, err := encodeVerified(c)
+	if err != nil {
 		return "", err
 	}
-	b := buf.Bytes()
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
+	return sum, fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
 }
 
 func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *Accepted) {
