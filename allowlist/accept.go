@@ -384,7 +384,19 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	if err != nil {
 		return fail(RuleSignature, "read head commit: %v", err)
 	}
-	signer, err := a.rootKeys.VerifyCommit(commit, now)
+	// A head accepted here before (only verified again when its cache is
+	// lost) is judged as it was then: a root key retired since does not undo
+	// the acceptance. Any other head is a new decision, so its key must be
+	// valid now as well as when the signature says it was made.
+	var sigOpts []gitsig.VerifyOption
+	approvalsAt := now
+	if st != nil && st.Commit == head {
+		sigOpts = append(sigOpts, gitsig.PreviouslyAdmitted())
+		if !st.AcceptedAt.IsZero() {
+			approvalsAt = st.AcceptedAt
+		}
+	}
+	signer, err := a.rootKeys.VerifyCommit(commit, now, sigOpts...)
 	if err != nil {
 		return fail(RuleSignature, "head commit %s: %v", short(head), err)
 	}
@@ -414,7 +426,7 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleIdentity, "repository %q", al.Repository)
 
-	approvers, detail, err := a.countApprovals(commit, al, digest, signer, now)
+	approvers, detail, err := a.countApprovals(commit, al, digest, signer, approvalsAt)
 	if err != nil {
 		return fail(RuleApprovals, "%v", err)
 	}

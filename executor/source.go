@@ -301,7 +301,7 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	res := &sourceResult{}
 	switch src.Mode {
 	case allowlist.ModeCommit:
-		s, err := keys.VerifyCommit(commit, now)
+		s, err := keys.VerifyCommit(commit, now, admittedOpts(sameRepo && last.Commit == p.SHA)...)
 		if err != nil {
 			d.fail(sigFailure(commit, err, e))
 			return nil, nil
@@ -317,7 +317,7 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 		if tagObj.TargetType != plumbing.CommitObject || tagObj.Target.String() != p.SHA {
 			return fail(CheckSignature, fmt.Sprintf("tag %q points at %s %s, not at the job's commit %s", p.Ref, tagObj.TargetType, tagObj.Target, p.SHA), "")
 		}
-		s, err := keys.VerifyTag(tagObj, now)
+		s, err := keys.VerifyTag(tagObj, now, admittedOpts(sameRepo && last.Commit == p.SHA)...)
 		if err != nil {
 			return fail(CheckSignature, fmt.Sprintf("tag %q is not signed by the entry's signers (%s): %v", p.Ref, strings.Join(e.Source.Signers, ", "), err),
 				"sign the tag with a key of the entry's signer sets")
@@ -335,9 +335,13 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 			return fail(CheckSignature, fmt.Sprintf("strict mode: cannot list the commits since %s (at most %d are verified): %v", orNone(base), strictMaxCommits, err),
 				"set descends_from on the entry to a reviewed commit closer to the job's commit")
 		}
+		admitted, err := strictAdmitted(m, last, sameRepo, base, p.SHA)
+		if err != nil {
+			return nil, &cannotDecide{err}
+		}
 		unsigned := 0
 		for _, c := range commits {
-			s, err := keys.VerifyCommit(c, now)
+			s, err := keys.VerifyCommit(c, now, admittedOpts(admitted(c.Hash.String()))...)
 			if err != nil {
 				if unsigned == 0 {
 					f := sigFailure(c, err, e)
@@ -361,6 +365,41 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 		return fail(CheckSignature, fmt.Sprintf("unknown source mode %q", src.Mode), "")
 	}
 	return res, nil
+}
+
+// admittedOpts verifies a commit or tag writ admitted before as of when it
+// was signed only (gitsig.PreviouslyAdmitted), so retiring a key does not
+// undo past admissions. Everything else is a new decision: the key must
+// also be valid now, so a retired key cannot sign by backdating.
+func admittedOpts(before bool) []gitsig.VerifyOption {
+	if before {
+		return []gitsig.VerifyOption{gitsig.PreviouslyAdmitted()}
+	}
+	return nil
+}
+
+// strictAdmitted says which commits of a strict walk from base to head writ
+// admitted before: the entry's last admitted commit and, when that was
+// admitted in strict mode, every commit it descends from (an earlier walk
+// verified them). Usually base is the last admitted commit and nothing in
+// the walk was admitted before; after a rollback or a change of branch, the
+// commits head shares with it were.
+func strictAdmitted(m *gitrepo.Mirror, last *highWater, sameRepo bool, base, head string) (func(string) bool, error) {
+	if !sameRepo {
+		return func(string) bool { return false }, nil
+	}
+	if last.Mode != allowlist.ModeStrict || base == last.Commit {
+		return func(c string) bool { return c == last.Commit }, nil
+	}
+	fresh, err := m.CommitsBetween(last.Commit, head, strictMaxCommits)
+	if err != nil {
+		return nil, fmt.Errorf("strict mode: list the commits since %s, the last one admitted: %w", last.Commit, err)
+	}
+	isFresh := make(map[string]bool, len(fresh))
+	for _, c := range fresh {
+		isFresh[c.Hash.String()] = true
+	}
+	return func(c string) bool { return !isFresh[c] }, nil
 }
 
 func orNone(base string) string {
