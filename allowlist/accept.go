@@ -39,9 +39,12 @@ const (
 	RuleFormat    = "format"
 	RuleIdentity  = "identity"
 	RuleApprovals = "approvals"
-	RuleVersion   = "version"
-	RuleAncestry  = "ancestry"
-	RuleExpiry    = "expiry"
+	// RuleFloor is the environment's own floor (allowlist.min_version,
+	// allowlist.start_commit), which holds even on first contact.
+	RuleFloor    = "floor"
+	RuleVersion  = "version"
+	RuleAncestry = "ancestry"
+	RuleExpiry   = "expiry"
 )
 
 // Limits on what the allowlist repository may make writ read.
@@ -66,6 +69,10 @@ type Report struct {
 	Checks []Check
 	// Accepted is true when Head became (or already was) the accepted version.
 	Accepted bool
+	// FirstContact, when the environment had accepted no version before
+	// (a new host, or lost state), says what it trusted the head for, or
+	// why not, and whether a floor protected it.
+	FirstContact string
 }
 
 // Failed returns the first failed check, or nil.
@@ -133,6 +140,9 @@ type Trust struct {
 func LoadTrust(cfg *config.Config) (*Trust, error) {
 	id := sha256.New()
 	fmt.Fprintf(id, "identity=%q threshold=%d\n", cfg.Allowlist.Identity, cfg.Trust.Threshold)
+	// The floor decides too: a head it rejected is judged again under
+	// another floor.
+	fmt.Fprintf(id, "floor min_version=%d start_commit=%q\n", cfg.Allowlist.MinVersion, cfg.Allowlist.StartCommit)
 	var armored [][]byte
 	if p := cfg.Trust.OpenPGPKeyring; p != "" {
 		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
@@ -181,9 +191,13 @@ func LoadTrust(cfg *config.Config) (*Trust, error) {
 // state is the environment's memory of what it accepted. It only moves
 // forward: the high-water version never decreases.
 type state struct {
-	Version    int64     `json:"version"`
-	Commit     string    `json:"commit"`
-	Digest     string    `json:"digest"`
+	Version int64  `json:"version"`
+	Commit  string `json:"commit"`
+	Digest  string `json:"digest"`
+	// Statement is the hex SHA-256 of the accepted version's approval
+	// statement, which covers every file it loads: the same version with
+	// another key file is other content.
+	Statement  string    `json:"statement,omitempty"`
 	AcceptedAt time.Time `json:"accepted_at"`
 	// LastCheck is when the remote was last fetched successfully.
 	LastCheck time.Time `json:"last_check"`
@@ -202,6 +216,7 @@ type cached struct {
 	Commit     string            `json:"commit"`
 	Version    int64             `json:"version"`
 	Digest     string            `json:"digest"`
+	Statement  string            `json:"statement"`
 	Signer     string            `json:"signer"`
 	Approvers  []string          `json:"approvers"`
 	AcceptedAt time.Time         `json:"accepted_at"`
@@ -312,6 +327,9 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 
 	c, checks := a.evaluate(m, head, st, now)
 	rep.Checks = append(rep.Checks, checks...)
+	if st == nil || st.Commit == "" {
+		rep.FirstContact = a.firstContact(rep)
+	}
 	if f := rep.Failed(); f != nil {
 		why := f.Rule + ": " + f.Detail
 		a.log.Error("allowlist head rejected", "head", head, "rule", f.Rule, "detail", f.Detail)
@@ -334,7 +352,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 	if err != nil {
 		return nil, rep, fmt.Errorf("%w: write verified cache: %v", ErrCannotDecide, err)
 	}
-	nst := &state{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt, LastCheck: now, CacheSHA256: cacheSum}
+	nst := &state{Version: c.Version, Commit: c.Commit, Digest: c.Digest, Statement: c.Statement, AcceptedAt: c.AcceptedAt, LastCheck: now, CacheSHA256: cacheSum}
 	if err := a.writeState(nst); err != nil {
 		return nil, rep, fmt.Errorf("%w: write state: %v", ErrCannotDecide, err)
 	}
@@ -406,14 +424,8 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	if err != nil {
 		return fail(RuleFormat, "%s at %s: %v", FileName, short(head), err)
 	}
-	files := map[string][]byte{}
-	al, err := Parse(FileName, data, func(p string) ([]byte, error) {
-		b, err := m.ReadFile(head, p, maxKeyFileBytes)
-		if err == nil {
-			files[p] = b
-		}
-		return b, err
-	})
+	load, files := RecordLoads(func(p string) ([]byte, error) { return m.ReadFile(head, p, maxKeyFileBytes) })
+	al, err := Parse(FileName, data, load)
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
 	}
@@ -426,7 +438,13 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleIdentity, "repository %q", al.Repository)
 
-	approvers, detail, err := a.countApprovals(commit, al, digest, signer, approvalsAt)
+	stmt, err := VersionStatement(al, data, files)
+	if err != nil {
+		return fail(RuleApprovals, "%v", err)
+	}
+	stmtSum := sha256.Sum256(stmt)
+	stmtDigest := hex.EncodeToString(stmtSum[:])
+	approvers, detail, err := a.countApprovals(commit, al.Version, stmt, signer, approvalsAt)
 	if err != nil {
 		return fail(RuleApprovals, "%v", err)
 	}
@@ -435,12 +453,19 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleApprovals, "%d of %d required approvals (%s)", len(approvers), a.cfg.Trust.Threshold, detail)
 
+	floor := a.checkFloor(m, head, al.Version)
+	if checks = append(checks, floor); !floor.OK {
+		return nil, checks
+	}
+
 	if st != nil && st.Commit != "" {
 		switch {
 		case al.Version < st.Version:
 			return fail(RuleVersion, "version %d is lower than %d, the highest this environment accepted (rollback)", al.Version, st.Version)
 		case al.Version == st.Version && digest != st.Digest:
 			return fail(RuleVersion, "version %d was already accepted with other content (sha256 %s, now %s): bump the version", al.Version, short(st.Digest), short(digest))
+		case al.Version == st.Version && st.Statement != "" && stmtDigest != st.Statement:
+			return fail(RuleVersion, "version %d was already accepted with other content: %s is the same but a file it loads (a key file) differs: bump the version", al.Version, FileName)
 		}
 		ok, err := m.IsAncestor(st.Commit, head)
 		if err != nil {
@@ -461,28 +486,80 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	pass(RuleExpiry, "expires %s (in %s)", al.Expires.UTC().Format(time.RFC3339), al.Expires.Sub(now).Round(time.Minute))
 
 	return &cached{
-		Commit: head, Version: al.Version, Digest: digest, Signer: signer.Fingerprint,
+		Commit: head, Version: al.Version, Digest: digest, Statement: stmtDigest, Signer: signer.Fingerprint,
 		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files, Parsed: al,
 	}, checks
 }
 
+// checkFloor applies the environment's floor: a version at least
+// allowlist.min_version, at a head that is allowlist.start_commit or
+// descends from it. The high-water mark protects an environment that has
+// accepted a version before; the floor is what protects one that has not.
+func (a *Accepter) checkFloor(m *gitrepo.Mirror, head string, version int64) Check {
+	cfg := a.cfg.Allowlist
+	var held []string
+	if cfg.MinVersion > 0 {
+		if version < cfg.MinVersion {
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("version %d is below %d, this environment's allowlist.min_version (a superseded version)", version, cfg.MinVersion)}
+		}
+		held = append(held, fmt.Sprintf("version %d ≥ allowlist.min_version %d", version, cfg.MinVersion))
+	}
+	if sc := cfg.StartCommit; sc != "" {
+		if _, err := m.Commit(sc); err != nil {
+			// The fetch brings the branch's whole history: a start commit
+			// missing from it is not an ancestor of the head.
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit (it is not in the branch's history)", short(head), short(sc))}
+		}
+		ok, err := m.IsAncestor(sc, head)
+		if err != nil {
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("cannot tell whether %s descends from allowlist.start_commit %s: %v", short(head), short(sc), err)}
+		}
+		if !ok {
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit", short(head), short(sc))}
+		}
+		held = append(held, "descends from allowlist.start_commit "+short(sc))
+	}
+	if len(held) == 0 {
+		return Check{Rule: RuleFloor, OK: true, Detail: "none set (allowlist.min_version, allowlist.start_commit)"}
+	}
+	return Check{Rule: RuleFloor, OK: true, Detail: strings.Join(held, "; ")}
+}
+
+// firstContact explains a decision made with no earlier accepted version.
+func (a *Accepter) firstContact(rep *Report) string {
+	msg := "this environment had accepted no version before (a new host, or its state was lost)"
+	if f := rep.Failed(); f != nil {
+		msg += fmt.Sprintf(", and refused head %s (%s: %s)", short(rep.Head), f.Rule, f.Detail)
+	} else {
+		var why []string
+		for _, c := range rep.Checks {
+			switch c.Rule {
+			case RuleSignature, RuleApprovals, RuleFloor:
+				why = append(why, c.Rule+": "+c.Detail)
+			}
+		}
+		msg += fmt.Sprintf("; it trusted head %s for %s", short(rep.Head), strings.Join(why, "; "))
+	}
+	if a.cfg.Allowlist.MinVersion == 0 && a.cfg.Allowlist.StartCommit == "" {
+		msg += ". No floor is set: any unexpired version with enough approvals would have been accepted, a superseded one too; set allowlist.min_version (or allowlist.start_commit) in the configuration"
+	}
+	return msg
+}
+
 // countApprovals returns the distinct root signers approving exactly this
 // content: the commit signer plus valid detached approvals of the statement.
-func (a *Accepter) countApprovals(commit *object.Commit, al *Allowlist, digest string, signer gitsig.Signer, now time.Time) ([]string, string, error) {
-	stmt, err := NewStatement(al.Repository, al.Version, digest)
-	if err != nil {
-		return nil, "", err
-	}
+func (a *Accepter) countApprovals(commit *object.Commit, version int64, stmt []byte, signer gitsig.Signer, now time.Time) ([]string, string, error) {
 	tree, err := commit.Tree()
 	if err != nil {
 		return nil, "", err
 	}
-	files, err := ReadApprovalFiles(tree, ApprovalDir(al.Version))
+	dir := ApprovalDir(version)
+	approvals, err := ReadApprovalFiles(tree, dir)
 	if err != nil {
 		return nil, "", err
 	}
 	set := map[string]bool{signer.Fingerprint: true}
-	valid, errs := a.approvals.Verify(stmt, files, now)
+	valid, errs := a.approvals.Verify(stmt, dir, approvals, now)
 	for _, ap := range valid {
 		set[ap.Signer] = true
 	}
@@ -619,6 +696,9 @@ func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *A
 		return
 	}
 	fields := map[string]any{"head": rep.Head}
+	if rep.FirstContact != "" {
+		fields["first_contact"] = rep.FirstContact
+	}
 	reason := "accepted"
 	if f := rep.Failed(); f != nil {
 		reason = f.Rule + ": " + f.Detail

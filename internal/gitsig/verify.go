@@ -48,6 +48,9 @@ type verifyPolicy struct {
 	// admitted: the object was admitted or accepted once already, so the
 	// key's validity is judged only when the signature says it was made.
 	admitted bool
+	// binaryOnly refuses OpenPGP text-mode signatures, which make messages
+	// that differ only in line endings equal.
+	binaryOnly bool
 }
 
 // PreviouslyAdmitted judges an object writ has already admitted or accepted
@@ -175,6 +178,22 @@ func (k *Keys) VerifySSH(message, armoredSig []byte, namespace string, at time.T
 	return k.verifySSH(message, armoredSig, namespace, []checkTime{{at, "checked at"}}, "message")
 }
 
+// VerifyOpenPGP checks an armored detached OpenPGP signature over message
+// by one of the OpenPGP keys, made in binary mode (gpg --detach-sign without
+// --textmode: a text-mode signature would make messages that differ only in
+// line endings equal). The key must be valid, unexpired and unrevoked, both
+// when the signature says it was made and at now.
+func (k *Keys) VerifyOpenPGP(message, armoredSig []byte, now time.Time) (Signer, error) {
+	kind, err := frameSignature(string(armoredSig), 0)
+	if err != nil {
+		return Signer{}, err
+	}
+	if kind != KindOpenPGP {
+		return Signer{}, fmt.Errorf("signature is %s, want an OpenPGP signature (%s)", kind, pgpSigBegin)
+	}
+	return k.verifyOpenPGP(message, armoredSig, now, verifyPolicy{binaryOnly: true}, "message")
+}
+
 func objectBytes(o *plumbing.MemoryObject) ([]byte, error) {
 	r, err := o.Reader()
 	if err != nil {
@@ -257,6 +276,9 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, pol verifyP
 	}
 	if sig.IssuerKeyId == nil {
 		return Signer{}, errors.New("OpenPGP signature names no issuer key")
+	}
+	if pol.binaryOnly && sig.SigType != packet.SigTypeBinary {
+		return Signer{}, fmt.Errorf("OpenPGP signature of type 0x%02x is not a binary document signature; sign without --textmode (gpg --armor --detach-sign)", byte(sig.SigType))
 	}
 	issuer := fmt.Sprintf("with key ID %016X", *sig.IssuerKeyId)
 	if len(sig.IssuerFingerprint) > 0 {

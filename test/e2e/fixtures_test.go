@@ -106,7 +106,7 @@ func (r *testRepos) Approve(identity string, version int64, content, label strin
 		key = r.keys.ForeignSSH
 	}
 	sum := sha256.Sum256([]byte(content))
-	stmt := allowlist.Statement(identity, version, hex.EncodeToString(sum[:]))
+	stmt := allowlist.Statement(identity, version, []allowlist.ManifestFile{{Path: allowlist.FileName, SHA256: hex.EncodeToString(sum[:])}})
 	sig := key.Sign(r.t, stmt, allowlist.ApprovalNamespace)
 	return allowlist.ApprovalDir(version) + "/" + label + ".sshsig", string(sig), nil
 }
