@@ -113,3 +113,47 @@ func TestRetiredKeyTagMode(t *testing.T) {
 	mustContain(t, j.log.String(), "Failed check: signature", "the key is retired")
 	j.assertNothingRan()
 }
+
+// Strict mode with allow_rollback, after a branch switch: the walk to a
+// commit that does not descend from the last admitted one covers history
+// the entry admitted before (signed by a key retired since: still
+// admitted) and new commits (judged now).
+func TestRetiredKeyStrictDivergent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.entry.Mode = "strict"
+	e.entry.SourceExtra = []string{"allow_rollback: true"}
+	weekAgo := time.Now().UTC().AddDate(0, 0, -7)
+	e.src.When = weekAgo
+	older := e.src.Commit(t, map[string]string{"x": "1"}, "older", e.signer)
+	newer := e.src.Commit(t, map[string]string{"x": "2"}, "newer", e.signer)
+	e.retire()
+	j := e.newJob(e.payload(830, newer))
+	if r := j.runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("signed history refused\n%s", j.log.String())
+	}
+	_ = os.Remove(e.canary)
+
+	// The old key retires; a new key joins. main moves to a branch off
+	// older, with one commit by the new key.
+	e.entry.Signers = []string{"retiring", "others"}
+	e.extraSigners = fmt.Sprintf("  retiring:\n    ssh:\n      - %s\n", q(e.signer.AllowedSignersLine("", yesterday())))
+	e.write()
+	e.src.Git(t, "checkout", "-q", "-B", "main", older)
+	e.src.When = time.Now().UTC().Add(-time.Hour)
+	side := e.src.Commit(t, map[string]string{"y": "1"}, "side by the new key", e.outsider)
+	j = e.newJob(e.payload(831, side))
+	if r := j.runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("history admitted before was judged again after its key retired\n%s", j.log.String())
+	}
+	_ = os.Remove(e.canary)
+
+	e.src.When = weekAgo.Add(time.Hour)
+	bad := e.src.Commit(t, map[string]string{"z": "1"}, "backdated by the retired key", e.signer)
+	j = e.newJob(e.payload(832, bad))
+	if r := j.runAll(); r.prepare != 1 {
+		t.Fatalf("new commit by a retired key admitted in strict mode\n%s", j.log.String())
+	}
+	mustContain(t, j.log.String(), "strict mode", "backdated by the retired key", "the key is retired")
+	j.assertNothingRan()
+}
