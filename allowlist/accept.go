@@ -325,8 +325,22 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		return acc, rep, err
 	}
 
-	c, checks := a.evaluate(m, head, st, now)
+	c, checks, derr := a.evaluate(m, head, st, now)
 	rep.Checks = append(rep.Checks, checks...)
+	if derr != nil {
+		// A rule that could not be evaluated because writ's mirror is
+		// damaged says nothing about the head: it is not remembered as
+		// rejected, and the next fetch rebuilds the mirror.
+		m.MarkDamaged(derr.Error())
+		rep.Checks = append(rep.Checks, Check{Rule: RuleFetch, Detail: "writ's mirror is damaged: " + derr.Error()})
+		a.log.Warn("allowlist mirror damaged; using the cached version", "error", derr)
+		acc, cerr := a.fallback(st, "writ's allowlist mirror is damaged (it is rebuilt on the next check): "+derr.Error())
+		if acc != nil {
+			acc.FromCache = true
+		}
+		a.record(ctx, "allowlist-cache", rep, acc)
+		return acc, rep, cerr
+	}
 	if st == nil || st.Commit == "" {
 		rep.FirstContact = a.firstContact(rep)
 	}
@@ -373,7 +387,7 @@ func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
 	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
 		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
 		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
-	})
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
 	if err != nil {
 		return nil, "", err
 	}
@@ -390,10 +404,23 @@ func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
 
 // evaluate applies every acceptance rule to head, in the order the issue
 // states them, stopping at the first failure.
-func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time) (*cached, []Check) {
+//
+// An error means a rule could not be evaluated because the mirror is
+// damaged (gitrepo.IsDamage): the head is then neither accepted nor
+// rejected.
+func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time) (*cached, []Check, error) {
 	var checks []Check
-	fail := func(rule, format string, args ...any) (*cached, []Check) {
-		return nil, append(checks, Check{Rule: rule, Detail: fmt.Sprintf(format, args...)})
+	var damage error
+	fail := func(rule, format string, args ...any) (*cached, []Check, error) {
+		for _, a := range args {
+			if err, ok := a.(error); ok && gitrepo.IsDamage(err) {
+				return nil, checks, err
+			}
+		}
+		if damage != nil {
+			return nil, checks, damage
+		}
+		return nil, append(checks, Check{Rule: rule, Detail: fmt.Sprintf(format, args...)}), nil
 	}
 	pass := func(rule, format string, args ...any) {
 		checks = append(checks, Check{Rule: rule, OK: true, Detail: fmt.Sprintf(format, args...)})
@@ -424,7 +451,13 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	if err != nil {
 		return fail(RuleFormat, "%s at %s: %v", FileName, short(head), err)
 	}
-	load, files := RecordLoads(func(p string) ([]byte, error) { return m.ReadFile(head, p, maxKeyFileBytes) })
+	load, files := RecordLoads(func(p string) ([]byte, error) {
+		b, err := m.ReadFile(head, p, maxKeyFileBytes)
+		if err != nil && gitrepo.IsDamage(err) {
+			damage = err
+		}
+		return b, err
+	})
 	al, err := Parse(FileName, data, load)
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
@@ -453,9 +486,12 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleApprovals, "%d of %d required approvals (%s)", len(approvers), a.cfg.Trust.Threshold, detail)
 
-	floor := a.checkFloor(m, head, al.Version)
+	floor, err := a.checkFloor(m, head, al.Version)
+	if gitrepo.IsDamage(err) {
+		return nil, checks, err
+	}
 	if checks = append(checks, floor); !floor.OK {
-		return nil, checks
+		return nil, checks, nil
 	}
 
 	if st != nil && st.Commit != "" {
@@ -488,41 +524,46 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	return &cached{
 		Commit: head, Version: al.Version, Digest: digest, Statement: stmtDigest, Signer: signer.Fingerprint,
 		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files, Parsed: al,
-	}, checks
+	}, checks, nil
 }
 
 // checkFloor applies the environment's floor: a version at least
 // allowlist.min_version, at a head that is allowlist.start_commit or
 // descends from it. The high-water mark protects an environment that has
 // accepted a version before; the floor is what protects one that has not.
-func (a *Accepter) checkFloor(m *gitrepo.Mirror, head string, version int64) Check {
+// An error is returned with the failed check when the mirror could not
+// answer.
+func (a *Accepter) checkFloor(m *gitrepo.Mirror, head string, version int64) (Check, error) {
 	cfg := a.cfg.Allowlist
 	var held []string
 	if cfg.MinVersion > 0 {
 		if version < cfg.MinVersion {
-			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("version %d is below %d, this environment's allowlist.min_version (a superseded version)", version, cfg.MinVersion)}
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("version %d is below %d, this environment's allowlist.min_version (a superseded version)", version, cfg.MinVersion)}, nil
 		}
 		held = append(held, fmt.Sprintf("version %d ≥ allowlist.min_version %d", version, cfg.MinVersion))
 	}
 	if sc := cfg.StartCommit; sc != "" {
 		if _, err := m.Commit(sc); err != nil {
+			if gitrepo.IsDamage(err) {
+				return Check{Rule: RuleFloor}, err
+			}
 			// The fetch brings the branch's whole history: a start commit
 			// missing from it is not an ancestor of the head.
-			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit (it is not in the branch's history)", short(head), short(sc))}
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit (it is not in the branch's history)", short(head), short(sc))}, nil
 		}
 		ok, err := m.IsAncestor(sc, head)
 		if err != nil {
-			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("cannot tell whether %s descends from allowlist.start_commit %s: %v", short(head), short(sc), err)}
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("cannot tell whether %s descends from allowlist.start_commit %s: %v", short(head), short(sc), err)}, err
 		}
 		if !ok {
-			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit", short(head), short(sc))}
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit", short(head), short(sc))}, nil
 		}
 		held = append(held, "descends from allowlist.start_commit "+short(sc))
 	}
 	if len(held) == 0 {
-		return Check{Rule: RuleFloor, OK: true, Detail: "none set (allowlist.min_version, allowlist.start_commit)"}
+		return Check{Rule: RuleFloor, OK: true, Detail: "none set (allowlist.min_version, allowlist.start_commit)"}, nil
 	}
-	return Check{Rule: RuleFloor, OK: true, Detail: strings.Join(held, "; ")}
+	return Check{Rule: RuleFloor, OK: true, Detail: strings.Join(held, "; ")}, nil
 }
 
 // firstContact explains a decision made with no earlier accepted version.

@@ -80,7 +80,7 @@ func TestOpenPGPApprovals(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, errs := verifyOne(t, v, stmt, approvalPath(6, "carol.asc"), sig)
-		wantRejected(t, got, errs, approvalPath(6, "carol.asc"), "not a binary document signature", "--textmode")
+		wantRejected(t, got, errs, approvalPath(6, "carol.asc"), "text mode", "--textmode")
 	})
 	t.Run("no OpenPGP keyring", func(t *testing.T) {
 		got, errs := verifyOne(t, newSSHVerifier(t), stmt, approvalPath(6, "carol.asc"), carolSig)

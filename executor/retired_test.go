@@ -102,7 +102,7 @@ func TestRetiredKeyTagMode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.entry.Mode = "tag"
-	e.entry.Refs = []string{"v2.0"}
+	e.entry.Refs = []string{"refs/tags/v2.0"}
 	e.src.When = time.Now().UTC().AddDate(0, 0, -7)
 	e.src.Tag(t, "v2.0", e.head, e.signer)
 	e.retire(yesterday())

@@ -38,7 +38,7 @@ func (f gitlabFlags) conn() (companion.Connection, error) {
 type proposeCmd struct {
 	gitlabFlags
 	Project          string `required:"" help:"Application project (path or ID)."`
-	Ref              string `required:"" help:"Branch or tag the deploy jobs run for."`
+	Ref              string `required:"" help:"Branch or tag the deploy jobs run for: refs/heads/NAME or refs/tags/NAME (a short name is a branch)."`
 	ContentRef       string `help:"Commit, branch or tag to read the CI configuration from (default --ref)."`
 	Environment      string `required:"" help:"writ environment name."`
 	RunnerTags       string `help:"Comma-separated tags of the environment's runners (default: the environment name)."`

@@ -21,6 +21,8 @@ type ProposeOptions struct {
 	// Project is the application project (path such as group/app, or ID).
 	Project string
 	// Ref is the branch or tag the deploy jobs run for; entries admit it.
+	// A full ref (refs/heads/main, refs/tags/v1.2.0) says which kind; a
+	// short name is a branch.
 	Ref string
 	// ContentRef is where the CI configuration is read from; default Ref.
 	// An application merge request sets it to its source branch to see
@@ -111,9 +113,9 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	appID := fmt.Sprint(app.ID)
 	contentRef := opts.ContentRef
 	if contentRef == "" {
-		contentRef = opts.Ref
+		contentRef = opts.shortRef()
 	}
-	lint, err := c.ciLint(ctx, appID, contentRef, opts.Ref)
+	lint, err := c.ciLint(ctx, appID, contentRef, opts.shortRef())
 	if err != nil {
 		return nil, err
 	}
@@ -311,6 +313,24 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	return res, nil
 }
 
+// fullRef is the ref entries admit: Ref when it is a full branch or tag
+// ref, else the branch of that name. Parse refuses anything else with a
+// message that says what to write.
+func (o *ProposeOptions) fullRef() string {
+	if _, _, ok := allowlist.SplitRef(o.Ref); ok {
+		return o.Ref
+	}
+	return allowlist.BranchPrefix + o.Ref
+}
+
+// shortRef is Ref as GitLab's API names it (main, v1.2.0).
+func (o *ProposeOptions) shortRef() string {
+	if _, short, ok := allowlist.SplitRef(o.Ref); ok {
+		return short
+	}
+	return o.Ref
+}
+
 func (o *ProposeOptions) check() error {
 	var missing []string
 	if o.Project == "" {
@@ -349,7 +369,7 @@ func (o *ProposeOptions) entries(app *projectInfo, jobs []*ciJob, old *allowlist
 			Name: EntryName(app.Path, j.Name, o.Environment),
 			Match: allowlist.Match{
 				Project: app.Path, Job: j.Name,
-				Environments: []string{o.Environment}, Refs: []string{o.Ref},
+				Environments: []string{o.Environment}, Refs: []string{o.fullRef()},
 			},
 			Definition: j.Def,
 			Source: allowlist.Source{
@@ -388,8 +408,8 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 		e.Match.Environments = append([]string(nil), prev.Match.Environments...)
 	}
 	refs := append([]string(nil), prev.Match.Refs...)
-	if !contains(refs, o.Ref) {
-		refs = append(refs, o.Ref)
+	if !contains(refs, o.fullRef()) {
+		refs = append(refs, o.fullRef())
 	}
 	e.Match.Refs = refs
 	src := prev.Source

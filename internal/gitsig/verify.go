@@ -48,9 +48,6 @@ type verifyPolicy struct {
 	// admitted: the object was admitted or accepted once already, so the
 	// key's validity is judged only when the signature says it was made.
 	admitted bool
-	// binaryOnly refuses OpenPGP text-mode signatures, which make messages
-	// that differ only in line endings equal.
-	binaryOnly bool
 }
 
 // PreviouslyAdmitted judges an object writ has already admitted or accepted
@@ -111,6 +108,7 @@ func (k *Keys) verifyCommit(c *object.Commit, now time.Time, pol verifyPolicy) (
 // extra counts signature blocks found elsewhere in the object. signedAt is
 // the object's own date, the only time an SSH signature states.
 func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now time.Time, pol verifyPolicy, what string) (Signer, error) {
+	sig = trimArmorBlanks(sig)
 	kind, err := frameSignature(sig, extra)
 	if err != nil {
 		return Signer{}, err
@@ -121,9 +119,9 @@ func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now t
 	case KindSSH:
 		// The object's date is the signer's word: a retired key can write
 		// any date. A new decision therefore also needs the key valid now.
-		times := []checkTime{{signedAt, "the " + what + " is dated"}}
+		times := []checkTime{{signedAt, gitWindowMargin, "the " + what + " is dated"}}
 		if !pol.admitted {
-			times = append(times, checkTime{now, "it is now"})
+			times = append(times, checkTime{now, 0, "it is now"})
 		}
 		return k.verifySSH(payload, []byte(sig), GitNamespace, times, what)
 	}
@@ -175,14 +173,13 @@ func (k *Keys) VerifySSH(message, armoredSig []byte, namespace string, at time.T
 	if kind != KindSSH {
 		return Signer{}, fmt.Errorf("signature is %s, want an SSH signature (%s)", kind, sshSigBegin)
 	}
-	return k.verifySSH(message, armoredSig, namespace, []checkTime{{at, "checked at"}}, "message")
+	return k.verifySSH(message, armoredSig, namespace, []checkTime{{at, 0, "checked at"}}, "message")
 }
 
 // VerifyOpenPGP checks an armored detached OpenPGP signature over message
-// by one of the OpenPGP keys, made in binary mode (gpg --detach-sign without
-// --textmode: a text-mode signature would make messages that differ only in
-// line endings equal). The key must be valid, unexpired and unrevoked, both
-// when the signature says it was made and at now.
+// by one of the OpenPGP keys, made in binary mode (text-mode signatures are
+// refused, as for commits). The key must be valid, unexpired and unrevoked,
+// both when the signature says it was made and at now.
 func (k *Keys) VerifyOpenPGP(message, armoredSig []byte, now time.Time) (Signer, error) {
 	kind, err := frameSignature(string(armoredSig), 0)
 	if err != nil {
@@ -191,7 +188,7 @@ func (k *Keys) VerifyOpenPGP(message, armoredSig []byte, now time.Time) (Signer,
 	if kind != KindOpenPGP {
 		return Signer{}, fmt.Errorf("signature is %s, want an OpenPGP signature (%s)", kind, pgpSigBegin)
 	}
-	return k.verifyOpenPGP(message, armoredSig, now, verifyPolicy{binaryOnly: true}, "message")
+	return k.verifyOpenPGP(message, armoredSig, now, verifyPolicy{}, "message")
 }
 
 func objectBytes(o *plumbing.MemoryObject) ([]byte, error) {
@@ -270,15 +267,15 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, pol verifyP
 	if err != nil {
 		return Signer{}, fmt.Errorf("OpenPGP signature armor: %v", err)
 	}
+	if err := checkArmorChecksum(string(armored), body); err != nil {
+		return Signer{}, fmt.Errorf("OpenPGP signature: %v", err)
+	}
 	sig, err := parseOneSignaturePacket(body)
 	if err != nil {
 		return Signer{}, err
 	}
 	if sig.IssuerKeyId == nil {
 		return Signer{}, errors.New("OpenPGP signature names no issuer key")
-	}
-	if pol.binaryOnly && sig.SigType != packet.SigTypeBinary {
-		return Signer{}, fmt.Errorf("OpenPGP signature of type 0x%02x is not a binary document signature; sign without --textmode (gpg --armor --detach-sign)", byte(sig.SigType))
 	}
 	issuer := fmt.Sprintf("with key ID %016X", *sig.IssuerKeyId)
 	if len(sig.IssuerFingerprint) > 0 {
@@ -357,7 +354,12 @@ func parseOneSignaturePacket(body []byte) (*packet.Signature, error) {
 		return nil, fmt.Errorf("OpenPGP signature block holds a %T, not a signature", p)
 	}
 	switch sig.SigType {
-	case packet.SigTypeBinary, packet.SigTypeText:
+	case packet.SigTypeBinary:
+	case packet.SigTypeText:
+		// A canonical-text signature still verifies after the signed
+		// object's line endings change (LF to CRLF), so two different
+		// objects would carry one valid signature. git signs in binary.
+		return nil, errors.New("OpenPGP signature is in text mode (canonical text): git signs commits and tags in binary mode, and a text-mode signature also verifies over the object with its line endings changed; sign again with git commit -S or git tag -s, without --textmode in gpg.conf")
 	default:
 		return nil, fmt.Errorf("OpenPGP signature of type 0x%02x is not a document signature", byte(sig.SigType))
 	}
@@ -424,11 +426,21 @@ func checkLifetime(pk *packet.PublicKey, self *packet.Signature, t time.Time, na
 
 func sshFingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 
-// checkTime is a time a key's validity window must contain, and how a
-// refusal names it.
+// gitWindowMargin is how far inside an allowed_signers validity window a
+// git object's date must be. git hands ssh-keygen the commit or tag date
+// as local wall-clock time, which ssh-keygen reads as standard time, so on
+// a host whose zone keeps daylight saving time git judges the date one
+// hour off (later in a northern summer; earlier where the zone data marks
+// winter as the saving time). Keeping an hour from both ends, writ never
+// admits a signature that git on some host would refuse.
+const gitWindowMargin = time.Hour
+
+// checkTime is a time a key's validity window must contain, at least
+// margin inside it, and how a refusal names it.
 type checkTime struct {
-	t     time.Time
-	label string
+	t      time.Time
+	margin time.Duration
+	label  string
 }
 
 // verifySSH checks an armored SSHSIG over payload in namespace, by a key
@@ -477,7 +489,8 @@ func (k *Keys) verifySSH(payload, armored []byte, namespace string, times []chec
 }
 
 // sshPolicy says why s does not permit a signature in namespace at every
-// time of times, or "" if it does.
+// time of times, each its margin inside the validity window, or "" if it
+// does.
 func sshPolicy(s AllowedSigner, namespace string, times []checkTime) string {
 	if len(s.Namespaces) > 0 {
 		ok := false
@@ -492,12 +505,19 @@ func sshPolicy(s AllowedSigner, namespace string, times []checkTime) string {
 		}
 	}
 	for _, at := range times {
-		if !s.ValidAfter.IsZero() && at.t.Before(s.ValidAfter) {
-			return fmt.Sprintf("valid-after %s, but %s %s", s.ValidAfter.UTC().Format(timeFormat), at.label, at.t.UTC().Format(timeFormat))
+		if !s.ValidAfter.IsZero() && at.t.Before(s.ValidAfter.Add(at.margin)) {
+			return fmt.Sprintf("valid-after %s, but %s %s%s", s.ValidAfter.UTC().Format(timeFormat), at.label, at.t.UTC().Format(timeFormat), marginNote(at.margin))
 		}
-		if !s.ValidBefore.IsZero() && at.t.After(s.ValidBefore) {
-			return fmt.Sprintf("valid-before %s, but %s %s (the key is retired)", s.ValidBefore.UTC().Format(timeFormat), at.label, at.t.UTC().Format(timeFormat))
+		if !s.ValidBefore.IsZero() && at.t.After(s.ValidBefore.Add(-at.margin)) {
+			return fmt.Sprintf("valid-before %s, but %s %s (the key is retired)%s", s.ValidBefore.UTC().Format(timeFormat), at.label, at.t.UTC().Format(timeFormat), marginNote(at.margin))
 		}
 	}
 	return ""
+}
+
+func marginNote(margin time.Duration) string {
+	if margin == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (a git object's date must be %s inside the window, as git reads dates one hour off on hosts with daylight saving time)", margin)
 }
