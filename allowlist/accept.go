@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/hashicorp/go-hclog"
 
@@ -51,6 +52,8 @@ const (
 const (
 	maxAllowlistBytes = 64 << 20
 	maxKeyFileBytes   = 1 << 20
+	// maxHistoryCommits bounds the walk that proves a start commit absent.
+	maxHistoryCommits = 100000
 )
 
 // Check is the outcome of one acceptance rule.
@@ -544,11 +547,15 @@ func (a *Accepter) checkFloor(m *gitrepo.Mirror, head string, version int64) (Ch
 	}
 	if sc := cfg.StartCommit; sc != "" {
 		if _, err := m.Commit(sc); err != nil {
-			if gitrepo.IsDamage(err) {
+			// A start commit missing from the mirror is no ancestor of
+			// the head if the head's whole history is there without it;
+			// anything else is a damaged mirror, not a verdict.
+			if !errors.Is(err, plumbing.ErrObjectNotFound) {
 				return Check{Rule: RuleFloor}, err
 			}
-			// The fetch brings the branch's whole history: a start commit
-			// missing from it is not an ancestor of the head.
+			if _, werr := m.CommitsBetween("", head, maxHistoryCommits); werr != nil {
+				return Check{Rule: RuleFloor, Detail: fmt.Sprintf("cannot tell whether %s descends from allowlist.start_commit %s: %v", short(head), short(sc), werr)}, werr
+			}
 			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit (it is not in the branch's history)", short(head), short(sc))}, nil
 		}
 		ok, err := m.IsAncestor(sc, head)
