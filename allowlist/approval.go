@@ -666,11 +666,11 @@ func ParseBundle(data []byte) (*bundle.Bundle, error) {
 type Approval struct {
 	// File is the approval file's path in the allowlist repository.
 	File string
-	// Kind is KindSSH or KindSigstore.
+	// Kind is KindSSH, KindOpenPGP or KindSigstore.
 	Kind string
 	// Signer is the approving key's fingerprint: "SHA256:…" (as ssh-keygen -l
-	// prints it) for SSH, "sigstore:<hex SHA-256 of the DER public key>" for
-	// Sigstore.
+	// prints it) for SSH, the primary key's fingerprint in upper-case hex for
+	// OpenPGP, "sigstore:<hex SHA-256 of the DER public key>" for Sigstore.
 	Signer string
 }
 
@@ -687,7 +687,7 @@ func (e *ApprovalError) Unwrap() error { return e.Err }
 // once; Verify is safe for concurrent use.
 type ApprovalVerifier struct {
 	keys       *gitsig.Keys
-	sshTrusted map[string]bool // fingerprints of keys' keys
+	sshTrusted map[string]bool // fingerprints of the trusted SSH and OpenPGP keys
 	sigstore   []sigstoreKey
 }
 
