@@ -84,7 +84,7 @@ func TestRetiredRootKeys(t *testing.T) {
 		}
 		// The verified cache is lost: the head is verified again, as of its
 		// acceptance (signature at its date, approvals when accepted).
-		if err := os.Remove(filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.gob")); err != nil {
+		if err := os.Remove(filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.store")); err != nil {
 			t.Fatal(err)
 		}
 		if acc := mustAccept(t, w.accepter(), 1); acc.Commit != v1 || len(acc.Approvers) != 2 {
@@ -268,7 +268,7 @@ func TestFirstContactFloor(t *testing.T) {
 		w.cfg.Allowlist.MinVersion = 2
 		// The floor also holds for a head accepted before: its cache lost,
 		// version 1 is not accepted again.
-		if err := os.Remove(filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.gob")); err != nil {
+		if err := os.Remove(filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.store")); err != nil {
 			t.Fatal(err)
 		}
 		acc, rep, err := w.accepter().Refresh(context.Background())
