@@ -30,7 +30,7 @@ func testHost(t *testing.T) (*Host, string) {
 	dir := t.TempDir()
 	work := filepath.Join(dir, "state", "sandbox")
 	h := &Host{HostPaths: DefaultHostPaths, Work: work, PidsMax: 256, MemoryMax: 512 << 20, TmpSize: 64 << 20,
-		Hide: []string{"/etc/shadow", filepath.Join(dir, "state")}}
+		Hide: []string{"/etc/shadow", "/etc/apt", filepath.Join(dir, "state")}}
 	build := filepath.Join(dir, "builds", "1")
 	if err := os.MkdirAll(build, 0o700); err != nil {
 		t.Fatal(err)
@@ -93,6 +93,7 @@ touch ok-build && echo build-writable
 touch /tmp/x && echo tmp-writable
 touch /etc/x 2>/dev/null || echo etc-readonly
 test -s /etc/shadow && echo shadow-visible || echo shadow-hidden
+test -z "$(ls -A /etc/apt)" && echo etc-apt-masked || echo etc-apt-visible
 ls /var 2>/dev/null || echo no-var
 test -e `+filepath.Dir(h.Work)+` && echo state-visible || echo state-hidden
 cat `+RunDir+`/v; echo
@@ -104,7 +105,7 @@ cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '
 	for _, want := range []string{
 		"id=2000000123:2000000123 groups=2000000123",
 		"NoNewPrivs: 1", "CapBnd: 0000000000000000", "CapEff: 0000000000000000",
-		"build-writable", "tmp-writable", "etc-readonly", "shadow-hidden", "no-var", "state-hidden", "s3cret",
+		"build-writable", "tmp-writable", "etc-readonly", "shadow-hidden", "etc-apt-masked", "no-var", "state-hidden", "s3cret",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
