@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -84,7 +85,11 @@ func (m *Mirror) ReadFile(commit, path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// The blob's size is known: read into a buffer of that size rather
+	// than growing one (a large allowlist would otherwise cost twice).
+	buf := bytes.NewBuffer(make([]byte, 0, blob.Size+1))
+	_, err = io.Copy(buf, io.LimitReader(r, limit+1))
+	data := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("read %s at commit %s: %w", path, commit, err)
 	}
