@@ -511,3 +511,23 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A blob whose content on disk no longer hashes to its name (a damaged
+// cache) never reaches the build directory or a decision.
+func TestReadAndCheckoutVerifyBlobHashes(t *testing.T) {
+	t.Parallel()
+	r := testkeys.GitRepo(t)
+	head := r.Commit(t, map[string]string{"a.txt": "hello\n"}, "one", nil)
+	blob := strings.TrimSpace(r.Git(t, "rev-parse", head+":a.txt"))
+	obj := filepath.Join(r.Path, ".git", "objects", blob[:2], blob[2:])
+	must(t, os.Chmod(obj, 0o600))
+	must(t, os.WriteFile(obj, deflate(t, []byte("blob 6\x00HELLO\n")), 0o600))
+	m := localMirror(t, filepath.Join(r.Path, ".git"))
+	if _, err := m.ReadFile(head, "a.txt", 1<<10); !errors.Is(err, ErrDamaged) || !IsDamage(err) {
+		t.Fatalf("ReadFile of a damaged blob: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "co")
+	if err := m.Checkout(head, dir); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Checkout of a damaged blob: %v", err)
+	}
+}

@@ -34,6 +34,9 @@ func guardPack(r io.Reader, w io.Writer, lim Limits) error {
 	return g.run()
 }
 
+// maxHeldBack bounds the bytes held back while a delta's sizes are read.
+const maxHeldBack = 1 << 20
+
 // countingReader refuses more than max bytes.
 type countingReader struct {
 	r   io.Reader
@@ -156,7 +159,9 @@ func (g *packGuard) object(i int64) error {
 				return &LimitError{Limit: "max_object_bytes", Max: g.lim.MaxObjectBytes, Got: target, What: fmt.Sprintf("size of the object delta %d builds", i)}
 			case ok:
 				checked = true
-			case len(head) >= 20 || rerr == io.EOF:
+			case len(head) >= 20 || rerr == io.EOF || len(g.pending) > maxHeldBack:
+				// (Empty deflate blocks could otherwise make the guard hold
+				// back any number of bytes.)
 				return fmt.Errorf("object %d (%s) is not a valid delta", i, typeNames[typ])
 			}
 		}
