@@ -531,3 +531,40 @@ func TestReadAndCheckoutVerifyBlobHashes(t *testing.T) {
 		t.Fatalf("Checkout of a damaged blob: %v", err)
 	}
 }
+
+// emptyBlocks is a zlib stream of n empty stored deflate blocks: it takes
+// 5n bytes and inflates to nothing.
+func emptyBlocks(n int) []byte {
+	b := []byte{0x78, 0x01}
+	for range n {
+		b = append(b, 0x00, 0x00, 0x00, 0xff, 0xff)
+	}
+	return append(b, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1)
+}
+
+// Bytes that inflate to nothing are handed on or refused as they come,
+// never piled up in memory.
+// Not parallel: it measures the heap.
+func TestFetchEmptyDeflateBlocksStayBounded(t *testing.T) {
+	r, hs := linearRepo(t, 1)
+	h := newHostile(t, r)
+	h.refs = map[string]string{"refs/heads/main": hs[0]}
+	for _, tc := range []struct {
+		obj  packObject
+		want string
+	}{
+		{packObject{typ: objBlob, size: 0, data: emptyBlocks(2 << 20)}, "incomplete"},
+		{packObject{typ: objRefDelta, size: 6, base: make([]byte, 20), data: emptyBlocks(2 << 20)}, "sizes were not found"},
+	} {
+		h.pack = craftPack(-1, tc.obj)
+		h.set("pack")
+		m := mustMirror(t, h.url, Auth{})
+		var err error
+		peak := peakHeap(func() { err = m.Fetch(ctxTimeout(t, 30*time.Second), mainSpec) })
+		wantErr(t, err, tc.want)
+		if peak > 16<<20 {
+			t.Fatalf("a 10 MB pack of empty blocks took %d MiB", peak>>20)
+		}
+		assertClean(t, m, "")
+	}
+}
