@@ -162,11 +162,16 @@ func digest(content string) string {
 
 func statement(t testing.TB, version int, content string) []byte {
 	t.Helper()
-	st, err := allowlist.NewStatement(identity, int64(version), digest(content))
+	st, err := allowlist.NewStatement(identity, int64(version), yamlOnly(content))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// yamlOnly is the manifest of an allowlist.yaml that loads no key file.
+func yamlOnly(content string) []allowlist.ManifestFile {
+	return allowlist.Manifest(map[string][]byte{allowlist.FileName: []byte(content)})
 }
 
 // sshApproval is the path and content of an SSH approval of content.
@@ -340,7 +345,7 @@ func TestApprovalOverOtherContentOrVersion(t *testing.T) {
 	w.repo.Commit(t, map[string]string{p: string(sig)}, "v1 again", w.alice)
 	mustRefuse(t, a, allowlist.RuleApprovals, "1 of 2")
 	// ...and this content under another repository identity.
-	other, err := allowlist.NewStatement("evil/fork", 1, digest(content))
+	other, err := allowlist.NewStatement("evil/fork", 1, yamlOnly(content))
 	if err != nil {
 		t.Fatal(err)
 	}
