@@ -169,6 +169,10 @@ func FuzzParseAllowedSigners(f *testing.F) {
 	f.Add([]byte(`"a b,c" namespaces="git,file",valid-after="20240101Z" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP`))
 	f.Add([]byte("# only a comment\n\n\t\n"))
 	f.Add([]byte("a@x cert-authority ssh-ed25519 AAAA\n"))
+	// Forms read as ssh-keygen reads them, and forms refused.
+	f.Add([]byte("# crlf\r\na@x Namespaces=\"git,a\\\"b\",valid-after=\"20240101utc\",valid-before=\"202501011200z\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP\r\n"))
+	f.Add([]byte("!a@x,*@y,a?b ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP\n"))
+	f.Add([]byte(`a@x valid-after="202511020130",namespaces="git\"" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := ParseAllowedSigners(data)
 		if err != nil {
@@ -187,6 +191,16 @@ func FuzzParseAllowedSigners(f *testing.F) {
 				t.Fatalf("line %d out of order or range (prev %d, lines %d)", s.Line, prev, lines)
 			}
 			prev = s.Line
+			for _, p := range s.Principals {
+				if p == "" || strings.ContainsAny(p, patternChars+`"`) {
+					t.Fatalf("bad principal %q accepted", p)
+				}
+			}
+			for _, tm := range []time.Time{s.ValidAfter, s.ValidBefore} {
+				if !tm.IsZero() && tm.Location() != time.UTC {
+					t.Fatalf("validity time %v is not UTC", tm)
+				}
+			}
 			for _, ns := range s.Namespaces {
 				if ns == "" || strings.ContainsAny(ns, "*?!") {
 					t.Fatalf("bad namespace %q accepted", ns)
