@@ -519,6 +519,18 @@ func openpgpCases() []tcase {
 		ok("openpgp/ed25519 primary key", pgpCommit(func(w *world) *testkeys.GPG { return w.pgp })),
 		ok("openpgp/rsa2048 primary key", pgpCommit(func(w *world) *testkeys.GPG { return w.pgpRSA })),
 		ok("openpgp/signing subkey", pgpCommit(func(w *world) *testkeys.GPG { return w.subkeyKey("Sub Signer") })),
+		ok("openpgp/certify-only primary, signing subkey", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Cert Only", "certonly@example.com", testkeys.CertifyOnly(), testkeys.SigningSubkey())
+		})),
+		ok("openpgp/ecdsa nistp256 primary key", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Nist P256", "p256@example.com", testkeys.Algorithm("nistp256"))
+		})),
+		ok("openpgp/ecdsa brainpoolP256r1 primary key", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Brainpool", "bp256@example.com", testkeys.Algorithm("brainpoolP256r1"))
+		})),
+		ok("openpgp/ecdsa nistp384 primary key", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Nist P384", "p384@example.com", testkeys.Algorithm("nistp384"))
+		})),
 		ok("openpgp/key that expires in 2099", pgpCommit(func(w *world) *testkeys.GPG {
 			g := testkeys.GPGKey(w.t, "Later Expiry", "later@example.com")
 			w.gpgRun(g, "", nil, "--quick-set-expire", g.Fingerprint, "2099-01-01")
@@ -572,6 +584,22 @@ func openpgpCases() []tcase {
 			g := w.subkeyKey("Rebound Sub")
 			c := w.commit(g)
 			return fixture{hash: c, keyrings: [][]byte{w.rebind(g, w.resign)}}
+		}),
+		no("openpgp/primary key that signed, now flagged certify-only", func(w *world) fixture {
+			g := testkeys.GPGKey(w.t, "Unflagged", "unflagged@example.com")
+			c := w.commit(g)
+			return fixture{hash: c, keyrings: [][]byte{w.edited(g, w.unflagPrimary)}}
+		}),
+		ok("openpgp/primary user ID self-signature signed again, unchanged", func(w *world) fixture {
+			g := testkeys.GPGKey(w.t, "Resigned", "resigned@example.com")
+			c := w.commit(g)
+			return fixture{hash: c, keyrings: [][]byte{w.edited(g, func(e *openpgp.Entity) {
+				for name, id := range e.Identities {
+					if err := id.SelfSignature.SignUserId(name, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+						w.t.Fatal(err)
+					}
+				}
+			})}}
 		}),
 		no("openpgp/key not in the keyring", func(w *world) fixture {
 			return fixture{hash: w.commit(w.pgpMallory), keyrings: [][]byte{w.pgp.ArmoredPublic}}

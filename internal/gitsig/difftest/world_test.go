@@ -177,15 +177,23 @@ func (w *world) subkeyKey(name string) *testkeys.GPG {
 // whose owner (or an attacker holding a copy of the key file) changed
 // what gpg made.
 func (w *world) rebind(g *testkeys.GPG, edit func(e *openpgp.Entity, sub *openpgp.Subkey)) []byte {
+	return w.edited(g, func(e *openpgp.Entity) {
+		if len(e.Subkeys) != 1 {
+			w.t.Fatalf("%s: %d subkeys", g.UID, len(e.Subkeys))
+		}
+		edit(e, &e.Subkeys[0])
+	})
+}
+
+// edited is g's public key, armored, after edit changes the entity read
+// from gpg's export of the secret key.
+func (w *world) edited(g *testkeys.GPG, edit func(e *openpgp.Entity)) []byte {
 	secret := w.gpgRun(g, "", nil, "--export-secret-keys", g.Fingerprint)
 	e, err := openpgp.ReadEntity(packet.NewReader(bytes.NewReader(secret)))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if len(e.Subkeys) != 1 {
-		w.t.Fatalf("%s: %d subkeys", g.UID, len(e.Subkeys))
-	}
-	edit(e, &e.Subkeys[0])
+	edit(e)
 	var buf bytes.Buffer
 	aw, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
 	if err != nil {
@@ -203,6 +211,17 @@ func (w *world) rebind(g *testkeys.GPG, edit func(e *openpgp.Entity, sub *openpg
 func (w *world) resign(e *openpgp.Entity, sub *openpgp.Subkey) {
 	if err := sub.Sig.SignKey(sub.PublicKey, e.PrivateKey, nil); err != nil {
 		w.t.Fatal(err)
+	}
+}
+
+// unflagPrimary signs the primary user ID's self-signature again without
+// the sign flag, keeping its date.
+func (w *world) unflagPrimary(e *openpgp.Entity) {
+	for name, id := range e.Identities {
+		id.SelfSignature.FlagSign = false
+		if err := id.SelfSignature.SignUserId(name, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+			w.t.Fatal(err)
+		}
 	}
 }
 
