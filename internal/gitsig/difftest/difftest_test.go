@@ -2,13 +2,16 @@ package difftest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	_ "time/tzdata" // the zones below, whatever the host has installed
@@ -79,10 +82,7 @@ func TestDifferential(t *testing.T) {
 		names[c.name] = true
 		fixtures[i] = c.build(w)
 	}
-	refs := make([]*reference, len(cs))
-	for i := range cs {
-		refs[i] = newReference(t, w, fixtures[i])
-	}
+	refs := newReferences(t, w, fixtures)
 	built := time.Since(start)
 
 	results := make(map[string][]result, len(zones))
@@ -254,20 +254,36 @@ type reference struct {
 	gnupg   string
 }
 
-func newReference(t *testing.T, w *world, fx fixture) *reference {
-	t.Helper()
-	// Short paths: gpg puts sockets in GNUPGHOME.
-	dir, err := os.MkdirTemp("", "dt-")
-	if err != nil {
+// newReferences makes the cases' reference trust material, importing the
+// keyrings with as many gpg processes at once as there are CPUs.
+func newReferences(t *testing.T, w *world, fxs []fixture) []*reference {
+	dir := t.TempDir()
+	refs := make([]*reference, len(fxs))
+	errs := make([]error, len(fxs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range fxs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			refs[i], errs[i] = newReference(w, fxs[i], filepath.Join(dir, fmt.Sprint(i)))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	return refs
+}
+
+func newReference(w *world, fx fixture, dir string) (*reference, error) {
 	r := &reference{w: w, fx: fx, signers: filepath.Join(dir, "allowed_signers"), gnupg: filepath.Join(dir, "g")}
-	if err := os.WriteFile(r.signers, []byte(fx.signers), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.MkdirAll(r.gnupg, 0o700); err != nil {
+		return nil, err
 	}
-	if err := os.Mkdir(r.gnupg, 0o700); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(r.signers, []byte(fx.signers), 0o600); err != nil {
+		return nil, err
 	}
 	for _, k := range fx.keyrings {
 		// A keyring gpg cannot import leaves it without the key; the
@@ -276,7 +292,7 @@ func newReference(t *testing.T, w *world, fx fixture) *reference {
 		cmd.Stdin = bytes.NewReader(k)
 		_ = cmd.Run()
 	}
-	return r
+	return r, nil
 }
 
 var (
