@@ -10,6 +10,8 @@ command -v gpg-agent >/dev/null || need+=(gpg-agent)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v bash >/dev/null || need+=(bash)
 command -v npm >/dev/null || need+=(npm)
+# The differential signature suite runs git, gpg and ssh-keygen under TZ=America/New_York.
+[ -e /usr/share/zoneinfo/America/New_York ] || need+=(tzdata)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

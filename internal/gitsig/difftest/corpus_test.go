@@ -737,6 +737,21 @@ func tagCases() []tcase {
 				return append(fake, w.pgp.Sign(w.t, fake)...)
 			})}
 		}),
+		ok("tags/openpgp with blanks after armor lines", func(w *world) fixture {
+			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
+				return append(p, mapLines(s, trailingBlanks)...)
+			})}
+		}),
+		ok("tags/ssh with blanks after body and END lines", func(w *world) fixture {
+			return fixture{tag: true, signers: aliceSigners(w), hash: w.rawTag(w.alice, func(p, s []byte) []byte {
+				return append(p, mapLines(s, func(i int, l string) string {
+					if i == 0 {
+						return l
+					}
+					return l + "  "
+				})...)
+			})}
+		}),
 		stricter("tags/openpgp text mode", whyTextMode, func(w *world) fixture {
 			return fixture{tag: true, hash: w.tag(w.gpgWith(w.pgp, "--textmode"), t0), keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),

@@ -67,6 +67,13 @@ func TestDifferential(t *testing.T) {
 			t.Fatalf("%s is needed (scripts/deps.sh installs it): %v", tool, err)
 		}
 	}
+	for _, zone := range zones {
+		// TZ names a file of the system's zone database; without it the
+		// tools would run in UTC and the zones would not differ.
+		if _, err := os.Stat(filepath.Join("/usr/share/zoneinfo", zone)); zone != "UTC" && err != nil {
+			t.Fatalf("time zone %s is missing for git, gpg and ssh-keygen (scripts/deps.sh installs tzdata): %v", zone, err)
+		}
+	}
 	start := time.Now()
 	w := newWorld(t)
 	cs := corpus()
