@@ -90,6 +90,10 @@ func ParseAllowedSigners(data []byte) ([]AllowedSigner, error) {
 			case r == '\t':
 			case unicode.IsControl(r):
 				return nil, fmt.Errorf("allowed_signers line %d: control character %U", n, r)
+			case unicode.Is(unicode.Cf, r):
+				// A byte order mark, zero-width or bidi character makes
+				// a name look like another one; ssh-keygen keeps it.
+				return nil, fmt.Errorf("allowed_signers line %d: invisible formatting character %U; remove it (save the file as UTF-8 without a byte order mark)", n, r)
 			}
 		}
 		line := strings.TrimLeft(string(raw), " \t")

@@ -91,6 +91,8 @@ func TestParseAllowedSignersErrors(t *testing.T) {
 		{"lone CR", "a@x " + line + "\r\r\n", "line 1: carriage return"},
 		{"control char", "# ok\na@x " + line + " comment\x01", "line 2: control character"},
 		{"C1 control", "a@x " + line + " \u0085", "control character"},
+		{"byte order mark", "\ufeffa@x " + line, "line 1: invisible formatting character U+FEFF"},
+		{"bidi override", "# ok\na\u202e@x " + line, "line 2: invisible formatting character U+202E"},
 		{"invalid utf8", "a@x " + line + " \xff", "UTF-8"},
 		{"no key", "a@x", "without a key"},
 		{"only options", `a@x namespaces="git"`, "missing key"},

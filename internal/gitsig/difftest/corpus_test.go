@@ -28,6 +28,7 @@ const (
 	whyArmoredKey = "OpenPGP keyrings must be armored public keys"
 	whyFuture     = "an OpenPGP signature dated more than 10 minutes in the future is refused"
 	whyEmptyName  = "an empty principal name is refused"
+	whyInvisible  = "invisible formatting characters (byte order mark, zero-width, bidi) are refused"
 	whyMargin     = "a git object's date must be an hour inside an SSH validity window: git passes ssh-keygen the date in local time, which it reads as standard time (one hour off under daylight saving time)"
 )
 
@@ -125,6 +126,8 @@ func syntaxCases() []tcase {
 		ok("syntax/comments and blank lines", sshFile(func(w *world) string {
 			return "# trusted signers\n\n   # indented comment\n\n" + line("alice@example.com", "", w.alice) + "\n\n"
 		})),
+		stricter("syntax/byte order mark", whyInvisible, sshFile(func(w *world) string { return "\ufeff# signers\n" + line("alice@example.com", "", w.alice) + "\n" })),
+		stricter("syntax/right-to-left override in a principal", whyInvisible, aliceLine("alice@example.com\u202e", "")),
 		ok("syntax/no final newline", sshFile(func(w *world) string { return line("alice@example.com", "", w.alice) })),
 		ok("syntax/CRLF line endings", sshFile(func(w *world) string {
 			return "# signers\r\n" + line("alice@example.com", `namespaces="git"`, w.alice) + " laptop\r\n" + line("bob@example.com", "", w.bob) + "\r\n"
@@ -601,6 +604,19 @@ func openpgpCases() []tcase {
 				}
 			})}}
 		}),
+		ok("openpgp/signature with a notation", pgpCommit(func(w *world) *testkeys.GPG {
+			return w.gpgWith(w.pgp, "--sig-notation", "reviewed@example.com=yes")
+		})),
+		no("openpgp/signature with a critical notation", pgpCommit(func(w *world) *testkeys.GPG {
+			return w.gpgWith(w.pgp, "--sig-notation", "'!reviewed@example.com=yes'")
+		})),
+		ok("openpgp/one of two user IDs revoked", pgpCommit(func(w *world) *testkeys.GPG {
+			g := testkeys.GPGKey(w.t, "Two Ids", "twoids@example.com")
+			w.gpgRun(g, "", nil, "--quick-add-uid", g.Fingerprint, "Old Id <old-id@example.com>")
+			w.gpgRun(g, "", nil, "--quick-revoke-uid", g.Fingerprint, "Old Id <old-id@example.com>")
+			g.ArmoredPublic = w.gpgRun(g, "", nil, "--armor", "--export", g.Fingerprint)
+			return g
+		})),
 		no("openpgp/key not in the keyring", func(w *world) fixture {
 			return fixture{hash: w.commit(w.pgpMallory), keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
