@@ -233,7 +233,7 @@ func judgeWrit(w *world, fx fixture) verdict {
 		if err != nil {
 			return verdict{detail: "read tag: " + err.Error()}
 		}
-		s, err = keys.VerifyTag(tag, time.Now())
+		s, err = keys.VerifyTag(tag, judgedAt(tag.PGPSignature, tag.Tagger.When))
 		if err != nil {
 			return verdict{detail: err.Error()}
 		}
@@ -242,7 +242,7 @@ func judgeWrit(w *world, fx fixture) verdict {
 		if err != nil {
 			return verdict{detail: "read commit: " + err.Error()}
 		}
-		s, err = keys.VerifyCommit(c, time.Now())
+		s, err = keys.VerifyCommit(c, judgedAt(c.PGPSignature, c.Committer.When))
 		if err != nil {
 			return verdict{detail: err.Error()}
 		}
@@ -252,6 +252,18 @@ func judgeWrit(w *world, fx fixture) verdict {
 		signer = s.Fingerprint
 	}
 	return verdict{ok: true, detail: fmt.Sprintf("%s %s (%s)", s.Kind, s.Fingerprint, s.Principal), signer: signer}
+}
+
+// judgedAt is the time writ judges an object at, the time the reference
+// judges it at: gpg checks OpenPGP keys at the real time, but git has
+// ssh-keygen check an SSH key only at the object's own date, and never at
+// now. Judged at the object's date, writ's own checks at now (which git
+// does not make) cannot hide a difference at the object's date.
+func judgedAt(sig string, date time.Time) time.Time {
+	if strings.HasPrefix(sig, "-----BEGIN SSH SIGNATURE-----") {
+		return date
+	}
+	return time.Now()
 }
 
 // reference is a case's trust material as git reads it: an
