@@ -106,16 +106,19 @@ func TestVerifyCommitSSHWindowMargin(t *testing.T) {
 	r := testkeys.GitRepo(t)
 	r.When = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	c := openCommit(t, r, r.Commit(t, map[string]string{"a.txt": "a"}, "signed", k))
+	// Judged as of the commit's date, so that only the commit date is
+	// checked against the window (as git checks it), whatever writ also
+	// requires at now.
+	at := c.Committer.When
 	for _, opt := range []string{`valid-after="202503011130Z"`, `valid-before="202503011230Z"`} {
-		_, err := sshKeys(t, k.AllowedSignersLine("", opt)).VerifyCommit(c, time.Now())
+		_, err := sshKeys(t, k.AllowedSignersLine("", opt)).VerifyCommit(c, at)
 		wantErr(t, err, "at least 1h inside the window")
 	}
-	if _, err := sshKeys(t, k.AllowedSignersLine("", `valid-after="202503011100Z",valid-before="202503011300Z"`)).VerifyCommit(c, time.Now()); err != nil {
+	if _, err := sshKeys(t, k.AllowedSignersLine("", `valid-after="202503011100Z",valid-before="202503011300Z"`)).VerifyCommit(c, at); err != nil {
 		t.Errorf("an hour inside both ends: %v", err)
 	}
 	msg := []byte("approval")
 	sig := k.Sign(t, msg, "file")
-	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	if _, err := sshKeys(t, k.AllowedSignersLine("", `valid-after="202503011130Z"`)).VerifySSH(msg, sig, "file", at); err != nil {
 		t.Errorf("detached signature inside its window: %v", err)
 	}
