@@ -227,11 +227,32 @@ func namespaceCases() []tcase {
 	}
 }
 
+// issue17DST are the two DST disagreements of issue 17. git hands
+// ssh-keygen the commit date as local wall-clock time and ssh-keygen reads
+// it and the window alike, as standard time, so git compares wall-clock
+// readings; writ read the window as an instant (EDT where ambiguous).
+// Across a change of the clocks the two orders differ: writ accepted both
+// commits in New York, git refuses them. writ now refuses zone-less times.
+var issue17DST = []struct {
+	name       string
+	validAfter string
+	commit     time.Time
+}{
+	// 01:15 EST, the second 01:15 of the day the clocks go back.
+	{"validity/local time after, repeated hour when clocks go back (issue 17)", "202511020130", time.Date(2025, 11, 2, 6, 15, 0, 0, time.UTC)},
+	// 01:45 EST; 02:30 never happens that day.
+	{"validity/local time after, skipped hour when clocks go forward (issue 17)", "202503090230", time.Date(2025, 3, 9, 6, 45, 0, 0, time.UTC)},
+}
+
 func validityCases() []tcase {
 	summer := time.Date(2025, 7, 1, 16, 30, 0, 0, time.UTC)   // 12:30 EDT
 	fallBack := time.Date(2025, 11, 2, 5, 45, 0, 0, time.UTC) // 01:45 EDT, before the clocks go back
 	spring := time.Date(2025, 3, 9, 7, 15, 0, 0, time.UTC)    // 03:15 EDT
-	return []tcase{
+	var cs []tcase
+	for _, c := range issue17DST {
+		cs = append(cs, stricter(c.name, whyLocalTime, window(c.commit, `valid-after="`+c.validAfter+`"`)))
+	}
+	return append(cs,
 		ok("validity/after, date only", window(t0, `valid-after="20250301Z"`)),
 		stricter("validity/after, equal to the commit time", whyMargin, window(t0, `valid-after="202503011200Z"`)),
 		no("validity/after, one second after the commit", window(t0, `valid-after="20250301120001Z"`)),
@@ -257,17 +278,6 @@ func validityCases() []tcase {
 		stricter("validity/second 60", whyCalendar, window(t0, `valid-after="20250301115960Z"`)),
 		stricter("validity/local date", whyLocalTime, window(t0, `valid-after="20250301"`)),
 		stricter("validity/local time, before", whyLocalTime, window(t0, `valid-before="202503011800"`)),
-		// The two DST disagreements of issue 17. git hands ssh-keygen the
-		// commit date as local wall-clock time and ssh-keygen reads it and
-		// the window alike, as standard time, so git compares wall-clock
-		// readings; writ read the window as an instant (EDT where
-		// ambiguous). Across a change of the clocks the two orders differ:
-		// writ accepted both commits below in New York, git refuses them.
-		// writ now refuses zone-less times outright.
-		stricter("validity/local time after, repeated hour when clocks go back (issue 17)", whyLocalTime,
-			window(time.Date(2025, 11, 2, 6, 15, 0, 0, time.UTC), `valid-after="202511020130"`)), // 01:15 EST, the second 01:15
-		stricter("validity/local time after, skipped hour when clocks go forward (issue 17)", whyLocalTime,
-			window(time.Date(2025, 3, 9, 6, 45, 0, 0, time.UTC), `valid-after="202503090230"`)), // 01:45 EST; 02:30 never happens
 		stricter("validity/local time after, summer", whyLocalTime, window(summer, `valid-after="202507011200"`)),
 		stricter("validity/local time before, summer", whyLocalTime, window(summer, `valid-before="202507011300"`)),
 		stricter("validity/local time after, ambiguous hour when clocks go back", whyLocalTime, window(fallBack, `valid-after="202511020130"`)),
@@ -281,7 +291,7 @@ func validityCases() []tcase {
 		ok("validity/UTC, when clocks go back, an hour inside", window(fallBack, `valid-after="20251102044500Z",valid-before="20251102064500Z"`)),
 		stricter("validity/UTC, just after the window when clocks go back", whyMargin, window(fallBack, `valid-before="20251102054459Z"`)),
 		ok("validity/UTC, when clocks go forward", window(spring, `valid-after="202503090615Z"`)),
-	}
+	)
 }
 
 func keyTypeCases() []tcase {

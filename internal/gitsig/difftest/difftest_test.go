@@ -356,3 +356,24 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 	}
 	return v
 }
+
+// The two validity cases named for issue 17 are the disagreements it
+// reported: writ used to read a zone-less time as wall-clock time in the
+// host's zone, which put both commits inside their windows in New York,
+// while git refuses them there (the table in docs/testing.md lists them as
+// accepted by the reference in UTC only). writ now refuses such times.
+func TestIssue17DSTCasesWereAcceptedBefore(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range issue17DST {
+		old, err := time.ParseInLocation("200601021504", c.validAfter, ny)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.commit.Before(old) {
+			t.Errorf("%s: valid-after=%q read as %v: the commit at %v was outside the window even then", c.name, c.validAfter, old.UTC(), c.commit)
+		}
+	}
+}
