@@ -389,6 +389,12 @@ func parseSignerTime(name, v string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%s=%q is not a valid date: %v", name, v, err)
 	}
+	// ssh-keygen refuses times before the Unix epoch and takes the epoch
+	// itself for "no time given", so it drops such a line (and git with
+	// it) where a reader of the date would trust the key.
+	if t.Unix() <= 0 {
+		return time.Time{}, fmt.Errorf("%s=%q is not after 1970-01-01 00:00:00 UTC, which ssh-keygen refuses; remove the option or give a later time", name, v)
+	}
 	return t, nil
 }
 

@@ -110,6 +110,8 @@ func TestParseAllowedSignersErrors(t *testing.T) {
 		{"bad time", `a@x valid-after="2024-01-01" ` + line, "valid-after"},
 		{"bad time length", `a@x valid-before="202401" ` + line, "YYYYMMDD"},
 		{"bad date", `a@x valid-before="20241301Z" ` + line, "not a valid date"},
+		{"epoch", `a@x valid-after="19700101Z" ` + line, "not after 1970-01-01"},
+		{"before epoch", `a@x valid-before="19691231235959Z" ` + line, "ssh-keygen refuses"},
 		{"local date", `a@x valid-before="20241201" ` + line, `valid-before="20241201" has no time zone`},
 		{"local time", `a@x valid-after="202511020130" ` + line, "writ requires UTC"},
 		{"Z only", `a@x valid-after="Z" ` + line, "YYYYMMDD"},

@@ -290,6 +290,11 @@ func validityCases() []tcase {
 		stricter("validity/UTC, when clocks go back, a second inside", whyMargin, window(fallBack, `valid-after="20251102054459Z",valid-before="20251102054501Z"`)),
 		ok("validity/UTC, when clocks go back, an hour inside", window(fallBack, `valid-after="20251102044500Z",valid-before="20251102064500Z"`)),
 		stricter("validity/UTC, just after the window when clocks go back", whyMargin, window(fallBack, `valid-before="20251102054459Z"`)),
+		no("validity/after the epoch itself", window(t0, `valid-after="19700101Z"`)),
+		no("validity/after a date before the epoch", window(t0, `valid-after="19600101Z"`)),
+		ok("validity/after the epoch's first minute", window(t0, `valid-after="197001010001Z"`)),
+		ok("validity/before the year 9999", window(t0, `valid-before="99991231Z"`)),
+		no("validity/before the epoch itself", window(t0, `valid-before="19700101Z"`)),
 		ok("validity/UTC, when clocks go forward", window(spring, `valid-after="202503090615Z"`)),
 	)
 }
