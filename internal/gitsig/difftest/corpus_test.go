@@ -2,6 +2,8 @@ package difftest
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"strings"
 	"time"
 
@@ -412,6 +414,18 @@ func framingCases() []tcase {
 			c := w.commit(nil)
 			return fixture{hash: w.repo.DoubleSignedCommit(w.t, c, w.pgp, w.alice), signers: line("alice@example.com", "", w.alice) + "\n", keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
+		no("framing/ssh blob of version 2", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { b[9] = 2; return b })
+		})),
+		no("framing/ssh blob with bytes after the signature", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { return append(b, 0, 0, 0, 0) })
+		})),
+		ok("framing/ssh blob with a reserved field set", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { return setSSHField(b, 2, []byte("x")) })
+		})),
+		no("framing/ssh blob naming the file namespace", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { return setSSHField(b, 1, []byte("file")) })
+		})),
 		ok("framing/openpgp as git writes it", pgpSigned(func(s []byte) []byte { return s })),
 		ok("framing/openpgp with armor headers", pgpSigned(func(s []byte) []byte {
 			return bytes.Replace(s, []byte("-----\n"), []byte("-----\nVersion: GnuPG v2\nComment: made by difftest\n"), 1)
@@ -435,6 +449,15 @@ func framingCases() []tcase {
 				}
 				return l
 			})
+		})),
+		ok("framing/openpgp with an unknown armor header", pgpSigned(func(s []byte) []byte {
+			return bytes.Replace(s, []byte("-----\n"), []byte("-----\nFoo: bar\n"), 1)
+		})),
+		ok("framing/openpgp with a Hash armor header", pgpSigned(func(s []byte) []byte {
+			return bytes.Replace(s, []byte("-----\n"), []byte("-----\nHash: SHA512\n"), 1)
+		})),
+		no("framing/openpgp without the blank line after the headers", pgpSigned(func(s []byte) []byte {
+			return bytes.Replace(s, []byte("-----\n\n"), []byte("-----\n"), 1)
 		})),
 		ok("framing/openpgp rewrapped at 76 columns", pgpSigned(func(s []byte) []byte { return reflowPGP(s, 76) })),
 		ok("framing/openpgp with blanks after BEGIN", pgpSigned(func(s []byte) []byte {
@@ -477,6 +500,41 @@ func framingCases() []tcase {
 			raw = append(append(head, "\ngpgsig-sha256 -----BEGIN SSH SIGNATURE-----\n junk\n -----END SSH SIGNATURE-----\n\n"...), body...)
 			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), signers: line("alice@example.com", "", w.alice) + "\n"}
 		}),
+	}
+}
+
+// sshBlob decodes an armored SSH signature, edits its binary blob and
+// armors it again as ssh-keygen does (70 columns).
+func sshBlob(sig []byte, edit func([]byte) []byte) []byte {
+	lines := strings.Split(strings.TrimSuffix(string(sig), "\n"), "\n")
+	blob, err := base64.StdEncoding.DecodeString(strings.Join(lines[1:len(lines)-1], ""))
+	if err != nil {
+		panic(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(edit(blob))
+	out := []string{lines[0]}
+	for len(b64) > 70 {
+		out = append(out, b64[:70])
+		b64 = b64[70:]
+	}
+	out = append(out, b64, lines[len(lines)-1])
+	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+// setSSHField replaces string field i of an SSHSIG blob (after the magic
+// and version: 0 public key, 1 namespace, 2 reserved, 3 hash algorithm,
+// 4 signature).
+func setSSHField(blob []byte, i int, v []byte) []byte {
+	off := 10
+	for n := 0; ; n++ {
+		l := int(binary.BigEndian.Uint32(blob[off:]))
+		if n == i {
+			out := append([]byte{}, blob[:off]...)
+			out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+			out = append(out, v...)
+			return append(out, blob[off+4+l:]...)
+		}
+		off += 4 + l
 	}
 }
 
