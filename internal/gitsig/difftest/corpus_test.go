@@ -494,6 +494,46 @@ func framingCases() []tcase {
 		no("framing/unsigned commit", func(w *world) fixture {
 			return fixture{hash: w.commit(nil), signers: line("alice@example.com", "", w.alice) + "\n", keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
+		no("framing/header added after signing", func(w *world) fixture {
+			p := w.payload(t0)
+			sig := w.alice.Sign(w.t, p, "git")
+			return fixture{hash: w.withSig(withHeader(p, "x-note added later"), sig), signers: line("alice@example.com", "", w.alice) + "\n"}
+		}),
+		no("framing/encoding header added after signing", func(w *world) fixture {
+			p := w.payload(t0)
+			sig := w.pgp.Sign(w.t, p)
+			return fixture{hash: w.withSig(withHeader(p, "encoding ISO-8859-1"), sig), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
+		ok("framing/unknown header, signed", func(w *world) fixture {
+			p := withHeader(w.payload(t0), "x-note signed with the commit")
+			return fixture{hash: w.withSig(p, w.alice.Sign(w.t, p, "git")), signers: line("alice@example.com", "", w.alice) + "\n"}
+		}),
+		ok("framing/gpgsig header before the committer line", func(w *world) fixture {
+			p := w.payload(t0)
+			sig := w.alice.Sign(w.t, p, "git")
+			raw := testkeys.InsertSignature(p, sig)
+			head, body, _ := bytes.Cut(raw, []byte("\n\n"))
+			lines := strings.Split(string(head), "\n")
+			// tree, author, committer, gpgsig…: move committer last.
+			moved := append(append([]string{lines[0], lines[1]}, lines[3:]...), lines[2])
+			raw = append([]byte(strings.Join(moved, "\n")+"\n\n"), body...)
+			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), signers: line("alice@example.com", "", w.alice) + "\n"}
+		}),
+		stricter("framing/gpgsig header twice, valid one first", whyFraming, func(w *world) fixture {
+			p := w.payload(t0)
+			raw := testkeys.InsertSignature(p, w.pgp.Sign(w.t, p))
+			raw = bytes.Replace(raw, []byte("\n\n"), []byte("\ngpgsig junk\n\n"), 1)
+			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
+		no("framing/gpgsig header twice, valid one last", func(w *world) fixture {
+			p := w.payload(t0)
+			raw := testkeys.InsertSignature(withHeader(p, "gpgsig junk"), w.pgp.Sign(w.t, p))
+			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
+		no("framing/signature in the message only", func(w *world) fixture {
+			p := w.payload(t0)
+			return fixture{hash: w.withSig(append(p, w.pgp.Sign(w.t, p)...), nil), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
 		ok("framing/extra gpgsig-sha256 header", func(w *world) fixture {
 			raw := w.repo.RawObject(w.t, "commit", w.aliceCommit())
 			head, body, _ := bytes.Cut(raw, []byte("\n\n"))
@@ -501,6 +541,11 @@ func framingCases() []tcase {
 			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), signers: line("alice@example.com", "", w.alice) + "\n"}
 		}),
 	}
+}
+
+// withHeader adds a header line after a commit's other headers.
+func withHeader(p []byte, h string) []byte {
+	return bytes.Replace(p, []byte("\n\n"), []byte("\n"+h+"\n\n"), 1)
 }
 
 // sshBlob decodes an armored SSH signature, edits its binary blob and
