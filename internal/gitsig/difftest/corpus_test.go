@@ -886,6 +886,28 @@ func tagCases() []tcase {
 				})...)
 			})}
 		}),
+		no("tags/header added after signing", func(w *world) fixture {
+			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
+				return append(withHeader(p, "x-note added later"), s...)
+			})}
+		}),
+		no("tags/openpgp signature glued to the message's last line", func(w *world) fixture {
+			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, _ []byte) []byte {
+				p = bytes.TrimSuffix(p, []byte("\n"))
+				return append(p, w.pgp.Sign(w.t, p)...)
+			})}
+		}),
+		no("tags/ssh signature glued to the message's last line", func(w *world) fixture {
+			return fixture{tag: true, signers: aliceSigners(w), hash: w.rawTag(w.alice, func(p, _ []byte) []byte {
+				p = bytes.TrimSuffix(p, []byte("\n"))
+				return append(p, w.alice.Sign(w.t, p, "git")...)
+			})}
+		}),
+		no("tags/openpgp signature, then an ssh one", func(w *world) fixture {
+			return fixture{tag: true, signers: aliceSigners(w), keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
+				return append(append(p, s...), w.alice.Sign(w.t, p, "git")...)
+			})}
+		}),
 		stricter("tags/openpgp text mode", whyTextMode, func(w *world) fixture {
 			return fixture{tag: true, hash: w.tag(w.gpgWith(w.pgp, "--textmode"), t0), keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
