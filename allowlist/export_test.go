@@ -2,7 +2,9 @@ package allowlist
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
+	"errors"
 	"os"
 )
 
@@ -13,9 +15,13 @@ var GeneratedAllowlist = generatedAllowlist
 // would have left it, keeping the state consistent with it: the cache of a
 // host upgraded across a schema change.
 func (a *Accepter) SetCachedSchema(schema string) error {
-	st, err := a.readState()
+	ctx := context.Background()
+	st, err := a.local.Allowlist(ctx)
 	if err != nil {
 		return err
+	}
+	if st == nil {
+		return errors.New("no accepted allowlist")
 	}
 	b, err := os.ReadFile(a.cachePath())
 	if err != nil {
@@ -29,5 +35,5 @@ func (a *Accepter) SetCachedSchema(schema string) error {
 	if st.CacheSHA256, err = a.writeCache(&c); err != nil {
 		return err
 	}
-	return a.writeState(st)
+	return a.writeState(ctx, st)
 }
