@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -309,12 +310,18 @@ func newReference(w *world, fx fixture, dir string) (*reference, error) {
 	for _, k := range fx.keyrings {
 		// A keyring gpg cannot import leaves it without the key; the
 		// verification then fails, which is the reference's verdict.
-		cmd := exec.Command("gpg", "--homedir", r.gnupg, "--batch", "--no-tty", "--import")
+		ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+		cmd := exec.CommandContext(ctx, "gpg", "--homedir", r.gnupg, "--batch", "--no-tty", "--import")
 		cmd.Stdin = bytes.NewReader(k)
 		_ = cmd.Run()
+		cancel()
 	}
 	return r, nil
 }
+
+// toolTimeout bounds each run of git or gpg, so a tool waiting for input
+// fails the suite instead of stalling make test.
+const toolTimeout = time.Minute
 
 var (
 	sshGood  = regexp.MustCompile(`Good "git" signature for (.*) with `)
@@ -328,7 +335,9 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 	if r.fx.tag {
 		verb = "verify-tag"
 	}
-	cmd := exec.Command("git", "-C", r.w.repo.Path, "-c", "gpg.ssh.allowedSignersFile="+r.signers, verb, "--raw", r.fx.hash)
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "-C", r.w.repo.Path, "-c", "gpg.ssh.allowedSignersFile="+r.signers, verb, "--raw", r.fx.hash)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + r.w.home,
@@ -342,6 +351,9 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	detail := strings.TrimSpace(out.String())
+	if ctx.Err() != nil {
+		t.Fatalf("git %s did not finish in %s: %s", verb, toolTimeout, detail)
+	}
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
 			t.Fatalf("git %s: %v", verb, err)
