@@ -347,6 +347,9 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 		"GIT_CONFIG_GLOBAL=/dev/null",
 		"GIT_CONFIG_NOSYSTEM=1",
 	}
+	// git's own children (gpg, ssh-keygen) may hold the output open
+	// after git is killed: stop waiting for them soon after.
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
