@@ -1,12 +1,6 @@
 package allowlist
 
-import (
-	"bytes"
-	"context"
-	"encoding/gob"
-	"errors"
-	"os"
-)
+import "context"
 
 // GeneratedAllowlist lets the external tests build large allowlists.
 var GeneratedAllowlist = generatedAllowlist
@@ -16,22 +10,21 @@ var GeneratedAllowlist = generatedAllowlist
 // host upgraded across a schema change.
 func (a *Accepter) SetCachedSchema(schema string) error {
 	ctx := context.Background()
-	st, err := a.local.Allowlist(ctx)
+	st, err := a.store.Allowlist(ctx)
 	if err != nil {
 		return err
 	}
-	if st == nil {
-		return errors.New("no accepted allowlist")
-	}
-	b, err := os.ReadFile(a.cachePath())
+	vs, err := openVerified(a.cachePath(), st.CacheSHA256)
 	if err != nil {
 		return err
 	}
-	var c cached
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&c); err != nil {
+	al, err := vs.all()
+	if err != nil {
 		return err
 	}
-	c.Parsed.Schema = schema
+	al.Schema = schema
+	c := vs.header.Meta
+	c.Parsed = al
 	if st.CacheSHA256, err = a.writeCache(&c); err != nil {
 		return err
 	}

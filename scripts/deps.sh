@@ -12,6 +12,7 @@ command -v bash >/dev/null || need+=(bash)
 command -v npm >/dev/null || need+=(npm)
 # The differential signature suite runs git, gpg and ssh-keygen under TZ=America/New_York and Europe/Dublin.
 [ -e /usr/share/zoneinfo/America/New_York ] || need+=(tzdata)
+[ -x /usr/bin/time ] || need+=(time)  # peak RSS of whole processes in benchmarks
 # etcd: the fleet state store's tests run a real 3-member cluster.
 command -v etcd >/dev/null || need+=(etcd-server)
 if [ "${#need[@]}" -gt 0 ]; then
