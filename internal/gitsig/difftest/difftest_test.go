@@ -373,8 +373,9 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 // The two validity cases named for issue 17 are the disagreements it
 // reported: writ used to read a zone-less time as wall-clock time in the
 // host's zone, which put both commits inside their windows in New York,
-// while git refuses them there (the table in docs/testing.md lists them as
-// accepted by the reference in UTC only). writ now refuses such times.
+// while git refuses them there (the table in docs/testing.md lists the
+// zones where the reference accepts them: not New York). writ now refuses
+// such times.
 func TestIssue17DSTCasesWereAcceptedBefore(t *testing.T) {
 	ny, err := time.LoadLocation("America/New_York")
 	if err != nil {
