@@ -56,7 +56,10 @@ const (
 //   - valid-after and valid-before must be in UTC (suffix Z or UTC, any
 //     case). Without it ssh-keygen reads the time in each host's local
 //     zone, as standard time even under daylight saving time, so hosts
-//     disagree by hours.
+//     disagree by hours. Times at or before the Unix epoch, which
+//     ssh-keygen refuses, are refused.
+//   - Invisible formatting characters (byte order mark, zero-width,
+//     bidi) are refused: they make one name look like another.
 //   - cert-authority lines and certificate key types are refused: writ
 //     does not accept SSH certificates.
 //
