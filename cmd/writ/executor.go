@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/version"
 )
 
 type executorCmd struct {
@@ -60,12 +63,15 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 	if err != nil {
 		return executor.Options{}, func() {}, err
 	}
-	log, closeLog := g.logger(cfg, true)
+	log, closeLog, err := g.logger(cfg, true)
+	if err != nil {
+		return executor.Options{}, func() {}, err
+	}
 	al := audit.Open(cfg.Paths.Audit)
 	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al))
 	if err != nil {
 		closeLog()
-		return executor.Options{}, func() {}, err
+		return executor.Options{}, func() {}, fail(outcomeConfig, err)
 	}
 	return executor.Options{
 		Config:    cfg,
@@ -76,7 +82,7 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 		Stdout:    g.stdout,
 		Stderr:    g.stderr,
 		Now:       time.Now,
-		Version:   version,
+		Version:   version.Get().String(),
 	}, closeLog, nil
 }
 
@@ -109,14 +115,23 @@ func (c *runCmd) Run(ctx context.Context, g *globals) error {
 }
 
 type checkCmd struct {
-	Job   string `help:"A saved runner job payload (JSON)." required:"" type:"existingfile"`
+	outputFlags
+	Job   string `help:"A saved runner job payload (JSON)." required:"" type:"path"`
 	Fetch bool   `help:"Fetch the allowlist and the job's source instead of using only what is cached."`
+}
+
+func (*checkCmd) schema() string { return "writ/check/v1" }
+
+// checkReport is the JSON body of writ check: the decision as the audit
+// log records it.
+type checkReport struct {
+	Decision *executor.Decision `json:"decision,omitempty"`
 }
 
 func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	o, done, err := g.executorOptions()
 	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
 	defer done()
 	if !c.Fetch {
@@ -124,47 +139,30 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 		o.Offline = true
 	}
 	data, err := fsutil.ReadFileLimit(c.Job, o.Config.Job.MaxPayloadBytes)
-	if err != nil {
-		return exitCode(1, err)
+	switch {
+	case errors.Is(err, fsutil.ErrTooLarge):
+		return g.report(c, outcomeRefused, fmt.Errorf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes), nil)
+	case err != nil:
+		return g.report(c, outcomeIO, fmt.Errorf("read the job payload: %w", err), nil)
+	}
+	if c.jsonOutput() {
+		o.Stdout = io.Discard
 	}
 	// Check prints its report (or why it cannot decide) itself.
 	d, err := executor.Check(ctx, o, data)
-	if err != nil {
-		return exitCode(2, nil)
+	switch {
+	case err != nil:
+		if c.jsonOutput() {
+			return g.report(c, outcomeCannotDecide, err, checkReport{d})
+		}
+		return fail(outcomeCannotDecide, nil)
+	case !d.Admitted:
+		return g.report(c, outcomeRefused, nil, checkReport{d})
 	}
-	if !d.Admitted {
-		return exitCode(1, nil)
-	}
-	return nil
+	return g.report(c, outcomeOK, nil, checkReport{d})
 }
 
 // cachedSource serves only the locally cached accepted allowlist.
 type cachedSource struct{ a *allowlist.Accepter }
 
 func (c cachedSource) Current(context.Context) (*allowlist.Accepted, error) { return c.a.Cached() }
-
-type auditCmd struct {
-	Verify auditVerifyCmd `cmd:"" help:"Check the audit log's hash chain; name the first broken record."`
-}
-
-type auditVerifyCmd struct {
-	File string `arg:"" optional:"" help:"Audit log file (default: the config's paths.audit)."`
-}
-
-func (c *auditVerifyCmd) Run(g *globals) error {
-	path := c.File
-	if path == "" {
-		cfg, err := g.loadConfig()
-		if err != nil {
-			return exitCode(2, fmt.Errorf("%v (or name the audit log file)", err))
-		}
-		path = cfg.Paths.Audit
-	}
-	n, err := audit.VerifyFile(path)
-	if err != nil {
-		fmt.Fprintf(g.stdout, "%s: BROKEN after %d good records: %v\n", path, n, err)
-		return exitCode(1, nil)
-	}
-	fmt.Fprintf(g.stdout, "%s: ok, %d records, chain intact\n", path, n)
-	return nil
-}
