@@ -66,6 +66,10 @@ type Options struct {
 	// KillGrace is how long a script has between SIGTERM and SIGKILL when
 	// it is cancelled or times out (default 10s).
 	KillGrace time.Duration
+
+	// progress receives one line per finished phase (see phase); set by
+	// the stages that write to the job log.
+	progress io.Writer
 }
 
 // Protocol environment variables set by GitLab Runner for every stage.

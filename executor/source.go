@@ -35,7 +35,9 @@ const lockWait = 5 * time.Minute
 // opposed to a refusal): the job is a system failure and the runner retries.
 type cannotDecide struct{ err error }
 
-func (e *cannotDecide) Error() string { return "writ cannot decide: " + e.err.Error() }
+// Error is the cause alone: every place that prints it already says "writ
+// cannot decide", so the sentence never repeats itself.
+func (e *cannotDecide) Error() string { return e.err.Error() }
 func (e *cannotDecide) Unwrap() error { return e.err }
 
 // highWater is the last commit admitted for an entry.
@@ -242,8 +244,14 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	var fetchErr error
 	if !o.Offline {
 		fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
+		start := time.Now()
 		fetchErr = m.Fetch(fctx, refspec)
 		cancel()
+		if fetchErr == nil {
+			o.phase("fetch", start, "fetched %s %s from %s", p.RefType, allowlist.Visible(clip(p.Ref)), src.Repository)
+		} else {
+			o.phase("fetch", start, "fetch of %s %s from %s failed: %v", p.RefType, allowlist.Visible(clip(p.Ref)), src.Repository, fetchErr)
+		}
 		if fetchErr != nil && errors.Is(fetchErr, git.NoMatchingRefSpecError{}) {
 			return fail(CheckSource, fmt.Sprintf("the entry's repository %s has no %s %q", src.Repository, p.RefType, p.Ref),
 				"push the ref to the repository the allowlist entry names")

@@ -105,7 +105,9 @@ func Prepare(ctx context.Context, opts Options) int {
 		d.fail(Failure{Check: CheckPayload, Message: fmt.Sprintf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes),
 			Hint: "shorten the job's scripts and variables, or ask the runner's owners to raise job.max_payload_bytes"})
 	} else {
+		o.progress = o.Stdout
 		d, p, err = o.decide(ctx, data, true)
+		o.progress = nil
 		if err != nil {
 			fmt.Fprintf(o.Stdout, "%swrit cannot decide whether to admit this job%s: %v\n", ansiBoldRed, ansiReset, err)
 			fmt.Fprintln(o.Stdout, "The job was not started. GitLab Runner retries; if this persists, check writ's allowlist source and cache on the runner host.")
@@ -132,7 +134,7 @@ func Prepare(ctx context.Context, opts Options) int {
 		if auditMode {
 			fmt.Fprintf(o.Stdout, "%sWRIT AUDIT MODE: nothing is enforced on this runner.%s This job passes every check.\n", ansiBoldYellow, ansiReset)
 		}
-		writeAdmitted(o.Stdout, snap)
+		writeAdmitted(o.Stdout, snap, o.Version)
 		return 0
 	case passThrough:
 		writeRefusal(o.Stdout, d, true)
@@ -211,13 +213,19 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	if o.Allowlist == nil {
 		return d, p, &cannotDecide{errors.New("no allowlist source configured")}
 	}
+	start := time.Now()
 	acc, err := o.Allowlist.Current(ctx)
 	if err == nil && (acc == nil || acc.Allowlist == nil || acc.Index == nil) {
 		err = errors.New("the allowlist source returned no accepted version")
 	}
 	if err != nil {
-		return d, p, &cannotDecide{fmt.Errorf("no accepted allowlist is available: %w", err)}
+		o.phase("allowlist", start, "no accepted allowlist")
+		if !errors.Is(err, allowlist.ErrCannotDecide) {
+			err = fmt.Errorf("no accepted allowlist is available: %w", err)
+		}
+		return d, p, &cannotDecide{err}
 	}
+	o.phase("allowlist", start, "allowlist version %d in force (commit %s)", acc.Allowlist.Version, short(acc.Commit))
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
 	d.Warning = acc.Warning
 	for _, v := range p.Variables {
@@ -262,7 +270,11 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	if err != nil {
 		return d, p, &cannotDecide{err}
 	}
+	start = time.Now()
 	res, err := o.verifySource(ctx, d, p, entry, acc.Allowlist, last)
+	if res != nil {
+		o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+	}
 	if err != nil {
 		if len(d.Failures) == 0 {
 			return d, p, err
@@ -397,7 +409,7 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	w := o.Stdout
 	switch {
 	case stage == "prepare_script":
-		writeAdmitted(w, s)
+		// prepare already printed the admission banner; once is enough.
 		return 0, "ok"
 	case stage == "get_sources":
 		return o.getSources(ctx, s)
@@ -452,6 +464,7 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		o.writeExitCode(o.buildFailure())
 		return o.buildFailure(), "refused"
 	}
+	start := time.Now()
 	err := o.checkout(ctx, s)
 	if err == nil {
 		var u *jobUser
@@ -464,7 +477,9 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		fmt.Fprintf(w, "writ: check out %s: %v\n", s.Commit, err)
 		return o.systemFailure(), "error"
 	}
-	fmt.Fprintf(w, "writ: checked out verified commit %s of %s into %s\n", s.Commit, s.Repository, s.BuildDir)
+	o.progress = w
+	o.phase("checkout", start, "checked out verified commit %s of %s into %s", s.Commit, s.Repository, s.BuildDir)
+	o.progress = nil
 	return 0, "ok"
 }
 

@@ -55,7 +55,7 @@ type proposeCmd struct {
 func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
 	conn, err := c.conn()
 	if err != nil {
-		return err
+		return fail(outcomeConfig, err)
 	}
 	res, err := companion.Propose(ctx, companion.ProposeOptions{
 		Conn: conn, Project: c.Project, Ref: c.Ref, ContentRef: c.ContentRef, Environment: c.Environment,
@@ -117,17 +117,17 @@ type reviewCmd struct {
 func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
 	require, err := companion.ParseChecks(c.Require)
 	if err != nil {
-		return err
+		return fail(outcomeUsage, err)
 	}
 	envs, err := companion.ReadEnvironments(c.EnvConfig)
 	if err != nil {
-		return err
+		return fail(outcomeConfig, err)
 	}
 	var rep *companion.ReviewReport
 	var body reviewReport
 	switch {
 	case c.Local && c.MR != 0:
-		return errors.New("review: use either --local or --mr")
+		return fail(outcomeUsage, errors.New("review: use either --local or --mr"))
 	case c.Local:
 		rep, err = companion.ReviewLocal(companion.LocalOptions{Dir: c.Dir, HeadRev: c.HeadRev, BaseRev: c.BaseRev, Environments: envs, ExpiryHorizon: c.ExpiryHorizon})
 		if err != nil {
@@ -139,7 +139,7 @@ func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
 	default:
 		conn, err := c.conn()
 		if err != nil {
-			return err
+			return fail(outcomeConfig, err)
 		}
 		res, err := companion.Review(ctx, companion.ReviewOptions{Conn: conn, Project: c.Project, MergeRequest: c.MR, Environments: envs, ExpiryHorizon: c.ExpiryHorizon, DryRun: c.DryRun})
 		if err != nil {
