@@ -351,7 +351,7 @@ func TestEveryReportingCommandHasJSON(t *testing.T) {
 func TestFlatten(t *testing.T) {
 	for in, want := range map[string]string{
 		"writ cannot decide: writ cannot decide: no valid version": "writ cannot decide: no valid version",
-		"a: b: c": "a: b: c",
+		"a: b: c":    "a: b: c",
 		"x: x: x: y": "x: y",
 	} {
 		if got := dedupe(in); got != want {
