@@ -8,7 +8,7 @@ BIN := bin/writ
 CACHE ?= $(HOME)/.cache/writ
 export WRIT_RUNNER_CACHE ?= $(CACHE)
 
-.PHONY: all build runner test unit e2e bench lint fuzz demo deps templates-deps clean
+.PHONY: all build runner test unit e2e bench lint fuzz demo deps templates-deps clean docs
 
 all: build
 
@@ -17,6 +17,13 @@ build:
 
 deps:
 	bash scripts/deps.sh
+
+# Regenerate the docs blocks that come from the code (config reference, exit
+# codes, examples printed by the binary). Tests fail until this is run after
+# a change to them.
+docs:
+	$(GO) test -count=1 -run '^TestReference$$' ./internal/config -update
+	$(GO) test -count=1 -run '^TestDocs' ./cmd/writ -update
 
 # The real GitLab Runner, built from the Go module proxy (cached; minutes when cold).
 runner:

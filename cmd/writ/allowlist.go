@@ -20,7 +20,7 @@ import (
 
 type allowlistCmd struct {
 	Lint    lintCmd    `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
-	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version."`
+	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version; 4: expires within --warn-within; 5: remote unreachable, cached version in force (docs/operations.md)."`
 	Approve approveCmd `cmd:"" help:"Write a detached approval of the current allowlist content."`
 	Diff    diffCmd    `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
 	Entry   entryCmd   `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`

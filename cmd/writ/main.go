@@ -91,6 +91,7 @@ type cli struct {
 	Review    reviewCmd    `cmd:"" help:"Post or update the review note on an allowlist merge request."`
 	Reconcile reconcileCmd `cmd:"" help:"Compare GitLab's job history with writ's audit log."`
 	Version   versionCmd   `cmd:"" help:"Print writ's version, commit and toolchain."`
+	ConfigCmd configCmd    `cmd:"" name:"config" help:"Check writ's config; print the effective config."`
 }
 
 type versionCmd struct {

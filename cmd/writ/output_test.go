@@ -341,7 +341,7 @@ func TestReconcileAndProposeJSON(t *testing.T) {
 // TestEveryReportingCommandHasJSON: the commands the operator's contract
 // names all take -o json.
 func TestEveryReportingCommandHasJSON(t *testing.T) {
-	for _, r := range []reporter{&checkCmd{}, &lintCmd{}, &verifyCmd{}, &diffCmd{}, &auditVerifyCmd{}, &auditShowCmd{}, &reviewCmd{}, &proposeCmd{}, &reconcileCmd{}, &versionCmd{}} {
+	for _, r := range reporters() {
 		if !strings.HasPrefix(r.schema(), "writ/") || !strings.HasSuffix(r.schema(), "/v1") {
 			t.Errorf("%T: schema %q", r, r.schema())
 		}
@@ -370,5 +370,35 @@ func TestLogLevelValidatedAndLogFileLoud(t *testing.T) {
 	out, code := writ(t, "--config", w.cfg, "allowlist", "verify")
 	if code != 78 || !strings.Contains(out, "log.file") {
 		t.Errorf("unopenable log.file: %d %s", code, out)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	w := newVerifyWorld(t)
+	for _, d := range []string{"state-config.toml", "cache-config.toml", "state-config.toml/builds"} {
+		os.MkdirAll(filepath.Join(w.env, d), 0o700)
+	}
+	m := writJSON(t, 0, "writ/config-check/v1", "--config", w.cfg, "config", "check", "-o", "json")
+	if !strings.Contains(m["effective_toml"].(string), `ssh_allowed_signers = "`+filepath.Join(w.env, "allowed_signers")+`"`) {
+		t.Errorf("effective config does not resolve paths against the config file: %v", m["effective_toml"])
+	}
+	out, code := writ(t, "--config", w.cfg, "config", "check")
+	if code != 0 || !strings.Contains(out, "fetch_timeout = \"30s\"") || !strings.Contains(out, "[ok     ] trust") {
+		t.Errorf("config check text: %d\n%s", code, out)
+	}
+
+	// A root key limited to namespaces="git": its approvals would be ignored.
+	writeFile(t, filepath.Join(w.env, "allowed_signers"), w.alice.AllowedSignersLine("git")+"\n")
+	m = writJSON(t, 4, "writ/config-check/v1", "--config", w.cfg, "config", "check", "-o", "json")
+	if !strings.Contains(fmt.Sprint(m["checks"]), "its approvals do not count") {
+		t.Errorf("namespaces warning: %v", m["checks"])
+	}
+
+	// A typo: config error with a suggestion.
+	data, _ := os.ReadFile(w.cfg)
+	writeFile(t, w.cfg, strings.Replace(string(data), "threshold", "treshold", 1))
+	out, code = writ(t, "--config", w.cfg, "config", "check")
+	if code != 78 || !strings.Contains(out, "did you mean trust.threshold?") {
+		t.Errorf("typo: %d %s", code, out)
 	}
 }
