@@ -118,10 +118,10 @@ func TestLogLevelValidated(t *testing.T) {
 
 func TestDidYouMean(t *testing.T) {
 	for in, want := range map[string]string{
-		"environment = \"p\"\n[allowlist]\nurll = \"x\"\n":               "allowlist.urll (did you mean allowlist.url?)",
-		"environment = \"p\"\n[trust]\nurl = \"x\"\n":                    "trust.url (did you mean allowlist.url?)",
-		"environment = \"p\"\n[log]\nlevle = \"debug\"\n":                "log.levle (did you mean log.level?)",
-		"environment = \"p\"\n[job]\nshel = \"/bin/sh\"\n":               "job.shel (did you mean job.shell?)",
+		"environment = \"p\"\n[allowlist]\nurll = \"x\"\n":             "allowlist.urll (did you mean allowlist.url?)",
+		"environment = \"p\"\n[trust]\nurl = \"x\"\n":                  "trust.url (did you mean allowlist.url?)",
+		"environment = \"p\"\n[log]\nlevle = \"debug\"\n":              "log.levle (did you mean log.level?)",
+		"environment = \"p\"\n[job]\nshel = \"/bin/sh\"\n":             "job.shel (did you mean job.shell?)",
 		"environment = \"p\"\n[allowlist]\ncompletely_different = 1\n": "allowlist.completely_different (docs",
 	} {
 		_, err := Parse([]byte(in))
