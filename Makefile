@@ -24,6 +24,7 @@ deps:
 docs:
 	$(GO) test -count=1 -run '^TestReference$$' ./internal/config -update
 	$(GO) test -count=1 -run '^TestDocs' ./cmd/writ -update
+	$(GO) test -count=1 -run '^TestDocs' ./executor -update
 
 # The real GitLab Runner, built from the Go module proxy (cached; minutes when cold).
 runner:

@@ -146,3 +146,34 @@ func TestRelativePathsResolveAgainstTheConfigFile(t *testing.T) {
 		t.Fatalf("state %s, log %s, path %s", c.Paths.State, c.Log.File, c.Path)
 	}
 }
+
+// TestDocsConfigExamplesParse: every TOML example of writ's config in docs/
+// is a config writ accepts (paths aside), so no example teaches a key that
+// does not exist.
+func TestDocsConfigExamplesParse(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := strings.Split(string(data), "```toml\n")
+		for _, b := range blocks[1:] {
+			body, _, _ := strings.Cut(b, "```")
+			if !strings.HasPrefix(body, "environment =") {
+				continue // a runner config.toml, not writ's
+			}
+			n++
+			if _, err := Parse([]byte(body)); err != nil {
+				t.Errorf("%s: a config example does not parse: %v\n%s", f, err, body)
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("found %d config examples in docs/, expected at least 3", n)
+	}
+}
