@@ -8,7 +8,7 @@ BIN := bin/writ
 CACHE ?= $(HOME)/.cache/writ
 export WRIT_RUNNER_CACHE ?= $(CACHE)
 
-.PHONY: all build runner test unit e2e bench lint fuzz demo deps templates-deps clean docs
+.PHONY: all build runner test unit e2e bench lint fuzz demo deps templates-deps clean docs dist release-test
 
 all: build
 
@@ -40,6 +40,24 @@ test: build lint
 	  export WRIT_RUNNER_BIN WRIT_GITLAB_CI_LOCAL && \
 	  echo "== go test (runner: $$WRIT_RUNNER_BIN)" && \
 	  $(GO) test -count=1 -timeout 40m ./...
+	@$(MAKE) --no-print-directory release-test
+
+# The release tool is a module of its own (release/), so that its packaging
+# libraries never become writ's dependencies. Its test builds this machine's
+# platform once, signs, verifies, and unpacks the .deb into a scratch root.
+release-test:
+	@echo "== release (packages, SBOM, signature)"
+	cd release && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
+
+# Every release artifact, reproducibly, for linux/amd64 and linux/arm64:
+# binaries, CycloneDX SBOMs, .deb and .rpm, SHA256SUMS and its Sigstore
+# bundle (signed with $$WRIT_RELEASE_KEY, or a throw-away key). VERSION=v0.1.0
+# names the release (default: the tag at HEAD, or v0.0.0-dev+<commit>).
+DIST ?= bin/dist
+dist:
+	cd release && $(GO) run . -src .. -out ../$(DIST) $(if $(VERSION),-version $(VERSION))
+	cd release && $(GO) run . verify -key ../$(DIST)/release-key.pub ../$(DIST) 2>/dev/null || \
+	  echo "dist: verify with the release public key: (cd release && go run . verify -key KEY.pub ../$(DIST))"
 
 unit:
 	$(GO) test -short ./...
@@ -55,7 +73,7 @@ bench: build
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...
-	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal test); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
+	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal test release); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
 	@echo "== staticcheck"; GOFLAGS= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # Each fuzz target for a short while (parsers of untrusted input).

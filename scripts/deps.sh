@@ -10,6 +10,8 @@ command -v gpg-agent >/dev/null || need+=(gpg-agent)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v bash >/dev/null || need+=(bash)
 command -v npm >/dev/null || need+=(npm)
+# dpkg-deb unpacks the release .deb into a scratch root (release/ test).
+command -v dpkg-deb >/dev/null || need+=(dpkg)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -18,10 +18,14 @@ import (
 //	go build -ldflags "-X gitlab.com/writ-ci/writ/internal/version.Version=v0.1.0 -X gitlab.com/writ-ci/writ/internal/version.Commit=$(git rev-parse HEAD)"
 //
 // Empty values keep what the build info says.
+//
+// The release build sets Commit, Date and Modified too, because the Go
+// toolchain stamps no VCS information when building in a git worktree.
 var (
-	Version string
-	Commit  string
-	Date    string
+	Version  string
+	Commit   string
+	Date     string
+	Modified string // "true" for a tree with uncommitted changes
 )
 
 // Info describes the running binary.
@@ -55,6 +59,9 @@ func Get() Info {
 	}
 	if Date != "" {
 		info.Date = Date
+	}
+	if Modified != "" {
+		info.Modified = Modified == "true"
 	}
 	return info
 }
