@@ -310,8 +310,22 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		return acc, rep, err
 	}
 
-	c, checks := a.evaluate(m, head, st, now)
+	c, checks, derr := a.evaluate(m, head, st, now)
 	rep.Checks = append(rep.Checks, checks...)
+	if derr != nil {
+		// A rule that could not be evaluated because writ's mirror is
+		// damaged says nothing about the head: it is not remembered as
+		// rejected, and the next fetch rebuilds the mirror.
+		m.MarkDamaged(derr.Error())
+		rep.Checks = append(rep.Checks, Check{Rule: RuleFetch, Detail: "writ's mirror is damaged: " + derr.Error()})
+		a.log.Warn("allowlist mirror damaged; using the cached version", "error", derr)
+		acc, cerr := a.fallback(st, "writ's allowlist mirror is damaged (it is rebuilt on the next check): "+derr.Error())
+		if acc != nil {
+			acc.FromCache = true
+		}
+		a.record(ctx, "allowlist-cache", rep, acc)
+		return acc, rep, cerr
+	}
 	if f := rep.Failed(); f != nil {
 		why := f.Rule + ": " + f.Detail
 		a.log.Error("allowlist head rejected", "head", head, "rule", f.Rule, "detail", f.Detail)
@@ -355,7 +369,7 @@ func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
 	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
 		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
 		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
-	})
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
 	if err != nil {
 		return nil, "", err
 	}
@@ -372,10 +386,23 @@ func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
 
 // evaluate applies every acceptance rule to head, in the order the issue
 // states them, stopping at the first failure.
-func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time) (*cached, []Check) {
+//
+// An error means a rule could not be evaluated because the mirror is
+// damaged (gitrepo.IsDamage): the head is then neither accepted nor
+// rejected.
+func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time) (*cached, []Check, error) {
 	var checks []Check
-	fail := func(rule, format string, args ...any) (*cached, []Check) {
-		return nil, append(checks, Check{Rule: rule, Detail: fmt.Sprintf(format, args...)})
+	var damage error
+	fail := func(rule, format string, args ...any) (*cached, []Check, error) {
+		for _, a := range args {
+			if err, ok := a.(error); ok && gitrepo.IsDamage(err) {
+				return nil, checks, err
+			}
+		}
+		if damage != nil {
+			return nil, checks, damage
+		}
+		return nil, append(checks, Check{Rule: rule, Detail: fmt.Sprintf(format, args...)}), nil
 	}
 	pass := func(rule, format string, args ...any) {
 		checks = append(checks, Check{Rule: rule, OK: true, Detail: fmt.Sprintf(format, args...)})
@@ -399,6 +426,8 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		b, err := m.ReadFile(head, p, maxKeyFileBytes)
 		if err == nil {
 			files[p] = b
+		} else if gitrepo.IsDamage(err) {
+			damage = err
 		}
 		return b, err
 	})
@@ -451,7 +480,7 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	return &cached{
 		Commit: head, Version: al.Version, Digest: digest, Signer: signer.Fingerprint,
 		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files, Parsed: al,
-	}, checks
+	}, checks, nil
 }
 
 // countApprovals returns the distinct root signers approving exactly this

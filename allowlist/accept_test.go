@@ -126,7 +126,7 @@ func (w *world) accepter() *allowlist.Accepter {
 
 // doc is an allowlist.yaml with one job; script varies the content.
 func doc(version int, expires time.Time, script string) string {
-	return fmt.Sprintf(`schema: writ/v1
+	return fmt.Sprintf(`schema: writ/v2
 repository: %s
 version: %d
 expires: %s
@@ -140,7 +140,7 @@ jobs:
       project: acme/web
       job: deploy
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       script:
         - %s
@@ -213,7 +213,7 @@ func TestAcceptSSHSignedFirstVersion(t *testing.T) {
 	if acc.Commit != head || acc.Digest != digest(good(1)) || !strings.HasPrefix(acc.Signer, "SHA256:") {
 		t.Fatalf("accepted %+v", acc)
 	}
-	if _, ok := acc.Index.Lookup("acme/web", "deploy", "production", "main"); !ok {
+	if _, ok := acc.Index.Lookup("acme/web", "deploy", "production", "refs/heads/main"); !ok {
 		t.Fatal("accepted allowlist does not index its entry")
 	}
 	// A new process sees the same version from the cache, without fetching.

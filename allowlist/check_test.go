@@ -10,7 +10,7 @@ import (
 
 func TestCheckTextAcceptsOrdinaryText(t *testing.T) {
 	t.Parallel()
-	ok := "schema: writ/v1\n# café, 日本語, emoji 😀, math ≤ ≥, quotes “ ” ‘ ’, dash – —\nscript: [\"echo \\t\"]\n"
+	ok := "schema: writ/v2\n# café, 日本語, emoji 😀, math ≤ ≥, quotes “ ” ‘ ’, dash – —\nscript: [\"echo \\t\"]\n"
 	if errs := CheckText([]byte(ok)); len(errs) != 0 {
 		t.Fatalf("refused ordinary text: %v", errs)
 	}

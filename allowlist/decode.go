@@ -21,14 +21,19 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
 	p.require(root, m, "the top level", "schema", "repository", "version", "expires")
 	if n := m.get("schema"); n != nil {
-		if s, ok := p.str(n, "schema"); ok && s != SchemaV1 {
-			p.errorf(n, "schema %q is not understood by this writ: write %q (or upgrade writ)", s, SchemaV1)
-			// The rest of the file follows another schema; reporting
-			// its keys as unknown would only bury this error.
-			return nil
+		if s, ok := p.str(n, "schema"); ok && s != SchemaV2 {
+			if s != SchemaV1 {
+				p.errorf(n, "schema %q is not understood by this writ: write %q (or upgrade writ)", s, SchemaV2)
+				// The rest of the file follows another schema; reporting
+				// its keys as unknown would only bury this error.
+				return nil
+			}
+			// A writ/v1 file is read on with writ/v2's rules, so that
+			// each ref to rewrite gets its own positioned error.
+			p.errorf(n, "%s", migrationMessage)
 		}
 	}
-	a := &Allowlist{Schema: SchemaV1, Signers: map[string]*SignerSet{}}
+	a := &Allowlist{Schema: SchemaV2, Signers: map[string]*SignerSet{}}
 	if n := m.get("repository"); n != nil {
 		if s, ok := p.reqStr(n, "repository"); ok {
 			if msg := checkIdentity(s); msg != "" {
@@ -293,8 +298,9 @@ func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
 			}
 		}
 	}
+	var refNodes []*yaml.Node
 	if v := m.get("match"); v != nil {
-		p.match(v, &e.Match)
+		refNodes = p.match(v, &e.Match)
 	}
 	if v := m.get("definition"); v != nil {
 		p.definition(v, &e.Definition)
@@ -303,18 +309,38 @@ func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
 	if v := m.get("source"); v != nil {
 		refs = p.source(v, &e.Source, a)
 	}
+	if e.Source.Mode == ModeTag {
+		for i, r := range e.Match.Refs {
+			if kind, _, ok := SplitRef(r); ok && kind != RefTag && i < len(refNodes) {
+				p.errorf(refNodes[i], "ref %q is a branch, and source mode tag admits only signed tags: list tags (refs/tags/…), or use mode commit or strict for branches", r)
+			}
+		}
+	}
 	return e, refs
 }
+
+// migrationMessage is the error at "schema: writ/v1". The errors after it
+// name each ref to rewrite.
+const migrationMessage = `schema "writ/v1" is retired: in writ/v1, match.refs did not say ` +
+	`whether a name was a branch or a tag, so GitLab's ref_type chose. To migrate: ` +
+	`(1) write "schema: writ/v2"; ` +
+	`(2) write every match.refs item as a full ref, refs/heads/NAME for a branch or refs/tags/NAME for a tag ` +
+	`(refs: [main] becomes refs: [refs/heads/main]; entries with mode: tag list refs/tags/… only); ` +
+	`(3) add file: true to every variable GitLab delivers as a file (the default is a value variable); ` +
+	`(4) add dangerous: true to variables lint names as dangerous, if you mean to let GitLab set them. ` +
+	`Then bump version and get the new version approved (see "Migrating from writ/v1" in docs/allowlist.md)`
 
 var (
 	projectRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
 	envRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
-func (p *parser) match(n *yaml.Node, mt *Match) {
+// match decodes an entry's match and returns the nodes of its refs, for
+// the check against the entry's source mode.
+func (p *parser) match(n *yaml.Node, mt *Match) (refNodes []*yaml.Node) {
 	m, ok := p.keyed(n, "match", "project", "job", "environments", "refs")
 	if !ok {
-		return
+		return nil
 	}
 	p.require(n, m, "match", "project", "job", "environments", "refs")
 	if v := m.get("project"); v != nil {
@@ -344,13 +370,15 @@ func (p *parser) match(n *yaml.Node, mt *Match) {
 	}
 	if v := m.get("refs"); v != nil {
 		refs, nodes, _ := p.strList(v, "refs", "ref", true)
+		refNodes = nodes
 		for i, s := range refs {
-			if msg := checkRefName(s); msg != "" {
-				p.errorf(nodes[i], "ref %q is not a valid branch or tag name: %s", s, msg)
+			if msg := CheckRef(s); msg != "" {
+				p.errorf(nodes[i], "ref %q: %s", s, msg)
 			}
 		}
 		mt.Refs = refs
 	}
+	return refNodes
 }
 
 func (p *parser) definition(n *yaml.Node, d *Definition) {
@@ -424,6 +452,12 @@ func (p *parser) script(n *yaml.Node, what string, nonEmpty bool) []string {
 
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// TODOPattern is the pattern `writ allowlist entry` writes for a variable
+// whose value it cannot show (masked, protected or a file). Parse refuses
+// it with a message that says what to write, so a generated entry never
+// admits any value silently.
+const TODOPattern = "TODO"
+
 func (p *parser) variables(n *yaml.Node) []Variable {
 	if !p.mapping(n, "variables", "a mapping of variable names to {value: ...} or {pattern: ...}") {
 		return nil
@@ -436,44 +470,75 @@ func (p *parser) variables(n *yaml.Node) []Variable {
 			continue
 		}
 		seen[k.Value] = true
-		vr := Variable{Name: k.Value}
-		if !varNameRE.MatchString(k.Value) {
-			p.errorf(k, "variable name %q: use letters, digits and '_', not starting with a digit", k.Value)
+		if vr, ok := p.variable(k, v); ok {
+			out = append(out, vr)
 		}
-		if isNull(v) {
-			p.errorf(k, "variable %s has no value: write {value: ...} or {pattern: '^...$'}", k.Value)
-			continue
+	}
+	return out
+}
+
+// variable decodes one NAME: {value|pattern, file, dangerous} and checks
+// the name against the reserved and dangerous lists.
+func (p *parser) variable(k, v *yaml.Node) (Variable, bool) {
+	vr := Variable{Name: k.Value}
+	if !varNameRE.MatchString(k.Value) {
+		p.errorf(k, "variable name %q: use letters, digits and '_', not starting with a digit", k.Value)
+	}
+	if isNull(v) {
+		p.errorf(k, "variable %s has no value: write {value: ...} or {pattern: '^...$'}", k.Value)
+		return vr, false
+	}
+	if v.Kind == yaml.ScalarNode && v.Style&yaml.TaggedStyle == 0 {
+		p.errorf(v, "variable %s must be {value: %s} or {pattern: '^...$'}, not bare %s", k.Value, strconv.Quote(v.Value), describe(v))
+		return vr, false
+	}
+	m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern", "file", "dangerous")
+	if !ok {
+		return vr, false
+	}
+	val, hasVal := m.lookup("value")
+	pat, hasPat := m.lookup("pattern")
+	switch {
+	case hasVal && hasPat:
+		p.errorf(v, "variable %s has both value and pattern: keep exactly one", k.Value)
+	case !hasVal && !hasPat:
+		p.errorf(v, "variable %s needs value or pattern", k.Value)
+	case hasVal && val != nil:
+		if s, ok := p.str(val, "value of "+k.Value); ok {
+			vr.Value, vr.HasValue = s, true
 		}
-		if v.Kind == yaml.ScalarNode && v.Style&yaml.TaggedStyle == 0 {
-			p.errorf(v, "variable %s must be {value: %s} or {pattern: '^...$'}, not bare %s", k.Value, strconv.Quote(v.Value), describe(v))
-			continue
-		}
-		m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern")
-		if !ok {
-			continue
-		}
-		val, hasVal := m.lookup("value")
-		pat, hasPat := m.lookup("pattern")
-		switch {
-		case hasVal && hasPat:
-			p.errorf(v, "variable %s has both value and pattern: keep exactly one", k.Value)
-		case !hasVal && !hasPat:
-			p.errorf(v, "variable %s needs value or pattern", k.Value)
-		case hasVal && val != nil:
-			if s, ok := p.str(val, "value of "+k.Value); ok {
-				vr.Value, vr.HasValue = s, true
-			}
-		case hasPat && pat != nil:
-			if s, ok := p.reqStr(pat, "pattern of "+k.Value); ok {
+	case hasPat && pat != nil:
+		if s, ok := p.reqStr(pat, "pattern of "+k.Value); ok {
+			switch {
+			case s == TODOPattern:
+				p.errorf(pat, "variable %s still has the TODO that writ allowlist entry writes when it cannot show a value (masked, protected or file variables): replace it with {value: ...} or a pattern '^...$' that admits only the values you mean to allow", k.Value)
+			default:
 				if msg := p.checkPattern(s); msg != "" {
 					p.errorf(pat, "pattern %q %s", s, msg)
 				}
-				vr.Pattern = s
 			}
+			vr.Pattern = s
 		}
-		out = append(out, vr)
 	}
-	return out
+	if f := m.get("file"); f != nil {
+		vr.File, _ = p.boolean(f, "file")
+	}
+	if d := m.get("dangerous"); d != nil {
+		vr.Dangerous, _ = p.boolean(d, "dangerous")
+	}
+	switch why := ReservedName(k.Value); {
+	case why != "":
+		p.errorf(k, "variable %s cannot be admitted: %s; remove it from the entry (a job always sees writ's value)", k.Value, why)
+	default:
+		why := DangerousName(k.Value)
+		switch {
+		case why != "" && !vr.Dangerous:
+			p.errorf(k, "variable %s is dangerous: %s; remove it, or if GitLab must set it, add dangerous: true (and pin its value if you can)", k.Value, why)
+		case why == "" && vr.Dangerous:
+			p.add(&p.warns, k.Line, k.Column, "variable %s is marked dangerous: true but is not on writ's list of dangerous names: remove the marker", k.Value)
+		}
+	}
+	return vr, true
 }
 
 func (p *parser) timeout(n *yaml.Node) time.Duration {

@@ -261,15 +261,26 @@ func variableMap(vs []Variable) map[string]*Variable {
 }
 
 func describeVariable(v *Variable) string {
+	var d string
 	switch {
 	case v == nil:
 		return "(not passed)"
 	case v.HasValue && v.Pattern == "":
-		return "value " + strconv.Quote(v.Value)
+		d = "value " + strconv.Quote(v.Value)
 	case !v.HasValue && v.Pattern != "":
-		return "pattern " + Visible(v.Pattern)
+		d = "pattern " + Visible(v.Pattern)
+	default:
+		d = fmt.Sprintf("invalid (value %q, pattern %q)", v.Value, v.Pattern)
 	}
-	return fmt.Sprintf("invalid (value %q, pattern %q)", v.Value, v.Pattern)
+	// The kind and the marker change what the job sees, so a review shows
+	// them as part of the rule.
+	if v.File {
+		d = "file, " + d
+	}
+	if v.Dangerous {
+		d += " (dangerous: true)"
+	}
+	return d
 }
 
 func describeTimeout(d time.Duration) string {

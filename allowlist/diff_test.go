@@ -126,7 +126,7 @@ func TestDiffPerEnvironment(t *testing.T) {
 		"- `source.allow_rollback`: `false` → `true`",
 		"```diff\n@@ -1,2 +1,3 @@\n",
 		"+echo done<U+202E>\n```",
-		"#### No longer allowed (1)\n\n- `infra-release`: job `release: tag` of `acme/infra` on `v1.4.0`",
+		"#### No longer allowed (1)\n\n- `infra-release`: job `release: tag` of `acme/infra` on `refs/tags/v1.4.0`",
 		"### Signer sets\n\n- `web-team` changed, used by `web-deploy-production`, `web-deploy-staging`\n  - added: `ssh eve@example.com ",
 		"  - key file changed (user IDs, subkeys or revocations): `openpgp 40C8C819C0DCCD991D8E05859F55F7974B5C971B (keys/alice.asc)`",
 	} {

@@ -46,6 +46,23 @@ func FuzzParse(f *testing.F) {
 		}
 		ix := NewIndex(a)
 		for _, e := range a.Jobs {
+			// What a signature authorises: typed refs only, and no
+			// variable that writ sets or that is dangerous unmarked.
+			for _, r := range e.Match.Refs {
+				if msg := CheckRef(r); msg != "" {
+					t.Fatalf("accepted ref %q: %s", r, msg)
+				}
+				if kind, _, _ := SplitRef(r); e.Source.Mode == ModeTag && kind != RefTag {
+					t.Fatalf("accepted branch %q in tag mode", r)
+				}
+			}
+			for _, v := range e.Definition.Variables {
+				if ReservedName(v.Name) != "" || (DangerousName(v.Name) != "" && !v.Dangerous) || v.Pattern == TODOPattern {
+					t.Fatalf("accepted variable %+v", v)
+				}
+			}
+		}
+		for _, e := range a.Jobs {
 			got, ok := ix.Lookup(e.Match.Project, e.Match.Job, e.Match.Environments[0], e.Match.Refs[len(e.Match.Refs)-1])
 			if !ok || got != e {
 				t.Fatalf("Lookup does not find entry %q", e.Name)
@@ -106,7 +123,7 @@ func FuzzMarshalEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		e := &Entry{
 			Name:  "fuzz",
-			Match: Match{Project: "acme/web", Job: "job " + s, Environments: []string{"production"}, Refs: []string{"main"}},
+			Match: Match{Project: "acme/web", Job: "job " + s, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
 			Definition: Definition{
 				Script:      []string{s, "echo ok"},
 				AfterScript: []string{s},

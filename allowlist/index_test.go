@@ -14,18 +14,19 @@ func TestIndexLookup(t *testing.T) {
 		project, job, env, ref string
 		want                   string
 	}{
-		{"acme/web", "deploy", "production", "main", "web-deploy-production"},
-		{"acme/web", "deploy", "staging", "main", "web-deploy-staging"},
-		{"acme/web", "deploy", "staging", "release", "web-deploy-staging"},
-		{"acme/infra", "release: tag", "production", "v1.4.0", "infra-release"},
-		{"acme/infra", "release: tag", "staging", "v1.4.0", "infra-release"},
-		{"acme/web", "deploy", "production", "release", ""}, // ref not listed for production
-		{"acme/web", "deploy", "Production", "main", ""},    // exact, case-sensitive
-		{"acme/web", "deploy ", "production", "main", ""},   // no trimming
-		{"acme/web", "Deploy", "production", "main", ""},    //
-		{"acme/web/", "deploy", "production", "main", ""},   //
-		{"acme", "web\x00deploy", "production", "main", ""}, // separators cannot be smuggled
-		{"acme/web", "deploy", "production", "refs/heads/main", ""},
+		{"acme/web", "deploy", "production", "refs/heads/main", "web-deploy-production"},
+		{"acme/web", "deploy", "staging", "refs/heads/main", "web-deploy-staging"},
+		{"acme/web", "deploy", "staging", "refs/heads/release", "web-deploy-staging"},
+		{"acme/infra", "release: tag", "production", "refs/tags/v1.4.0", "infra-release"},
+		{"acme/infra", "release: tag", "staging", "refs/tags/v1.4.0", "infra-release"},
+		{"acme/web", "deploy", "production", "refs/heads/release", ""}, // ref not listed for production
+		{"acme/web", "deploy", "Production", "refs/heads/main", ""},    // exact, case-sensitive
+		{"acme/web", "deploy ", "production", "refs/heads/main", ""},   // no trimming
+		{"acme/web", "Deploy", "production", "refs/heads/main", ""},    //
+		{"acme/web/", "deploy", "production", "refs/heads/main", ""},   //
+		{"acme", "web\x00deploy", "production", "refs/heads/main", ""}, // separators cannot be smuggled
+		{"acme/web", "deploy", "production", "main", ""},               // short names never match
+		{"acme/web", "deploy", "production", "refs/tags/main", ""},     // nor a tag of the branch's name
 		{"", "", "", "", ""},
 	} {
 		e, ok := ix.Lookup(c.project, c.job, c.env, c.ref)
@@ -85,7 +86,7 @@ func TestIndexFailsClosedOnAmbiguity(t *testing.T) {
 // generatedAllowlist returns an allowlist text with n entries over n/10 projects.
 func generatedAllowlist(n int) []byte {
 	var b strings.Builder
-	b.WriteString("schema: writ/v1\nrepository: acme/deploy-allowlist\nversion: 1\nexpires: 2027-03-01T00:00:00Z\n")
+	b.WriteString("schema: writ/v2\nrepository: acme/deploy-allowlist\nversion: 1\nexpires: 2027-03-01T00:00:00Z\n")
 	b.WriteString("signers:\n  team:\n    ssh:\n      - " + bobSSH + "\njobs:\n")
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, `  - name: job-%d
@@ -93,7 +94,7 @@ func generatedAllowlist(n int) []byte {
       project: group/app-%d
       job: deploy-%d
       environments: [production, staging]
-      refs: [main, release]
+      refs: [refs/heads/main, refs/heads/release]
     definition:
       image: registry.example.com/deploy@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
       script:
@@ -118,7 +119,7 @@ func TestGeneratedAllowlist(t *testing.T) {
 		t.Fatal(err)
 	}
 	ix := NewIndex(a)
-	if e, ok := ix.Lookup("group/app-42", "deploy-3", "staging", "release"); !ok || e.Name != "job-423" {
+	if e, ok := ix.Lookup("group/app-42", "deploy-3", "staging", "refs/heads/release"); !ok || e.Name != "job-423" {
 		t.Fatalf("lookup: %v %v", e, ok)
 	}
 }

@@ -23,7 +23,7 @@ func Marshal(a *Allowlist) ([]byte, error) {
 	w := &writer{}
 	schema := a.Schema
 	if schema == "" {
-		schema = SchemaV1
+		schema = SchemaV2
 	}
 	w.kv(0, "schema", schema)
 	w.kv(0, "repository", a.Repository)
@@ -238,7 +238,15 @@ func (w *writer) entry(e *Entry) {
 }
 
 func (w *writer) variable(indent int, v Variable) {
+	w.variableTODOs(indent, v)
 	k := w.key(v.Name)
+	var flags []string
+	if v.File {
+		flags = append(flags, "file: true")
+	}
+	if v.Dangerous {
+		flags = append(flags, "dangerous: true")
+	}
 	var kind, val string
 	switch {
 	case v.HasValue && v.Pattern != "":
@@ -246,21 +254,47 @@ func (w *writer) variable(indent int, v Variable) {
 		w.line(indent, k+":")
 		w.kv(indent+2, "value", v.Value)
 		w.kv(indent+2, "pattern", v.Pattern)
+		for _, f := range flags {
+			w.line(indent+2, f)
+		}
 		return
 	case v.HasValue:
 		kind, val = "value", v.Value
 	case v.Pattern != "":
 		kind, val = "pattern", v.Pattern
 	default:
-		w.line(indent, k+": {}")
+		w.line(indent, k+": {"+strings.Join(flags, ", ")+"}")
 		return
 	}
 	if !strings.Contains(val, "\n") && utf8.ValidString(val) {
-		w.line(indent, k+": {"+kind+": "+quote(val, true)+"}")
+		w.line(indent, k+": {"+strings.Join(append([]string{kind + ": " + quote(val, true)}, flags...), ", ")+"}")
 		return
 	}
 	w.line(indent, k+":")
 	w.kv(indent+2, kind, val)
+	for _, f := range flags {
+		w.line(indent+2, f)
+	}
+}
+
+// variableTODOs writes, above a variable Parse will refuse for a reason
+// the maintainer must decide, a comment saying what to decide. Parse
+// ignores comments; the refusal is what makes the TODO impossible to miss.
+func (w *writer) variableTODOs(indent int, v Variable) {
+	if !v.HasValue && v.Pattern == TODOPattern {
+		what := "a masked or protected variable"
+		if v.File {
+			what = "a file variable"
+		}
+		w.line(indent, "# TODO: "+w.key(v.Name)+" is "+what+", so its value is not shown here. Replace TODO with")
+		w.line(indent, "# {value: ...} or a pattern '^...$' admitting only the values you allow; lint refuses TODO.")
+	}
+	if ReservedName(v.Name) != "" {
+		w.line(indent, "# TODO: "+w.key(v.Name)+" is set by writ and cannot be admitted: remove it from the job and this entry.")
+	} else if why := DangerousName(v.Name); why != "" && !v.Dangerous {
+		w.line(indent, "# TODO: "+w.key(v.Name)+" is a dangerous name ("+why+"). Remove it from the job,")
+		w.line(indent, "# or add dangerous: true if GitLab must set it; lint refuses it until you decide.")
+	}
 }
 
 // formatDuration writes d as Go's time.ParseDuration reads it, without the

@@ -77,7 +77,7 @@ func TestMarshalExampleRoundTrip(t *testing.T) {
 }
 
 // minimalHeader is the top of an allowlist that MarshalEntry output is appended to.
-const minimalHeader = "schema: writ/v1\nrepository: acme/deploy-allowlist\nversion: 7\nexpires: 2027-03-01T00:00:00Z\n"
+const minimalHeader = "schema: writ/v2\nrepository: acme/deploy-allowlist\nversion: 7\nexpires: 2027-03-01T00:00:00Z\n"
 
 func TestMarshalEntryRoundTrip(t *testing.T) {
 	t.Parallel()
@@ -113,7 +113,7 @@ func TestMarshalEntryStyles(t *testing.T) {
 	t.Parallel()
 	e := &Entry{
 		Name:  "web",
-		Match: Match{Project: "acme/web", Job: "deploy: prod", Environments: []string{"production"}, Refs: []string{"main", "v1.0"}},
+		Match: Match{Project: "acme/web", Job: "deploy: prod", Environments: []string{"production"}, Refs: []string{"refs/heads/main", "refs/tags/v1.0"}},
 		Definition: Definition{
 			Script: []string{
 				"./deploy.sh --target web",
@@ -138,7 +138,7 @@ func TestMarshalEntryStyles(t *testing.T) {
 	}
 	for _, want := range []string{
 		"      job: 'deploy: prod'\n",
-		"      refs: [main, v1.0]\n",
+		"      refs: [refs/heads/main, refs/tags/v1.0]\n",
 		"        - ./deploy.sh --target web\n",
 		"        - |\n          echo \"line one\"\n          echo two\n",
 		`        - "echo \u202E hidden"` + "\n",
@@ -229,7 +229,7 @@ func randomHex(r *rand.Rand, n int) string {
 func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byte) {
 	files := map[string][]byte{}
 	a := &Allowlist{
-		Schema:     SchemaV1,
+		Schema:     SchemaV2,
 		Repository: "acme/" + randomHex(r, 6),
 		Version:    r.Int63n(1<<62) + 1,
 		Expires:    time.Unix(r.Int63n(1<<33), int64(r.Intn(1e9))).UTC(),
@@ -246,7 +246,7 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 			s.OpenPGP = []OpenPGPKey{{Fingerprint: "40C8C819C0DCCD991D8E05859F55F7974B5C971B", File: file, Armored: armored}}
 		}
 		if len(s.OpenPGP) == 0 || r.Intn(2) == 0 {
-			opts := []string{"", `namespaces="git" `, `namespaces="file,git",valid-after="20240101" `}[r.Intn(3)]
+			opts := []string{"", `namespaces="git" `, `namespaces="file,git",valid-after="20240101Z" `}[r.Intn(3)]
 			s.SSH = []string{"bob@example.com " + opts + strings.TrimPrefix(bobSSH, "bob@example.com ")}
 		}
 		a.Signers[name] = s
@@ -259,7 +259,7 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 				Project:      "grp/app" + randomHex(r, 2),
 				Job:          fmt.Sprintf("job %d %s", i, strings.ReplaceAll(randomString(r), "\x00", "")),
 				Environments: []string{"production"},
-				Refs:         []string{"main"},
+				Refs:         []string{"refs/heads/main"},
 			},
 		}
 		if len(e.Match.Job) > 255 || !utf8.ValidString(e.Match.Job) {
@@ -267,7 +267,7 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 		}
 		if r.Intn(2) == 0 {
 			e.Match.Environments = append(e.Match.Environments, "staging")
-			e.Match.Refs = append(e.Match.Refs, "v1.2.3", "feature/x")
+			e.Match.Refs = append(e.Match.Refs, "refs/tags/v1.2.3", "refs/heads/feature/x")
 		}
 		d := &e.Definition
 		for j, n := 0, 1+r.Intn(5); j < n; j++ {
@@ -287,6 +287,10 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 			} else {
 				v.Pattern = []string{`^v[0-9]+\.[0-9]+$`, `^(a|b)$`, `^$`, `^[^']*"x"\\$`, "^\u00e9+$"}[r.Intn(5)]
 			}
+			v.File = r.Intn(2) == 0
+			if r.Intn(3) == 0 {
+				v.Name, v.Dangerous = fmt.Sprintf("LD_%d", j), true
+			}
 			d.Variables = append(d.Variables, v)
 		}
 		if r.Intn(2) == 0 {
@@ -297,6 +301,10 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 			Repository: []string{"https://gitlab.example.com/acme/web.git", "git@host:acme/web.git", "ssh://git@host:2222/acme/web.git", "file:///srv/git/web.git"}[r.Intn(4)],
 			Signers:    []string{sets[r.Intn(len(sets))]},
 			Mode:       []SourceMode{ModeCommit, ModeTag, ModeStrict}[r.Intn(3)],
+		}
+		if e.Source.Mode == ModeTag {
+			// Tag mode admits tags only.
+			e.Match.Refs = []string{"refs/tags/v1.0"}
 		}
 		if r.Intn(2) == 0 {
 			e.Source.Pin = randomHex(r, []int{40, 64}[r.Intn(2)])

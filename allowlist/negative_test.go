@@ -15,7 +15,7 @@ const bobSSH = "bob@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBjIOV/BS6JM
 // baseDoc is a minimal valid allowlist. The negative tests edit it line by
 // line, so the line numbers in the comments on the right matter.
 var baseLines = []string{
-	"schema: writ/v1",                   // 1
+	"schema: writ/v2",                   // 1
 	"repository: acme/deploy-allowlist", // 2
 	"version: 7",                        // 3
 	"expires: 2027-03-01T00:00:00Z",     // 4
@@ -29,7 +29,7 @@ var baseLines = []string{
 	"      project: acme/web",           // 12
 	"      job: deploy",                 // 13
 	"      environments: [production]",  // 14
-	"      refs: [main]",                // 15
+	"      refs: [refs/heads/main]",     // 15
 	"    definition:",                   // 16
 	"      script:",                     // 17
 	"        - ./deploy.sh",             // 18
@@ -72,6 +72,14 @@ func edited(edits ...edit) string {
 }
 
 // secondEntry is a job entry appended after line 22 (so it starts at line 23).
+// fullRef makes a short name a branch; a full ref stays as it is.
+func fullRef(ref string) string {
+	if strings.HasPrefix(ref, "refs/") {
+		return ref
+	}
+	return "refs/heads/" + ref
+}
+
 func secondEntry(name, env, ref string) edit {
 	return addAfter(22,
 		"  - name: "+name,
@@ -79,7 +87,7 @@ func secondEntry(name, env, ref string) edit {
 		"      project: acme/web",
 		"      job: deploy",
 		"      environments: ["+env+"]",
-		"      refs: ["+ref+"]",
+		"      refs: ["+fullRef(ref)+"]",
 		"    definition:",
 		"      script: [./other.sh]",
 		"    source:",
@@ -114,7 +122,7 @@ func negativeCases() []negCase {
 		{"invalid utf-8", edited(setLine(13, "      job: dep\xffloy")), []string{"13:15|invalid UTF-8 byte 0xFF"}},
 		{"bom", "\ufeff" + edited(), []string{"1:1|byte order mark"}},
 		{"carriage return", edited(setLine(13, "      job: deploy\r")), []string{"13:18|carriage return"}},
-		{"crlf file", "schema: writ/v1\r\nversion: 7\r\n", []string{"1:16|carriage return", "2:11|carriage return"}},
+		{"crlf file", "schema: writ/v2\r\nversion: 7\r\n", []string{"1:16|carriage return", "2:11|carriage return"}},
 		{"tab in value", edited(setLine(18, "        - ./deploy.sh\t--now")), []string{"18:22|tab (U+0009"}},
 		{"escape char", edited(setLine(18, "        - ./deploy.sh\x1b[31m")), []string{"18:22|control character U+001B ESCAPE"}},
 		{"nul byte", edited(setLine(18, "        - ./deploy.sh\x00")), []string{"18:22|control character U+0000 NULL"}},
@@ -160,7 +168,7 @@ func negativeCases() []negCase {
 		{"duplicate key in flow mapping", edited(addAfter(4, "x: {a: 1, a: 2}")),
 			[]string{`5:1|unknown key "x"`, `5:11|duplicate key "a"`}},
 		{"duplicate signer set", edited(addAfter(8, "  web-team:", "    ssh: ["+bobSSH+"]")), []string{`9:3|duplicate key "web-team"`}},
-		{"second document", edited() + "---\nschema: writ/v1\n", []string{"23:1|a second YAML document"}},
+		{"second document", edited() + "---\nschema: writ/v2\n", []string{"23:1|a second YAML document"}},
 		{"directive", "%YAML 1.1\n---\n" + edited(), []string{"1:1|YAML directive"}},
 		{"root is a list", "- a\n- b\n", []string{"1:1|must be a mapping"}},
 		{"root is text", "hello\n", []string{"1:1|must be a mapping"}},
@@ -186,7 +194,11 @@ func negativeCases() []negCase {
 		{"explicit null", edited(setLine(13, "      job: null")), []string{"13:7|job has no value"}},
 		{"empty text", edited(setLine(2, `repository: ""`)), []string{"2:13|repository is empty"}},
 		{"identity with space", edited(setLine(2, `repository: "acme/deploy allowlist"`)), []string{"2:13|contains spaces"}},
-		{"schema v2", edited(setLine(1, "schema: writ/v2"), setLine(3, "version: x")), []string{`1:9|schema "writ/v2" is not understood`}},
+		{"schema v3", edited(setLine(1, "schema: writ/v3"), setLine(3, "version: x")), []string{`1:9|schema "writ/v3" is not understood`}},
+		{"schema v1 migration", edited(setLine(1, "schema: writ/v1"), setLine(15, "      refs: [main]")),
+			[]string{`1:9|schema "writ/v1" is retired: in writ/v1, match.refs did not say whether a name was a branch or a tag, so GitLab's ref_type chose. To migrate: (1) write "schema: writ/v2"`,
+				`15:14|ref "main": write the full ref: refs/heads/main for a branch or refs/tags/main for a tag`}},
+		{"schema v1 already migrated refs", edited(setLine(1, "schema: writ/v1")), []string{`1:9|schema "writ/v1" is retired`}},
 		{"schema missing", edited(delLine(1)), []string{`1:1|missing required key "schema"`}},
 		{"version quoted", edited(setLine(3, `version: "7"`)), []string{"3:10|version must be a whole number, not text: remove the quotes"}},
 		{"version float", edited(setLine(3, "version: 7.0")), []string{"3:10|version 7.0 is not a whole number: write one without a fraction"}},
@@ -206,9 +218,24 @@ func negativeCases() []negCase {
 		{"refs not a list", edited(setLine(15, "      refs: main")), []string{"15:13|refs must be a list, not text (a single item is written [item])"}},
 		{"refs empty", edited(setLine(15, "      refs: []")), []string{"15:13|refs is empty: list at least one ref"}},
 		{"refs null item", edited(setLine(15, "      refs:"), addAfter(15, "        -")), []string{"16:10|ref has no value"}},
-		{"refs invalid", edited(setLine(15, "      refs: [feature..x]")), []string{`15:14|ref "feature..x" is not a valid branch or tag name`}},
-		{"refs with space", edited(setLine(15, `      refs: ["main "]`)), []string{`15:14|ref "main " is not a valid branch or tag name`}},
-		{"refs lock", edited(setLine(15, `      refs: [a.lock]`)), []string{`15:14|.lock`}},
+		{"refs invalid", edited(setLine(15, "      refs: [refs/heads/feature..x]")), []string{`15:14|ref "refs/heads/feature..x": it must not contain ".."`}},
+		{"refs with space", edited(setLine(15, `      refs: ["refs/heads/main "]`)), []string{`15:14|ref "refs/heads/main ": it must not contain spaces`}},
+		{"refs lock", edited(setLine(15, `      refs: [refs/tags/a.lock]`)), []string{`15:14|.lock`}},
+		{"refs short branch", edited(setLine(15, "      refs: [main]")), []string{`15:14|ref "main": write the full ref: refs/heads/main for a branch or refs/tags/main for a tag`}},
+		{"refs heads/", edited(setLine(15, "      refs: [heads/main]")), []string{`15:14|ref "heads/main": write the full ref: refs/heads/main`}},
+		{"refs peel syntax", edited(setLine(15, "      refs: ['refs/heads/main^{}']")), []string{`15:14|ref "refs/heads/main^{}": it must not contain spaces, control characters or any of ~ ^ : ? * [ \ (revision syntax such as main^{} or main~0 names a commit, not a ref)`}},
+		{"refs ancestry syntax", edited(setLine(15, "      refs: [refs/heads/main~0]")), []string{`15:14|ref "refs/heads/main~0": it must not contain`}},
+		{"refs reflog syntax", edited(setLine(15, "      refs: ['refs/heads/main@{1}']")), []string{`15:14|ref "refs/heads/main@{1}": it must not contain "@{"`}},
+		{"refs ambiguous heads", edited(setLine(15, "      refs: [refs/heads/heads/main]")), []string{`15:14|ref "refs/heads/heads/main": git would read "heads/main" as another ref (refs/heads/main): rename the branch`}},
+		{"refs ambiguous nested", edited(setLine(15, "      refs: [refs/tags/refs/heads/main]")), []string{`15:14|git would read "refs/heads/main" as another ref (refs/heads/main): rename the tag`}},
+		{"refs HEAD", edited(setLine(15, "      refs: [refs/heads/HEAD]")), []string{`15:14|git would read "HEAD" as another ref (a special revision name)`}},
+		{"refs merge request", edited(setLine(15, "      refs: [refs/merge-requests/1/head]")), []string{`15:14|ref "refs/merge-requests/1/head": writ admits branches (refs/heads/…) and tags (refs/tags/…) only`}},
+		{"refs remote", edited(setLine(15, "      refs: [refs/remotes/origin/main]")), []string{`15:14|writ admits branches (refs/heads/…) and tags (refs/tags/…) only`}},
+		{"refs empty name", edited(setLine(15, "      refs: [refs/tags/]")), []string{`15:14|ref "refs/tags/": the tag name is empty`}},
+		{"refs branch and tag of one name", edited(setLine(15, "      refs: [refs/heads/main, refs/tags/main]")), nil},
+		{"tag mode with a branch", edited(setLine(15, "      refs: [refs/tags/v1, refs/heads/main]"), setLine(22, "      mode: tag")),
+			[]string{`15:28|ref "refs/heads/main" is a branch, and source mode tag admits only signed tags: list tags (refs/tags/…), or use mode commit or strict for branches`}},
+		{"tag mode with tags", edited(setLine(15, "      refs: [refs/tags/v1, refs/tags/v2]"), setLine(22, "      mode: tag")), nil},
 		{"environments duplicate", edited(setLine(14, "      environments: [production, production]")), []string{`14:34|environment "production" is listed twice (first at line 14)`}},
 		{"environment invalid", edited(setLine(14, "      environments: [prod uction]")), []string{`14:22|environment "prod uction"`}},
 		{"environments mapping", edited(setLine(14, "      environments: {production: true}")), []string{`14:21|environments must be a list, not a mapping`}},
@@ -216,12 +243,13 @@ func negativeCases() []negCase {
 		{"project number", edited(setLine(12, "      project: 12")), []string{`12:16|project: 12 is read as a number`}},
 		{"match not a mapping", edited(setLine(11, "    match: [acme/web]"), delLine(12), delLine(13), delLine(14), delLine(15)), []string{"11:12|match must be a mapping of keys (project, job, environments, refs), not a list"}},
 		{"entry name invalid", edited(setLine(10, "  - name: web deploy")), []string{`10:11|entry name "web deploy"`}},
-		{"entry not a mapping", "schema: writ/v1\nrepository: a/b\nversion: 1\nexpires: 2027-03-01T00:00:00Z\njobs: [foo]\n", []string{"5:8|a job entry must be a mapping"}},
-		{"jobs not a list", "schema: writ/v1\nrepository: a/b\nversion: 1\nexpires: 2027-03-01T00:00:00Z\njobs: {}\n", []string{"5:7|jobs must be a list"}},
+		{"entry not a mapping", "schema: writ/v2\nrepository: a/b\nversion: 1\nexpires: 2027-03-01T00:00:00Z\njobs: [foo]\n", []string{"5:8|a job entry must be a mapping"}},
+		{"jobs not a list", "schema: writ/v2\nrepository: a/b\nversion: 1\nexpires: 2027-03-01T00:00:00Z\njobs: {}\n", []string{"5:7|jobs must be a list"}},
 		{"duplicate entry name", edited(secondEntry("web-deploy", "staging", "main")), []string{`23:5|entry name "web-deploy" is already used at line 10`}},
 		{"overlapping entries", edited(secondEntry("web-deploy-2", "staging, production", "main")),
-			[]string{`23:5|entry "web-deploy-2" overlaps entry "web-deploy" (line 10): both match job "deploy" of acme/web in environment "production" on ref "main"`}},
+			[]string{`23:5|entry "web-deploy-2" overlaps entry "web-deploy" (line 10): both match job "deploy" of acme/web in environment "production" on ref "refs/heads/main"`}},
 		{"disjoint refs do not overlap", edited(secondEntry("web-deploy-2", "production", "release")), nil},
+		{"a tag does not overlap the branch of its name", edited(secondEntry("web-deploy-2", "production", "refs/tags/main")), nil},
 		{"other job does not overlap", edited(secondEntry("web-deploy-2", "production", "main"), setLine(13, "      job: deploy-2")), nil},
 		{"signer set undefined", edited(setLine(21, "      signers: [ops]")), []string{`21:17|signer set "ops" is not defined: define it under signers at the top level (defined: web-team)`}},
 		{"signers empty", edited(setLine(21, "      signers: []")), []string{`21:16|signers is empty`}},
@@ -269,7 +297,28 @@ func negativeCases() []negCase {
 		{"variable both", edited(addAfter(18, "      variables:", "        X: {value: a, pattern: '^a$'}")), []string{`20:12|variable X has both value and pattern`}},
 		{"variable neither", edited(addAfter(18, "      variables:", "        X: {}")), []string{`20:12|variable X needs value or pattern`}},
 		{"variable unknown key", edited(addAfter(18, "      variables:", "        X: {values: a}")),
-			[]string{`20:12|variable X needs value or pattern`, `20:13|unknown key "values" in variable X: use one of value, pattern (did you mean "value"?)`}},
+			[]string{`20:12|variable X needs value or pattern`, `20:13|unknown key "values" in variable X: use one of value, pattern, file, dangerous (did you mean "value"?)`}},
+		{"variable file", edited(addAfter(18, "      variables:", "        X: {pattern: '^a$', file: true}", "        Y: {value: b, file: false}")), nil},
+		{"variable file not a bool", edited(addAfter(18, "      variables:", "        X: {value: a, file: yes}")), []string{`20:29|file must be true or false, not text`}},
+		{"variable file null", edited(addAfter(18, "      variables:", "        X: {value: a, file: }")), []string{`20:23|file has no value`}},
+		{"variable TODO", edited(addAfter(18, "      variables:", "        X: {pattern: TODO, file: true}")), []string{`20:22|variable X still has the TODO that writ allowlist entry writes`}},
+		{"variable BASH_ENV", edited(addAfter(18, "      variables:", "        BASH_ENV: {value: /etc/x}")), []string{`20:9|variable BASH_ENV is dangerous: bash sources the file it names before any script; remove it, or if GitLab must set it, add dangerous: true`}},
+		{"variable BASH_ENV marked", edited(addAfter(18, "      variables:", "        BASH_ENV: {value: /etc/x, dangerous: true}")), nil},
+		{"variable ENV", edited(addAfter(18, "      variables:", "        ENV: {value: /etc/x}")), []string{`20:9|variable ENV is dangerous`}},
+		{"variable LD_PRELOAD", edited(addAfter(18, "      variables:", "        LD_PRELOAD: {pattern: '^/opt/[a-z]+\\.so$'}")), []string{`20:9|variable LD_PRELOAD is dangerous: the dynamic loader`}},
+		{"variable BASH_FUNC_", edited(addAfter(18, "      variables:", "        BASH_FUNC_echo: {value: x}")), []string{`20:9|variable BASH_FUNC_echo is dangerous: bash imports it`}},
+		{"variable GIT_", edited(addAfter(18, "      variables:", "        GIT_SSH_COMMAND: {value: ssh}")), []string{`20:9|variable GIT_SSH_COMMAND is dangerous: git reads`}},
+		{"variable NODE_OPTIONS", edited(addAfter(18, "      variables:", "        NODE_OPTIONS: {value: --max-old-space-size=4096}")), []string{`20:9|variable NODE_OPTIONS is dangerous: runtimes read *_OPTIONS`}},
+		{"variable JAVA_TOOL_OPTIONS", edited(addAfter(18, "      variables:", "        JAVA_TOOL_OPTIONS: {value: x}")), []string{`20:9|variable JAVA_TOOL_OPTIONS is dangerous`}},
+		{"variable PYTHONSTARTUP", edited(addAfter(18, "      variables:", "        PYTHONSTARTUP: {value: x}")), []string{`20:9|variable PYTHONSTARTUP is dangerous: python`}},
+		{"variable lower-case proxy", edited(addAfter(18, "      variables:", "        https_proxy: {value: x}")), []string{`20:9|variable https_proxy is dangerous`}},
+		{"variable IFS", edited(addAfter(18, "      variables:", "        IFS: {value: x}")), []string{`20:9|variable IFS is dangerous`}},
+		{"variable PATH reserved", edited(addAfter(18, "      variables:", "        PATH: {value: /bin, dangerous: true}")), []string{`20:9|variable PATH cannot be admitted: writ sets it from the runner host's configuration`}},
+		{"variable HOME reserved", edited(addAfter(18, "      variables:", "        HOME: {value: /root}")), []string{`20:9|variable HOME cannot be admitted`}},
+		{"variable CI_ reserved", edited(addAfter(18, "      variables:", "        CI_COMMIT_TAG: {value: v1}")), []string{`20:9|variable CI_COMMIT_TAG cannot be admitted: writ derives CI variables`}},
+		{"variable WRIT_ reserved", edited(addAfter(18, "      variables:", "        WRIT_ENTRY: {value: x}")), []string{`20:9|variable WRIT_ENTRY cannot be admitted: writ sets WRIT_ variables`}},
+		{"variable GITLAB_ reserved", edited(addAfter(18, "      variables:", "        GITLAB_USER_LOGIN: {value: x}")), []string{`20:9|variable GITLAB_USER_LOGIN cannot be admitted`}},
+		{"variable ordinary name", edited(addAfter(18, "      variables:", "        DEPLOY_PATH: {value: x}", "        RELEASE_OPTIONS_FILE: {value: y}")), nil},
 		{"variable null", edited(addAfter(18, "      variables:", "        X:")), []string{`20:9|variable X has no value`}},
 		{"variables list", edited(addAfter(18, "      variables: [X]")), []string{`19:18|variables must be a mapping`}},
 		{"pattern unanchored start", edited(addAfter(18, "      variables:", "        X: {pattern: 'v[0-9]+$'}")), []string{`20:22|must begin with ^`}},
@@ -315,7 +364,7 @@ func negativeCases() []negCase {
 		{"openpgp item not a mapping", edited(addAfter(6, "    openpgp: [keys/alice.asc]")), []string{`7:15|an openpgp key must be a mapping`}},
 
 		// Bounds.
-		{"too many match combinations", edited(setLine(14, "      environments: ["+numbered("e", 1001)+"]"), setLine(15, "      refs: ["+numbered("r", 1000)+"]")),
+		{"too many match combinations", edited(setLine(14, "      environments: ["+numbered("e", 1001)+"]"), setLine(15, "      refs: ["+numbered("refs/heads/r", 1000)+"]")),
 			[]string{"10:3|more than 1000000 (environment, ref) combinations"}},
 		{"script too many lines", edited(setLine(18, `        - "`+strings.Repeat(`x\n`, MaxScriptLines)+`"`)), []string{"18:9|script has 10001 lines; the limit is 10000"}},
 		{"string too long", edited(setLine(18, "        - "+strings.Repeat("x", MaxStringBytes+1))), []string{"18:11|script item is 65537 bytes long; the limit is 65536"}},

@@ -50,7 +50,7 @@ func TestExample(t *testing.T) {
 	const bob = "bob@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBjIOV/BS6JM97dS43zzOp7fyifDILED8hT/pHDdvUO9"
 	img := "registry.example.com/deploy@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	want := &Allowlist{
-		Schema:     SchemaV1,
+		Schema:     SchemaV2,
 		Repository: "acme/deploy-allowlist",
 		Version:    7,
 		Expires:    time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC),
@@ -70,7 +70,7 @@ func TestExample(t *testing.T) {
 		Jobs: []*Entry{
 			{
 				Name:  "web-deploy-production",
-				Match: Match{Project: "acme/web", Job: "deploy", Environments: []string{"production"}, Refs: []string{"main"}},
+				Match: Match{Project: "acme/web", Job: "deploy", Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
 				Definition: Definition{
 					Image: img,
 					Script: []string{
@@ -95,11 +95,12 @@ func TestExample(t *testing.T) {
 			},
 			{
 				Name:  "web-deploy-staging",
-				Match: Match{Project: "acme/web", Job: "deploy", Environments: []string{"staging"}, Refs: []string{"main", "release"}},
+				Match: Match{Project: "acme/web", Job: "deploy", Environments: []string{"staging"}, Refs: []string{"refs/heads/main", "refs/heads/release"}},
 				Definition: Definition{
 					Image:     img,
 					Services:  []string{"registry.example.com/postgres:16@sha256:60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"},
 					Script:    []string{"./deploy.sh --target web-staging"},
+					Variables: []Variable{{Name: "KUBECONFIG", Pattern: `^apiVersion: v1\n(.|\n)*$`, File: true}},
 					Artifacts: true,
 					Cache:     true,
 				},
@@ -108,7 +109,7 @@ func TestExample(t *testing.T) {
 			},
 			{
 				Name:       "infra-release",
-				Match:      Match{Project: "acme/infra", Job: "release: tag", Environments: []string{"production", "staging"}, Refs: []string{"v1.4.0"}},
+				Match:      Match{Project: "acme/infra", Job: "release: tag", Environments: []string{"production", "staging"}, Refs: []string{"refs/tags/v1.4.0"}},
 				Definition: Definition{Script: []string{"make release"}, Dependencies: true},
 				Source: Source{
 					Repository: "ssh://git@gitlab.example.com/acme/infra.git",
@@ -116,7 +117,7 @@ func TestExample(t *testing.T) {
 					Mode:       ModeTag,
 					Pin:        "3f786850e387550fdab836ed7e6dc881de23001b",
 				},
-				Pos: Pos{66, 5},
+				Pos: Pos{68, 5},
 			},
 		},
 	}

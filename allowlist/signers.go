@@ -55,6 +55,15 @@ func checkOpenPGPKey(data []byte, fpr string) string {
 			found = append(found, strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint)))
 		}
 	}
+	if blocks > 0 {
+		// Jobs are verified with gitsig.NewKeys over these same bytes, and
+		// it frames armor strictly where armor.Decode is lenient (a BEGIN
+		// line with text after its type, garbage around the block): a file
+		// must not pass here and then fail, or trust something else, there.
+		if _, err := gitsig.NewKeys([][]byte{data}, nil); err != nil {
+			return fmt.Sprintf("is not a well-formed armored key file (%v): export the key again with gpg --armor --export FINGERPRINT", err)
+		}
+	}
 	switch {
 	case blocks == 0:
 		return "holds no armored OpenPGP public key: export it with gpg --armor --export FINGERPRINT"

@@ -9,7 +9,14 @@ package allowlist
 
 import "time"
 
-// SchemaV1 is the only schema this version of writ understands.
+// SchemaV2 is the schema this version of writ understands: match.refs
+// holds full ref names (refs/heads/…, refs/tags/…), and variables state
+// their kind.
+const SchemaV2 = "writ/v2"
+
+// SchemaV1 is the retired first schema. Parse refuses it with a message
+// that says what to change: its refs did not say whether a name was a
+// branch or a tag, so GitLab's ref_type chose.
 const SchemaV1 = "writ/v1"
 
 // FileName is the allowlist's path at the root of an allowlist repository.
@@ -17,7 +24,7 @@ const FileName = "allowlist.yaml"
 
 // Allowlist is a parsed, validated allowlist.yaml.
 type Allowlist struct {
-	// Schema is the schema identifier, always SchemaV1.
+	// Schema is the schema identifier, always SchemaV2.
 	Schema string
 	// Repository is the identity of the allowlist repository. Approvals bind
 	// it, and an environment refuses an allowlist whose Repository differs
@@ -74,9 +81,24 @@ type Match struct {
 	// Environments are writ environment names (the "environment" of an
 	// environment's writ config) this entry applies to.
 	Environments []string
-	// Refs are the branch or tag names the job may run for.
+	// Refs are the full names of the refs the job may run for, each
+	// refs/heads/<branch> or refs/tags/<tag> (see SplitRef). The kind is
+	// part of the name, so a tag never matches an entry for a branch of
+	// the same name.
 	Refs []string
 }
+
+// Ref kinds, as GitLab's git_info.ref_type names them.
+const (
+	RefBranch = "branch"
+	RefTag    = "tag"
+)
+
+// Full-ref prefixes of the two kinds of ref an entry can admit.
+const (
+	BranchPrefix = "refs/heads/"
+	TagPrefix    = "refs/tags/"
+)
 
 // Definition is the exact job definition that must match the payload and is
 // what actually runs.
@@ -106,6 +128,14 @@ type Variable struct {
 	HasValue bool
 	// Pattern is a Go regular expression, anchored with ^ and $ in the file.
 	Pattern string
+	// File: the variable is a file variable (GitLab's "file" type): the job
+	// sees the path of a file holding the value. A job whose variable has
+	// the other kind is refused, since the kind changes what the job sees.
+	File bool
+	// Dangerous acknowledges a name that controls the loader, the shell,
+	// git or a language runtime (see DangerousName). Without it such a
+	// name is refused.
+	Dangerous bool
 }
 
 // SourceMode is how an application commit must be signed.

@@ -14,6 +14,7 @@ import (
 const (
 	CheckPayload      = "payload"
 	CheckEntry        = "entry"
+	CheckRef          = "ref"
 	CheckSteps        = "steps"
 	CheckScript       = "script"
 	CheckAfterScript  = "after_script"
@@ -50,6 +51,10 @@ type Failure struct {
 	// Hint says what to do.
 	Hint string `json:"hint,omitempty"`
 }
+
+// Error makes a refusal an error, so a step of admission can return it: the
+// caller tells it from "cannot decide" with errors.As.
+func (f *Failure) Error() string { return f.Check + ": " + f.Message }
 
 // JobRef identifies the job a decision is about, as GitLab described it.
 type JobRef struct {
@@ -92,6 +97,11 @@ type Decision struct {
 	Entry *allowlist.Entry `json:"-"`
 	// EntryName is Entry.Name ("" when none matches).
 	EntryName string `json:"entry,omitempty"`
+	// Ref is the full ref (refs/heads/… or refs/tags/…) the job matched in
+	// Entry: the ref writ fetches and verifies the commit on, and the
+	// only source of the job's CI_COMMIT_BRANCH, CI_COMMIT_TAG and
+	// CI_COMMIT_REF_NAME.
+	Ref string `json:"ref,omitempty"`
 	// Failures lists every failed check; the first is the one shown first.
 	Failures []Failure `json:"failures,omitempty"`
 	// Variables are the admitted variables (values withheld from JSON).
@@ -138,8 +148,9 @@ func IsPredefined(key string) bool {
 }
 
 // checkDefinition compares the payload with the entry's definition and
-// returns the variables that reach the job.
-func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry) []AdmittedVariable {
+// returns the variables that reach the job. hostEnv is the environment's
+// job.env: names writ sets that no variable may override.
+func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[string]string) []AdmittedVariable {
 	def := &e.Definition
 	var script, after []string
 	var seenScript, seenAfter bool
@@ -206,7 +217,7 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry) []AdmittedVari
 			d.fail(Failure{Check: a.check, Message: fmt.Sprintf("the job has %d %s item(s); the entry allows none", a.n, a.check), Hint: a.hint})
 		}
 	}
-	return checkVariables(d, p, def.Variables)
+	return checkVariables(d, p, def.Variables, hostEnv)
 }
 
 // compareLines requires got to equal want line for line, byte for byte, and
@@ -282,9 +293,12 @@ func checkImage(d *Decision, what, check, want string, got Image) {
 }
 
 // checkVariables denies every variable the entry does not name, except
-// predefined metadata, which is dropped. Named variables must match their
-// pinned value or pattern in full.
-func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable) []AdmittedVariable {
+// predefined metadata, which is dropped. Named variables must have the
+// entry's kind (value or file) and match its pinned value or pattern in
+// full; names writ sets, and dangerous names the entry does not mark, are
+// refused whatever the entry says, so that an allowlist built other than
+// by Parse cannot let them through either.
+func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostEnv map[string]string) []AdmittedVariable {
 	byName := make(map[string]*allowlist.Variable, len(allowed))
 	for i := range allowed {
 		byName[allowed[i].Name] = &allowed[i]
@@ -309,54 +323,117 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable) []Adm
 				Hint: "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"})
 			continue
 		}
+		if !variableNameAdmissible(d, a, hostEnv) || !variableKindMatches(d, a, v) {
+			continue
+		}
 		if strings.IndexByte(v.Value, 0) >= 0 {
 			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s holds a NUL byte, which no process environment can carry", key)})
 			continue
 		}
-		switch {
-		case a.HasValue:
-			if v.Value != a.Value {
-				f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s differs from the value pinned by the allowlist entry", key),
-					Hint: "set the variable to exactly the pinned value, or get the entry changed"}
-				if !v.Masked && !v.File {
-					f.Expected, f.Received = allowlist.Visible(a.Value), allowlist.Visible(clip(v.Value))
-				}
-				d.fail(f)
-				continue
-			}
-		default:
-			// Allows is the parser's own matcher, so admission and lint agree
-			// on what a pattern admits.
-			if !a.Allows(v.Value) {
-				f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s does not match the allowlist entry's pattern in full", key),
-					Expected: allowlist.Visible(a.Pattern), Hint: "give the variable a value the pattern matches, or get the entry changed"}
-				if !v.Masked && !v.File {
-					f.Received = allowlist.Visible(clip(v.Value))
-				}
-				d.fail(f)
-				continue
-			}
+		if !variableValueMatches(d, a, v) {
+			continue
 		}
-		out = append(out, AdmittedVariable{Name: v.Key, Value: v.Value, File: v.File})
+		// The entry's kind and, for a pinned variable, the entry's bytes:
+		// what reaches the job is what was signed.
+		value := v.Value
+		if a.HasValue {
+			value = a.Value
+		}
+		out = append(out, AdmittedVariable{Name: v.Key, Value: value, File: a.File})
 	}
 	// A pinned value is part of the signed definition: the job gets it even
 	// when GitLab leaves the variable out, so omitting a variable cannot
 	// change what runs.
-	for _, a := range allowed {
-		if a.HasValue && !seen[a.Name] {
-			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value})
+	for i := range allowed {
+		a := &allowed[i]
+		if a.HasValue && !seen[a.Name] && variableNameAdmissible(d, a, hostEnv) {
+			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value, File: a.File})
 		}
 	}
 	return out
 }
 
+// variableNameAdmissible refuses an entry's variable whose name writ sets
+// (PATH, HOME, LANG, CI_*, WRIT_*, the host's job.env) or that is
+// dangerous without the entry's dangerous: true.
+func variableNameAdmissible(d *Decision, a *allowlist.Variable, hostEnv map[string]string) bool {
+	name := allowlist.Visible(clip(a.Name))
+	if why := allowlist.ReservedName(a.Name); why != "" {
+		d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s cannot reach the job: %s", name, why),
+			Hint: "remove the variable from the job and from the allowlist entry"})
+		return false
+	}
+	if _, ok := hostEnv[a.Name]; ok {
+		d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is set by this runner host's job.env, which a job variable never overrides", name),
+			Hint: "remove the variable from the job and the allowlist entry, or ask the runner's owners to change job.env"})
+		return false
+	}
+	if why := allowlist.DangerousName(a.Name); why != "" && !a.Dangerous {
+		d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is dangerous (%s) and the allowlist entry does not mark it dangerous: true", name, why),
+			Hint: "remove the variable from the job, or get the entry to mark it dangerous: true (and pin its value)"})
+		return false
+	}
+	return true
+}
+
+// variableKindMatches refuses a variable whose kind differs from the
+// entry's: a file variable makes the job see a path instead of the value.
+func variableKindMatches(d *Decision, a *allowlist.Variable, v Variable) bool {
+	if v.File == a.File {
+		return true
+	}
+	kind := func(file bool) string {
+		if file {
+			return "a file variable (the job sees a path)"
+		}
+		return "a value variable (the job sees the value)"
+	}
+	d.fail(Failure{Check: CheckVariables,
+		Message:  fmt.Sprintf("variable %s is %s, but the allowlist entry makes it %s", allowlist.Visible(clip(v.Key)), kind(v.File), kind(a.File)),
+		Expected: kind(a.File), Received: kind(v.File),
+		Hint: "set the variable's type in GitLab's CI/CD settings to the entry's (Variable or File), or get the entry's file: changed"})
+	return false
+}
+
+// variableValueMatches refuses a value other than the pinned one, or one
+// the entry's pattern does not match in full.
+func variableValueMatches(d *Decision, a *allowlist.Variable, v Variable) bool {
+	key := allowlist.Visible(clip(v.Key))
+	if a.HasValue {
+		if v.Value == a.Value {
+			return true
+		}
+		f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s differs from the value pinned by the allowlist entry", key),
+			Hint: "set the variable to exactly the pinned value, or get the entry changed"}
+		if !v.Masked && !v.File {
+			f.Expected, f.Received = allowlist.Visible(a.Value), allowlist.Visible(clip(v.Value))
+		}
+		d.fail(f)
+		return false
+	}
+	// Allows is the parser's own matcher, so admission and lint agree on
+	// what a pattern admits.
+	if a.Allows(v.Value) {
+		return true
+	}
+	f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s does not match the allowlist entry's pattern in full", key),
+		Expected: allowlist.Visible(a.Pattern), Hint: "give the variable a value the pattern matches, or get the entry changed"}
+	if !v.Masked && !v.File {
+		f.Received = allowlist.Visible(clip(v.Value))
+	}
+	d.fail(f)
+	return false
+}
+
 // EntryFromPayload builds the allowlist entry that would admit the job's
 // definition as GitLab sent it, for environment env: the starting point of a
-// proposal, to be reviewed. Variables that GitLab marks public and not
-// masked are pinned to their value; others get the pattern "^.*$" (their
-// values are never shown), which a reviewer should tighten. The source
-// repository is GitLab's repo_url without credentials, the mode "commit"
-// and no signer set: the reviewer fills those in.
+// proposal, to be reviewed. Its ref is the full ref of the job's ref and
+// ref_type. Variables that GitLab marks public and not masked are pinned to
+// their value and kind; others get allowlist.TODOPattern (their values are
+// never shown), which Parse refuses until a maintainer writes a rule, and
+// dangerous names are never marked dangerous: a maintainer decides. The
+// source repository is GitLab's repo_url without credentials, the mode
+// "commit" and no signer set: the reviewer fills those in.
 func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 	e := &allowlist.Entry{
 		Name: suggestedName(p.Project, p.JobName, env),
@@ -364,7 +441,7 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 			Project:      p.Project,
 			Job:          p.JobName,
 			Environments: []string{env},
-			Refs:         []string{p.Ref},
+			Refs:         []string{payloadRef(p)},
 		},
 		Source: allowlist.Source{Repository: p.RepoURL, Mode: allowlist.ModeCommit},
 	}
@@ -386,11 +463,11 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 			continue
 		}
 		seen[v.Key] = true
-		av := allowlist.Variable{Name: v.Key}
+		av := allowlist.Variable{Name: v.Key, File: v.File}
 		if v.Public && !v.Masked && !v.File {
 			av.Value, av.HasValue = v.Value, true
 		} else {
-			av.Pattern = "^.*$"
+			av.Pattern = allowlist.TODOPattern
 		}
 		e.Definition.Variables = append(e.Definition.Variables, av)
 	}
@@ -411,4 +488,14 @@ func suggestedName(project, job, env string) string {
 		s = strings.TrimRight(s[:100], "-")
 	}
 	return s
+}
+
+// payloadRef is the full ref a job claims, for suggestions; when the ref or
+// its kind is unusable it is GitLab's ref as sent, which Parse refuses
+// with a message saying what to write.
+func payloadRef(p *Payload) string {
+	if full, err := allowlist.JobRef(p.RefType, p.Ref); err == nil {
+		return full
+	}
+	return p.Ref
 }

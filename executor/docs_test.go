@@ -49,7 +49,7 @@ func docsBlock(t *testing.T, file, name, printed string) {
 func docsEntry() *allowlist.Entry {
 	return &allowlist.Entry{
 		Name:  "app-build-production",
-		Match: allowlist.Match{Project: "group/app", Job: "build", Environments: []string{"production"}, Refs: []string{"main"}},
+		Match: allowlist.Match{Project: "group/app", Job: "build", Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
 		Definition: allowlist.Definition{
 			Script:    []string{`echo "$GREETING from $CI_PROJECT_PATH"`, "test -f README.md"},
 			Variables: []allowlist.Variable{{Name: "GREETING", Value: "hello", HasValue: true}},
@@ -76,7 +76,7 @@ func TestDocsRefusalExample(t *testing.T) {
 		Job:       JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA},
 		Allowlist: AllowlistRef{Version: 7, Commit: "9d1e0c4a2b33f0e1d2c3b4a5968778695a4b3c2d"},
 		Entry:     e, EntryName: e.Name}
-	checkDefinition(d, p, e)
+	checkDefinition(d, p, e, nil)
 	d.Suggestion = suggestion(p, "production", e, nil)
 	if len(d.Failures) == 0 {
 		t.Fatal("the example payload is not refused")

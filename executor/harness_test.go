@@ -221,7 +221,7 @@ func newEnv(t *testing.T) *env {
 	e.head = e.src.Commit(t, map[string]string{"main.sh": "echo main\n"}, "second", e.signer)
 	e.entry = entrySpec{
 		Name: "app-build", Project: "group/app", Job: "build",
-		Envs: []string{"prod"}, Refs: []string{"main"},
+		Envs: []string{"prod"}, Refs: []string{"refs/heads/main"},
 		Script:  e.defaultScript(),
 		Vars:    []string{"GREETING: {value: hello}"},
 		Repo:    "file://" + e.src.Path,
@@ -265,7 +265,7 @@ FROM_CONFIG = "config-value"
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "schema: writ/v1\nrepository: test/allowlist\nversion: 7\nexpires: 2099-01-01T00:00:00Z\n")
+	fmt.Fprintf(&b, "schema: writ/v2\nrepository: test/allowlist\nversion: 7\nexpires: 2099-01-01T00:00:00Z\n")
 	fmt.Fprintf(&b, "signers:\n  devs:\n    ssh:\n      - %s\n", q(e.signer.AllowedSignersLine("")))
 	fmt.Fprintf(&b, "  others:\n    ssh:\n      - %s\n", q(e.outsider.AllowedSignersLine("")))
 	b.WriteString(e.extraSigners)

@@ -63,8 +63,8 @@ func writeRefusal(w io.Writer, d *Decision, auditMode bool) {
 	}
 	if text := suggestionText(d); text != nil {
 		b.WriteString("\nThe allowlist entry that would admit this job's definition as GitLab sent it\n")
-		b.WriteString("(to propose for review if the change is intended; values of protected or masked\n")
-		b.WriteString("variables are not shown and appear as patterns to tighten):\n\n")
+		b.WriteString("(to propose for review if the change is intended; values of protected, masked\n")
+		b.WriteString("or file variables are not shown and appear as TODOs a maintainer must resolve):\n\n")
 		for _, l := range strings.Split(strings.TrimRight(string(text), "\n"), "\n") {
 			b.WriteString("    " + l + "\n")
 		}
@@ -159,7 +159,7 @@ func suggestion(p *Payload, env string, found *allowlist.Entry, near []*allowlis
 	}
 	s := *base
 	s.Match.Environments = appendMissing(slices.Clone(base.Match.Environments), env)
-	s.Match.Refs = appendMissing(slices.Clone(base.Match.Refs), p.Ref)
+	s.Match.Refs = appendMissing(slices.Clone(base.Match.Refs), payloadRef(p))
 	timeout := base.Definition.Timeout
 	old := base.Definition.Variables
 	s.Definition = fresh.Definition

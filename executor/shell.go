@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gitlab.com/writ-ci/writ/allowlist"
 )
 
 // ANSI sequences as GitLab Runner writes them into job logs.
@@ -178,29 +180,32 @@ func (o *Options) terminate(pgid int, waitCh <-chan error) error {
 	}
 }
 
-// jobEnv is the clean environment of a job's script: fixed values from
-// writ's configuration, the entry's admitted variables and CI_ values
-// derived from verified data, in increasing precedence. Nothing else from
-// the runner's or GitLab's environment reaches it.
+// jobEnv is the clean environment of a job's script: the entry's admitted
+// variables, then fixed values from writ's configuration, then CI_ values
+// derived from verified data, in increasing precedence, so that no admitted
+// variable overrides what writ sets (admission refuses such names too).
+// Nothing else from the runner's or GitLab's environment reaches it.
 func (o *Options) jobEnv(s *Snapshot) []string {
 	c := o.Config
-	env := map[string]string{
-		"PATH": c.Job.Path,
-		"HOME": c.Job.Home,
-		"LANG": c.Job.Lang,
-	}
-	if env["HOME"] == "" {
-		env["HOME"] = s.BuildDir
-	}
-	for k, v := range c.Job.Env {
-		env[k] = v
-	}
+	env := map[string]string{}
 	for _, v := range s.Variables {
+		if allowlist.ReservedName(v.Name) != "" {
+			// Admission refuses these; a snapshot is still not trusted
+			// to override what writ sets.
+			continue
+		}
 		if v.File {
 			env[v.Name] = o.fileVariablePath(s.Job.ID, v.Name)
 		} else {
 			env[v.Name] = v.Value
 		}
+	}
+	env["PATH"], env["HOME"], env["LANG"] = c.Job.Path, c.Job.Home, c.Job.Lang
+	if env["HOME"] == "" {
+		env["HOME"] = s.BuildDir
+	}
+	for k, v := range c.Job.Env {
+		env[k] = v
 	}
 	derived := map[string]string{
 		"CI":                     "true",
@@ -208,7 +213,6 @@ func (o *Options) jobEnv(s *Snapshot) []string {
 		"CI_JOB_NAME":            s.Job.Name,
 		"CI_PROJECT_PATH":        s.Job.Project,
 		"CI_COMMIT_SHA":          s.Commit,
-		"CI_COMMIT_REF_NAME":     s.Job.Ref,
 		"CI_ENVIRONMENT_NAME":    s.Environment,
 		"CI_PROJECT_DIR":         s.BuildDir,
 		"WRIT_ENVIRONMENT":       s.Environment,
@@ -217,11 +221,15 @@ func (o *Options) jobEnv(s *Snapshot) []string {
 	if len(s.Commit) >= 8 {
 		derived["CI_COMMIT_SHORT_SHA"] = s.Commit[:8]
 	}
-	switch s.Job.RefType {
-	case "branch":
-		derived["CI_COMMIT_BRANCH"] = s.Job.Ref
-	case "tag":
-		derived["CI_COMMIT_TAG"] = s.Job.Ref
+	// The verified full ref, never GitLab's ref_type, says whether the job
+	// runs for a branch or a tag.
+	if kind, name, ok := allowlist.SplitRef(s.Ref); ok {
+		derived["CI_COMMIT_REF_NAME"] = name
+		if kind == allowlist.RefBranch {
+			derived["CI_COMMIT_BRANCH"] = name
+		} else {
+			derived["CI_COMMIT_TAG"] = name
+		}
 	}
 	if i := strings.LastIndexByte(s.Job.Project, '/'); i > 0 {
 		derived["CI_PROJECT_NAMESPACE"] = s.Job.Project[:i]

@@ -30,10 +30,13 @@ type Snapshot struct {
 	Admitted  bool        `json:"admitted"`
 	// PassThrough: audit mode admitted a job enforce mode refuses; run
 	// executes the runner's own scripts.
-	PassThrough bool         `json:"pass_through"`
-	Environment string       `json:"environment"`
-	Job         JobRef       `json:"job"`
-	Allowlist   AllowlistRef `json:"allowlist"`
+	PassThrough bool   `json:"pass_through"`
+	Environment string `json:"environment"`
+	Job         JobRef `json:"job"`
+	// Ref is the verified full ref (Decision.Ref); empty when no entry
+	// matched.
+	Ref       string       `json:"ref,omitempty"`
+	Allowlist AllowlistRef `json:"allowlist"`
 	// Entry is a full copy of the matched entry (nil when none matched).
 	Entry *allowlist.Entry `json:"entry"`
 	// Commit is the verified commit, Repository the entry's repository.

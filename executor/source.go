@@ -31,15 +31,6 @@ const strictMaxCommits = 10000
 // lockWait bounds how long a stage waits for another writ process's lock.
 const lockWait = 5 * time.Minute
 
-// cannotDecide is an error that means writ could not reach a decision (as
-// opposed to a refusal): the job is a system failure and the runner retries.
-type cannotDecide struct{ err error }
-
-// Error is the cause alone: every place that prints it already says "writ
-// cannot decide", so the sentence never repeats itself.
-func (e *cannotDecide) Error() string { return e.err.Error() }
-func (e *cannotDecide) Unwrap() error { return e.err }
-
 // highWater is the last commit admitted for an entry.
 type highWater struct {
 	Entry      string               `json:"entry"`
@@ -186,189 +177,409 @@ type sourceResult struct {
 }
 
 // verifySource fetches the entry's repository and verifies the job's commit
-// by the entry's mode. The caller holds the entry lock. Refusals are added
-// to d; an error means writ cannot decide.
+// by the entry's mode. The caller holds the entry lock.
+//
+// A refusal is returned as a *Failure (several, for strict mode, joined
+// with errors.Join; see refusals); any other error means writ cannot
+// decide. Checks that refuse without stopping the others (pin,
+// descends_from, rollback) are added to d.
+//
+// The steps run in the order that bounds what a hostile server can cost:
+// nothing is fetched before the request is well formed, and no history is
+// walked before the job's own commit or tag is verified, so a walk only
+// ever runs over history that an entry signer vouched for at its tip.
 func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist, last *highWater) (*sourceResult, error) {
-	src := &e.Source
-	fail := func(check, msg, hint string) (*sourceResult, error) {
-		d.fail(Failure{Check: check, Message: msg, Hint: hint})
-		return nil, nil
-	}
-	if !shaPattern.MatchString(p.SHA) {
-		return fail(CheckSource, fmt.Sprintf("the job's commit %q is not a full 40-hex SHA-1", allowlist.Visible(clip(p.SHA))), "")
-	}
-	var refspec, local string
-	var err error
-	switch p.RefType {
-	case "branch":
-		refspec, err = gitrepo.BranchRefspec(p.Ref)
-		local = "refs/writ/heads/" + p.Ref
-	case "tag":
-		refspec, err = gitrepo.TagRefspec(p.Ref)
-		local = "refs/writ/tags/" + p.Ref
-	default:
-		return fail(CheckSource, fmt.Sprintf("the job's ref type %q is neither branch nor tag", allowlist.Visible(clip(p.RefType))),
-			"writ admits branch and tag pipelines only (not merge request refs)")
-	}
+	req, err := newSourceRequest(d, p, e, a)
 	if err != nil {
-		return fail(CheckSource, fmt.Sprintf("the job's ref %q is not a valid git branch or tag name: %v", allowlist.Visible(clip(p.Ref)), err), "")
+		return nil, err
 	}
-	if src.Mode == allowlist.ModeTag && p.RefType != "tag" {
-		return fail(CheckSource, fmt.Sprintf("the entry's source mode is tag but the job runs for branch %q", p.Ref),
-			"run the job from a signed tag pipeline")
+	unlock, err := o.lockMirror(ctx, e.Source.Repository)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	src, err := o.fetchSource(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := src.locate(req)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := verifySignature(req, loc, o.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := src.checkAncestry(d, req, loc, last); err != nil {
+		return nil, err
+	}
+	if req.entry.Source.Mode == allowlist.ModeStrict {
+		if err := src.checkStrictRange(req, last, o.Now()); err != nil {
+			return nil, err
+		}
+	}
+	return &sourceResult{signer: signerString(signer)}, nil
+}
+
+// refusals returns the failures err carries when err is a refusal: a
+// *Failure, or several joined with errors.Join. ok is false when err is
+// nil or any part of it is not a refusal (writ cannot decide).
+func refusals(err error) (fs []Failure, ok bool) {
+	if err == nil {
+		return nil, false
+	}
+	if j, isJoin := err.(interface{ Unwrap() []error }); isJoin {
+		for _, e := range j.Unwrap() {
+			more, ok := refusals(e)
+			if !ok {
+				return nil, false
+			}
+			fs = append(fs, more...)
+		}
+		return fs, len(fs) > 0
+	}
+	var f *Failure
+	if errors.As(err, &f) {
+		return []Failure{*f}, true
+	}
+	return nil, false
+}
+
+// sourceRequest is the job's source as GitLab describes it, checked before
+// anything is fetched, with the keys that must have signed it.
+type sourceRequest struct {
+	p       *Payload
+	entry   *allowlist.Entry
+	refspec string // what to fetch
+	local   string // where the mirror keeps the fetched ref
+	kind    string // allowlist.RefBranch or allowlist.RefTag, from the entry's typed ref
+	keys    *gitsig.Keys
+}
+
+// newSourceRequest checks the job's commit, ref and ref type, and builds
+// the entry's keys. A pin mismatch is added to d; other problems refuse.
+func newSourceRequest(d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist) (*sourceRequest, error) {
+	src := &e.Source
+	if !shaPattern.MatchString(p.SHA) {
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the job's commit %q is not a full 40-hex SHA-1", allowlist.Visible(clip(p.SHA)))}
+	}
+	// Only the typed ref the entry lists (d.Ref) is fetched and verified;
+	// GitLab's ref_type chose nothing but which entry ref to look up.
+	req := &sourceRequest{p: p, entry: e}
+	var err error
+	req.refspec, req.local, req.kind, err = typedRefspec(d.Ref)
+	if err != nil {
+		return nil, &Failure{Check: CheckRef, Message: err.Error()}
+	}
+	if src.Mode == allowlist.ModeTag && req.kind != allowlist.RefTag {
+		return nil, &Failure{Check: CheckRef, Message: fmt.Sprintf("the entry's source mode is tag but the job runs for branch %q", p.Ref),
+			Hint: "run the job from a signed tag pipeline"}
 	}
 	if src.Pin != "" && p.SHA != src.Pin {
 		d.fail(Failure{Check: CheckPin, Message: "the entry pins one commit and the job's commit is another",
 			Expected: src.Pin, Received: p.SHA, Hint: "run the pinned commit, or get the entry's pin changed"})
 	}
-	keys, err := signerKeys(a, e)
-	if err != nil {
-		return fail(CheckSignature, fmt.Sprintf("the entry's signers cannot verify anything: %v", err), "fix the entry's signer sets in the allowlist")
+	if req.keys, err = signerKeys(a, e); err != nil {
+		return nil, &Failure{Check: CheckSignature, Message: fmt.Sprintf("the entry's signers cannot verify anything: %v", err), Hint: "fix the entry's signer sets in the allowlist"}
 	}
+	switch src.Mode {
+	case allowlist.ModeCommit, allowlist.ModeTag, allowlist.ModeStrict:
+	default:
+		return nil, &Failure{Check: CheckSignature, Message: fmt.Sprintf("unknown source mode %q", src.Mode)}
+	}
+	return req, nil
+}
 
-	lockPath, err := o.mirrorLockPath(src.Repository)
+// lockMirror takes the exclusive lock of repo's mirror: the fetch and
+// every read of the decision see one state of it.
+func (o *Options) lockMirror(ctx context.Context, repo string) (func() error, error) {
+	lockPath, err := o.mirrorLockPath(repo)
 	if err != nil {
-		return nil, &cannotDecide{err}
+		return nil, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, lockWait)
-	unlock, err := fsutil.Lock(lctx, lockPath)
-	cancel()
+	defer cancel()
+	return fsutil.Lock(lctx, lockPath)
+}
+
+// sourceMirror is the entry's mirror after this job's fetch.
+type sourceMirror struct {
+	m    *gitrepo.Mirror
+	repo string
+	// offline: nothing was fetched, so what the mirror lacks is
+	// undecidable, not refused.
+	offline bool
+}
+
+// mirrorLimits are the configured fetch limits. config.Fetch and
+// gitrepo.Limits have the same fields, in the same order.
+func mirrorLimits(c *config.Config) gitrepo.Option {
+	return gitrepo.WithLimits(gitrepo.Limits(c.Fetch))
+}
+
+// fetchSource opens the entry's mirror and fetches the job's ref into it.
+// A fetch that fails for any other reason than a missing ref or a limit
+// means writ cannot decide: deciding on what an earlier fetch left in the
+// mirror could admit a commit the ref no longer leads to.
+func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceMirror, error) {
+	repo := req.entry.Source.Repository
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, repo, sourceAuth(o.Config, repo), mirrorLimits(o.Config))
 	if err != nil {
-		return nil, &cannotDecide{err}
+		return nil, fmt.Errorf("open the mirror of %s: %w", repo, err)
 	}
-	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, src.Repository, sourceAuth(o.Config, src.Repository))
+	src := &sourceMirror{m: m, repo: repo, offline: o.Offline}
+	if o.Offline {
+		return src, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
+	defer cancel()
+	start := time.Now()
+	err = m.Fetch(fctx, req.refspec)
+	if err == nil {
+		o.phase("fetch", start, "fetched %s %s from %s", req.kind, allowlist.Visible(clip(req.p.Ref)), repo)
+	} else {
+		o.phase("fetch", start, "fetch of %s %s from %s failed", req.kind, allowlist.Visible(clip(req.p.Ref)), repo)
+	}
+	var limit *gitrepo.LimitError
+	switch {
+	case err == nil:
+		return src, nil
+	case errors.Is(err, gitrepo.ErrNoRef):
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("the entry's repository %s has no %s %q", repo, req.kind, req.p.Ref),
+			Hint: "push the ref to the repository the allowlist entry names"}
+	case errors.As(err, &limit):
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("writ refused what the entry's repository sent for %s %q: %v", req.kind, req.p.Ref, err),
+			Hint: "keep the repository within the limit, or ask the runner's owners to raise fetch." + limit.Limit + " in writ's configuration"}
+	}
+	return nil, fmt.Errorf("fetch %s %q: %w", req.kind, req.p.Ref, err)
+}
+
+// damaged turns an error from reading the mirror into "cannot decide" when
+// it comes from a damaged mirror, and marks the mirror so that the next
+// fetch rebuilds it: a broken cache is never the author's fault. It
+// returns nil for other errors.
+func (s *sourceMirror) damaged(err error) error {
+	if !gitrepo.IsDamage(err) {
+		return nil
+	}
+	s.m.MarkDamaged(err.Error())
+	return fmt.Errorf("writ's mirror of %s is damaged (%v); the next attempt rebuilds it", s.repo, err)
+}
+
+// missing is the outcome when what (the job's ref or commit) is not in the
+// mirror: a refusal, unless nothing was fetched.
+func (s *sourceMirror) missing(req *sourceRequest, what string, err error) error {
+	if s.offline {
+		return fmt.Errorf("offline: %s is not in writ's mirror of %s (%v); fetch to decide", what, s.repo, err)
+	}
+	return &Failure{Check: CheckSource, Message: fmt.Sprintf("%s is not in the entry's repository %s", what, s.repo)}
+}
+
+// notOnRef refuses a commit the job's ref does not lead to.
+func (s *sourceMirror) notOnRef(req *sourceRequest) error {
+	p := req.p
+	return &Failure{Check: CheckSource, Message: fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s (writ never fetches from GitLab's repository %s)",
+		p.SHA, req.kind, p.Ref, s.repo, p.RepoURL),
+		Hint: "push the commit to that ref of the repository the allowlist entry names"}
+}
+
+// located is the job's commit and what its ref points at in the mirror.
+type located struct {
+	commit    *object.Commit
+	refCommit plumbing.Hash // the commit the ref leads to
+	tag       *object.Tag   // the annotated tag the ref names, if any
+}
+
+// locate finds the job's ref and commit in the mirror, without walking,
+// and checks that the commit and its tree are complete and intact.
+func (s *sourceMirror) locate(req *sourceRequest) (*located, error) {
+	p := req.p
+	refHash, err := s.m.Ref(req.local)
 	if err != nil {
-		return nil, &cannotDecide{fmt.Errorf("open the mirror of %s: %w", src.Repository, err)}
+		if derr := s.damaged(err); derr != nil {
+			return nil, derr
+		}
+		return nil, s.missing(req, fmt.Sprintf("%s %q", req.kind, p.Ref), err)
 	}
-	var fetchErr error
-	if !o.Offline {
-		fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
-		start := time.Now()
-		fetchErr = m.Fetch(fctx, refspec)
-		cancel()
-		if fetchErr == nil {
-			o.phase("fetch", start, "fetched %s %s from %s", p.RefType, allowlist.Visible(clip(p.Ref)), src.Repository)
-		} else {
-			o.phase("fetch", start, "fetch of %s %s from %s failed: %v", p.RefType, allowlist.Visible(clip(p.Ref)), src.Repository, fetchErr)
-		}
-		if fetchErr != nil && errors.Is(fetchErr, git.NoMatchingRefSpecError{}) {
-			return fail(CheckSource, fmt.Sprintf("the entry's repository %s has no %s %q", src.Repository, p.RefType, p.Ref),
-				"push the ref to the repository the allowlist entry names")
-		}
-	}
-	// What cannot be established without the fetch is undecidable rather
-	// than refused: the failure may be the network's.
-	missing := func(what string, err error) (*sourceResult, error) {
-		if fetchErr != nil {
-			return nil, &cannotDecide{fmt.Errorf("fetch %s from %s: %w (and %s is not in writ's mirror: %v)", p.Ref, src.Repository, fetchErr, what, err)}
-		}
-		if o.Offline {
-			return nil, &cannotDecide{fmt.Errorf("offline: %s is not in writ's mirror of %s (%v); fetch to decide", what, src.Repository, err)}
-		}
-		return fail(CheckSource, fmt.Sprintf("%s is not in the entry's repository %s", what, src.Repository), "")
-	}
-	refHash, err := m.Ref(local)
+	refCommit, tag, err := peel(s.m.Repo(), refHash)
 	if err != nil {
-		return missing(fmt.Sprintf("%s %q", p.RefType, p.Ref), err)
-	}
-	refCommit, tagObj, err := peel(m.Repo(), refHash)
-	if err != nil {
-		return fail(CheckSource, fmt.Sprintf("%s %q in %s does not lead to a commit: %v", p.RefType, p.Ref, src.Repository, err), "")
-	}
-	notOnRef := func() (*sourceResult, error) {
-		return fail(CheckSource, fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s (writ never fetches from GitLab's repository %s)",
-			p.SHA, p.RefType, p.Ref, src.Repository, p.RepoURL),
-			"push the commit to that ref of the repository the allowlist entry names")
-	}
-	commit, err := m.Commit(p.SHA)
-	if err != nil {
-		if fetchErr != nil || o.Offline {
-			return missing("commit "+p.SHA, err)
+		if derr := s.damaged(err); derr != nil {
+			return nil, derr
 		}
-		return notOnRef()
+		return nil, &Failure{Check: CheckSource, Message: fmt.Sprintf("%s %q in %s does not lead to a commit: %v", req.kind, p.Ref, s.repo, err)}
 	}
-	if ok, err := m.IsAncestor(p.SHA, refCommit.String()); err != nil || !ok {
-		return notOnRef()
+	commit, err := s.m.Commit(p.SHA)
+	if err != nil {
+		if s.offline {
+			return nil, s.missing(req, "commit "+p.SHA, err)
+		}
+		if !errors.Is(err, plumbing.ErrObjectNotFound) {
+			if derr := s.damaged(err); derr != nil {
+				return nil, derr
+			}
+		}
+		// The fetch brought the ref's whole history: a commit not in the
+		// mirror is not on the ref.
+		return nil, s.notOnRef(req)
+	}
+	if err := s.m.CheckCommit(p.SHA); err != nil {
+		if derr := s.damaged(err); derr != nil {
+			return nil, derr
+		}
+		return nil, err
+	}
+	return &located{commit: commit, refCommit: refCommit, tag: tag}, nil
+}
+
+// verifySignature verifies the job's own commit (commit and strict mode)
+// or its tag (tag mode): the signature that vouches for everything walked
+// afterwards. Strict mode verifies the rest of the range in
+// checkStrictRange.
+func verifySignature(req *sourceRequest, loc *located, now time.Time) (gitsig.Signer, error) {
+	p, e := req.p, req.entry
+	switch e.Source.Mode {
+	case allowlist.ModeTag:
+		t := loc.tag
+		if t == nil {
+			return gitsig.Signer{}, &Failure{Check: CheckSignature, Message: fmt.Sprintf("tag %q is a lightweight tag; the entry requires a signed annotated tag", p.Ref), Hint: "create the tag with git tag -s"}
+		}
+		if t.Name != p.Ref {
+			return gitsig.Signer{}, &Failure{Check: CheckSignature, Message: fmt.Sprintf("the tag object under refs/tags/%s is named %q", p.Ref, allowlist.Visible(clip(t.Name))), Hint: "tag the commit under its own name with git tag -s"}
+		}
+		if t.TargetType != plumbing.CommitObject || t.Target.String() != p.SHA {
+			return gitsig.Signer{}, &Failure{Check: CheckSignature, Message: fmt.Sprintf("tag %q points at %s %s, not at the job's commit %s", p.Ref, t.TargetType, t.Target, p.SHA)}
+		}
+		s, err := req.keys.VerifyTag(t, now)
+		if err != nil {
+			return gitsig.Signer{}, &Failure{Check: CheckSignature, Message: fmt.Sprintf("tag %q is not signed by the entry's signers (%s): %v", p.Ref, strings.Join(e.Source.Signers, ", "), err),
+				Hint: "sign the tag with a key of the entry's signer sets"}
+		}
+		return s, nil
+	default:
+		s, err := req.keys.VerifyCommit(loc.commit, now)
+		if err != nil {
+			f := sigFailure(loc.commit, err, e)
+			if e.Source.Mode == allowlist.ModeStrict {
+				f.Message = "strict mode: " + f.Message + " (the job's commit)"
+			}
+			return gitsig.Signer{}, &f
+		}
+		return s, nil
+	}
+}
+
+// checkAncestry walks history, now that the job's commit is verified: the
+// commit must be on the job's ref (a refusal otherwise), and descend from
+// the entry's descends_from and, unless the entry allows rollback, from
+// the last commit admitted (failures added to d).
+func (s *sourceMirror) checkAncestry(d *Decision, req *sourceRequest, loc *located, last *highWater) error {
+	p, src := req.p, &req.entry.Source
+	if ok, err := s.m.IsAncestor(p.SHA, loc.refCommit.String()); err != nil || !ok {
+		if derr := s.damaged(err); derr != nil {
+			return derr
+		}
+		f := s.notOnRef(req).(*Failure)
+		if errors.Is(err, gitrepo.ErrWalkBound) {
+			f.Message += fmt.Sprintf(" (%v)", err)
+		}
+		return f
 	}
 	if src.DescendsFrom != "" {
-		if ok, err := m.IsAncestor(src.DescendsFrom, p.SHA); err != nil || !ok {
-			d.fail(Failure{Check: CheckDescends, Message: fmt.Sprintf("commit %s does not descend from %s, as the entry requires", p.SHA, src.DescendsFrom)})
+		if ok, err := s.m.IsAncestor(src.DescendsFrom, p.SHA); err != nil || !ok {
+			if derr := s.damaged(err); derr != nil {
+				return derr
+			}
+			d.fail(Failure{Check: CheckDescends, Message: fmt.Sprintf("commit %s does not descend from %s, as the entry requires%s", p.SHA, src.DescendsFrom, boundNote(err))})
 		}
 	}
-	sameRepo := last != nil && last.Repository == src.Repository
-	if sameRepo && !src.AllowRollback {
-		if ok, err := m.IsAncestor(last.Commit, p.SHA); err != nil || !ok {
+	if sameRepo(last, src) && !src.AllowRollback {
+		if ok, err := s.m.IsAncestor(last.Commit, p.SHA); err != nil || !ok {
+			if derr := s.damaged(err); derr != nil {
+				return derr
+			}
 			d.fail(Failure{Check: CheckRollback,
-				Message:  fmt.Sprintf("commit %s is not %s or a descendant of it, the last commit admitted for entry %q (job %s): this looks like a rollback", p.SHA, last.Commit, e.Name, last.Job),
+				Message:  fmt.Sprintf("commit %s is not %s or a descendant of it, the last commit admitted for entry %q (job %s): this looks like a rollback%s", p.SHA, last.Commit, req.entry.Name, last.Job, boundNote(err)),
 				Expected: "a descendant of " + last.Commit, Received: p.SHA,
 				Hint: "run a newer commit, or get allow_rollback set on the entry"})
 		}
 	}
-	now := o.Now()
-	res := &sourceResult{}
-	switch src.Mode {
-	case allowlist.ModeCommit:
-		s, err := keys.VerifyCommit(commit, now)
-		if err != nil {
-			d.fail(sigFailure(commit, err, e))
-			return nil, nil
-		}
-		res.signer = signerString(s)
-	case allowlist.ModeTag:
-		if tagObj == nil {
-			return fail(CheckSignature, fmt.Sprintf("tag %q is a lightweight tag; the entry requires a signed annotated tag", p.Ref), "create the tag with git tag -s")
-		}
-		if tagObj.Name != p.Ref {
-			return fail(CheckSignature, fmt.Sprintf("the tag object under refs/tags/%s is named %q", p.Ref, allowlist.Visible(clip(tagObj.Name))), "tag the commit under its own name with git tag -s")
-		}
-		if tagObj.TargetType != plumbing.CommitObject || tagObj.Target.String() != p.SHA {
-			return fail(CheckSignature, fmt.Sprintf("tag %q points at %s %s, not at the job's commit %s", p.Ref, tagObj.TargetType, tagObj.Target, p.SHA), "")
-		}
-		s, err := keys.VerifyTag(tagObj, now)
-		if err != nil {
-			return fail(CheckSignature, fmt.Sprintf("tag %q is not signed by the entry's signers (%s): %v", p.Ref, strings.Join(e.Source.Signers, ", "), err),
-				"sign the tag with a key of the entry's signer sets")
-		}
-		res.signer = signerString(s)
-	case allowlist.ModeStrict:
-		base := src.DescendsFrom
-		if sameRepo && last.Mode == allowlist.ModeStrict {
-			if ok, err := m.IsAncestor(last.Commit, p.SHA); err == nil && ok {
-				base = last.Commit
-			}
-		}
-		commits, err := m.CommitsBetween(base, p.SHA, strictMaxCommits)
-		if err != nil {
-			return fail(CheckSignature, fmt.Sprintf("strict mode: cannot list the commits since %s (at most %d are verified): %v", orNone(base), strictMaxCommits, err),
-				"set descends_from on the entry to a reviewed commit closer to the job's commit")
-		}
-		unsigned := 0
-		for _, c := range commits {
-			s, err := keys.VerifyCommit(c, now)
-			if err != nil {
-				if unsigned == 0 {
-					f := sigFailure(c, err, e)
-					f.Message = fmt.Sprintf("strict mode: %s (one of %d commits since %s)", f.Message, len(commits), orNone(base))
-					d.fail(f)
-				}
-				unsigned++
-				continue
-			}
-			if c.Hash.String() == p.SHA {
-				res.signer = signerString(s)
-			}
-		}
-		if unsigned > 1 {
-			d.fail(Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: %d of %d commits since %s are not signed by the entry's signers", unsigned, len(commits), orNone(base))})
-		}
-		if unsigned > 0 {
-			return nil, nil
-		}
-	default:
-		return fail(CheckSignature, fmt.Sprintf("unknown source mode %q", src.Mode), "")
+	return nil
+}
+
+// boundNote says when a walk stopped at its bound rather than at an answer.
+func boundNote(err error) string {
+	if errors.Is(err, gitrepo.ErrWalkBound) {
+		return fmt.Sprintf(" (%v)", err)
 	}
-	return res, nil
+	return ""
+}
+
+func sameRepo(last *highWater, src *allowlist.Source) bool {
+	return last != nil && last.Repository == src.Repository
+}
+
+// checkStrictRange verifies, in strict mode, every commit since the last
+// strict admission (or descends_from, or the first commit).
+func (s *sourceMirror) checkStrictRange(req *sourceRequest, last *highWater, now time.Time) error {
+	p, e := req.p, req.entry
+	base := e.Source.DescendsFrom
+	if sameRepo(last, &e.Source) && last.Mode == allowlist.ModeStrict {
+		ok, err := s.m.IsAncestor(last.Commit, p.SHA)
+		if derr := s.damaged(err); derr != nil {
+			return derr
+		}
+		if err == nil && ok {
+			base = last.Commit
+		}
+	}
+	commits, err := s.m.CommitsBetween(base, p.SHA, strictMaxCommits)
+	if derr := s.damaged(err); derr != nil {
+		return derr
+	}
+	if err != nil {
+		return &Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: cannot list the commits since %s (at most %d are verified): %v", orNone(base), strictMaxCommits, err),
+			Hint: "set descends_from on the entry to a reviewed commit closer to the job's commit"}
+	}
+	var first *Failure
+	unsigned := 0
+	for _, c := range commits {
+		if c.Hash.String() == p.SHA {
+			continue // verified by verifySignature
+		}
+		if _, err := req.keys.VerifyCommit(c, now); err != nil {
+			if unsigned == 0 {
+				f := sigFailure(c, err, e)
+				f.Message = fmt.Sprintf("strict mode: %s (one of %d commits since %s)", f.Message, len(commits), orNone(base))
+				first = &f
+			}
+			unsigned++
+		}
+	}
+	switch {
+	case unsigned == 1:
+		return first
+	case unsigned > 1:
+		return errors.Join(first, &Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: %d of %d commits since %s are not signed by the entry's signers", unsigned, len(commits), orNone(base))})
+	}
+	return nil
+}
+
+// typedRefspec returns the refspec fetching exactly the full ref, the
+// local ref it lands in, and the ref's kind.
+func typedRefspec(full string) (refspec, local, kind string, err error) {
+	kind, short, ok := allowlist.SplitRef(full)
+	if !ok || allowlist.CheckRef(full) != "" {
+		return "", "", "", fmt.Errorf("no verified ref to fetch (%q)", allowlist.Visible(clip(full)))
+	}
+	switch kind {
+	case allowlist.RefBranch:
+		refspec, err = gitrepo.BranchRefspec(short)
+		local = "refs/writ/heads/" + short
+	default:
+		refspec, err = gitrepo.TagRefspec(short)
+		local = "refs/writ/tags/" + short
+	}
+	return refspec, local, kind, err
 }
 
 func orNone(base string) string {

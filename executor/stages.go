@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -171,7 +172,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 	s := &Snapshot{
 		Format: snapshotFormat, CreatedAt: o.Now().UTC(), Mode: d.Mode,
 		Admitted: d.Admitted, PassThrough: passThrough, Environment: d.Environment,
-		Job: d.Job, Allowlist: d.Allowlist, Entry: d.Entry,
+		Job: d.Job, Ref: d.Ref, Allowlist: d.Allowlist, Entry: d.Entry,
 		PayloadSHA256: d.PayloadDigest, BuildDir: o.buildDir(id), Timeout: timeout,
 		Failures: d.Failures,
 	}
@@ -199,7 +200,9 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 
 // decide runs admission on a payload. record: this is a real admission
 // (prepare), which moves the entry's high-water mark; Check passes false.
-// A nil error means a decision was reached (admit or refuse).
+// A nil error means a decision was reached (admit or refuse); any error
+// means writ cannot decide, and the job is a system failure the runner
+// retries.
 func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decision, *Payload, error) {
 	d := o.newDecision()
 	p, err := DecodePayload(data)
@@ -211,7 +214,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
 	d.PayloadDigest = p.Digest
 	if o.Allowlist == nil {
-		return d, p, &cannotDecide{errors.New("no allowlist source configured")}
+		return d, p, errors.New("no allowlist source configured")
 	}
 	start := time.Now()
 	acc, err := o.Allowlist.Current(ctx)
@@ -220,10 +223,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	if err != nil {
 		o.phase("allowlist", start, "no accepted allowlist")
-		if !errors.Is(err, allowlist.ErrCannotDecide) {
-			err = fmt.Errorf("no accepted allowlist is available: %w", err)
-		}
-		return d, p, &cannotDecide{err}
+		return d, p, err // wraps allowlist.ErrCannotDecide, which says why
 	}
 	o.phase("allowlist", start, "allowlist version %d in force (commit %s)", acc.Allowlist.Version, short(acc.Commit))
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
@@ -236,12 +236,26 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		}
 	}
 	env := o.Config.Environment
-	entry, ok := acc.Index.Lookup(p.Project, p.JobName, env, p.Ref)
+	// The job's ref is named by its kind: refs/heads/main is not
+	// refs/tags/main. GitLab's ref_type only says which ref the job claims;
+	// an entry must list that exact full ref, and it is what writ fetches.
+	full, err := allowlist.JobRef(p.RefType, p.Ref)
+	if err != nil {
+		d.fail(Failure{Check: CheckRef, Message: err.Error(),
+			Hint: "run the job from a branch or tag pipeline whose ref is a plain git branch or tag name"})
+		return d, p, nil
+	}
+	entry, ok := acc.Index.Lookup(p.Project, p.JobName, env, full)
 	if !ok {
 		near := acc.Index.Near(p.Project, p.JobName)
+		if f, ok := refKindFailure(near, env, full); ok {
+			d.fail(f)
+			d.Suggestion = suggestion(p, env, nil, near)
+			return d, p, nil
+		}
 		f := Failure{Check: CheckEntry,
 			Message: fmt.Sprintf("no allowlist entry admits project %q, job %q, environment %q, ref %q",
-				allowlist.Visible(clip(p.Project)), allowlist.Visible(clip(p.JobName)), env, allowlist.Visible(clip(p.Ref))),
+				allowlist.Visible(clip(p.Project)), allowlist.Visible(clip(p.JobName)), env, allowlist.Visible(clip(full))),
 			Hint: "get an entry for this job added to the allowlist (the suggested entry below is a starting point)"}
 		if len(near) > 0 {
 			var names []string
@@ -255,27 +269,29 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		d.Suggestion = suggestion(p, env, nil, near)
 		return d, p, nil
 	}
-	d.Entry, d.EntryName = entry, entry.Name
-	d.Variables = checkDefinition(d, p, entry)
+	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
+	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	var unlock func() error
 	if record {
 		if unlock, err = o.lockEntry(ctx, entry.Name); err != nil {
-			return d, p, &cannotDecide{err}
+			return d, p, err
 		}
 		defer unlock()
 	}
 	last, err := o.readHighWater(entry.Name)
 	if err != nil {
-		return d, p, &cannotDecide{err}
+		return d, p, err
 	}
 	start = time.Now()
 	res, err := o.verifySource(ctx, d, p, entry, acc.Allowlist, last)
-	if res != nil {
+	if res != nil && err == nil {
 		o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
 	}
-	if err != nil {
+	if fs, refused := refusals(err); refused {
+		d.Failures = append(d.Failures, fs...)
+	} else if err != nil {
 		if len(d.Failures) == 0 {
 			return d, p, err
 		}
@@ -283,8 +299,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		// whether or not the source could be checked.
 		d.fail(Failure{Check: CheckSource, Message: "the source was not verified: " + err.Error()})
 		return d, p, nil
-	}
-	if res != nil {
+	} else {
 		d.Signer = res.signer
 	}
 	d.Admitted = res != nil && len(d.Failures) == 0
@@ -292,7 +307,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		hw := &highWater{Entry: entry.Name, Repository: entry.Source.Repository, Mode: entry.Source.Mode,
 			Commit: p.SHA, Job: p.ID, Time: o.Now().UTC()}
 		if err := o.writeHighWater(hw); err != nil {
-			return d, p, &cannotDecide{fmt.Errorf("record the admitted commit: %w", err)}
+			return d, p, fmt.Errorf("record the admitted commit: %w", err)
 		}
 	}
 	return d, p, nil
@@ -495,11 +510,15 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot) error {
 		return err
 	}
 	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository))
+	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository), mirrorLimits(o.Config))
 	if err != nil {
 		return err
 	}
-	return m.Checkout(s.Commit, s.BuildDir)
+	err = m.Checkout(s.Commit, s.BuildDir)
+	if gitrepo.IsDamage(err) {
+		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
+	}
+	return err
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -665,6 +684,7 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 		"ref_type":       d.Job.RefType,
 		"sha":            d.Job.SHA,
 		"entry":          d.EntryName,
+		"verified_ref":   d.Ref,
 		"payload_sha256": d.PayloadDigest,
 	}
 	if d.Allowlist.Version != 0 {
@@ -722,4 +742,25 @@ func (o *Options) auditCleanup(ctx context.Context, id, reason string) error {
 	}
 	_, err := o.Audit.Append(ctx, audit.Record{Time: o.Now().UTC(), Event: EventCleanup, Job: id, Env: o.Config.Environment, Reason: reason})
 	return err
+}
+
+// refKindFailure explains a job that no entry admits when an entry for the
+// same project, job and environment lists the ref of the other kind with
+// the same name: a tag "main" where the entry admits the branch main.
+func refKindFailure(near []*allowlist.Entry, env, full string) (Failure, bool) {
+	kind, name, _ := allowlist.SplitRef(full)
+	other, otherKind := allowlist.TagPrefix+name, allowlist.RefTag
+	if kind == allowlist.RefTag {
+		other, otherKind = allowlist.BranchPrefix+name, allowlist.RefBranch
+	}
+	for _, e := range near {
+		if slices.Contains(e.Match.Environments, env) && slices.Contains(e.Match.Refs, other) {
+			return Failure{Check: CheckRef,
+				Message: fmt.Sprintf("the job runs for %s %q (%s), but entry %s admits the %s %s: a ref's kind is part of what the allowlist signs, and GitLab's ref_type cannot change it",
+					kind, allowlist.Visible(clip(name)), allowlist.Visible(clip(full)), e.Name, otherKind, other),
+				Expected: other, Received: allowlist.Visible(clip(full)),
+				Hint: fmt.Sprintf("run the job from the %s %s, or get %s added to the entry's match.refs", otherKind, other, allowlist.Visible(clip(full)))}, true
+		}
+	}
+	return Failure{}, false
 }

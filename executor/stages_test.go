@@ -268,7 +268,7 @@ func TestFileVariable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	out := filepath.Join(e.root, "out")
-	e.entry.Vars = append(e.entry.Vars, `DEPLOY_CONF: {pattern: '^region=[a-z-]+\n$'}`)
+	e.entry.Vars = append(e.entry.Vars, `DEPLOY_CONF: {pattern: '^region=[a-z-]+\n$', file: true}`)
 	e.entry.Script = []string{`cat "$DEPLOY_CONF" > ` + out, `stat -c %a "$DEPLOY_CONF" >> ` + out}
 	e.write()
 	j := e.newJob(e.payload(11, e.head, withScript(e.entry.Script...), withVar("DEPLOY_CONF", "region=eu-west\n", "file")))
@@ -501,7 +501,7 @@ func TestRefusals(t *testing.T) {
 			mods: func(e *env) []func(map[string]any) {
 				return []func(map[string]any){withGit("ref", "feature")}
 			},
-			check: "entry", want: []string{`no allowlist entry admits project "group/app", job "build", environment "prod", ref "feature"`, "app-build (environments prod; refs main)"}},
+			check: "entry", want: []string{`no allowlist entry admits project "group/app", job "build", environment "prod", ref "refs/heads/feature"`, "app-build (environments prod; refs refs/heads/main)"}},
 		{name: "no entry for environment",
 			setup: func(e *env) { e.entry.Envs = []string{"staging"} },
 			check: "entry", want: []string{`environment "prod"`}},
@@ -673,6 +673,25 @@ func TestSourceRefusals(t *testing.T) {
 			t.Fatalf("allow_rollback: %+v\n%s", r, k.log.String())
 		}
 	})
+	t.Run("unsigned commit off the ref: the signature is checked before any walk", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		sha := e.src.Commit(t, map[string]string{"x": "1"}, "unsigned, then force-pushed away", nil)
+		e.write()
+		if r := e.newJob(e.payload(408, sha)).runAll(); r.prepare != 1 {
+			t.Fatalf("unsigned commit admitted: %+v", r)
+		}
+		// The commit stays in writ's mirror, no longer on the ref.
+		e.src.Git(t, "reset", "-q", "--hard", e.head)
+		j := e.newJob(e.payload(409, sha))
+		if r := j.runAll(); r.prepare != 1 {
+			t.Fatalf("prepare %d\n%s", r.prepare, j.log.String())
+		}
+		// The history walk that would find it off the ref never ran.
+		mustContain(t, j.log.String(), "Failed check: signature", "force-pushed away")
+		mustNotContain(t, j.log.String(), `is not on branch "main"`)
+		j.assertNothingRan()
+	})
 	t.Run("descends_from", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
@@ -697,7 +716,7 @@ func TestTagMode(t *testing.T) {
 	e.src.Tag(t, "v1.1", e.head, nil)
 	e.src.Tag(t, "v1.2", e.head, e.outsider)
 	e.entry.Mode = "tag"
-	e.entry.Refs = []string{"v1.0", "v1.1", "v1.2", "main"}
+	e.entry.Refs = []string{"refs/tags/v1.0", "refs/tags/v1.1", "refs/tags/v1.2"}
 	e.write()
 	tagged := func(tag string) []func(map[string]any) {
 		return []func(map[string]any){withGit("ref", tag), withGit("ref_type", "tag")}
@@ -719,7 +738,7 @@ func TestTagMode(t *testing.T) {
 	if r := j.runAll(); r.prepare != 1 {
 		t.Fatalf("branch pipeline admitted in tag mode\n%s", j.log.String())
 	}
-	mustContain(t, j.log.String(), "source mode is tag")
+	mustContain(t, j.log.String(), `no allowlist entry admits project "group/app", job "build", environment "prod", ref "refs/heads/main"`)
 }
 
 func TestStrictMode(t *testing.T) {
@@ -740,6 +759,24 @@ func TestStrictMode(t *testing.T) {
 		t.Fatalf("unsigned commit in history admitted\n%s", j.log.String())
 	}
 	mustContain(t, j.log.String(), "strict mode", "sneaky unsigned")
+	j.assertNothingRan()
+	// Two unsigned commits: the first is named, then the count.
+	e.src.Commit(t, map[string]string{"z": "1"}, "second unsigned", nil)
+	head = e.src.Commit(t, map[string]string{"w": "1"}, "signed again", e.signer)
+	j = e.newJob(e.payload(602, head))
+	if r := j.runAll(); r.prepare != 1 {
+		t.Fatalf("unsigned commits in history admitted\n%s", j.log.String())
+	}
+	mustContain(t, j.log.String(), "Failed check: signature", "strict mode: 2 of 4 commits since "+e.head)
+	j.assertNothingRan()
+	// An unsigned job commit is refused before the range is walked.
+	head = e.src.Commit(t, map[string]string{"v": "1"}, "unsigned head", nil)
+	j = e.newJob(e.payload(603, head))
+	if r := j.runAll(); r.prepare != 1 {
+		t.Fatalf("unsigned head admitted\n%s", j.log.String())
+	}
+	mustContain(t, j.log.String(), "unsigned head", "(the job's commit)")
+	mustNotContain(t, j.log.String(), "of 5 commits")
 	j.assertNothingRan()
 }
 
@@ -1011,7 +1048,7 @@ func TestJobUserCannotWriteWritState(t *testing.T) {
 		`cat "$TOKEN_FILE"; echo`,
 		"echo built > output.txt && cat output.txt",
 	}
-	e.entry.Vars = append(e.entry.Vars, "TOKEN_FILE: {value: s3cret}")
+	e.entry.Vars = append(e.entry.Vars, "TOKEN_FILE: {value: s3cret, file: true}")
 	e.write()
 	j := e.newJob(e.payload(905, e.head, withScript(e.entry.Script...), withVar("TOKEN_FILE", "s3cret", "file")))
 	r := j.runAll()

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 type gitlabFlags struct {
 	GitlabURL string `help:"GitLab API URL, e.g. https://gitlab.example.com/api/v4 (default $WRIT_GITLAB_URL, then $CI_API_V4_URL)."`
 	TokenFile string `help:"File holding the GitLab token (default $WRIT_GITLAB_TOKEN, then $GITLAB_TOKEN)." type:"path"`
+	TokenEnv  string `help:"Environment variable holding the GitLab token, e.g. WRIT_READ_TOKEN (default $WRIT_GITLAB_TOKEN, then $GITLAB_TOKEN)."`
 	Retries   int    `help:"Retries of one request after 429/5xx (0: default 3; -1: none)." default:"0"`
 }
 
@@ -28,7 +30,15 @@ func (f gitlabFlags) conn() (companion.Connection, error) {
 	if err != nil {
 		return companion.Connection{}, err
 	}
-	tok, err := companion.LoadToken(f.TokenFile, nil)
+	var tok companion.Token
+	switch {
+	case f.TokenEnv != "" && f.TokenFile != "":
+		return companion.Connection{}, errors.New("use either --token-file or --token-env")
+	case f.TokenEnv != "":
+		tok, err = companion.LoadTokenEnv(f.TokenEnv, nil)
+	default:
+		tok, err = companion.LoadToken(f.TokenFile, nil)
+	}
 	if err != nil {
 		return companion.Connection{}, err
 	}
@@ -39,7 +49,7 @@ type proposeCmd struct {
 	gitlabFlags
 	outputFlags
 	Project          string `required:"" help:"Application project (path or ID)."`
-	Ref              string `required:"" help:"Branch or tag the deploy jobs run for."`
+	Ref              string `required:"" help:"Branch or tag the deploy jobs run for: refs/heads/NAME or refs/tags/NAME (a short name is a branch)."`
 	ContentRef       string `help:"Commit, branch or tag to read the CI configuration from (default --ref)."`
 	Environment      string `required:"" help:"writ environment name."`
 	RunnerTags       string `help:"Comma-separated tags of the environment's runners (default: the environment name)."`
@@ -50,9 +60,13 @@ type proposeCmd struct {
 	SourceRepository string `help:"URL writ fetches the application from (default: the project's http_url_to_repo)."`
 	DryRun           bool   `help:"Show the change; write nothing."`
 	Check            bool   `help:"Like --dry-run; exit 3 when the allowlist does not admit the jobs yet."`
+	StaticLint       bool   `help:"With --check or --dry-run: read the jobs with CI lint's static check (Reporter and read_api suffice; rules are not evaluated) instead of simulating a pipeline for --ref (Developer and push or merge rights on --ref)."`
 }
 
 func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
+	if err := companion.CheckProposeRef(c.DryRun || c.Check, os.Getenv); err != nil {
+		return err
+	}
 	conn, err := c.conn()
 	if err != nil {
 		return fail(outcomeConfig, err)
@@ -61,7 +75,7 @@ func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
 		Conn: conn, Project: c.Project, Ref: c.Ref, ContentRef: c.ContentRef, Environment: c.Environment,
 		RunnerTags: companion.SplitList(c.RunnerTags), AllowlistProject: c.AllowlistProject, AllowlistBranch: c.AllowlistBranch,
 		Signers: companion.SplitList(c.Signers), Mode: allowlist.SourceMode(c.Mode), SourceRepository: c.SourceRepository,
-		DryRun: c.DryRun || c.Check,
+		DryRun: c.DryRun || c.Check, StaticLint: c.StaticLint,
 	})
 	if err != nil {
 		return err
@@ -153,6 +167,9 @@ func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
 		default:
 			fmt.Fprintf(g.stdout, "review note %d on !%d: %s\n", res.NoteID, c.MR, res.Status)
 		}
+		for _, w := range res.Warnings {
+			fmt.Fprintf(g.stderr, "warning: %s\n", w)
+		}
 	}
 	body.Report, body.Failures = rep, rep.Failures(require)
 	if len(body.Failures) > 0 {
@@ -175,13 +192,14 @@ type reviewReport struct {
 type reconcileCmd struct {
 	gitlabFlags
 	outputFlags
-	Since       string  `required:"" help:"Start: RFC 3339 time, or a duration back from now (24h)."`
-	Until       string  `help:"End: RFC 3339 time or duration back from now (default now)."`
-	Runner      []int64 `required:"" help:"GitLab runner ID of the environment (repeatable)."`
-	AuditLog    string  `help:"writ's audit log (default: paths.audit of the config)." type:"path"`
-	Environment string  `help:"Only this environment's records (default: the config's environment)."`
-	MaxJobs     int     `help:"Most GitLab jobs read per runner." default:"10000"`
-	JSON        bool    `help:"Same as --output json (kept for scripts written against earlier releases)."`
+	Since       string   `required:"" help:"Start: RFC 3339 time, or a duration back from now (24h)."`
+	Until       string   `help:"End: RFC 3339 time or duration back from now (default now)."`
+	Runner      []int64  `required:"" help:"GitLab runner ID of the environment (repeatable)."`
+	AuditLog    []string `help:"writ's audit log (default: paths.audit of the config); repeat for every host that shares the runners." type:"path"`
+	AllowBlind  bool     `help:"Compare even when the token cannot see every project that used the runners; list those projects instead of refusing."`
+	Environment string   `help:"Only this environment's records (default: the config's environment)."`
+	MaxJobs     int      `help:"Most GitLab jobs read per runner." default:"10000"`
+	JSON        bool     `help:"Same as --output json (kept for scripts written against earlier releases)."`
 }
 
 func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
@@ -196,18 +214,18 @@ func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
 			return fail(outcomeUsage, fmt.Errorf("--until: %w", err))
 		}
 	}
-	logPath, env := c.AuditLog, c.Environment
-	if logPath == "" || env == "" {
+	logs, env := c.AuditLog, c.Environment
+	if len(logs) == 0 || env == "" {
 		cfg, err := config.Load(config.Resolve(g.Config))
 		switch {
 		case err == nil:
-			if logPath == "" {
-				logPath = cfg.Paths.Audit
+			if len(logs) == 0 {
+				logs = []string{cfg.Paths.Audit}
 			}
 			if env == "" {
 				env = cfg.Environment
 			}
-		case logPath == "":
+		case len(logs) == 0:
 			return fail(outcomeConfig, fmt.Errorf("set --audit-log, or --config to read paths.audit: %w", err))
 		}
 	}
@@ -216,7 +234,7 @@ func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
 		return fail(outcomeConfig, err)
 	}
 	rep, err := companion.Reconcile(ctx, companion.ReconcileOptions{
-		Conn: conn, RunnerIDs: c.Runner, AuditLog: logPath, Environment: env, Since: since, Until: until, MaxJobs: c.MaxJobs,
+		Conn: conn, RunnerIDs: c.Runner, AuditLogs: logs, Environment: env, Since: since, Until: until, MaxJobs: c.MaxJobs, AllowBlind: c.AllowBlind,
 	})
 	if err != nil {
 		return fail(outcomeCannotDecide, err)

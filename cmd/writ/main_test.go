@@ -30,7 +30,7 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func allowlistText(version int, script string) string {
-	return fmt.Sprintf(`schema: writ/v1
+	return fmt.Sprintf(`schema: writ/v2
 repository: acme/deploy-allowlist
 version: %d
 expires: %s
@@ -40,7 +40,7 @@ jobs:
       project: group/app
       job: build
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       script:
         - %s

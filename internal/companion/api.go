@@ -21,6 +21,9 @@ type projectInfo struct {
 	HTTPURL       string
 	DefaultBranch string
 	WebURL        string
+	// Access is the token's user's role on the project as GET /projects/:id
+	// shows it: the higher of its direct and group membership.
+	Access int
 }
 
 func (c *client) project(ctx context.Context, pid string) (*projectInfo, error) {
@@ -31,17 +34,29 @@ func (c *client) project(ctx context.Context, pid string) (*projectInfo, error) 
 	if p == nil || p.PathWithNamespace == "" || p.ID <= 0 {
 		return nil, fmt.Errorf("read project %s: GitLab returned a project without id or path_with_namespace", pid)
 	}
-	return &projectInfo{ID: p.ID, Path: p.PathWithNamespace, HTTPURL: p.HTTPURLToRepo, DefaultBranch: p.DefaultBranch, WebURL: p.WebURL}, nil
+	info := &projectInfo{ID: p.ID, Path: p.PathWithNamespace, HTTPURL: p.HTTPURLToRepo, DefaultBranch: p.DefaultBranch, WebURL: p.WebURL}
+	if pm := p.Permissions; pm != nil {
+		if pm.ProjectAccess != nil {
+			info.Access = int(pm.ProjectAccess.AccessLevel)
+		}
+		if pm.GroupAccess != nil {
+			info.Access = max(info.Access, int(pm.GroupAccess.AccessLevel))
+		}
+	}
+	return info, nil
 }
 
 // ciLint runs GET /projects/:id/ci/lint on the configuration at contentRef,
-// simulating a pipeline for dryRunRef, with the jobs.
+// with the jobs: simulating a pipeline for dryRunRef, or, when dryRunRef is
+// "", a static check (no rules evaluated) that needs only read access.
 func (c *client) ciLint(ctx context.Context, pid, contentRef, dryRunRef string) (*lintResult, error) {
 	opt := &gitlab.ProjectLintOptions{
 		ContentRef:  gitlab.Ptr(contentRef),
-		DryRun:      gitlab.Ptr(true),
-		DryRunRef:   gitlab.Ptr(dryRunRef),
+		DryRun:      gitlab.Ptr(dryRunRef != ""),
 		IncludeJobs: gitlab.Ptr(true),
+	}
+	if dryRunRef != "" {
+		opt.DryRunRef = gitlab.Ptr(dryRunRef)
 	}
 	req, err := c.gl.NewRequest(http.MethodGet, "projects/"+gitlab.PathEscape(pid)+"/ci/lint", opt, []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
 	if err != nil {
@@ -87,16 +102,17 @@ func (c *client) branchHead(ctx context.Context, pid, branch string) (head *gitl
 // not exist), at most max of them.
 func (c *client) listDir(ctx context.Context, pid, dir, ref string, max int) ([]string, error) {
 	var out []string
-	for page := int64(1); ; page++ {
+	what := fmt.Sprintf("list %s at %s in %s", dir, ref, pid)
+	err := eachPage(ctx, what, func(page int64) (*gitlab.Response, bool, error) {
 		nodes, resp, err := c.gl.Repositories.ListTree(pid, &gitlab.ListTreeOptions{
 			ListOptions: gitlab.ListOptions{Page: page, PerPage: 100},
 			Path:        gitlab.Ptr(dir), Ref: gitlab.Ptr(ref),
 		}, gitlab.WithContext(ctx))
 		if err != nil {
 			if errors.Is(err, gitlab.ErrNotFound) && page == 1 {
-				return nil, nil
+				return nil, false, nil
 			}
-			return nil, c.wrap(fmt.Sprintf("list %s at %s in %s", dir, ref, pid), resp, err)
+			return nil, false, c.wrap(what, resp, err)
 		}
 		for _, n := range nodes {
 			if n == nil || n.Type != "blob" {
@@ -105,41 +121,48 @@ func (c *client) listDir(ctx context.Context, pid, dir, ref string, max int) ([]
 			// The name must be a plain file name directly in dir: a hostile
 			// server could answer with paths elsewhere.
 			if n.Name == "" || strings.ContainsAny(n.Name, "/\\\x00") || n.Name == "." || n.Name == ".." || n.Path != path.Join(dir, n.Name) {
-				return nil, fmt.Errorf("list %s at %s in %s: GitLab returned an unexpected entry %q", dir, ref, pid, sanitize(n.Path, 100))
+				return nil, false, fmt.Errorf("%s: GitLab returned an unexpected entry %q", what, sanitize(n.Path, 100))
 			}
 			out = append(out, n.Name)
 			if len(out) > max {
-				return nil, fmt.Errorf("%s at %s holds more than %d files", dir, ref, max)
+				return nil, false, fmt.Errorf("%s at %s holds more than %d files", dir, ref, max)
 			}
 		}
-		if resp == nil || resp.NextPage == 0 || len(nodes) == 0 {
-			return out, nil
-		}
-		if page >= 100 {
-			return nil, fmt.Errorf("list %s at %s in %s: more than 100 pages", dir, ref, pid)
-		}
-	}
+		return resp, true, nil
+	})
+	return out, err
 }
+
+// maxOpenMRs bounds the merge requests read for one source branch.
+const maxOpenMRs = 1000
 
 // openMRs lists open merge requests from source into target.
 func (c *client) openMRs(ctx context.Context, pid, source, target string) ([]*gitlab.BasicMergeRequest, error) {
-	mrs, resp, err := c.gl.MergeRequests.ListProjectMergeRequests(pid, &gitlab.ListProjectMergeRequestsOptions{
-		ListOptions:  gitlab.ListOptions{PerPage: 100},
-		State:        gitlab.Ptr("opened"),
-		SourceBranch: gitlab.Ptr(source),
-		TargetBranch: gitlab.Ptr(target),
-	}, gitlab.WithContext(ctx))
-	if err != nil {
-		return nil, c.wrap(fmt.Sprintf("list merge requests of %s from %s", pid, source), resp, err)
-	}
 	var out []*gitlab.BasicMergeRequest
-	for _, mr := range mrs {
-		// Filter again: GitLab's filtering is not something to rely on.
-		if mr != nil && mr.State == "opened" && mr.SourceBranch == source && mr.TargetBranch == target {
-			out = append(out, mr)
+	what := fmt.Sprintf("list merge requests of %s from %s", pid, source)
+	seen := 0
+	err := eachPage(ctx, what, func(page int64) (*gitlab.Response, bool, error) {
+		mrs, resp, err := c.gl.MergeRequests.ListProjectMergeRequests(pid, &gitlab.ListProjectMergeRequestsOptions{
+			ListOptions:  gitlab.ListOptions{Page: page, PerPage: 100},
+			State:        gitlab.Ptr("opened"),
+			SourceBranch: gitlab.Ptr(source),
+			TargetBranch: gitlab.Ptr(target),
+		}, gitlab.WithContext(ctx))
+		if err != nil {
+			return nil, false, c.wrap(what, resp, err)
 		}
-	}
-	return out, nil
+		if seen += len(mrs); seen > maxOpenMRs {
+			return nil, false, fmt.Errorf("%s: more than %d merge requests", what, maxOpenMRs)
+		}
+		for _, mr := range mrs {
+			// Filter again: GitLab's filtering is not something to rely on.
+			if mr != nil && mr.State == "opened" && mr.SourceBranch == source && mr.TargetBranch == target {
+				out = append(out, mr)
+			}
+		}
+		return resp, true, nil
+	})
+	return out, err
 }
 
 func (c *client) mergeRequest(ctx context.Context, pid string, iid int64) (*gitlab.MergeRequest, error) {
@@ -165,16 +188,20 @@ func (c *client) currentUser(ctx context.Context) (*gitlab.User, error) {
 }
 
 // notes lists every note of a merge request, oldest first, at most max.
+// GitLab drops notes the user may not read after paging (lib/api/notes.rb),
+// so a page may be short or empty while more follow: eachPage goes on until
+// GitLab names no next page.
 func (c *client) notes(ctx context.Context, pid string, iid int64, max int) ([]*gitlab.Note, error) {
 	var out []*gitlab.Note
-	for page := int64(1); ; page++ {
+	what := fmt.Sprintf("list notes of merge request !%d of %s", iid, pid)
+	err := eachPage(ctx, what, func(page int64) (*gitlab.Response, bool, error) {
 		ns, resp, err := c.gl.Notes.ListMergeRequestNotes(pid, iid, &gitlab.ListMergeRequestNotesOptions{
 			ListOptions: gitlab.ListOptions{Page: page, PerPage: 100},
 			OrderBy:     gitlab.Ptr("created_at"),
 			Sort:        gitlab.Ptr("asc"),
 		}, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, c.wrap(fmt.Sprintf("list notes of merge request !%d of %s", iid, pid), resp, err)
+			return nil, false, c.wrap(what, resp, err)
 		}
 		for _, n := range ns {
 			if n != nil {
@@ -182,12 +209,11 @@ func (c *client) notes(ctx context.Context, pid string, iid int64, max int) ([]*
 			}
 		}
 		if len(out) > max {
-			return nil, fmt.Errorf("merge request !%d has more than %d notes", iid, max)
+			return nil, false, fmt.Errorf("merge request !%d has more than %d notes", iid, max)
 		}
-		if resp == nil || resp.NextPage == 0 || len(ns) == 0 {
-			return out, nil
-		}
-	}
+		return resp, true, nil
+	})
+	return out, err
 }
 
 func isHex(s string) bool {

@@ -61,27 +61,44 @@ func LoadToken(file string, getenv func(string) string) (Token, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	var raw, from string
 	if file != "" {
 		b, err := fsutil.ReadFileLimit(file, maxTokenFileBytes)
 		if err != nil {
 			return "", fmt.Errorf("read GitLab token file: %w", err)
 		}
-		raw, from = string(b), "token file "+file
-	} else {
-		for _, name := range []string{TokenEnv, TokenFallbackEnv} {
-			if v := getenv(name); v != "" {
-				raw, from = v, "$"+name
-				break
-			}
-		}
-		if from == "" {
-			return "", fmt.Errorf("no GitLab token: set --token-file, $%s or $%s to a token with the api scope", TokenEnv, TokenFallbackEnv)
+		return validToken(string(b), "token file "+file, getenv)
+	}
+	for _, name := range []string{TokenEnv, TokenFallbackEnv} {
+		if v := getenv(name); v != "" {
+			return validToken(v, "$"+name, getenv)
 		}
 	}
+	return "", fmt.Errorf("no GitLab token: set --token-file, $%s or $%s to a project, group or personal access token (docs/companion.md, \"Tokens\", names the scope and role each command needs)", TokenEnv, TokenFallbackEnv)
+}
+
+// LoadTokenEnv reads the GitLab token from the environment variable name
+// (getenv is os.Getenv when nil). CI templates use it to give each job the
+// token of its purpose (WRIT_READ_TOKEN, WRIT_REVIEW_TOKEN,
+// WRIT_PROPOSE_TOKEN) without renaming variables.
+func LoadTokenEnv(name string, getenv func(string) string) (Token, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	v := getenv(name)
+	if v == "" {
+		return "", fmt.Errorf("no GitLab token: $%s is empty or not set (is it a protected variable in an unprotected pipeline?)", name)
+	}
+	return validToken(v, "$"+name, getenv)
+}
+
+// validToken checks a token read from "from" before it is ever sent.
+func validToken(raw, from string, getenv func(string) string) (Token, error) {
 	t := strings.TrimRight(raw, "\r\n")
 	if t == "" {
 		return "", fmt.Errorf("the GitLab token in %s is empty", from)
+	}
+	if jt := getenv("CI_JOB_TOKEN"); strings.HasPrefix(t, jobTokenPrefix) || (jt != "" && t == jt) {
+		return "", fmt.Errorf("%s: %w", from, errJobToken)
 	}
 	for _, r := range t {
 		// A token goes into an HTTP header: refuse anything that could
@@ -307,8 +324,11 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("response to %s %s is %d bytes, more than the limit of %d", req.Method, req.URL.Path, resp.ContentLength, t.limit)
 	}
 	// client-go parses Link headers assuming they are well formed and
-	// panics on some malformed ones; writ pages with X-Next-Page only.
-	resp.Header.Del("Link")
+	// panics on some malformed ones; writ reads them itself (eachPage).
+	if l := resp.Header.Values("Link"); len(l) > 0 {
+		resp.Header.Set(linkHeader, strings.Join(l, ","))
+		resp.Header.Del("Link")
+	}
 	resp.Body = &limitedBody{rc: resp.Body, left: t.limit, limit: t.limit}
 	return resp, nil
 }

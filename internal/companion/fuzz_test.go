@@ -51,8 +51,8 @@ func FuzzGitLabDuration(f *testing.F) {
 // the intended change or refuses it.
 func FuzzEditAllowlist(f *testing.F) {
 	f.Add(baseAllowlist, "deploy", "echo hi")
-	f.Add("schema: writ/v1\nrepository: a/b\nversion: 1\nexpires: 2031-01-01T00:00:00Z\njobs: []\n", "j", "x")
-	f.Add("schema: writ/v1\nrepository: a/b\nversion: 1\nexpires: 2031-01-01T00:00:00Z\n", "j", "x\ty")
+	f.Add("schema: writ/v2\nrepository: a/b\nversion: 1\nexpires: 2031-01-01T00:00:00Z\njobs: []\n", "j", "x")
+	f.Add("schema: writ/v2\nrepository: a/b\nversion: 1\nexpires: 2031-01-01T00:00:00Z\n", "j", "x\ty")
 	f.Fuzz(func(t *testing.T, file, job, script string) {
 		if len(file) > 1<<16 || !utf8.ValidString(job) || !utf8.ValidString(script) {
 			return
@@ -63,7 +63,7 @@ func FuzzEditAllowlist(f *testing.F) {
 		}
 		e := &allowlist.Entry{
 			Name:       EntryName("acme/web", job, "production"),
-			Match:      allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"main"}},
+			Match:      allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
 			Definition: allowlist.Definition{Script: []string{script}, Timeout: time.Minute},
 			Source:     allowlist.Source{Repository: "https://gitlab.example.com/acme/web.git", Mode: allowlist.ModeCommit},
 		}

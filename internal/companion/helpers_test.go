@@ -25,7 +25,7 @@ func testConn(s *gitlabtest.Server) Connection {
 // project, so tests can check that propose leaves them byte for byte.
 const baseAllowlist = `# writ allowlist for acme.
 # Every change is a new version.
-schema: writ/v1
+schema: writ/v2
 repository: acme/deploy-allowlist
 version: 7 # bumped by every change
 expires: 2031-03-01T00:00:00Z
@@ -43,7 +43,7 @@ jobs:
       project: acme/infra
       job: "release: tag"
       environments: [production, staging]
-      refs: [v1.4.0]
+      refs: [refs/tags/v1.4.0]
     definition:
       script:
         - make   release   # odd spacing kept

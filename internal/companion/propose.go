@@ -21,6 +21,8 @@ type ProposeOptions struct {
 	// Project is the application project (path such as group/app, or ID).
 	Project string
 	// Ref is the branch or tag the deploy jobs run for; entries admit it.
+	// A full ref (refs/heads/main, refs/tags/v1.2.0) says which kind; a
+	// short name is a branch.
 	Ref string
 	// ContentRef is where the CI configuration is read from; default Ref.
 	// An application merge request sets it to its source branch to see
@@ -47,6 +49,13 @@ type ProposeOptions struct {
 	SourceRepository string
 	// DryRun computes the change and opens nothing.
 	DryRun bool
+	// StaticLint reads the jobs with CI lint's static check instead of a
+	// pipeline simulation for Ref. The static check needs only the Reporter
+	// role and read_api, so a read-only token can run it from merge request
+	// pipelines; but GitLab evaluates no rules, so every job that targets
+	// the runners is checked, whether or not it would run for Ref. Only
+	// with DryRun: a proposal is made from the simulated pipeline.
+	StaticLint bool
 }
 
 // Proposal outcomes.
@@ -103,22 +112,25 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	acc, err := c.checkToken(ctx, opts.purpose())
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkLintVersion(ctx, "writ propose"); err != nil {
+		return nil, err
+	}
 
 	app, err := c.project(ctx, opts.Project)
 	if err != nil {
 		return nil, err
 	}
-	appID := fmt.Sprint(app.ID)
 	contentRef := opts.ContentRef
 	if contentRef == "" {
-		contentRef = opts.Ref
+		contentRef = opts.shortRef()
 	}
-	lint, err := c.ciLint(ctx, appID, contentRef, opts.Ref)
+	lint, err := c.appLint(ctx, acc, app, contentRef, opts)
 	if err != nil {
 		return nil, err
-	}
-	if !lint.Valid {
-		return nil, fmt.Errorf("GitLab says the CI configuration of %s at %s is invalid: %s; fix .gitlab-ci.yml first", app.Path, contentRef, sanitize(strings.Join(lint.Errors, "; "), 500))
 	}
 	tags := opts.RunnerTags
 	if len(tags) == 0 {
@@ -142,6 +154,14 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	}
 
 	alp, err := c.project(ctx, opts.AllowlistProject)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		err = c.requireRole(ctx, acc, alp, roleReporter, "writ propose --check", "to read the allowlist")
+	} else {
+		err = c.requireRole(ctx, acc, alp, roleDeveloper, "writ propose", "to push the branch "+proposalBranch(app.Path, opts.Environment)+" and open its merge request")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +318,7 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	if wrote {
 		res.Status = StatusUpdated
 	}
-	if mr.Title != title || mr.Description != desc {
+	if mr.Title != title || !sameDigest(mr.Description, desc) {
 		_, resp, err := c.gl.MergeRequests.UpdateMergeRequest(alID, mr.IID, &gitlab.UpdateMergeRequestOptions{
 			Title:       gitlab.Ptr(title),
 			Description: gitlab.Ptr(desc),
@@ -309,6 +329,61 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 		res.Status = StatusUpdated
 	}
 	return res, nil
+}
+
+// fullRef is the ref entries admit: Ref when it is a full branch or tag
+// ref, else the branch of that name. Parse refuses anything else with a
+// message that says what to write.
+func (o *ProposeOptions) fullRef() string {
+	if _, _, ok := allowlist.SplitRef(o.Ref); ok {
+		return o.Ref
+	}
+	return allowlist.BranchPrefix + o.Ref
+}
+
+// shortRef is Ref as GitLab's API names it (main, v1.2.0).
+func (o *ProposeOptions) shortRef() string {
+	if _, short, ok := allowlist.SplitRef(o.Ref); ok {
+		return short
+	}
+	return o.Ref
+}
+
+// purpose is what propose needs of its token: a proposal writes (api),
+// a check or dry run only reads (read_api).
+func (o *ProposeOptions) purpose() purpose {
+	if o.DryRun {
+		return purpose{cmd: "writ propose --check", why: "to read the CI configuration and the allowlist"}
+	}
+	return purpose{cmd: "writ propose", write: true, why: "to push the proposal branch and open the merge request"}
+}
+
+// appLint reads the application's jobs through CI lint: a pipeline
+// simulation for the deploy ref, or with StaticLint the static check. A
+// simulation GitLab refuses for want of rights is reported as that — it
+// says nothing about the configuration.
+func (c *client) appLint(ctx context.Context, acc *tokenAccess, app *projectInfo, contentRef string, o ProposeOptions) (*lintResult, error) {
+	cmd := o.purpose().cmd
+	dryRunRef := o.shortRef()
+	if o.StaticLint {
+		dryRunRef = ""
+		if err := c.requireRole(ctx, acc, app, roleReporter, cmd+" --static-lint", "to read its CI configuration"); err != nil {
+			return nil, err
+		}
+	} else if err := c.requireRole(ctx, acc, app, roleDeveloper, cmd, "to simulate a pipeline for "+o.Ref+" with CI lint (or use --static-lint with --check, which needs Reporter)"); err != nil {
+		return nil, err
+	}
+	lint, err := c.ciLint(ctx, fmt.Sprint(app.ID), contentRef, dryRunRef)
+	if err != nil {
+		return nil, err
+	}
+	if !lint.Valid && !o.StaticLint && lintDenied(lint.Errors) {
+		return nil, fmt.Errorf("%s: GitLab will not simulate a pipeline for %s of %s for the token's user %s (GitLab said: %s). A CI lint dry run needs what running that pipeline needs: the Developer role and, when %s is a protected branch, the right to push or merge to it. Use the propose token from a protected pipeline, or check with --static-lint, which needs only Reporter", cmd, o.Ref, app.Path, acc.username, sanitize(strings.Join(lint.Errors, "; "), 300), o.Ref)
+	}
+	if !lint.Valid {
+		return nil, fmt.Errorf("GitLab says the CI configuration of %s at %s is invalid: %s; fix .gitlab-ci.yml first", app.Path, contentRef, sanitize(strings.Join(lint.Errors, "; "), 500))
+	}
+	return lint, nil
 }
 
 func (o *ProposeOptions) check() error {
@@ -327,6 +402,9 @@ func (o *ProposeOptions) check() error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("propose: set %s", strings.Join(missing, ", "))
+	}
+	if o.StaticLint && !o.DryRun {
+		return errors.New("propose: --static-lint works only with --check or --dry-run: a proposal is made from the pipeline GitLab simulates for --ref")
 	}
 	if !envNameRE.MatchString(o.Environment) {
 		return fmt.Errorf("propose: environment %q: use 1 to 64 letters, digits, '.', '_' or '-'", o.Environment)
@@ -349,7 +427,7 @@ func (o *ProposeOptions) entries(app *projectInfo, jobs []*ciJob, old *allowlist
 			Name: EntryName(app.Path, j.Name, o.Environment),
 			Match: allowlist.Match{
 				Project: app.Path, Job: j.Name,
-				Environments: []string{o.Environment}, Refs: []string{o.Ref},
+				Environments: []string{o.Environment}, Refs: []string{o.fullRef()},
 			},
 			Definition: j.Def,
 			Source: allowlist.Source{
@@ -388,8 +466,8 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 		e.Match.Environments = append([]string(nil), prev.Match.Environments...)
 	}
 	refs := append([]string(nil), prev.Match.Refs...)
-	if !contains(refs, o.Ref) {
-		refs = append(refs, o.Ref)
+	if !contains(refs, o.fullRef()) {
+		refs = append(refs, o.fullRef())
 	}
 	e.Match.Refs = refs
 	src := prev.Source
@@ -573,7 +651,10 @@ func proposalDescription(app *projectInfo, o ProposeOptions, contentRef string, 
 	if len(s) > maxDescription {
 		s = s[:maxDescription] + "\n\n… (cut: the diff is too long for a description; read the commit)\n"
 	}
-	return s
+	// A description runs quick actions like a note does
+	// (MergeRequests::CreateService, UpdateService): make it inert, and
+	// record its digest so a later run can compare what GitLab rewrote.
+	return withDigest(proposalMarker, inertQuickActions(strings.TrimPrefix(s, proposalMarker+"\n")))
 }
 
 // code renders s as inline code that Markdown cannot escape from.
@@ -629,4 +710,18 @@ func (r *ProposeResult) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "\n%s", r.Diff)
 	}
 	return nil
+}
+
+// CheckProposeRef refuses a proposal (not a check) from a GitLab CI job of
+// an unprotected ref. The propose token can push to the allowlist project
+// and merge to the application's deploy ref; it belongs in a protected
+// CI/CD variable, which GitLab gives only to pipelines of protected
+// branches and tags. A proposal running elsewhere means the token is
+// exposed to whoever can push that ref. Outside GitLab CI ($GITLAB_CI not
+// "true") nothing is checked.
+func CheckProposeRef(dryRun bool, getenv func(string) string) error {
+	if dryRun || getenv("GITLAB_CI") != "true" || getenv("CI_COMMIT_REF_PROTECTED") == "true" {
+		return nil
+	}
+	return fmt.Errorf("writ propose: this pipeline runs for %q, which is not a protected ref; run propose only from protected refs (the default branch), with its token in a protected CI/CD variable — merge request pipelines use --check with a read-only token", sanitize(getenv("CI_COMMIT_REF_NAME"), 100))
 }

@@ -111,7 +111,7 @@ func TestProposeCreatesMergeRequest(t *testing.T) {
 	if len(vars) != 3 || vars["DEPLOY_TARGET"] != "web-prod" || vars["GLOBAL_V"] != "one" || vars["DESCRIBED"] != "2" {
 		t.Errorf("variables %v", vars)
 	}
-	if e.Match.Project != "acme/web" || e.Match.Job != "deploy" || strings.Join(e.Match.Environments, ",") != "production" || strings.Join(e.Match.Refs, ",") != "main" {
+	if e.Match.Project != "acme/web" || e.Match.Job != "deploy" || strings.Join(e.Match.Environments, ",") != "production" || strings.Join(e.Match.Refs, ",") != "refs/heads/main" {
 		t.Errorf("match %+v", e.Match)
 	}
 	if e.Source.Repository != w.app.HTTPURLToRepo || strings.Join(e.Source.Signers, ",") != "web-team" || e.Source.Mode != allowlist.ModeCommit {
@@ -276,7 +276,7 @@ func TestProposeKeepsCuratedFields(t *testing.T) {
 	// A maintainer narrows the variable to a pattern, pins the source and
 	// adds a ref; then merges.
 	edited := strings.Replace(string(res.Content), "DEPLOY_TARGET: {value: web-prod}", "DEPLOY_TARGET: {pattern: '^web-[a-z]+$'}", 1)
-	edited = strings.Replace(edited, "refs: [main]\n    definition:\n      image", "refs: [main, stable]\n    definition:\n      image", 1)
+	edited = strings.Replace(edited, "refs: [refs/heads/main]\n    definition:\n      image", "refs: [refs/heads/main, refs/heads/stable]\n    definition:\n      image", 1)
 	edited = strings.Replace(edited, "      mode: commit\n", "      mode: strict\n      descends_from: 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n", 1)
 	if edited == string(res.Content) {
 		t.Fatal("test edit did not apply")
@@ -303,7 +303,7 @@ func TestProposeKeepsCuratedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := res.Entries[0]
-	if e.Source.Mode != allowlist.ModeStrict || e.Source.DescendsFrom == "" || strings.Join(e.Match.Refs, ",") != "main,stable" {
+	if e.Source.Mode != allowlist.ModeStrict || e.Source.DescendsFrom == "" || strings.Join(e.Match.Refs, ",") != "refs/heads/main,refs/heads/stable" {
 		t.Fatalf("curated fields lost: %+v %+v", e.Source, e.Match)
 	}
 	if v := e.Definition.Variables[0]; v.Name != "DEPLOY_TARGET" || !v.HasValue || v.Value != "Web-Prod" {
@@ -338,7 +338,7 @@ func TestProposeErrors(t *testing.T) {
 			w.s.SetLint(w.app, "main", l)
 		}, "24h"},
 		{"broken allowlist", func(w *world, o *ProposeOptions) {
-			w.s.Commit(w.al, "main", "break", map[string][]byte{"allowlist.yaml": []byte("schema: writ/v1\nversion: x\n")})
+			w.s.Commit(w.al, "main", "break", map[string][]byte{"allowlist.yaml": []byte("schema: writ/v2\nversion: x\n")})
 		}, "does not parse"},
 		{"no allowlist", func(w *world, o *ProposeOptions) {
 			w.s.Commit(w.al, "main", "rm", map[string][]byte{"allowlist.yaml": nil})

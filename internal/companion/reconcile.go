@@ -37,6 +37,10 @@ const (
 	// KindIdentity: writ and GitLab disagree on the project or job name of
 	// the same job ID.
 	KindIdentity = "identity-mismatch"
+	// KindTwice: two hosts' audit logs both admitted the same job. GitLab
+	// gives a job to one runner host, so one of them ran a job GitLab did
+	// not send it (a replay).
+	KindTwice = "admitted-on-two-hosts"
 )
 
 // ReconcileOptions configure Reconcile.
@@ -46,6 +50,15 @@ type ReconcileOptions struct {
 	RunnerIDs []int64
 	// AuditLog is the path of writ's audit log on the environment.
 	AuditLog string
+	// AuditLogs are the audit logs of more hosts. Several hosts may share
+	// one GitLab runner (its "managers"); GitLab's job list for the runner
+	// covers them all, so every one's log is needed, or the jobs the other
+	// hosts ran look unseen by writ.
+	AuditLogs []string
+	// AllowBlind reports even when the token cannot see every project that
+	// used the runners; those projects are listed in Blind, and writ's
+	// admissions there are not compared. Without it, Reconcile refuses.
+	AllowBlind bool
 	// Environment, if set, keeps only audit records of this environment.
 	Environment string
 	// Since and Until bound the jobs compared (by GitLab's created_at and
@@ -91,6 +104,11 @@ type ReconcileReport struct {
 	// Consistent is the number of jobs both sides agree on.
 	Consistent    int           `json:"consistent"`
 	Discrepancies []Discrepancy `json:"discrepancies"`
+	// Blind lists what the token could not see (AllowBlind): GitLab hides
+	// those projects' jobs, so nothing there was compared.
+	Blind []string `json:"blind,omitempty"`
+	// Unverified counts writ admissions in Blind projects, not compared.
+	Unverified int `json:"unverified,omitempty"`
 }
 
 // OK reports whether there is no discrepancy.
@@ -107,6 +125,12 @@ func (r *ReconcileReport) WriteJSON(w io.Writer) error {
 func (r *ReconcileReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "reconcile %s .. %s, runners %s\n", r.Since.UTC().Format(time.RFC3339), r.Until.UTC().Format(time.RFC3339), joinIDs(r.Runners))
 	fmt.Fprintf(w, "GitLab jobs: %d, writ jobs: %d, consistent: %d, discrepancies: %d\n", r.GitLabJobs, r.WritJobs, r.Consistent, len(r.Discrepancies))
+	for _, b := range r.Blind {
+		fmt.Fprintf(w, "NOT COMPARED: %s\n", sanitize(b, 300))
+	}
+	if r.Unverified > 0 {
+		fmt.Fprintf(w, "%d writ admission(s) in those projects were not compared\n", r.Unverified)
+	}
 	if len(r.Discrepancies) == 0 {
 		_, err := fmt.Fprintln(w, "no discrepancy")
 		return err
@@ -169,7 +193,11 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 	if len(opts.RunnerIDs) == 0 {
 		return nil, errors.New("reconcile: name the environment's runners with --runner ID (GitLab runner IDs)")
 	}
-	if opts.AuditLog == "" {
+	logs := opts.AuditLogs
+	if opts.AuditLog != "" {
+		logs = append([]string{opts.AuditLog}, logs...)
+	}
+	if len(logs) == 0 {
 		return nil, errors.New("reconcile: set --audit-log to writ's audit log (paths.audit in the writ config)")
 	}
 	if opts.Since.IsZero() {
@@ -197,10 +225,7 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 
 	// writ's side first: a broken audit chain is itself the finding, and
 	// there is no point querying GitLab without a trustworthy log.
-	if _, err := audit.VerifyFile(opts.AuditLog); err != nil {
-		return nil, fmt.Errorf("reconcile: writ's audit log %s does not verify, so it cannot be compared: %w", opts.AuditLog, err)
-	}
-	writ, err := readWritJobs(opts.AuditLog, opts.Environment)
+	writ, twice, err := readAllWritJobs(logs, opts.Environment)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +234,18 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 	if err != nil {
 		return nil, err
 	}
+	acc, err := c.checkToken(ctx, purpose{cmd: "writ reconcile", why: "to read the runners' jobs"})
+	if err != nil {
+		return nil, err
+	}
 	lookFrom := opts.Since.Add(-slack)
+	blind, err := c.checkRunnerVisibility(ctx, acc, opts.RunnerIDs, len(logs), writ, lookFrom)
+	if err != nil {
+		return nil, err
+	}
+	if len(blind.reasons) > 0 && !opts.AllowBlind {
+		return nil, fmt.Errorf("reconcile: the token cannot see every project that used the runners, so GitLab would hide their jobs and writ's admissions there would look missing; give the token's user the Reporter role on them (or use an administrator or auditor token), or pass --allow-blind to compare the rest:\n  %s", strings.Join(blind.reasons, "\n  "))
+	}
 	gl := map[int64]*glJob{}
 	for _, rid := range opts.RunnerIDs {
 		jobs, err := c.runnerJobs(ctx, rid, lookFrom, maxJobs)
@@ -224,7 +260,7 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 		}
 	}
 
-	rep := &ReconcileReport{Since: opts.Since, Until: until, Runners: opts.RunnerIDs, Discrepancies: []Discrepancy{}}
+	rep := &ReconcileReport{Since: opts.Since, Until: until, Runners: opts.RunnerIDs, Discrepancies: []Discrepancy{}, Blind: blind.reasons}
 	in := func(t time.Time) bool { return !t.Before(opts.Since) && !t.After(until) }
 
 	for _, g := range gl {
@@ -280,10 +316,26 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 			rep.Consistent++
 			continue
 		}
+		if blind.projects[w.project] {
+			// GitLab hides this project's jobs from the token: its
+			// absence from the list proves nothing.
+			rep.Unverified++
+			continue
+		}
 		rep.Discrepancies = append(rep.Discrepancies, Discrepancy{
 			Kind: KindMissing, JobID: w.id, Project: w.project, JobName: w.name,
 			WritDecision: w.decision, WritOutcome: w.outcome, Time: w.time,
 			Detail: "writ admitted and ran this job, but GitLab does not list it for the environment's runners",
+		})
+	}
+	for _, id := range twice {
+		w := writ[id]
+		if !in(w.time) {
+			continue
+		}
+		rep.Discrepancies = append(rep.Discrepancies, Discrepancy{
+			Kind: KindTwice, JobID: id, Project: w.project, JobName: w.name, WritDecision: w.decision, Time: w.time,
+			Detail: "two hosts' audit logs both admitted this job; GitLab gives a job to one host, so one of them ran a job GitLab did not send it",
 		})
 	}
 	sort.Slice(rep.Discrepancies, func(i, j int) bool {
@@ -294,6 +346,37 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 		return a.Kind < b.Kind
 	})
 	return rep, nil
+}
+
+// readAllWritJobs verifies each host's audit log and merges them. twice
+// lists jobs more than one host admitted.
+func readAllWritJobs(logs []string, env string) (map[int64]*writJob, []int64, error) {
+	all := map[int64]*writJob{}
+	var twice []int64
+	for _, l := range logs {
+		if _, err := audit.VerifyFile(l); err != nil {
+			return nil, nil, fmt.Errorf("reconcile: writ's audit log %s does not verify, so it cannot be compared: %w", l, err)
+		}
+		jobs, err := readWritJobs(l, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		for id, w := range jobs {
+			prev, ok := all[id]
+			if !ok {
+				all[id] = w
+				continue
+			}
+			if prev.decision != "refuse" && w.decision != "refuse" {
+				twice = append(twice, id)
+			}
+			if w.decision == "refuse" {
+				all[id] = w // keep the stricter, as within one log
+			}
+		}
+	}
+	sort.Slice(twice, func(i, j int) bool { return twice[i] < twice[j] })
+	return all, twice, nil
 }
 
 // readWritJobs folds the audit log into one writJob per GitLab job ID.
@@ -392,11 +475,13 @@ func outcomeOf(f map[string]any) string {
 // GitLab has no time filter, so it pages (order_by=id, sort=desc) until a
 // whole page is older than from; some GitLab versions ignore sort, so the
 // early stop is taken only when the page really is in descending order.
+// An empty page ends nothing: only GitLab naming no next page does.
 func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, maxJobs int) ([]*glJob, error) {
 	const perPage = 100
 	var out []*glJob
 	seen := 0
-	for page := int64(1); ; page++ {
+	what := fmt.Sprintf("list jobs of runner %d", runner)
+	err := eachPage(ctx, what, func(page int64) (*gitlab.Response, bool, error) {
 		opt := &gitlab.ListRunnerJobsOptions{
 			ListOptions: gitlab.ListOptions{Page: page, PerPage: perPage},
 			OrderBy:     gitlab.Ptr("id"),
@@ -404,28 +489,27 @@ func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, m
 		}
 		jobs, resp, err := c.gl.Runners.ListRunnerJobs(runner, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			return nil, c.wrap(fmt.Sprintf("list jobs of runner %d", runner), resp, err)
+			return nil, false, c.wrap(what, resp, err)
 		}
 		seen += len(jobs)
 		if seen > maxJobs {
-			return nil, fmt.Errorf("reconcile: runner %d has more than %d jobs since %s; use a later --since or a larger --max-jobs", runner, maxJobs, from.Format(time.RFC3339))
+			return nil, false, fmt.Errorf("reconcile: runner %d has more than %d jobs since %s; use a later --since or a larger --max-jobs", runner, maxJobs, from.Format(time.RFC3339))
 		}
 		descending, allOld := true, len(jobs) > 0
 		for i, j := range jobs {
 			if j == nil {
-				return nil, fmt.Errorf("reconcile: GitLab returned a null job for runner %d", runner)
+				return nil, false, fmt.Errorf("reconcile: GitLab returned a null job for runner %d", runner)
 			}
 			if i > 0 && jobs[i-1].ID <= j.ID {
 				descending = false
 			}
 			if j.CreatedAt == nil {
-				return nil, fmt.Errorf("reconcile: GitLab returned job %d of runner %d without created_at", j.ID, runner)
+				return nil, false, fmt.Errorf("reconcile: GitLab returned job %d of runner %d without created_at", j.ID, runner)
 			}
-			if !j.CreatedAt.Before(from) {
-				allOld = false
-			} else {
+			if j.CreatedAt.Before(from) {
 				continue
 			}
+			allOld = false
 			g := &glJob{id: j.ID, runner: runner, status: j.Status, name: j.Name, ref: j.Ref, created: *j.CreatedAt, failure: j.FailureReason}
 			if j.Project != nil {
 				g.project = j.Project.PathWithNamespace
@@ -436,12 +520,7 @@ func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, m
 			}
 			out = append(out, g)
 		}
-		if resp == nil || resp.NextPage == 0 || len(jobs) == 0 || (allOld && descending) {
-			break
-		}
-		if resp.NextPage != page+1 {
-			return nil, fmt.Errorf("reconcile: GitLab's pagination for runner %d jumped from page %d to %d", runner, page, resp.NextPage)
-		}
-	}
-	return out, nil
+		return resp, !(allOld && descending), nil
+	})
+	return out, err
 }

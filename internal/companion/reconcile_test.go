@@ -37,9 +37,20 @@ func (r *recon) gitlabJob(id int64, status string, at time.Time) {
 // writ appends a decision, and an outcome when exit >= 0.
 func (r *recon) writ(t *testing.T, id, event string, at time.Time, exit int) {
 	t.Helper()
+	r.record(t, id, "acme/web", event, at, exit)
+}
+
+// writProject appends an admission of a job of project that succeeded.
+func (r *recon) writProject(t *testing.T, id, project string, at time.Time) {
+	t.Helper()
+	r.record(t, id, project, "admit", at, 0)
+}
+
+func (r *recon) record(t *testing.T, id, project, event string, at time.Time, exit int) {
+	t.Helper()
 	l := audit.Open(r.log)
 	ctx := context.Background()
-	fields := map[string]any{"project": "acme/web", "job_name": "deploy"}
+	fields := map[string]any{"project": project, "job_name": "deploy"}
 	if _, err := l.Append(ctx, audit.Record{Time: at, Event: event, Job: id, Env: "production", Fields: fields}); err != nil {
 		t.Fatal(err)
 	}

@@ -349,7 +349,14 @@ func (r *ReviewReport) Markdown() string {
 	if len(s) > maxDescription {
 		s = s[:maxDescription] + "\n\n… (cut: too long for a note)\n"
 	}
-	return s
+	return inertQuickActions(s)
+}
+
+// noteBody is the review note as posted: the marker, the digest of the
+// rest (so a later run can tell whether anything changed, whatever GitLab
+// did to the stored text), and the report.
+func (r *ReviewReport) noteBody() string {
+	return withDigest(reviewMarker, strings.TrimPrefix(r.Markdown(), reviewMarker+"\n"))
 }
 
 // fenceSafe keeps text inside a ``` block from closing it.
@@ -388,6 +395,9 @@ type ReviewResult struct {
 	Note   string
 	NoteID int64
 	Status string
+	// Warnings say what GitLab did unexpectedly, such as storing the note
+	// differently from what writ posted.
+	Warnings []string
 }
 
 // maxNotes bounds the notes read from a merge request.
@@ -411,8 +421,19 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	p := purpose{cmd: "writ review --dry-run", why: "to read the merge request and the allowlist"}
+	if !opts.DryRun {
+		p = purpose{cmd: "writ review", write: true, why: "to post the review note"}
+	}
+	acc, err := c.checkToken(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	proj, err := c.project(ctx, opts.Project)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.requireRole(ctx, acc, proj, roleReporter, p.cmd, p.why); err != nil {
 		return nil, err
 	}
 	pid := fmt.Sprint(proj.ID)
@@ -444,15 +465,11 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 		return nil, err
 	}
 	rep := Evaluate(*head, *base, opts.Environments, opts.ExpiryHorizon, now())
-	body := rep.Markdown()
+	body := rep.noteBody()
 	res := &ReviewResult{Report: rep, Note: body}
 	if opts.DryRun {
 		res.Status = NoteDryRun
 		return res, nil
-	}
-	me, err := c.currentUser(ctx)
-	if err != nil {
-		return nil, err
 	}
 	notes, err := c.notes(ctx, pid, mr.IID, maxNotes)
 	if err != nil {
@@ -460,7 +477,7 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 	}
 	var mine *gitlab.Note
 	for _, n := range notes {
-		if !n.System && n.Author.ID == me.ID && strings.HasPrefix(n.Body, reviewMarker) {
+		if !n.System && n.Author.ID == acc.userID && strings.HasPrefix(n.Body, reviewMarker) {
 			mine = n
 			break
 		}
@@ -475,16 +492,30 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 			return nil, fmt.Errorf("post the review note on !%d: GitLab returned no note", mr.IID)
 		}
 		res.NoteID, res.Status = n.ID, NoteCreated
-	case mine.Body == body:
+		res.Warnings = storedAsPosted(n.Body, body)
+	case sameDigest(mine.Body, body):
 		res.NoteID, res.Status = mine.ID, NoteUnchanged
 	default:
-		_, resp, err := c.gl.Notes.UpdateMergeRequestNote(pid, mr.IID, mine.ID, &gitlab.UpdateMergeRequestNoteOptions{Body: gitlab.Ptr(body)}, gitlab.WithContext(ctx))
+		n, resp, err := c.gl.Notes.UpdateMergeRequestNote(pid, mr.IID, mine.ID, &gitlab.UpdateMergeRequestNoteOptions{Body: gitlab.Ptr(body)}, gitlab.WithContext(ctx))
 		if err != nil {
 			return nil, c.wrap(fmt.Sprintf("update the review note on !%d", mr.IID), resp, err)
 		}
 		res.NoteID, res.Status = mine.ID, NoteUpdated
+		if n != nil {
+			res.Warnings = storedAsPosted(n.Body, body)
+		}
 	}
 	return res, nil
+}
+
+// storedAsPosted compares the text GitLab stored with what writ posted,
+// allowing only GitLab's whitespace rewriting: anything else means GitLab
+// ran something from it (a quick action) or changed it.
+func storedAsPosted(stored, posted string) []string {
+	if gitlabStored(stored) == gitlabStored(posted) {
+		return nil
+	}
+	return []string{"GitLab stored the note differently from what writ posted (a quick action ran, or GitLab rewrote it); read the note and the merge request's history"}
 }
 
 // snapshot reads the allowlist side of a commit through the API. Data is

@@ -179,7 +179,7 @@ func TestReviewLintFailureAndErrors(t *testing.T) {
 	t.Parallel()
 	rw := newReviewWorld(t)
 	ctx := context.Background()
-	rw.s.Commit(rw.al, rw.branch, "break", map[string][]byte{"allowlist.yaml": []byte("schema: writ/v1\nversion: eight\n")})
+	rw.s.Commit(rw.al, rw.branch, "break", map[string][]byte{"allowlist.yaml": []byte("schema: writ/v2\nversion: eight\n")})
 	o := rw.reviewOpts()
 	o.DryRun = true
 	rw.s.ResetRequests()

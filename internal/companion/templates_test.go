@@ -233,11 +233,11 @@ func TestTemplateExamplesExpand(t *testing.T) {
 		"writ-allowlist-version":     "writ review --local --base-rev \"refs/remotes/origin/${CI_MERGE_REQUEST_TARGET_BRANCH_NAME}\" --require version",
 		"writ-allowlist-expiry":      "writ review --local --expiry-horizon \"$WRIT_EXPIRY_HORIZON\" --require expiry",
 		"writ-allowlist-approvals":   "writ review --local --env-config \"$WRIT_ENVIRONMENTS\" --require approvals",
-		"writ-allowlist-review-note": "writ review --mr \"$CI_MERGE_REQUEST_IID\" --project \"$CI_PROJECT_ID\"",
+		"writ-allowlist-review-note": "writ review --token-env \"WRIT_REVIEW_TOKEN\" --mr \"$CI_MERGE_REQUEST_IID\" --project \"$CI_PROJECT_ID\"",
 	}
 	appJobs := map[string]string{
-		"writ-allowlist-check":   "writ propose --check --project \"$CI_PROJECT_ID\" --ref \"$WRIT_DEPLOY_REF\" --content-ref \"$CI_COMMIT_SHA\"",
-		"writ-allowlist-propose": "writ propose --project \"$CI_PROJECT_ID\"",
+		"writ-allowlist-check":   "writ propose --check --static-lint --token-env \"WRIT_READ_TOKEN\" --project \"$CI_PROJECT_ID\" --ref \"$WRIT_DEPLOY_REF\" --content-ref \"$CI_COMMIT_SHA\"",
+		"writ-allowlist-propose": "writ propose --token-env \"WRIT_PROPOSE_TOKEN\" --project \"$CI_PROJECT_ID\"",
 	}
 	for _, tc := range []struct {
 		example string
@@ -311,6 +311,21 @@ func TestTemplateExamplesExpand(t *testing.T) {
 				}
 			}
 			tc.check(t, jobs)
+			// One token per purpose; never the job token, never one
+			// shared variable.
+			for name, j := range jobs {
+				all := strings.Join(j.Script, "\n")
+				if strings.Contains(all, "CI_JOB_TOKEN") || strings.Contains(all, "WRIT_GITLAB_TOKEN") {
+					t.Errorf("%s uses a shared or job token: %q", name, j.Script)
+				}
+			}
+			if p, ok := jobs["writ-allowlist-propose"]; ok {
+				for _, r := range p.Rules {
+					if c, _ := r["if"].(string); !strings.Contains(c, `$CI_COMMIT_REF_PROTECTED == "true"`) || strings.Contains(c, "merge_request_event\"") && !strings.Contains(c, "!=") {
+						t.Errorf("propose runs outside protected refs: %v", p.Rules)
+					}
+				}
+			}
 		})
 	}
 }
@@ -350,6 +365,25 @@ func TestTemplateRules(t *testing.T) {
 	other := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=feature", "CI_DEFAULT_BRANCH=main")
 	if strings.Contains(other, "writ-allowlist") {
 		t.Errorf("feature branch pipeline runs writ jobs:\n%s", other)
+	}
+
+	// The application: the check in merge requests (read-only token), the
+	// proposal only on the protected default branch (protected token).
+	src, err = os.ReadFile(filepath.Join(repoRoot(t), "ci-templates", "examples", "application.gitlab-ci.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(r.Path, ".gitlab-ci.yml"), []byte(localize(string(src))), 0o644)
+	r.Commit(t, nil, "app ci", nil)
+	mr = list("CI_PIPELINE_SOURCE=merge_request_event", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=true")
+	if !strings.Contains(mr, "writ-allowlist-check") || strings.Contains(mr, "writ-allowlist-propose") {
+		t.Errorf("application merge request pipeline:\n%s", mr)
+	}
+	if l := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=true"); !strings.Contains(l, "writ-allowlist-propose") {
+		t.Errorf("protected default branch lacks propose:\n%s", l)
+	}
+	if l := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=false"); strings.Contains(l, "writ-allowlist-propose") {
+		t.Errorf("unprotected default branch gets propose:\n%s", l)
 	}
 }
 
@@ -397,13 +431,18 @@ func TestAllowlistTemplateJobsRun(t *testing.T) {
 		"approvals/v8/carol.sshsig": approve(t, carol, prop.Content, 8),
 		"approvals/v8/alice.sshsig": approve(t, alice, prop.Content, 8),
 	})
+	// The review note's token: api to post, Reporter only.
+	const reviewToken = "glpat-REVIEWTOKEN-0123456789abcdef"
+	reviewer := gitlabtest.User{ID: 40, Username: "writ-review"}
+	w.s.AddToken(reviewToken, gitlabtest.TokenInfo{User: reviewer, Scopes: []string{gitlabtest.ScopeAPI}})
+	w.s.SetRole(reviewer, w.al, gitlabtest.Reporter)
 	mrVars := []string{
 		"--variable", "CI_PIPELINE_SOURCE=merge_request_event",
 		"--variable", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=main",
 		"--variable", fmt.Sprintf("CI_MERGE_REQUEST_IID=%d", prop.MergeRequestIID),
 		"--variable", fmt.Sprintf("CI_PROJECT_ID=%d", w.al.ID),
 		"--variable", "CI_API_V4_URL=" + w.s.URL,
-		"--variable", "WRIT_GITLAB_TOKEN=" + testToken,
+		"--variable", "WRIT_REVIEW_TOKEN=" + reviewToken,
 	}
 	args := append(append([]string{"--force-shell-executor"}, mrVars...),
 		"writ-allowlist-lint", "writ-allowlist-version", "writ-allowlist-expiry", "writ-allowlist-approvals", "writ-allowlist-review-note")
@@ -417,11 +456,14 @@ func TestAllowlistTemplateJobsRun(t *testing.T) {
 		}
 	}
 	assertNoToken(t, out)
+	if strings.Contains(out, reviewToken) {
+		t.Fatal("the review token leaked into the job log")
+	}
 	var notes []gitlabtest.Note
 	for _, mr := range w.al.MergeRequests {
 		notes = w.s.NotesOf(mr)
 	}
-	if len(notes) != 1 || !strings.Contains(notes[0].Body, "approvals `production` | ✅ 2 of 2") {
+	if len(notes) != 1 || !strings.Contains(notes[0].Body, "approvals `production` | ✅ 2 of 2") || notes[0].Author.ID != reviewer.ID {
 		t.Fatalf("review note not posted as expected: %+v", notes)
 	}
 
@@ -469,11 +511,28 @@ include:
 `, strings.Repeat("0", 64), writ)
 	sha := r.Commit(t, map[string]string{".gitlab-ci.yml": ci}, "app", nil)
 	w.s.SetLint(w.app, sha, appLint())
+	// Two tokens as docs/ci-templates.md sets them up: the read-only one
+	// in merge request pipelines, the propose one on the protected main.
+	w.readOnly(t)
+	const proposeToken = "glpat-PROPOSETOKEN-0123456789abcdef"
+	proposer := gitlabtest.User{ID: 41, Username: "writ-propose"}
+	w.s.AddToken(proposeToken, gitlabtest.TokenInfo{User: proposer, Scopes: []string{gitlabtest.ScopeAPI}})
+	w.s.SetRole(proposer, w.al, gitlabtest.Developer)
+	w.s.SetRole(proposer, w.app, gitlabtest.Developer)
+	w.s.Protect(w.app, "main", gitlabtest.Maintainer, gitlabtest.Developer)
 	vars := []string{
 		"--variable", "CI_PIPELINE_SOURCE=merge_request_event",
 		"--variable", fmt.Sprintf("CI_PROJECT_ID=%d", w.app.ID),
 		"--variable", "CI_API_V4_URL=" + w.s.URL,
-		"--variable", "WRIT_GITLAB_TOKEN=" + testToken,
+		"--variable", "WRIT_READ_TOKEN=" + readToken,
+	}
+	pushVars := []string{
+		"--variable", "CI_PIPELINE_SOURCE=push",
+		"--variable", "CI_COMMIT_BRANCH=main", "--variable", "CI_DEFAULT_BRANCH=main",
+		"--variable", "CI_COMMIT_REF_PROTECTED=true", "--variable", "GITLAB_CI=true",
+		"--variable", fmt.Sprintf("CI_PROJECT_ID=%d", w.app.ID),
+		"--variable", "CI_API_V4_URL=" + w.s.URL,
+		"--variable", "WRIT_PROPOSE_TOKEN=" + proposeToken,
 	}
 	// The allowlist lacks the deploy job: the check warns (exit code 3).
 	out, code := r.run(t, append(append([]string{"--force-shell-executor"}, vars...), "writ-allowlist-check")...)
@@ -483,8 +542,9 @@ include:
 	if len(w.s.Writes()) != 0 {
 		t.Fatalf("the check wrote to GitLab: %v", paths(w.s.Writes()))
 	}
-	// Proposing opens the allowlist merge request.
-	out, code = r.run(t, append(append([]string{"--force-shell-executor"}, vars...), "writ-allowlist-propose")...)
+	// Proposing, on the protected default branch, opens the allowlist
+	// merge request.
+	out, code = r.run(t, append(append([]string{"--force-shell-executor"}, pushVars...), "writ-allowlist-propose")...)
 	if code != 0 || !strings.Contains(out, "propose: created") {
 		t.Fatalf("propose (%d):\n%s", code, out)
 	}
@@ -493,6 +553,12 @@ include:
 		t.Fatalf("%d merge requests", len(mrs))
 	}
 	assertNoToken(t, out)
+	if strings.Contains(out, proposeToken) {
+		t.Fatal("the propose token leaked into the job log")
+	}
+	if mrs[0].Author.ID != proposer.ID {
+		t.Fatalf("merge request opened by %+v", mrs[0].Author)
+	}
 	// Merged: the check passes.
 	content, _ := w.s.File(w.al, mrs[0].SourceBranch, "allowlist.yaml")
 	w.s.Commit(w.al, "main", "merge", map[string][]byte{"allowlist.yaml": content})
@@ -502,7 +568,7 @@ include:
 	}
 	// A broken token fails the check (not a warning).
 	badVars := append([]string(nil), vars...)
-	badVars[len(badVars)-1] = "WRIT_GITLAB_TOKEN=wrong"
+	badVars[len(badVars)-1] = "WRIT_READ_TOKEN=wrong"
 	out, code = r.run(t, append(append([]string{"--force-shell-executor"}, badVars...), "writ-allowlist-check")...)
 	if !regexp.MustCompile(`FAIL\s+writ-allowlist-check`).MatchString(out) || !strings.Contains(out, "401 Unauthorized") {
 		t.Fatalf("bad token (%d):\n%s", code, out)

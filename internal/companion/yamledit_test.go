@@ -7,12 +7,12 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 )
 
-const editHeader = "schema: writ/v1\nrepository: acme/deploy-allowlist\nversion: 3\nexpires: 2031-01-01T00:00:00Z\nsigners:\n  web-team:\n    ssh:\n      - " + bobKey + "\n"
+const editHeader = "schema: writ/v2\nrepository: acme/deploy-allowlist\nversion: 3\nexpires: 2031-01-01T00:00:00Z\nsigners:\n  web-team:\n    ssh:\n      - " + bobKey + "\n"
 
 func entry(name, job, script string) *allowlist.Entry {
 	return &allowlist.Entry{
 		Name:       name,
-		Match:      allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"main"}},
+		Match:      allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
 		Definition: allowlist.Definition{Script: []string{script}},
 		Source:     allowlist.Source{Repository: "https://gitlab.example.com/acme/web.git", Signers: []string{"web-team"}, Mode: allowlist.ModeCommit},
 	}
@@ -66,7 +66,7 @@ func TestEditAllowlistRefusals(t *testing.T) {
 	t.Parallel()
 	e := entry("a", "ja", "x")
 	for name, file := range map[string]string{
-		"flow jobs":      editHeader + "jobs: [{name: z, match: {project: a/b, job: j, environments: [e], refs: [main]}, definition: {script: [x]}, source: {repository: r, signers: [web-team], mode: commit}}]\n",
+		"flow jobs":      editHeader + "jobs: [{name: z, match: {project: a/b, job: j, environments: [e], refs: [refs/heads/main]}, definition: {script: [x]}, source: {repository: r, signers: [web-team], mode: commit}}]\n",
 		"quoted version": strings.Replace(editHeader, "version: 3", "version: \"3\"", 1) + "jobs: []\n",
 		"not a mapping":  "- a\n",
 		"invalid yaml":   "a: [\n",

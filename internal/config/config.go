@@ -50,6 +50,7 @@ type Config struct {
 	Trust     Trust           `toml:"trust"`
 	Paths     Paths           `toml:"paths"`
 	Job       Job             `toml:"job"`
+	Fetch     Fetch           `toml:"fetch"`
 	Log       Log             `toml:"log"`
 
 	// Path is the file the configuration was read from.
@@ -118,6 +119,23 @@ type Job struct {
 	DefaultTimeout Duration `toml:"default_timeout"`
 	// MaxPayloadBytes bounds the job payload. Default 4 MiB.
 	MaxPayloadBytes int64 `toml:"max_payload_bytes"`
+}
+
+// Fetch bounds what writ takes from a git server (the allowlist's and the
+// entries' repositories), which may be hostile: limits are enforced while
+// a pack is read, before anything is inflated into memory, and a fetch
+// over one is refused with an error naming the key.
+type Fetch struct {
+	// MaxBytes bounds the pack bytes one fetch receives. Default 1 GiB.
+	MaxBytes int64 `toml:"max_bytes"`
+	// MaxObjects bounds the objects in one pack. Default 1,000,000.
+	MaxObjects int64 `toml:"max_objects"`
+	// MaxObjectBytes bounds the inflated size of any one object. Default
+	// 100 MiB (GitHub's limit for one file).
+	MaxObjectBytes int64 `toml:"max_object_bytes"`
+	// MaxMirrorBytes bounds one mirror on disk; a larger one is rebuilt
+	// with only the refs a decision needs. Default 4 GiB.
+	MaxMirrorBytes int64 `toml:"max_mirror_bytes"`
 }
 
 // Log configures operational logs (not the audit log).
@@ -267,6 +285,18 @@ func (c *Config) defaults() {
 	if c.Job.MaxPayloadBytes == 0 {
 		c.Job.MaxPayloadBytes = 4 << 20
 	}
+	if c.Fetch.MaxBytes == 0 {
+		c.Fetch.MaxBytes = 1 << 30
+	}
+	if c.Fetch.MaxObjects == 0 {
+		c.Fetch.MaxObjects = 1_000_000
+	}
+	if c.Fetch.MaxObjectBytes == 0 {
+		c.Fetch.MaxObjectBytes = 100 << 20
+	}
+	if c.Fetch.MaxMirrorBytes == 0 {
+		c.Fetch.MaxMirrorBytes = 4 << 30
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -311,6 +341,15 @@ func (c *Config) validate() error {
 	}
 	if c.Job.MaxPayloadBytes < 1024 {
 		bad("job.max_payload_bytes must be at least 1024")
+	}
+	if c.Fetch.MaxBytes < 1<<20 || c.Fetch.MaxObjectBytes < 1<<20 {
+		bad("fetch.max_bytes and fetch.max_object_bytes must be at least 1048576 (1 MiB)")
+	}
+	if c.Fetch.MaxObjects < 1000 {
+		bad("fetch.max_objects must be at least 1000")
+	}
+	if c.Fetch.MaxMirrorBytes < 2*c.Fetch.MaxBytes {
+		bad("fetch.max_mirror_bytes must be at least twice fetch.max_bytes (%d), so one fetch fits a rebuilt mirror", c.Fetch.MaxBytes)
 	}
 	if c.Job.User != "" && !userName.MatchString(c.Job.User) {
 		bad("job.user %q is not a user name", c.Job.User)

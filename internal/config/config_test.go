@@ -24,7 +24,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Mode != Enforce || c.Allowlist.Branch != "main" || c.Trust.Threshold != 1 ||
 		c.Job.Shell != "/bin/bash" || c.Allowlist.FetchTimeout.Duration != 30*time.Second ||
-		c.Paths.Builds != "/var/lib/writ/builds" || c.Job.MaxPayloadBytes != 4<<20 {
+		c.Paths.Builds != "/var/lib/writ/builds" || c.Job.MaxPayloadBytes != 4<<20 ||
+		c.Fetch != (Fetch{MaxBytes: 1 << 30, MaxObjects: 1_000_000, MaxObjectBytes: 100 << 20, MaxMirrorBytes: 4 << 30}) {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -58,6 +59,9 @@ func TestRejects(t *testing.T) {
 		"bad duration":       {strings.Replace(minimal, "[allowlist]", "[allowlist]\nfetch_timeout = \"soon\"", 1), "soon"},
 		"bad job env":        {minimal + "\n[job.env]\n\"A-B\" = \"x\"\n", `job.env key "A-B"`},
 		"bad job user":       {minimal + "\n[job]\nuser = \"../root\"\n", `job.user "../root"`},
+		"tiny fetch limit":   {minimal + "\n[fetch]\nmax_object_bytes = 10\n", "fetch.max_bytes and fetch.max_object_bytes must be at least"},
+		"mirror below fetch": {minimal + "\n[fetch]\nmax_mirror_bytes = 1073741824\n", "fetch.max_mirror_bytes must be at least twice"},
+		"fetch typo":         {minimal + "\n[fetch]\nmax_byte = 1\n", "unknown keys: fetch.max_byte"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

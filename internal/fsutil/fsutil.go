@@ -64,7 +64,7 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) error {
 // writeTemp writes data with mode perm to a new, randomly named file next to
 // path and fsyncs it. It returns the temp file's name; on error nothing is
 // left behind.
-func writeTemp(path string, data []byte, perm os.FileMode) (name string, err error) {
+func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -75,24 +75,27 @@ func writeTemp(path string, data []byte, perm os.FileMode) (name string, err err
 	if err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	name = f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(name)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
+	// The name is kept in its own variable: a named result would already
+	// be "" when a deferred cleanup ran, and the temp file would leak (a
+	// full disk then filled up with them).
+	name := f.Name()
+	fail := func(err error) (string, error) {
+		_ = f.Close()
+		_ = os.Remove(name)
 		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
 	}
 	// Chmod on the descriptor is exact: the umask does not apply.
-	if err = f.Chmod(perm.Perm()); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
+	if err := f.Chmod(perm.Perm()); err != nil {
+		return fail(err)
 	}
-	if err = f.Sync(); err != nil {
-		return "", fmt.Errorf("write %s: fsync: %w", path, err)
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("fsync: %w", err))
 	}
-	if err = f.Close(); err != nil {
+	if err := f.Close(); err != nil {
+		_ = os.Remove(name)
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return name, nil

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"gitlab.com/writ-ci/writ/internal/testfault"
 )
 
 // leftovers lists the directory entries other than want, i.e. temp files a
@@ -245,5 +247,34 @@ func TestReadFileLimit(t *testing.T) {
 	// A source without a meaningful size is still bounded by reading.
 	if _, err := ReadFileLimit("/dev/zero", 1<<10); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("/dev/zero: err = %v, want ErrTooLarge", err)
+	}
+}
+
+// A full disk fails the write partway; the temp file must not stay behind
+// and fill the disk further.
+func TestWriteFileAtomicFullDiskLeavesNothing(t *testing.T) {
+	t.Parallel()
+	dir := testfault.SmallFS(t, 64<<10)
+	p := filepath.Join(dir, "state.json")
+	if err := WriteFileAtomic(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteFileAtomic(p, bytes.Repeat([]byte("x"), 128<<10), 0o600)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("write larger than the disk: %v, want ENOSPC", err)
+	}
+	if extra := leftovers(t, dir, "state.json"); len(extra) > 0 {
+		t.Fatalf("temp files left behind on a full disk: %v", extra)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "old" {
+		t.Fatalf("the old content is lost: %q", got)
+	}
+	// CreateExclusive shares the temp-file path.
+	err = CreateExclusive(filepath.Join(dir, "once"), bytes.Repeat([]byte("x"), 128<<10), 0o600)
+	if err == nil {
+		t.Fatal("CreateExclusive larger than the disk succeeded")
+	}
+	if extra := leftovers(t, dir, "state.json"); len(extra) > 0 {
+		t.Fatalf("temp files left behind on a full disk: %v", extra)
 	}
 }

@@ -91,6 +91,11 @@ func (m *Mirror) ReadFile(commit, path string, limit int64) ([]byte, error) {
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("%s at commit %s is more than %d bytes", path, commit, limit)
 	}
+	// The signature covers the commit, which names the tree, which names
+	// this blob: content that does not hash to its name is a damaged cache.
+	if plumbing.ComputeHash(plumbing.BlobObject, data) != entry.Hash {
+		return nil, fmt.Errorf("%w: %s at commit %s does not hash to blob %s", ErrDamaged, path, commit, entry.Hash)
+	}
 	return data, nil
 }
 

@@ -527,8 +527,13 @@ func TestIsAncestor(t *testing.T) {
 			t.Errorf("IsAncestor(%s, %s) = %v, want %v", c.a, c.d, got, c.want)
 		}
 	}
-	if _, err := m.IsAncestor("0123456789abcdef0123456789abcdef01234567", h["d"]); err == nil {
-		t.Error("missing ancestor commit accepted")
+	// A commit the mirror does not hold is no ancestor of one whose history
+	// it holds; a missing descendant is an error.
+	if ok, err := m.IsAncestor("0123456789abcdef0123456789abcdef01234567", h["d"]); ok || err != nil {
+		t.Errorf("missing ancestor: %v, %v; want false, nil", ok, err)
+	}
+	if _, err := m.IsAncestor(h["a"], "0123456789abcdef0123456789abcdef01234567"); err == nil {
+		t.Error("missing descendant commit accepted")
 	}
 }
 
@@ -792,13 +797,13 @@ func TestCheckoutHostileTrees(t *testing.T) {
 func TestReadFile(t *testing.T) {
 	t.Parallel()
 	r := testkeys.GitRepo(t)
-	c := r.Commit(t, map[string]string{"allowlist.yaml": "schema: writ/v1\n", "keys/a.asc": "key\n"}, "files", nil)
+	c := r.Commit(t, map[string]string{"allowlist.yaml": "schema: writ/v2\n", "keys/a.asc": "key\n"}, "files", nil)
 	link := mkCommit(t, r, mkTree(t, r,
 		treeEntry{"120000", "allowlist.yaml", mkBlob(t, r, "/etc/passwd")},
 	))
 	m := localMirror(t, r.Path)
 	got, err := m.ReadFile(c, "allowlist.yaml", 1024)
-	if err != nil || string(got) != "schema: writ/v1\n" {
+	if err != nil || string(got) != "schema: writ/v2\n" {
 		t.Fatalf("ReadFile = %q, %v", got, err)
 	}
 	if got, err := m.ReadFile(c, "keys/a.asc", 4); err != nil || string(got) != "key\n" {

@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,14 +11,27 @@ import (
 )
 
 // MaxWalk bounds every history walk, in commits visited. A walk that would
-// exceed it is an error rather than an unbounded cost per job.
+// exceed it is an error wrapping ErrWalkBound rather than an unbounded cost
+// per job.
 const MaxWalk = 1_000_000
 
+// ErrWalkBound is wrapped by the error of a history walk stopped at its
+// bound, before it found an answer.
+var ErrWalkBound = errors.New("writ does not walk further")
+
 // IsAncestor reports whether ancestor is reachable from descendant by
-// parent links; a commit is its own ancestor. Both must be in the mirror.
-// The walk visits at most MaxWalk commits.
+// parent links; a commit is its own ancestor. descendant must be in the
+// mirror; an ancestor that is not is no ancestor (the mirror holds the
+// whole history of what it fetched). The walk visits at most MaxWalk
+// commits; a commit missing on the way is damage (see IsDamage).
 func (m *Mirror) IsAncestor(ancestor, descendant string) (bool, error) {
 	a, err := m.Commit(ancestor)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		if _, derr := m.Commit(descendant); derr != nil {
+			return false, derr
+		}
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
@@ -35,7 +49,7 @@ func (m *Mirror) IsAncestor(ancestor, descendant string) (bool, error) {
 		queue = queue[1:]
 		c, err := m.repo.CommitObject(h)
 		if err != nil {
-			return false, fmt.Errorf("walk history of %s: commit %s: %w (is the mirror's history complete?)", descendant, h, err)
+			return false, fmt.Errorf("%w: walk history of %s: commit %s: %v", ErrIncomplete, descendant, h, err)
 		}
 		for _, p := range c.ParentHashes {
 			if p == a.Hash {
@@ -43,7 +57,7 @@ func (m *Mirror) IsAncestor(ancestor, descendant string) (bool, error) {
 			}
 			if !seen[p] {
 				if len(seen) >= MaxWalk {
-					return false, fmt.Errorf("history of %s has more than %d commits; writ does not walk further", descendant, MaxWalk)
+					return false, fmt.Errorf("history of %s has more than %d commits: %w", descendant, MaxWalk, ErrWalkBound)
 				}
 				seen[p] = true
 				queue = append(queue, p)
@@ -97,7 +111,7 @@ func (m *Mirror) CommitsBetween(base, head string, max int) ([]*object.Commit, e
 		}
 		visited++
 		if visited > MaxWalk {
-			return nil, fmt.Errorf("history between %s and %s has more than %d commits; writ does not walk further", base, head, MaxWalk)
+			return nil, fmt.Errorf("history between %s and %s has more than %d commits: %w", base, head, MaxWalk, ErrWalkBound)
 		}
 		if it.flag == fromHead {
 			order = append(order, c)
@@ -115,7 +129,7 @@ func (m *Mirror) CommitsBetween(base, head string, max int) ([]*object.Commit, e
 			}
 			pc, err := m.repo.CommitObject(p)
 			if err != nil {
-				return nil, fmt.Errorf("walk history of %s: commit %s: %w (is the mirror's history complete?)", head, p, err)
+				return nil, fmt.Errorf("%w: walk history of %s: commit %s: %v", ErrIncomplete, head, p, err)
 			}
 			w.push(pc, it.flag)
 		}

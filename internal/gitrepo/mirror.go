@@ -63,10 +63,12 @@ const maxTokenBytes = 16 << 10
 // A Mirror is not safe for concurrent use by several goroutines; Fetch
 // takes a file lock, so several processes may share the directory.
 type Mirror struct {
-	url  string
-	dir  string
-	auth Auth
-	repo *git.Repository
+	url     string
+	dir     string
+	auth    Auth
+	limits  Limits
+	repo    *git.Repository
+	rebuilt int
 }
 
 // OpenMirror opens, creating it if needed, the mirror of url in cacheDir,
@@ -76,7 +78,11 @@ type Mirror struct {
 // an absolute local path. Credentials inside the URL are refused: use
 // auth. A token is never sent over plain http except to a loopback
 // address.
-func OpenMirror(cacheDir, url string, auth Auth) (*Mirror, error) {
+//
+// A mirror directory that cannot be opened (a crash or a full disk during
+// its creation, damage on disk) is replaced by an empty one: it is only a
+// cache, and every decision verifies what it reads from it.
+func OpenMirror(cacheDir, url string, auth Auth, opts ...Option) (*Mirror, error) {
 	scheme, err := checkURL(url)
 	if err != nil {
 		return nil, err
@@ -89,14 +95,16 @@ func OpenMirror(cacheDir, url string, auth Auth) (*Mirror, error) {
 	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create git cache directory: %w", err)
 	}
-	m := &Mirror{url: url, dir: dir, auth: auth}
-
-	repo, err := git.PlainOpen(dir)
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		repo, err = initMirror(dir, url)
+	m := &Mirror{url: url, dir: dir, auth: auth, limits: DefaultLimits()}
+	for _, o := range opts {
+		o(m)
+	}
+	repo, err := openOrigin(dir)
+	if err != nil {
+		repo, err = initMirror(m)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open mirror %s of %s: %w (remove the directory to start afresh)", dir, url, err)
+		return nil, fmt.Errorf("open mirror %s of %s: %w", dir, url, err)
 	}
 	// The stored URL guards against a hash collision and a cache directory
 	// shared by mistake.
@@ -108,21 +116,42 @@ func OpenMirror(cacheDir, url string, auth Auth) (*Mirror, error) {
 	return m, nil
 }
 
-// initMirror creates the bare repository under the mirror's lock, so that
-// two processes never initialise the same directory at once.
-func initMirror(dir, url string) (*git.Repository, error) {
+// openOrigin opens a mirror directory that has an origin remote.
+func openOrigin(dir string) (*git.Repository, error) {
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := repo.Remote("origin"); err != nil {
+		return nil, err
+	}
+	return repo, nil
+}
+
+// initMirror creates the bare repository, or replaces one that cannot be
+// opened, under the mirror's lock, so that two processes never initialise
+// the same directory at once.
+func initMirror(m *Mirror) (*git.Repository, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	unlock, err := fsutil.Lock(ctx, dir+".lock")
+	unlock, err := fsutil.Lock(ctx, m.dir+".lock")
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	repo, err := git.PlainOpen(dir)
-	if !errors.Is(err, git.ErrRepositoryNotExists) {
-		return repo, err // another process made it meanwhile
+	repo, err := openOrigin(m.dir)
+	if err == nil {
+		return repo, nil // another process made or repaired it meanwhile
 	}
-	repo, err = git.PlainInit(dir, true)
+	if err := m.rebuild(); err != nil {
+		return nil, err
+	}
+	return m.repo, nil
+}
+
+// createMirror makes an empty bare repository at dir with origin url.
+func createMirror(dir, url string) (*git.Repository, error) {
+	repo, err := git.PlainInit(dir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -311,58 +340,6 @@ func (a *sshAuth) ClientConfig() (*xssh.ClientConfig, error) {
 		cfg.Timeout = a.timeout
 	}
 	return cfg, err
-}
-
-// Fetch fetches refspecs (forced: the verifier decides, not git) within
-// ctx. Each refspec is <src>:<dst> with full ref names, for example
-// "+refs/heads/main:refs/writ/heads/main"; a missing '+' is added. A
-// source may be a full commit hash, which only servers that allow
-// fetching reachable or tip commits by hash accept. A fetch that changes
-// nothing is not an error. No tags are fetched beyond those named.
-func (m *Mirror) Fetch(ctx context.Context, refspecs ...string) error {
-	if len(refspecs) == 0 {
-		return errors.New("fetch: no refspec")
-	}
-	specs := make([]config.RefSpec, 0, len(refspecs))
-	for _, s := range refspecs {
-		forced, err := checkRefspec(s)
-		if err != nil {
-			return err
-		}
-		specs = append(specs, config.RefSpec(forced))
-	}
-	unlock, err := fsutil.Lock(ctx, m.dir+".lock")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	auth, err := m.authMethod(ctx)
-	if err != nil {
-		return err
-	}
-	remote := git.NewRemote(m.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{m.url}})
-	err = remote.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: "origin",
-		RefSpecs:   specs,
-		Auth:       auth,
-		Tags:       git.NoTags,
-		Force:      true,
-	})
-	switch {
-	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
-		return nil
-	case ctx.Err() != nil:
-		return fmt.Errorf("fetch from %s: %w (the remote did not answer in time: %v)", m.url, context.Cause(ctx), err)
-	case errors.Is(err, git.ErrExactSHA1NotSupported):
-		return fmt.Errorf("fetch from %s: the server does not allow fetching a commit by hash; fetch a branch or tag that contains it", m.url)
-	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
-		return fmt.Errorf("fetch from %s: %w (check the token or key and its access to the repository)", m.url, err)
-	}
-	var noMatch git.NoMatchingRefSpecError
-	if errors.As(err, &noMatch) {
-		return fmt.Errorf("fetch from %s: %w (the branch or tag does not exist there)", m.url, err)
-	}
-	return fmt.Errorf("fetch from %s: %w", m.url, err)
 }
 
 // FetchCommit fetches one commit by hash into refs/writ/commits/<hash>.

@@ -43,15 +43,26 @@ const (
 //
 //	principals [options] keytype base64-key [comment]
 //
-// Principals are comma-separated and may be enclosed in double quotes.
-// Options are comma-separated: namespaces="a,b", valid-after="…",
-// valid-before="…" (YYYYMMDD[HHMM[SS]], with a trailing Z for UTC, else
-// local time, as ssh-keygen reads them). cert-authority lines are refused
-// because writ does not accept SSH certificates. Blank lines and lines
-// starting with # are skipped.
+// It reads what ssh-keygen reads (see docs/allowlist.md), with a few
+// refusals where ssh-keygen's reading is ambiguous or too loose for a
+// trust root; each refusal is an error naming the line and the fix:
 //
-// Unlike ssh-keygen, namespace patterns are not expanded: "*", "?" and "!"
-// are refused so that a list always means exactly what it says.
+//   - Principals are literal identities. ssh-keygen reads them as a
+//     pattern list, where "!" negates and "*" and "?" match any text, so
+//     "!old@example.com" trusts nobody there but a key-only reader would
+//     trust it; writ refuses the pattern characters *, ? and ! outright.
+//   - Namespaces are compared exactly; patterns, blanks and empty names
+//     are refused.
+//   - valid-after and valid-before must be in UTC (suffix Z or UTC, any
+//     case). Without it ssh-keygen reads the time in each host's local
+//     zone, as standard time even under daylight saving time, so hosts
+//     disagree by hours.
+//   - cert-authority lines and certificate key types are refused: writ
+//     does not accept SSH certificates.
+//
+// Lines end with LF or CRLF; blank lines and lines starting with # are
+// skipped. An option value may hold \" for a double quote, as in
+// ssh-keygen.
 func ParseAllowedSigners(data []byte) ([]AllowedSigner, error) {
 	if len(data) > maxAllowedSignersBytes {
 		return nil, fmt.Errorf("allowed_signers: %d bytes is more than the %d accepted", len(data), maxAllowedSignersBytes)
@@ -69,10 +80,13 @@ func ParseAllowedSigners(data []byte) ([]AllowedSigner, error) {
 		if len(raw) > maxAllowedSignersLine {
 			return nil, fmt.Errorf("allowed_signers line %d: longer than %d bytes", n, maxAllowedSignersLine)
 		}
+		// CRLF line endings, as a file saved on Windows has them, are
+		// read as ssh-keygen reads them; a CR anywhere else is refused.
+		raw = bytes.TrimSuffix(raw, []byte("\r"))
 		for _, r := range string(raw) {
 			switch {
 			case r == '\r':
-				return nil, fmt.Errorf("allowed_signers line %d: carriage return; save the file with LF line endings", n)
+				return nil, fmt.Errorf("allowed_signers line %d: carriage return inside the line; end lines with LF or CRLF only", n)
 			case r == '\t':
 			case unicode.IsControl(r):
 				return nil, fmt.Errorf("allowed_signers line %d: control character %U", n, r)
@@ -94,14 +108,19 @@ func ParseAllowedSigners(data []byte) ([]AllowedSigner, error) {
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 
-// nextToken splits off the first blank-separated token of s. A double
-// quote starts a quoted run, in which blanks do not end the token; quotes
-// do not nest and have no escape, as in ssh-keygen's option syntax.
+// nextToken splits off the first blank-separated token of s, as
+// ssh-keygen's sshkey_advance_past_options does: a double quote starts a
+// quoted run, in which blanks do not end the token, and \" is a literal
+// quote that neither starts nor ends one.
 func nextToken(s string) (tok, rest string, err error) {
 	inQuote := false
 	i := 0
 	for ; i < len(s); i++ {
 		c := s[i]
+		if c == '\\' && i+1 < len(s) && s[i+1] == '"' {
+			i++
+			continue
+		}
 		if c == '"' {
 			inQuote = !inQuote
 			continue
@@ -115,6 +134,10 @@ func nextToken(s string) (tok, rest string, err error) {
 	}
 	return s[:i], strings.TrimLeft(s[i:], " \t"), nil
 }
+
+// patternChars are the characters OpenSSH's match_pattern_list gives a
+// meaning to in principals and namespaces.
+const patternChars = "*?!"
 
 func parseAllowedSignerLine(line string) (AllowedSigner, error) {
 	var s AllowedSigner
@@ -145,6 +168,9 @@ func parseAllowedSignerLine(line string) (AllowedSigner, error) {
 		}
 		if strings.Contains(p, `"`) {
 			return s, fmt.Errorf("principal %q contains a double quote", p)
+		}
+		if strings.ContainsAny(p, patternChars) {
+			return s, principalPatternError(p)
 		}
 		s.Principals = append(s.Principals, p)
 	}
@@ -180,6 +206,20 @@ func parseAllowedSignerLine(line string) (AllowedSigner, error) {
 	return s, nil
 }
 
+// principalPatternError explains why a principal holding a pattern
+// character is refused. OpenSSH matches the principal git asks about
+// against the line's principals as a pattern list, so "!x" is a negation
+// that makes the line trust nobody, and "*" trusts any name; a reader that
+// matched on the key alone would trust the first and report a name no one
+// holds. A trust root should say exactly who signs, so writ takes neither
+// reading.
+func principalPatternError(p string) error {
+	if strings.HasPrefix(p, "!") {
+		return fmt.Errorf("principal %q is a negation: ssh-keygen reads principals as a pattern list, where a line whose principals are all negated trusts nobody, and writ does not take patterns in a trust root; to stop trusting a key, delete its line", p)
+	}
+	return fmt.Errorf("principal %q holds a pattern character (one of %s): ssh-keygen reads principals as a pattern list, and writ does not take patterns in a trust root; list each identity in full, for example alice@example.com", p, patternChars)
+}
+
 func parseSignerKey(keyType, blob64 string) (ssh.PublicKey, error) {
 	if strings.HasSuffix(keyType, "-cert-v01@openssh.com") {
 		return nil, fmt.Errorf("key type %s is an SSH certificate; writ does not accept certificates, list the plain public key instead", keyType)
@@ -213,72 +253,52 @@ func parseSignerKey(keyType, blob64 string) (ssh.PublicKey, error) {
 	return key, nil
 }
 
-// splitOptions splits a comma-separated option list, keeping commas
-// inside double quotes.
-func splitOptions(s string) []string {
-	var out []string
-	inQuote, start := false, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			inQuote = !inQuote
-		case ',':
-			if !inQuote {
-				out = append(out, s[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, s[start:])
-}
-
+// parseSignerOptions reads a comma-separated option list the way
+// ssh-keygen's sshsigopt_parse does: names in any case, values in double
+// quotes with \" for a quote, no option twice, nothing unknown.
 func parseSignerOptions(opts string, s *AllowedSigner) error {
 	seen := map[string]bool{}
-	for _, opt := range splitOptions(opts) {
-		name, value, hasValue := strings.Cut(opt, "=")
+	rest := opts
+	for {
+		end := strings.IndexAny(rest, "=,")
+		if end < 0 {
+			end = len(rest)
+		}
+		name := rest[:end]
 		lname := strings.ToLower(name)
+		if lname == "cert-authority" {
+			return fmt.Errorf("cert-authority: writ does not accept SSH certificates; list each signer's plain public key instead")
+		}
+		if name == "" {
+			return fmt.Errorf("empty option in %q", opts)
+		}
+		switch lname {
+		case "namespaces", "valid-after", "valid-before":
+		default:
+			return fmt.Errorf("unknown option %q (accepted: namespaces, valid-after, valid-before)", name)
+		}
 		if seen[lname] {
 			return fmt.Errorf("option %s given twice", lname)
 		}
 		seen[lname] = true
-		if lname == "cert-authority" {
-			return fmt.Errorf("cert-authority: writ does not accept SSH certificates; list each signer's plain public key instead")
+		if end == len(rest) || rest[end] != '=' || end+1 == len(rest) || rest[end+1] != '"' {
+			return fmt.Errorf(`option %s needs a double-quoted value, for example %s="..."`, lname, lname)
 		}
-		var v string
-		switch lname {
-		case "namespaces", "valid-after", "valid-before":
-			if !hasValue || len(value) < 2 || value[0] != '"' || value[len(value)-1] != '"' || strings.Count(value, `"`) != 2 {
-				return fmt.Errorf(`option %s needs a double-quoted value, for example %s="..."`, lname, lname)
-			}
-			v = value[1 : len(value)-1]
-		case "":
-			return fmt.Errorf("empty option in %q", opts)
-		default:
-			return fmt.Errorf("unknown option %q (accepted: namespaces, valid-after, valid-before)", name)
+		v, after, ok := dequote(rest[end+1:])
+		if !ok {
+			return fmt.Errorf("option %s: unterminated double quote", lname)
 		}
-		switch lname {
-		case "namespaces":
-			for _, ns := range strings.Split(v, ",") {
-				if ns == "" {
-					return fmt.Errorf("namespaces: empty namespace in %q", v)
-				}
-				if strings.ContainsAny(ns, "*?! \t") {
-					return fmt.Errorf("namespaces: %q is a pattern; writ compares namespaces exactly, list them in full (for example \"git\")", ns)
-				}
-				s.Namespaces = append(s.Namespaces, ns)
-			}
-		case "valid-after":
-			t, err := parseSignerTime(v)
-			if err != nil {
-				return fmt.Errorf("valid-after: %w", err)
-			}
-			s.ValidAfter = t
-		case "valid-before":
-			t, err := parseSignerTime(v)
-			if err != nil {
-				return fmt.Errorf("valid-before: %w", err)
-			}
-			s.ValidBefore = t
+		if err := setSignerOption(s, lname, v); err != nil {
+			return err
+		}
+		if after == "" {
+			break
+		}
+		if after[0] != ',' {
+			return fmt.Errorf("option %s: text follows the closing quote; separate options with commas", lname)
+		}
+		if rest = after[1:]; rest == "" {
+			return fmt.Errorf("option list %q ends with a comma", opts)
 		}
 	}
 	if !s.ValidAfter.IsZero() && !s.ValidBefore.IsZero() && !s.ValidAfter.Before(s.ValidBefore) {
@@ -287,32 +307,105 @@ func parseSignerOptions(opts string, s *AllowedSigner) error {
 	return nil
 }
 
-// parseSignerTime reads ssh-keygen's YYYYMMDD[HHMM[SS]][Z] time format.
-func parseSignerTime(v string) (time.Time, error) {
-	loc := time.Local
-	digits := v
-	if strings.HasSuffix(v, "Z") {
-		loc, digits = time.UTC, v[:len(v)-1]
-	}
-	for _, c := range []byte(digits) {
-		if c < '0' || c > '9' {
-			return time.Time{}, fmt.Errorf("%q is not YYYYMMDD[HHMM[SS]][Z]", v)
+// dequote reads a double-quoted value at the start of s, with \" standing
+// for a quote (any other backslash is literal), as OpenSSH's opt_dequote
+// does, and returns the value and what follows the closing quote.
+func dequote(s string) (value, rest string, ok bool) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == '"':
+			b.WriteByte('"')
+			i++
+		case s[i] == '"':
+			return b.String(), s[i+1:], true
+		default:
+			b.WriteByte(s[i])
 		}
 	}
-	var layout string
-	switch len(digits) {
-	case 8:
-		layout = "20060102"
-	case 12:
-		layout = "200601021504"
-	case 14:
-		layout = "20060102150405"
-	default:
-		return time.Time{}, fmt.Errorf("%q is not YYYYMMDD[HHMM[SS]][Z]", v)
+	return "", "", false
+}
+
+func setSignerOption(s *AllowedSigner, name, v string) error {
+	switch name {
+	case "namespaces":
+		for _, ns := range strings.Split(v, ",") {
+			if ns == "" {
+				return fmt.Errorf("namespaces: empty namespace in %q", v)
+			}
+			if strings.ContainsAny(ns, patternChars+" \t") {
+				return fmt.Errorf("namespaces: %q is a pattern or holds a blank; writ compares namespaces exactly, list them in full (for example \"git\")", ns)
+			}
+			s.Namespaces = append(s.Namespaces, ns)
+		}
+	case "valid-after":
+		t, err := parseSignerTime(name, v)
+		if err != nil {
+			return err
+		}
+		s.ValidAfter = t
+	case "valid-before":
+		t, err := parseSignerTime(name, v)
+		if err != nil {
+			return err
+		}
+		s.ValidBefore = t
 	}
-	t, err := time.ParseInLocation(layout, digits, loc)
+	return nil
+}
+
+// parseSignerTime reads ssh-keygen's YYYYMMDD[HHMM[SS]] time format with
+// its UTC suffix, Z or UTC in any case. A time without the suffix is
+// refused: ssh-keygen reads it in the local time zone of each host that
+// verifies, and as standard time even while daylight saving time is in
+// force (mktime with tm_isdst 0), so two hosts, or one host and a person,
+// would disagree about the window by up to a day.
+func parseSignerTime(name, v string) (time.Time, error) {
+	digits, utc := v, false
+	switch {
+	case len(v) > 1 && strings.EqualFold(v[len(v)-1:], "Z"):
+		digits, utc = v[:len(v)-1], true
+	case len(v) > 3 && strings.EqualFold(v[len(v)-3:], "UTC"):
+		digits, utc = v[:len(v)-3], true
+	}
+	bad := fmt.Errorf("%s=%q is not YYYYMMDD[HHMM[SS]]Z, for example %s=\"20260131Z\"", name, v, name)
+	for _, c := range []byte(digits) {
+		if c < '0' || c > '9' {
+			return time.Time{}, bad
+		}
+	}
+	layout, ok := signerTimeLayouts[len(digits)]
+	if !ok {
+		return time.Time{}, bad
+	}
+	if !utc {
+		return time.Time{}, localTimeError(name, v, layout)
+	}
+	t, err := time.ParseInLocation(layout, digits, time.UTC)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a valid date: %v", v, err)
+		return time.Time{}, fmt.Errorf("%s=%q is not a valid date: %v", name, v, err)
 	}
 	return t, nil
+}
+
+var signerTimeLayouts = map[int]string{8: "20060102", 12: "200601021504", 14: "20060102150405"}
+
+// localTimeError refuses a time without a zone and shows its UTC form as
+// this host's local wall-clock time reads it, for the operator to check.
+func localTimeError(name, v, layout string) error {
+	msg := fmt.Sprintf("%s=%q has no time zone: ssh-keygen reads it in the local time zone of each host, as standard time even in summer, so hosts disagree about it; writ requires UTC", name, v)
+	local, err := time.ParseInLocation(layout, v, time.Local)
+	if err != nil {
+		return fmt.Errorf("%s: write %s=\"%sZ\" with the time in UTC", msg, name, v)
+	}
+	u := local.UTC()
+	utcForm := u.Format("20060102150405")
+	switch {
+	case len(v) == 8 && u.Hour() == 0 && u.Minute() == 0 && u.Second() == 0:
+		utcForm = u.Format("20060102")
+	case u.Second() == 0:
+		utcForm = u.Format("200601021504")
+	}
+	zone, _ := local.Zone()
+	return fmt.Errorf("%s: write %s=\"%sZ\" if you meant %s in this host's zone (%s)", msg, name, utcForm, local.Format("2006-01-02 15:04:05"), zone)
 }

@@ -32,16 +32,17 @@ func TestParseAllowedSigners(t *testing.T) {
 		"\n" +
 		"alice@example.com " + line1 + " alice's laptop\n" +
 		"   \t# indented comment\n" +
-		`"bob@example.com,Bob Builder" namespaces="git,file",valid-after="20240101",VALID-BEFORE="20300101123000Z" ` + line2 + "\n" +
-		"carol@example.com\t" + line1
+		`"bob@example.com,Bob Builder" namespaces="git,file",valid-after="20240101utc",VALID-BEFORE="20300101123000Z" ` + line2 + "\r\n" +
+		"carol@example.com\t" + line1 + "\r\n" +
+		`dave@example.com Namespaces="git,a\"b",valid-before="202603011200z" ` + line1
 	got, err := ParseAllowedSigners([]byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 {
-		t.Fatalf("got %d signers, want 3", len(got))
+	if len(got) != 4 {
+		t.Fatalf("got %d signers, want 4", len(got))
 	}
-	a, b, c := got[0], got[1], got[2]
+	a, b, c, d := got[0], got[1], got[2], got[3]
 	if a.Line != 3 || strings.Join(a.Principals, "|") != "alice@example.com" || len(a.Namespaces) != 0 ||
 		!a.ValidAfter.IsZero() || !a.ValidBefore.IsZero() || string(a.Key.Marshal()) != string(k1.Marshal()) {
 		t.Errorf("line 3 parsed as %+v", a)
@@ -50,14 +51,19 @@ func TestParseAllowedSigners(t *testing.T) {
 		strings.Join(b.Namespaces, "|") != "git|file" || string(b.Key.Marshal()) != string(k2.Marshal()) {
 		t.Errorf("line 5 parsed as %+v", b)
 	}
-	if want := time.Date(2024, 1, 1, 0, 0, 0, 0, time.Local); !b.ValidAfter.Equal(want) {
-		t.Errorf("valid-after %v, want %v (local time without Z)", b.ValidAfter, want)
+	if want := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC); !b.ValidAfter.Equal(want) {
+		t.Errorf("valid-after %v, want %v", b.ValidAfter, want)
 	}
 	if want := time.Date(2030, 1, 1, 12, 30, 0, 0, time.UTC); !b.ValidBefore.Equal(want) {
 		t.Errorf("valid-before %v, want %v", b.ValidBefore, want)
 	}
 	if c.Line != 6 || c.Principals[0] != "carol@example.com" {
 		t.Errorf("line 6 parsed as %+v", c)
+	}
+	// \" in an option value is a quote, as in ssh-keygen's opt_dequote.
+	if d.Line != 7 || strings.Join(d.Namespaces, "|") != `git|a"b` ||
+		!d.ValidBefore.Equal(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("line 7 parsed as %+v", d)
 	}
 }
 
@@ -81,7 +87,8 @@ func TestParseAllowedSignersErrors(t *testing.T) {
 		{"cert-authority", "a@x cert-authority " + line, "line 1: cert-authority: writ does not accept SSH certificates"},
 		{"cert-authority among options", "a@x namespaces=\"git\",cert-authority " + line, "cert-authority"},
 		{"certificate key type", "a@x ssh-ed25519-cert-v01@openssh.com " + blob, "certificate"},
-		{"CR", "a@x " + line + "\r\n", "line 1: carriage return"},
+		{"CR inside a line", "a@x " + line + "\r comment\n", "line 1: carriage return"},
+		{"lone CR", "a@x " + line + "\r\r\n", "line 1: carriage return"},
 		{"control char", "# ok\na@x " + line + " comment\x01", "line 2: control character"},
 		{"C1 control", "a@x " + line + " \u0085", "control character"},
 		{"invalid utf8", "a@x " + line + " \xff", "UTF-8"},
@@ -100,7 +107,23 @@ func TestParseAllowedSignersErrors(t *testing.T) {
 		{"duplicate option", `a@x namespaces="git",namespaces="file" ` + line, "given twice"},
 		{"bad time", `a@x valid-after="2024-01-01" ` + line, "valid-after"},
 		{"bad time length", `a@x valid-before="202401" ` + line, "YYYYMMDD"},
-		{"bad date", `a@x valid-before="20241301" ` + line, "not a valid date"},
+		{"bad date", `a@x valid-before="20241301Z" ` + line, "not a valid date"},
+		{"local date", `a@x valid-before="20241201" ` + line, `valid-before="20241201" has no time zone`},
+		{"local time", `a@x valid-after="202511020130" ` + line, "writ requires UTC"},
+		{"Z only", `a@x valid-after="Z" ` + line, "YYYYMMDD"},
+		{"UTC only", `a@x valid-after="UTC" ` + line, "YYYYMMDD"},
+		{"other zone", `a@x valid-after="20240101EST" ` + line, "YYYYMMDD"},
+		{"negated principal", "!old@example.com " + line, `principal "!old@example.com" is a negation`},
+		{"negation after principal", "a@x,!a@x " + line, "delete its line"},
+		{"negate all", "!* " + line, "negation"},
+		{"wildcard principal", "*@example.com " + line, "pattern character"},
+		{"question mark principal", "a?@x " + line, "list each identity in full"},
+		{"quoted pattern principal", `"a@x,*" ` + line, "pattern"},
+		{"blank namespace", `a@x namespaces="git, file" ` + line, "blank"},
+		{"escaped quote ends nothing", `a@x namespaces="git\" ` + line, "unterminated"},
+		{"text after option value", `a@x namespaces="git"x ` + line, ""},
+		{"trailing comma", `a@x namespaces="git", ` + line, "ends with a comma"},
+		{"flag option", `a@x namespaces="git",no-touch-required ` + line, "unknown option"},
 		{"window reversed", `a@x valid-after="20250101Z",valid-before="20240101Z" ` + line, "is not before"},
 		{"unterminated quote", `"a@x ` + line, "unterminated"},
 		{"unterminated option quote", `a@x namespaces="git ` + line, "unterminated"},

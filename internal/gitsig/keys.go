@@ -141,6 +141,9 @@ func readArmoredKeys(data []byte) (openpgp.EntityList, error) {
 		if err != nil {
 			return nil, fmt.Errorf("block %d (line %d): %v", i+1, b.line, err)
 		}
+		if err := checkArmorChecksum(string(b.data), body); err != nil {
+			return nil, fmt.Errorf("block %d (line %d): %v; export the key again with gpg --armor --export", i+1, b.line, err)
+		}
 		packets := packet.NewReader(bytes.NewReader(body))
 		n := 0
 		for {

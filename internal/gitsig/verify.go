@@ -74,6 +74,7 @@ func (k *Keys) verifyCommit(c *object.Commit, now time.Time) (Signer, error) {
 // verifyText verifies the signature text sig of a git object over payload;
 // extra counts signature blocks found elsewhere in the object.
 func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now time.Time, what string) (Signer, error) {
+	sig = trimArmorBlanks(sig)
 	kind, err := frameSignature(sig, extra)
 	if err != nil {
 		return Signer{}, err
@@ -82,7 +83,7 @@ func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now t
 	case KindOpenPGP:
 		return k.verifyOpenPGP(payload, []byte(sig), now, what)
 	case KindSSH:
-		return k.verifySSH(payload, []byte(sig), GitNamespace, signedAt, what)
+		return k.verifySSH(payload, []byte(sig), GitNamespace, signedAt, gitWindowMargin, what)
 	}
 	return Signer{}, fmt.Errorf("unsupported signature kind %q", kind)
 }
@@ -131,7 +132,7 @@ func (k *Keys) VerifySSH(message, armoredSig []byte, namespace string, at time.T
 	if kind != KindSSH {
 		return Signer{}, fmt.Errorf("signature is %s, want an SSH signature (%s)", kind, sshSigBegin)
 	}
-	return k.verifySSH(message, armoredSig, namespace, at, "message")
+	return k.verifySSH(message, armoredSig, namespace, at, 0, "message")
 }
 
 func objectBytes(o *plumbing.MemoryObject) ([]byte, error) {
@@ -209,6 +210,9 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, what string
 	body, err := io.ReadAll(io.LimitReader(block.Body, maxSignatureBytes))
 	if err != nil {
 		return Signer{}, fmt.Errorf("OpenPGP signature armor: %v", err)
+	}
+	if err := checkArmorChecksum(string(armored), body); err != nil {
+		return Signer{}, fmt.Errorf("OpenPGP signature: %v", err)
 	}
 	sig, err := parseOneSignaturePacket(body)
 	if err != nil {
@@ -291,7 +295,12 @@ func parseOneSignaturePacket(body []byte) (*packet.Signature, error) {
 		return nil, fmt.Errorf("OpenPGP signature block holds a %T, not a signature", p)
 	}
 	switch sig.SigType {
-	case packet.SigTypeBinary, packet.SigTypeText:
+	case packet.SigTypeBinary:
+	case packet.SigTypeText:
+		// A canonical-text signature still verifies after the signed
+		// object's line endings change (LF to CRLF), so two different
+		// objects would carry one valid signature. git signs in binary.
+		return nil, errors.New("OpenPGP signature is in text mode (canonical text): git signs commits and tags in binary mode, and a text-mode signature also verifies over the object with its line endings changed; sign again with git commit -S or git tag -s, without --textmode in gpg.conf")
 	default:
 		return nil, fmt.Errorf("OpenPGP signature of type 0x%02x is not a document signature", byte(sig.SigType))
 	}
@@ -358,8 +367,18 @@ func checkLifetime(pk *packet.PublicKey, self *packet.Signature, t time.Time, na
 
 func sshFingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 
-// verifySSH checks an armored SSHSIG over payload in namespace at time at.
-func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time, what string) (Signer, error) {
+// gitWindowMargin is how far inside an allowed_signers validity window a
+// git object's date must be. git hands ssh-keygen the commit or tag date
+// as local wall-clock time, which ssh-keygen reads as standard time, so on
+// a host whose zone keeps daylight saving time git judges the date one
+// hour off (later in a northern summer; earlier where the zone data marks
+// winter as the saving time). Keeping an hour from both ends, writ never
+// admits a signature that git on some host would refuse.
+const gitWindowMargin = time.Hour
+
+// verifySSH checks an armored SSHSIG over payload in namespace at time at,
+// at least margin inside the validity window of the allowed_signers line.
+func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time, margin time.Duration, what string) (Signer, error) {
 	block, rest := pem.Decode(armored)
 	if block == nil || block.Type != sshsig.PEMType {
 		return Signer{}, errors.New("SSH signature armor is not valid")
@@ -393,7 +412,7 @@ func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time
 	}
 	var reasons []string
 	for _, s := range matches {
-		if why := sshPolicy(s, namespace, at); why != "" {
+		if why := sshPolicy(s, namespace, at, margin); why != "" {
 			reasons = append(reasons, fmt.Sprintf("allowed_signers line %d: %s", s.Line, why))
 			continue
 		}
@@ -403,8 +422,8 @@ func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time
 }
 
 // sshPolicy says why s does not permit a signature in namespace at time
-// at, or "" if it does.
-func sshPolicy(s AllowedSigner, namespace string, at time.Time) string {
+// at, margin inside its validity window, or "" if it does.
+func sshPolicy(s AllowedSigner, namespace string, at time.Time, margin time.Duration) string {
 	if len(s.Namespaces) > 0 {
 		ok := false
 		for _, ns := range s.Namespaces {
@@ -417,11 +436,18 @@ func sshPolicy(s AllowedSigner, namespace string, at time.Time) string {
 			return fmt.Sprintf("namespaces=%q does not include %q", strings.Join(s.Namespaces, ","), namespace)
 		}
 	}
-	if !s.ValidAfter.IsZero() && at.Before(s.ValidAfter) {
-		return fmt.Sprintf("valid-after %s, but the signature is dated %s", s.ValidAfter.UTC().Format(timeFormat), at.UTC().Format(timeFormat))
+	if !s.ValidAfter.IsZero() && at.Before(s.ValidAfter.Add(margin)) {
+		return fmt.Sprintf("valid-after %s, but the signature is dated %s%s", s.ValidAfter.UTC().Format(timeFormat), at.UTC().Format(timeFormat), marginNote(margin))
 	}
-	if !s.ValidBefore.IsZero() && at.After(s.ValidBefore) {
-		return fmt.Sprintf("valid-before %s, but the signature is dated %s", s.ValidBefore.UTC().Format(timeFormat), at.UTC().Format(timeFormat))
+	if !s.ValidBefore.IsZero() && at.After(s.ValidBefore.Add(-margin)) {
+		return fmt.Sprintf("valid-before %s, but the signature is dated %s%s", s.ValidBefore.UTC().Format(timeFormat), at.UTC().Format(timeFormat), marginNote(margin))
 	}
 	return ""
+}
+
+func marginNote(margin time.Duration) string {
+	if margin == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (a git object's date must be %s inside the window, as git reads dates one hour off on hosts with daylight saving time)", margin)
 }

@@ -199,10 +199,21 @@ type SSH struct {
 // SSHKey generates an ed25519 key without passphrase (ssh-keygen -t ed25519).
 func SSHKey(t testing.TB, principal string) *SSH {
 	t.Helper()
+	return SSHKeyOfType(t, principal, "ed25519", 0)
+}
+
+// SSHKeyOfType generates a key of ssh-keygen type typ ("ed25519",
+// "ecdsa", "rsa", "dsa") with bits bits (0: ssh-keygen's default).
+func SSHKeyOfType(t testing.TB, principal, typ string, bits int) *SSH {
+	t.Helper()
 	dir := t.TempDir()
-	s := &SSH{PrivatePath: filepath.Join(dir, "id_ed25519"), Principal: principal}
+	s := &SSH{PrivatePath: filepath.Join(dir, "id_"+typ), Principal: principal}
 	s.PublicPath = s.PrivatePath + ".pub"
-	if _, err := runTool(nil, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", s.PrivatePath); err != nil {
+	args := []string{"-q", "-t", typ, "-N", "", "-C", principal, "-f", s.PrivatePath}
+	if bits != 0 {
+		args = append(args, "-b", strconv.Itoa(bits))
+	}
+	if _, err := runTool(nil, nil, "ssh-keygen", args...); err != nil {
 		t.Fatalf("ssh-keygen: %v", err)
 	}
 	pub, err := os.ReadFile(s.PublicPath)
@@ -220,6 +231,23 @@ func SSHKey(t testing.TB, principal string) *SSH {
 	}
 	s.Fingerprint = fields[1]
 	return s
+}
+
+// SSHCertificate signs user's key with ca's key (ssh-keygen -s) as a
+// certificate for principal and returns it as an SSH whose PrivatePath
+// is the certificate, so that git (user.signingkey) and ssh-keygen -Y sign
+// sign with the certificate and the private key next to it.
+func SSHCertificate(t testing.TB, ca, user *SSH, principal string) *SSH {
+	t.Helper()
+	if _, err := runTool(nil, nil, "ssh-keygen", "-q", "-s", ca.PrivatePath, "-I", principal, "-n", principal, user.PublicPath); err != nil {
+		t.Fatalf("ssh-keygen -s: %v", err)
+	}
+	cert := strings.TrimSuffix(user.PublicPath, ".pub") + "-cert.pub"
+	line, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &SSH{PrivatePath: cert, PublicPath: cert, PublicLine: strings.TrimSpace(string(line)), Principal: principal, Fingerprint: user.Fingerprint}
 }
 
 // AllowedSignersLine is the key's line for an allowed_signers file. With a

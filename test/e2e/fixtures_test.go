@@ -168,7 +168,7 @@ func newFixture(t testing.TB, w *World, keys *Keys, name string) *Fixture {
 	repos.repos[RepoAllowlist] = al
 	params := AllowlistParams{
 		Fingerprint: alice.Fingerprint, SourceURL: repos.SourceURL(RepoApp), Reviewed: f.Hist.Reviewed,
-		PIDFile: filepath.Join(scratch, "sleeper.pid"),
+		PIDFile: filepath.Join(scratch, "sleeper.pid"), Notify: f.Canary.Code(),
 	}
 	f.AllowlistCommits = map[int64]string{}
 	for _, v := range []struct {

@@ -624,7 +624,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, f.Hist.Experiment)
 			return nil
 		},
-		Writ: refuse("entry", `ref "experiment"`),
+		Writ: refuse("entry", `ref "refs/heads/experiment"`),
 	},
 	{
 		Name: "tag-unsigned", Category: CatSource,
@@ -641,7 +641,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, sha)
 			return nil
 		},
-		Writ: refuse("entry", `ref "v9.9.9"`),
+		Writ: refuse("entry", `ref "refs/tags/v9.9.9"`),
 	},
 	{
 		Name: "tag-named-like-the-branch", Category: CatSource,
@@ -654,7 +654,7 @@ var Scenarios = []Scenario{
 			setSha(f.Payload, f.Hist.Experiment)
 			return nil
 		},
-		Writ: refuse("descends_from", "does not descend from"),
+		Writ: refuse("ref", `the job runs for tag "main" (refs/tags/main), but entry app-deploy-production admits the branch refs/heads/main`),
 	},
 	{
 		Name: "source-rollback-after-fix", Category: CatSource,
@@ -841,7 +841,7 @@ var Scenarios = []Scenario{
 			f.Payload.Variables = slices.DeleteFunc(f.Payload.Variables, func(v Variable) bool { return v.Key == "DEPLOY_TARGET" })
 			return nil
 		},
-		Writ: refuse("entry", `environment "production", ref "experiment"`),
+		Writ: refuse("entry", `environment "production", ref "refs/heads/experiment"`),
 	},
 	{
 		Name: "job-name-spoof", Category: CatAllowlist,
@@ -1325,7 +1325,18 @@ const (
 	LongJob = "long-task"
 	// TreeJob prints the SHA-256 and mode of every file of its checkout.
 	TreeJob = "tree"
+	// NotifyJob runs its notify branch only when NOTIFY is not empty; the
+	// entry pins NOTIFY to "", so the branch never runs under the signed
+	// definition (see NotifyScript).
+	NotifyJob = "notify"
 )
+
+// NotifyScript is NotifyJob's script: notify is the branch the signed
+// NOTIFY: {value: ""} must keep from running (the catalog makes it the
+// scenario's canary).
+func NotifyScript(notify string) string {
+	return `if [ -n "$NOTIFY" ]; then ` + notify + `; fi`
+}
 
 // AllowlistParams fill in AllowlistTemplate.
 type AllowlistParams struct {
@@ -1342,12 +1353,14 @@ type AllowlistParams struct {
 	Script []string
 	// PIDFile is where LongJob writes its sleeper's pid.
 	PIDFile string
+	// Notify is NotifyJob's notify branch (default "echo notified").
+	Notify string
 }
 
 // AllowlistTemplate is the allowlist, with {{…}} placeholders Allowlist
 // fills in.
 const AllowlistTemplate = `# writ allowlist for the end-to-end suite
-schema: writ/v1
+schema: writ/v2
 repository: ` + AllowlistIdentity + `
 version: {{version}}
 expires: {{expires}}
@@ -1364,7 +1377,7 @@ jobs:
       project: acme/app
       job: deploy
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       image: ` + LegitImage + `
       script:
@@ -1385,7 +1398,7 @@ jobs:
       project: acme/app
       job: deploy
       environments: [staging]
-      refs: [main, experiment]
+      refs: [refs/heads/main, refs/heads/experiment]
     definition:
       script:
         - ./deploy.sh staging
@@ -1399,7 +1412,7 @@ jobs:
       project: acme/tools
       job: deploy
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       script:
         - ./ci.sh
@@ -1413,7 +1426,7 @@ jobs:
       project: acme/app
       job: ` + SmokeJob + `
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       script:
         - echo before-failure
@@ -1431,7 +1444,7 @@ jobs:
       project: acme/app
       job: ` + LongJob + `
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       script:
         - {{sleeper}}
@@ -1449,10 +1462,26 @@ jobs:
       project: acme/app
       job: ` + TreeJob + `
       environments: [production]
-      refs: [main]
+      refs: [refs/heads/main]
     definition:
       script:
         - {{tree}}
+    source:
+      repository: {{source}}
+      signers: [app-team]
+      mode: commit
+
+  - name: app-notify-production
+    match:
+      project: acme/app
+      job: ` + NotifyJob + `
+      environments: [production]
+      refs: [refs/heads/main]
+    definition:
+      script:
+        - {{notify}}
+      variables:
+        NOTIFY: {value: ""}
     source:
       repository: {{source}}
       signers: [app-team]
@@ -1473,6 +1502,9 @@ func Allowlist(p AllowlistParams) string {
 	if p.Script == nil {
 		p.Script = []string{LegitScript}
 	}
+	if p.Notify == "" {
+		p.Notify = "echo notified"
+	}
 	var script strings.Builder
 	for i, l := range p.Script {
 		if i > 0 {
@@ -1490,5 +1522,6 @@ func Allowlist(p AllowlistParams) string {
 		"{{reviewed}}", p.Reviewed,
 		"{{sleeper}}", yamlQuote("sleep 300 & echo $! > "+p.PIDFile),
 		"{{tree}}", yamlQuote(TreeScript),
+		"{{notify}}", yamlQuote(NotifyScript(p.Notify)),
 	).Replace(AllowlistTemplate)
 }

@@ -1,8 +1,17 @@
 // Package gitlabtest is an in-memory GitLab for tests: an HTTP server on
 // 127.0.0.1 that implements the REST API endpoints writ's companion commands
 // use (projects, repository files and tree, branches, commits, merge requests,
-// notes, CI lint, runner jobs, current user), with request and response
-// shapes from GitLab's API documentation.
+// notes, CI lint, runners and their jobs, current user, the token itself,
+// version), with request and response shapes from GitLab's API
+// documentation.
+//
+// It models GitLab's permission rules that decide whether writ's workflows
+// work: tokens with scopes and users with roles per project (auth.go), the
+// CI lint dry run's need for write rights on the simulated ref, runner job
+// lists filtered by the user's role, note lists filtered after paging,
+// version-gated lint parameters, and quick actions run from notes and
+// descriptions (quickactions.go). Each rule cites the GitLab source or
+// document it follows.
 //
 // It records every request so tests can assert what writ sent, and it can be
 // told to fail (401, 403, 404, 429, 5xx) to test error handling.
@@ -83,10 +92,14 @@ type MergeRequest struct {
 
 // Note is a comment on a merge request.
 type Note struct {
-	ID        int64
-	Body      string
-	Author    User
-	System    bool
+	ID     int64
+	Body   string
+	Author User
+	System bool
+	// Hidden notes exist but the token's user may not read them (for
+	// example an internal note, or one by a banned user): GitLab drops them
+	// from the page after paging (lib/api/notes.rb).
+	Hidden    bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -129,6 +142,9 @@ type Project struct {
 	MergeRequests []*MergeRequest
 	// Lint maps a content ref to the lint response for it.
 	Lint map[string]*Lint
+	// Protected maps a protected branch to the access levels allowed to
+	// push and to merge (Server.Protect).
+	Protected map[string][2]int
 }
 
 // RunnerJob is a job in a runner's job history.
@@ -149,14 +165,30 @@ type RunnerJob struct {
 	SHA           string
 }
 
+// RunnerInfo is what GET /runners/:id shows of a runner.
+type RunnerInfo struct {
+	// Type is instance_type, group_type or project_type.
+	Type     string
+	Projects []*Project
+	// Managers are the system IDs of the hosts that run jobs for the runner
+	// (GET /runners/:id/managers, doc/api/runners.md).
+	Managers []string
+}
+
 // Server is the fake GitLab.
 type Server struct {
 	// URL is the API base, http://127.0.0.1:PORT/api/v4.
 	URL string
-	// Token is the only PRIVATE-TOKEN the server accepts.
+	// Token is the token New was given: user User, scope api, and the
+	// Owner role on every project unless SetRole says otherwise.
 	Token string
-	// User is who the token authenticates.
+	// User is who Token authenticates.
 	User User
+	// Version is what GET /version reports (default 17.5.0-ee).
+	Version string
+	// LinkOnly sends pagination as a Link header only, without X-Next-Page
+	// (as GitLab's keyset pagination does, doc/api/rest/_index.md).
+	LinkOnly bool
 
 	srv *httptest.Server
 
@@ -167,6 +199,12 @@ type Server struct {
 	faults   []*Fault
 	nextID   int64
 	now      func() time.Time
+
+	tokens       map[string]*TokenInfo
+	roles        map[string]int
+	defaultRoles map[int64]int
+	quickActions []QuickAction
+	runnerInfo   map[int64]*RunnerInfo
 	// RunnerJobsIgnoreSort makes the runner jobs endpoint always return
 	// ascending IDs, like GitLab versions where sort=desc did not work.
 	RunnerJobsIgnoreSort bool
@@ -178,14 +216,33 @@ func New(t testing.TB, token string) *Server {
 	s := &Server{
 		Token:   token,
 		User:    User{ID: 7, Username: "writ-bot", Name: "writ bot"},
+		Version: "17.5.0-ee",
 		runners: map[int64][]*RunnerJob{},
 		nextID:  100,
 		now:     func() time.Time { return time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) },
+
+		tokens:       map[string]*TokenInfo{},
+		roles:        map[string]int{},
+		defaultRoles: map[int64]int{},
+		runnerInfo:   map[int64]*RunnerInfo{},
 	}
+	s.tokens[token] = &TokenInfo{ID: 1, Name: "writ", User: s.User, Scopes: []string{ScopeAPI}}
+	s.defaultRoles[s.User.ID] = Owner
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL + "/api/v4"
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// AddRunner describes a runner; without it a runner is a project runner of
+// the projects of its jobs, with one manager.
+func (s *Server) AddRunner(id int64, info RunnerInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runnerInfo[id] = &info
+	if _, ok := s.runners[id]; !ok {
+		s.runners[id] = nil
+	}
 }
 
 // SetClock sets the time the server stamps on new objects.
@@ -426,12 +483,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, msg("404 Not Found"))
 		return
 	}
-	if r.Header.Get("PRIVATE-TOKEN") != s.Token || s.Token == "" {
-		writeJSON(w, http.StatusUnauthorized, msg("401 Unauthorized"))
-		return
-	}
 	seg := splitEscaped(escaped)
 	var req = &call{s: s, w: w, r: r, body: body, seg: seg}
+	if req.tok = req.authenticate(); req.tok == nil {
+		return
+	}
 	req.route()
 }
 
@@ -459,16 +515,39 @@ type call struct {
 	r    *http.Request
 	body []byte
 	seg  []string
+	tok  *TokenInfo
 }
 
 func (c *call) route() {
 	seg, m := c.seg, c.r.Method
 	switch {
 	case len(seg) == 1 && seg[0] == "user" && m == http.MethodGet:
-		c.json(http.StatusOK, c.s.userJSON(c.s.User))
+		u := c.s.userJSON(c.tok.User)
+		if c.tok.Admin {
+			// Only an administrator sees is_admin (lib/api/entities/user_with_admin.rb).
+			u["is_admin"] = true
+		}
+		if c.tok.Auditor {
+			// GitLab EE shows its auditors is_auditor.
+			u["is_auditor"] = true
+		}
+		c.json(http.StatusOK, u)
+		return
+	case len(seg) == 1 && seg[0] == "version" && m == http.MethodGet:
+		c.json(http.StatusOK, map[string]any{"version": c.s.Version, "revision": "0123abcd", "kas": map[string]any{"enabled": false}, "enterprise": strings.HasSuffix(c.s.Version, "-ee")})
+		return
+	case len(seg) == 2 && seg[0] == "personal_access_tokens" && seg[1] == "self" && m == http.MethodGet:
+		// Self-inform, GitLab 15.5+ (doc/api/personal_access_tokens.md).
+		c.json(http.StatusOK, c.s.tokenJSON(c.tok))
 		return
 	case len(seg) == 3 && seg[0] == "runners" && seg[2] == "jobs" && m == http.MethodGet:
 		c.runnerJobs(seg[1])
+		return
+	case len(seg) == 2 && seg[0] == "runners" && m == http.MethodGet:
+		c.runner(seg[1])
+		return
+	case len(seg) == 3 && seg[0] == "runners" && seg[2] == "managers" && m == http.MethodGet:
+		c.runnerManagers(seg[1])
 		return
 	case len(seg) >= 2 && seg[0] == "projects":
 	default:
@@ -476,14 +555,33 @@ func (c *call) route() {
 		return
 	}
 	p := c.s.project(seg[1])
-	if p == nil {
+	if p == nil || !c.canSee(p) {
+		// GitLab answers 404 for a project the user cannot see.
 		c.json(http.StatusNotFound, msg("404 Project Not Found"))
 		return
 	}
 	rest := seg[2:]
+	// Roles per action: doc/user/permissions.md. Reading code, merge
+	// requests and notes of a private project needs Reporter; pushing and
+	// opening merge requests needs Developer.
+	need := Reporter
+	switch {
+	case len(rest) == 0, len(rest) == 4 && rest[0] == "members":
+		need = Guest
+	case m == http.MethodPost && (rest[0] == "repository" || len(rest) == 1 && rest[0] == "merge_requests"),
+		m == http.MethodPut && len(rest) == 2 && rest[0] == "merge_requests":
+		need = Developer
+	}
+	if !c.need(p, need) {
+		return
+	}
 	switch {
 	case len(rest) == 0 && m == http.MethodGet:
-		c.json(http.StatusOK, c.s.projectJSON(p))
+		out := c.s.projectJSON(p)
+		out["permissions"] = c.s.permissionsJSON(c.tok, p)
+		c.json(http.StatusOK, out)
+	case len(rest) == 4 && rest[0] == "members" && rest[1] == "all" && m == http.MethodGet:
+		c.member(p, rest[2])
 	case len(rest) == 2 && rest[0] == "ci" && rest[1] == "lint" && m == http.MethodGet:
 		c.lint(p)
 	case len(rest) == 4 && rest[0] == "repository" && rest[1] == "files" && rest[3] == "raw" && m == http.MethodGet:
@@ -578,11 +676,42 @@ func (s *Server) commitJSON(p *Project, c *Commit) map[string]any {
 	}
 }
 
+// lint follows GET /projects/:id/ci/lint (lib/api/lint.rb):
+//   - the parameters content_ref and dry_run_ref exist from GitLab 16.10
+//     (doc/api/lint.md: "sha and ref renamed to content_ref and dry_run_ref
+//     in GitLab 16.10", gitlab-org/gitlab!143098). An older GitLab ignores
+//     them, as Grape ignores undeclared parameters: it lints the default
+//     branch's configuration and simulates a pipeline for the default branch;
+//   - reading the configuration needs read_code (Reporter, checked by the
+//     router); a dry run creates a pipeline in simulation and so needs what
+//     creating one needs (Gitlab::Ci::Pipeline::Chain::Validate::Abilities):
+//     create_pipeline (Developer), and for an existing branch the right to
+//     update it (push or merge on a protected branch). Failing either is not
+//     an HTTP error: the answer is valid=false with the chain's message.
 func (c *call) lint(p *Project) {
 	q := c.r.URL.Query()
-	ref := q.Get("content_ref")
+	ref, dryRef := q.Get("content_ref"), q.Get("dry_run_ref")
+	if !c.s.versionAtLeast(16, 10) {
+		ref, dryRef = "", ""
+	}
 	if ref == "" {
 		ref = p.DefaultBranch
+	}
+	if dryRef == "" {
+		dryRef = p.DefaultBranch
+	}
+	if q.Get("dry_run") == "true" {
+		var denied string
+		switch {
+		case !c.tok.Admin && c.s.roleLocked(c.tok, p) < Developer:
+			denied = "Insufficient permissions to create a new pipeline"
+		case p.Branches[dryRef] != "" && !c.s.canUpdateBranch(c.tok, p, dryRef):
+			denied = "You do not have sufficient permission to run a pipeline on '" + dryRef + "'. Please select a different branch or contact your administrator for assistance."
+		}
+		if denied != "" {
+			c.json(http.StatusOK, Lint{Valid: false, Errors: []string{denied}, Warnings: []string{}, Includes: []any{}})
+			return
+		}
 	}
 	l := p.Lint[ref]
 	if l == nil {
@@ -606,6 +735,30 @@ func (c *call) lint(p *Project) {
 	if out.Includes == nil {
 		out.Includes = []any{}
 	}
+	c.json(http.StatusOK, out)
+}
+
+// member is GET /projects/:id/members/all/:user_id: the user's effective
+// role, inherited and invited memberships included (doc/api/members.md).
+func (c *call) member(p *Project, uid string) {
+	id, _ := strconv.ParseInt(uid, 10, 64)
+	var u *User
+	for _, t := range c.s.tokens {
+		if t.User.ID == id {
+			u = &t.User
+		}
+	}
+	if u == nil {
+		c.json(http.StatusNotFound, msg("404 Member Not Found"))
+		return
+	}
+	level := c.s.roleLocked(&TokenInfo{User: *u}, p)
+	if level == NoAccess {
+		c.json(http.StatusNotFound, msg("404 Member Not Found"))
+		return
+	}
+	out := c.s.userJSON(*u)
+	out["access_level"] = level
 	c.json(http.StatusOK, out)
 }
 
@@ -677,7 +830,13 @@ func (c *call) tree(p *Project) {
 }
 
 // paginate writes one page of items with GitLab's offset pagination headers.
-func (c *call) paginate(items []map[string]any) {
+func (c *call) paginate(items []map[string]any) { c.paginateFiltered(items, nil) }
+
+// paginateFiltered pages items, then drops from the page those hidden
+// says the user may not see: the headers still count them, as GitLab's
+// notes API does (lib/api/notes.rb: "the current page can have less
+// elements than :per_page even if there's more than one page").
+func (c *call) paginateFiltered(items []map[string]any, hidden func(map[string]any) bool) {
 	q := c.r.URL.Query()
 	page, _ := strconv.Atoi(q.Get("page"))
 	if page < 1 {
@@ -698,21 +857,34 @@ func (c *call) paginate(items []map[string]any) {
 	lo := min((page-1)*per, total)
 	hi := min(lo+per, total)
 	h := c.w.Header()
-	h.Set("X-Page", strconv.Itoa(page))
-	h.Set("X-Per-Page", strconv.Itoa(per))
-	h.Set("X-Total", strconv.Itoa(total))
-	h.Set("X-Total-Pages", strconv.Itoa(pages))
 	if page < pages {
-		h.Set("X-Next-Page", strconv.Itoa(page+1))
-	} else {
-		h.Set("X-Next-Page", "")
+		// The Link header GitLab sends with every paged list
+		// (doc/api/rest/_index.md, "Pagination Link header").
+		next := *c.r.URL
+		nq := next.Query()
+		nq.Set("page", strconv.Itoa(page+1))
+		next.RawQuery = nq.Encode()
+		h.Set("Link", `<http://`+c.r.Host+next.String()+`>; rel="next"`)
 	}
-	if page > 1 {
-		h.Set("X-Prev-Page", strconv.Itoa(page-1))
+	if !c.s.LinkOnly {
+		h.Set("X-Page", strconv.Itoa(page))
+		h.Set("X-Per-Page", strconv.Itoa(per))
+		h.Set("X-Total", strconv.Itoa(total))
+		h.Set("X-Total-Pages", strconv.Itoa(pages))
+		if page < pages {
+			h.Set("X-Next-Page", strconv.Itoa(page+1))
+		} else {
+			h.Set("X-Next-Page", "")
+		}
+		if page > 1 {
+			h.Set("X-Prev-Page", strconv.Itoa(page-1))
+		}
 	}
-	page0 := items[lo:hi]
-	if page0 == nil {
-		page0 = []map[string]any{}
+	page0 := []map[string]any{}
+	for _, it := range items[lo:hi] {
+		if hidden == nil || !hidden(it) {
+			page0 = append(page0, it)
+		}
 	}
 	c.json(http.StatusOK, page0)
 }
@@ -756,6 +928,10 @@ func (c *call) createCommit(p *Project) {
 	}
 	if req.Branch == "" || req.CommitMessage == "" || len(req.Actions) == 0 {
 		c.json(http.StatusBadRequest, map[string]any{"error": "branch, commit_message, actions are missing"})
+		return
+	}
+	if !c.s.canUpdateBranch(c.tok, p, req.Branch) {
+		c.json(http.StatusForbidden, msg("403 Forbidden - You are not allowed to push into this branch"))
 		return
 	}
 	_, branchExists := p.Branches[req.Branch]
@@ -819,7 +995,7 @@ func (c *call) createCommit(p *Project) {
 	}
 	author := req.AuthorName
 	if author == "" {
-		author = c.s.User.Username
+		author = c.tok.User.Username
 	}
 	id := c.s.commitLocked(p, req.Branch, parent, req.CommitMessage, author, files)
 	out := c.s.commitJSON(p, p.Commits[id])
@@ -891,7 +1067,10 @@ func (c *call) createMR(p *Project) {
 			return
 		}
 	}
-	mr := c.s.addMRLocked(p, req.SourceBranch, req.TargetBranch, req.Title, req.Description, c.s.User)
+	// MergeRequests::CreateService runs the description's quick actions.
+	desc, cmds := extractQuickActions(req.Description)
+	mr := c.s.addMRLocked(p, req.SourceBranch, req.TargetBranch, req.Title, desc, c.tok.User)
+	c.s.applyQuickActions(mr, c.tok.User, cmds)
 	c.json(http.StatusCreated, c.s.mrJSON(p, mr))
 }
 
@@ -905,7 +1084,10 @@ func (c *call) updateMR(p *Project, mr *MergeRequest) {
 		mr.Title = v
 	}
 	if v, ok := req["description"].(string); ok {
-		mr.Description = v
+		// MergeRequests::UpdateService runs the new description's quick actions.
+		desc, cmds := extractQuickActions(v)
+		mr.Description = desc
+		defer c.s.applyQuickActions(mr, c.tok.User, cmds)
 	}
 	if v, ok := req["state_event"].(string); ok {
 		switch v {
@@ -944,10 +1126,12 @@ func (c *call) notes(p *Project, mr *MergeRequest, rest []string) {
 			return notes[i].ID > notes[j].ID
 		})
 		items := make([]map[string]any, len(notes))
+		hidden := map[int64]bool{}
 		for i, n := range notes {
 			items[i] = c.s.noteJSON(p, mr, n)
+			hidden[n.ID] = n.Hidden
 		}
-		c.paginate(items)
+		c.paginateFiltered(items, func(it map[string]any) bool { return hidden[it["id"].(int64)] })
 	case len(rest) == 0 && m == http.MethodPost:
 		var req struct {
 			Body string `json:"body"`
@@ -956,7 +1140,16 @@ func (c *call) notes(p *Project, mr *MergeRequest, rest []string) {
 			c.json(http.StatusBadRequest, map[string]any{"error": "body is missing"})
 			return
 		}
-		n := &Note{ID: c.s.id(), Body: req.Body, Author: c.s.User, CreatedAt: c.s.now(), UpdatedAt: c.s.now()}
+		// Notes::CreateService runs the note's quick actions and stores
+		// the rest (app/services/notes/create_service.rb).
+		body, cmds := extractQuickActions(req.Body)
+		c.s.applyQuickActions(mr, c.tok.User, cmds)
+		if body == "" {
+			// Commands only: no note is kept (GitLab answers 202).
+			c.json(http.StatusAccepted, map[string]any{"commands_changes": map[string]any{}, "summary": []string{}})
+			return
+		}
+		n := &Note{ID: c.s.id(), Body: body, Author: c.tok.User, CreatedAt: c.s.now(), UpdatedAt: c.s.now()}
 		mr.Notes = append(mr.Notes, n)
 		c.json(http.StatusCreated, c.s.noteJSON(p, mr, n))
 	case len(rest) == 1 && m == http.MethodPut:
@@ -970,7 +1163,7 @@ func (c *call) notes(p *Project, mr *MergeRequest, rest []string) {
 			c.json(http.StatusNotFound, msg("404 Not found"))
 			return
 		}
-		if n.Author.ID != c.s.User.ID {
+		if n.Author.ID != c.tok.User.ID {
 			c.json(http.StatusForbidden, msg("403 Forbidden"))
 			return
 		}
@@ -981,7 +1174,11 @@ func (c *call) notes(p *Project, mr *MergeRequest, rest []string) {
 			c.json(http.StatusBadRequest, map[string]any{"error": "body is missing"})
 			return
 		}
-		n.Body = req.Body
+		// Notes::UpdateService runs quick actions too
+		// (app/services/notes/update_service.rb).
+		body, cmds := extractQuickActions(req.Body)
+		c.s.applyQuickActions(mr, c.tok.User, cmds)
+		n.Body = body
 		n.UpdatedAt = c.s.now()
 		c.json(http.StatusOK, c.s.noteJSON(p, mr, n))
 	default:
@@ -989,17 +1186,86 @@ func (c *call) notes(p *Project, mr *MergeRequest, rest []string) {
 	}
 }
 
-func (c *call) runnerJobs(rid string) {
+// runnerLocked returns a runner's description; without AddRunner it is a
+// project runner of its jobs' projects with one manager.
+func (s *Server) runnerLocked(id int64) *RunnerInfo {
+	if ri := s.runnerInfo[id]; ri != nil {
+		return ri
+	}
+	ri := &RunnerInfo{Type: "project_type", Managers: []string{fmt.Sprintf("s_%012x", id)}}
+	seen := map[int64]bool{}
+	for _, j := range s.runners[id] {
+		if j.Project != nil && !seen[j.Project.ID] {
+			seen[j.Project.ID] = true
+			ri.Projects = append(ri.Projects, j.Project)
+		}
+	}
+	return ri
+}
+
+// findRunner resolves the runner and applies lib/api/ci/runners.rb's rule
+// for reading it and its jobs: an administrator or auditor
+// (can_read_all_resources?), or a user who may read the runner's builds —
+// a Maintainer of a project it is assigned to (app/policies/ci/runner_policy.rb;
+// the fake treats a group runner's Projects as its group's). Instance runners
+// are readable by administrators and auditors only.
+func (c *call) findRunner(rid string) (int64, *RunnerInfo, bool) {
 	id, err := strconv.ParseInt(rid, 10, 64)
-	if err != nil {
+	if _, ok := c.s.runners[id]; err != nil || !ok {
 		c.json(http.StatusNotFound, msg("404 Runner Not Found"))
-		return
+		return 0, nil, false
 	}
-	jobs, ok := c.s.runners[id]
+	ri := c.s.runnerLocked(id)
+	if c.tok.Admin || c.tok.Auditor {
+		return id, ri, true
+	}
+	for _, p := range ri.Projects {
+		if ri.Type != "instance_type" && c.s.roleLocked(c.tok, p) >= Maintainer {
+			return id, ri, true
+		}
+	}
+	c.json(http.StatusForbidden, msg("403 Forbidden - No access granted"))
+	return 0, nil, false
+}
+
+func (c *call) runner(rid string) {
+	id, ri, ok := c.findRunner(rid)
 	if !ok {
-		c.json(http.StatusNotFound, msg("404 Runner Not Found"))
 		return
 	}
+	projects := []map[string]any{}
+	for _, p := range ri.Projects {
+		projects = append(projects, map[string]any{"id": p.ID, "path_with_namespace": p.PathWithNamespace, "name": p.PathWithNamespace})
+	}
+	c.json(http.StatusOK, map[string]any{
+		"id": id, "description": "writ", "active": true, "paused": false,
+		"is_shared": ri.Type == "instance_type", "runner_type": ri.Type,
+		"online": true, "status": "online", "projects": projects, "groups": []any{},
+	})
+}
+
+func (c *call) runnerManagers(rid string) {
+	_, ri, ok := c.findRunner(rid)
+	if !ok {
+		return
+	}
+	out := []map[string]any{}
+	for i, m := range ri.Managers {
+		out = append(out, map[string]any{"id": i + 1, "system_id": m, "version": "17.5.0", "status": "online", "created_at": ts(c.s.now()), "contacted_at": ts(c.s.now())})
+	}
+	c.json(http.StatusOK, out)
+}
+
+// runnerJobs is GET /runners/:id/jobs. Ci::RunnerJobsFinder
+// (app/finders/ci/runner_jobs_finder.rb) keeps, for a user who cannot read
+// all resources, only jobs of projects where the user is at least Reporter;
+// it filters in the query, so pages are full.
+func (c *call) runnerJobs(rid string) {
+	id, _, ok := c.findRunner(rid)
+	if !ok {
+		return
+	}
+	jobs := c.s.runners[id]
 	q := c.r.URL.Query()
 	list := append([]*RunnerJob(nil), jobs...)
 	desc := q.Get("sort") == "desc" && !c.s.RunnerJobsIgnoreSort
@@ -1012,6 +1278,9 @@ func (c *call) runnerJobs(rid string) {
 	var items []map[string]any
 	for _, j := range list {
 		if st := q.Get("status"); st != "" && st != j.Status {
+			continue
+		}
+		if !c.tok.Admin && !c.tok.Auditor && (j.Project == nil || c.s.roleLocked(c.tok, j.Project) < Reporter) {
 			continue
 		}
 		items = append(items, c.s.runnerJobJSON(j))

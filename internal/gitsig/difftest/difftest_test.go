@@ -1,0 +1,321 @@
+package difftest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+	_ "time/tzdata" // the zones below, whatever the host has installed
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"gitlab.com/writ-ci/writ/internal/gitsig"
+)
+
+// zones are the time zones every case runs under, for writ (time.Local)
+// and for git, gpg and ssh-keygen (TZ). New York has daylight saving time,
+// which is where local-time readings of validity windows go wrong.
+var zones = []string{"UTC", "America/New_York"}
+
+// tcase is one case of the corpus.
+type tcase struct {
+	name string
+	// accept says whether writ accepts the object (in every zone).
+	accept bool
+	// stricter, if set, is why writ refuses what the reference accepts in
+	// at least one zone. It is listed in docs/testing.md.
+	stricter string
+	// build makes the case's object and trust material, once per run.
+	build func(w *world) fixture
+}
+
+// fixture is what a case verifies: an object and the trust material.
+type fixture struct {
+	tag      bool
+	hash     string
+	signers  string   // allowed_signers file
+	keyrings [][]byte // OpenPGP keyrings (armored, or as given)
+}
+
+// verdict is one side's judgement of a case in one zone.
+type verdict struct {
+	ok     bool
+	detail string // error, or signer
+	signer string // SSH principal or OpenPGP primary fingerprint
+}
+
+type result struct{ writ, ref verdict }
+
+// TestDifferential judges every case with writ and with the reference
+// tools, in every zone, and checks that writ is never more lenient.
+func TestDifferential(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the differential suite runs git, gpg and ssh-keygen; not in -short")
+	}
+	for _, tool := range []string{"git", "gpg", "ssh-keygen"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (scripts/deps.sh installs it): %v", tool, err)
+		}
+	}
+	start := time.Now()
+	w := newWorld(t)
+	cs := corpus()
+	if len(cs) < 100 {
+		t.Fatalf("corpus has %d cases, want at least 100", len(cs))
+	}
+	fixtures := make([]fixture, len(cs))
+	names := map[string]bool{}
+	for i, c := range cs {
+		if names[c.name] {
+			t.Fatalf("case %q twice", c.name)
+		}
+		names[c.name] = true
+		fixtures[i] = c.build(w)
+	}
+	refs := make([]*reference, len(cs))
+	for i := range cs {
+		refs[i] = newReference(t, w, fixtures[i])
+	}
+	built := time.Since(start)
+
+	results := make(map[string][]result, len(zones))
+	saved := time.Local
+	t.Cleanup(func() { time.Local = saved })
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Set between groups of parallel subtests, never while one runs.
+		time.Local = loc
+		rs := make([]result, len(cs))
+		results[zone] = rs
+		t.Run(zone, func(t *testing.T) {
+			for i, c := range cs {
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					rs[i] = result{writ: judgeWrit(w, fixtures[i]), ref: refs[i].judge(t, zone)}
+				})
+			}
+		})
+		time.Local = saved
+	}
+	check(t, cs, results)
+	t.Logf("%d cases x %d zones in %s (keys and objects %s)", len(cs), len(zones), time.Since(start).Round(time.Millisecond), built.Round(time.Millisecond))
+}
+
+// check applies the suite's rules to the results and keeps the table of
+// stricter cases in docs/testing.md up to date.
+func check(t *testing.T, cs []tcase, results map[string][]result) {
+	var rows []string
+	both, neither := 0, 0
+	for i, c := range cs {
+		var refOnly []string
+		for _, zone := range zones {
+			r := results[zone][i]
+			switch {
+			case r.writ.ok && !r.ref.ok:
+				t.Errorf("%s [%s]: writ ACCEPTS what the reference rejects\n  writ: %s\n  reference: %s", c.name, zone, r.writ.detail, r.ref.detail)
+			case !r.writ.ok && r.ref.ok:
+				refOnly = append(refOnly, zone)
+			case r.writ.ok && r.ref.ok:
+				if r.writ.signer != r.ref.signer && !containsField(r.writ.signer, r.ref.signer) {
+					t.Errorf("%s [%s]: writ reports signer %q, the reference %q", c.name, zone, r.writ.signer, r.ref.signer)
+				}
+			}
+			if r.writ.ok != c.accept {
+				t.Errorf("%s [%s]: writ accepts=%v, want %v (%s)", c.name, zone, r.writ.ok, c.accept, r.writ.detail)
+			}
+		}
+		switch {
+		case len(refOnly) > 0 && c.stricter == "":
+			t.Errorf("%s: writ refuses what the reference accepts in %s, and the case gives no reason\n  writ: %s\n  reference: %s",
+				c.name, strings.Join(refOnly, ", "), results[refOnly[0]][i].writ.detail, results[refOnly[0]][i].ref.detail)
+		case len(refOnly) == 0 && c.stricter != "":
+			t.Errorf("%s: says writ is stricter (%s), but the reference does not accept it in any zone (%s)", c.name, c.stricter, results[zones[0]][i].ref.detail)
+		case len(refOnly) > 0:
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s |", c.name, strings.Join(refOnly, ", "), c.stricter))
+		}
+		if results[zones[0]][i].writ.ok {
+			both++
+		} else if len(refOnly) == 0 {
+			neither++
+		}
+	}
+	sort.Strings(rows)
+	table := fmt.Sprintf("%d cases under %s: both accept %d, both refuse %d, writ stricter %d.\n\n",
+		len(cs), strings.Join(zones, " and "), both, neither, len(rows)) +
+		"| case | the reference accepts in | why writ refuses |\n|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
+	t.Logf("writ is stricter than the reference in %d cases:\n%s", len(rows), table)
+	if !t.Failed() {
+		checkDocs(t, table)
+	}
+}
+
+func containsField(list, item string) bool {
+	for _, f := range strings.Split(list, ",") {
+		if f == item {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	docsPath   = "../../../docs/testing.md"
+	docsBegin  = "<!-- difftest:begin (generated by TestDifferential; WRIT_UPDATE_DOCS=1 rewrites it) -->\n"
+	docsEnd    = "<!-- difftest:end -->\n"
+	updateDocs = "WRIT_UPDATE_DOCS"
+)
+
+// checkDocs checks that docs/testing.md lists exactly the stricter cases
+// the suite found, or rewrites the list when WRIT_UPDATE_DOCS=1.
+func checkDocs(t *testing.T, table string) {
+	doc, err := os.ReadFile(docsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(doc, []byte(docsBegin))
+	j := bytes.Index(doc, []byte(docsEnd))
+	if i < 0 || j < i {
+		t.Fatalf("%s has no %q ... %q block", docsPath, docsBegin, docsEnd)
+	}
+	cur := string(doc[i+len(docsBegin) : j])
+	if cur == table {
+		return
+	}
+	if os.Getenv(updateDocs) == "1" {
+		out := append(append(append([]byte{}, doc[:i+len(docsBegin)]...), table...), doc[j:]...)
+		if err := os.WriteFile(docsPath, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("rewrote the table in %s", docsPath)
+		return
+	}
+	t.Errorf("the table of stricter cases in %s is out of date; run with %s=1 to rewrite it. Want:\n%s", docsPath, updateDocs, table)
+}
+
+// judgeWrit runs writ's path: allowed_signers parser, key set, verifier.
+func judgeWrit(w *world, fx fixture) verdict {
+	as, err := gitsig.ParseAllowedSigners([]byte(fx.signers))
+	if err != nil {
+		return verdict{detail: err.Error()}
+	}
+	keys, err := gitsig.NewKeys(fx.keyrings, as)
+	if err != nil {
+		return verdict{detail: err.Error()}
+	}
+	// A repository per call: go-git's object cache is not shared across
+	// the parallel cases.
+	repo, err := git.PlainOpen(w.repo.Path)
+	if err != nil {
+		return verdict{detail: "open: " + err.Error()}
+	}
+	var s gitsig.Signer
+	if fx.tag {
+		tag, err := repo.TagObject(plumbing.NewHash(fx.hash))
+		if err != nil {
+			return verdict{detail: "read tag: " + err.Error()}
+		}
+		s, err = keys.VerifyTag(tag, time.Now())
+		if err != nil {
+			return verdict{detail: err.Error()}
+		}
+	} else {
+		c, err := repo.CommitObject(plumbing.NewHash(fx.hash))
+		if err != nil {
+			return verdict{detail: "read commit: " + err.Error()}
+		}
+		s, err = keys.VerifyCommit(c, time.Now())
+		if err != nil {
+			return verdict{detail: err.Error()}
+		}
+	}
+	signer := s.Principal
+	if s.Kind == gitsig.KindOpenPGP {
+		signer = s.Fingerprint
+	}
+	return verdict{ok: true, detail: fmt.Sprintf("%s %s (%s)", s.Kind, s.Fingerprint, s.Principal), signer: signer}
+}
+
+// reference is a case's trust material as git reads it: an
+// allowed_signers file and a GNUPGHOME holding the imported keyrings.
+type reference struct {
+	w       *world
+	fx      fixture
+	signers string
+	gnupg   string
+}
+
+func newReference(t *testing.T, w *world, fx fixture) *reference {
+	t.Helper()
+	// Short paths: gpg puts sockets in GNUPGHOME.
+	dir, err := os.MkdirTemp("", "dt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	r := &reference{w: w, fx: fx, signers: filepath.Join(dir, "allowed_signers"), gnupg: filepath.Join(dir, "g")}
+	if err := os.WriteFile(r.signers, []byte(fx.signers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(r.gnupg, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range fx.keyrings {
+		// A keyring gpg cannot import leaves it without the key; the
+		// verification then fails, which is the reference's verdict.
+		cmd := exec.Command("gpg", "--homedir", r.gnupg, "--batch", "--no-tty", "--import")
+		cmd.Stdin = bytes.NewReader(k)
+		_ = cmd.Run()
+	}
+	return r
+}
+
+var (
+	sshGood  = regexp.MustCompile(`Good "git" signature for (.*) with `)
+	validSig = regexp.MustCompile(`(?m)^\[GNUPG:\] VALIDSIG .* ([0-9A-F]{40,64})$`)
+)
+
+// judge runs git verify-commit or verify-tag with the case's trust
+// material in zone.
+func (r *reference) judge(t *testing.T, zone string) verdict {
+	verb := "verify-commit"
+	if r.fx.tag {
+		verb = "verify-tag"
+	}
+	cmd := exec.Command("git", "-C", r.w.repo.Path, "-c", "gpg.ssh.allowedSignersFile="+r.signers, verb, "--raw", r.fx.hash)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + r.w.home,
+		"GNUPGHOME=" + r.gnupg,
+		"TZ=" + zone,
+		"LANG=C",
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_NOSYSTEM=1",
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	detail := strings.TrimSpace(out.String())
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("git %s: %v", verb, err)
+		}
+		return verdict{detail: detail}
+	}
+	v := verdict{ok: true, detail: detail}
+	if m := sshGood.FindStringSubmatch(detail); m != nil {
+		v.signer = m[1]
+	} else if m := validSig.FindStringSubmatch(detail); m != nil {
+		v.signer = m[1]
+	}
+	return v
+}
