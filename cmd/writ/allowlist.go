@@ -46,8 +46,12 @@ func readAllowlistFile(path string) (*allowlist.Allowlist, []byte, error) {
 type lintCmd struct {
 	outputFlags
 	Files      []string      `arg:"" help:"allowlist.yaml files to check." type:"path"`
-	WarnWithin time.Duration `help:"Warn (exit 4) when a file's version expires within this." default:"336h"`
+	WarnWithin time.Duration `help:"Exit 4 (warning) when a file's version expires within this, e.g. 336h. Without it, lint still prints a warning within 14 days but exits 0." default:"0"`
 }
+
+// lintWarnHorizon is how close to expiry lint prints a warning when
+// --warn-within is not given.
+const lintWarnHorizon = 14 * 24 * time.Hour
 
 func (*lintCmd) schema() string { return "writ/lint/v1" }
 
@@ -101,13 +105,17 @@ func (c *lintCmd) Run(g *globals) error {
 	now := time.Now()
 	var files []lintFile
 	o := outcomeOK
+	horizon := c.WarnWithin
+	if horizon == 0 {
+		horizon = lintWarnHorizon
+	}
 	for _, f := range c.Files {
-		r := lintOne(f, c.WarnWithin, now)
+		r := lintOne(f, horizon, now)
 		files = append(files, r)
 		switch {
 		case !r.OK:
 			o = outcomeRefused
-		case len(r.Warnings) > 0 && o == outcomeOK:
+		case len(r.Warnings) > 0 && c.WarnWithin > 0 && o == outcomeOK:
 			o = outcomeWarning
 		}
 		if !c.jsonOutput() {

@@ -165,10 +165,14 @@ func TestLintExpiryAndJSON(t *testing.T) {
 	soon := filepath.Join(dir, "soon.yaml")
 	writeFile(t, soon, replaceExpiry(text, time.Now().Add(5*24*time.Hour+time.Hour).UTC().Format(time.RFC3339)))
 	out, code = writ(t, "allowlist", "lint", soon)
-	if code != 4 || !strings.Contains(out, "warning: the version expires in 5 days") {
+	if code != 0 || !strings.Contains(out, "warning: the version expires in 5 days") {
 		t.Errorf("near-expiry lint: %d\n%s", code, out)
 	}
-	m = writJSON(t, 4, "writ/lint/v1", "allowlist", "lint", "-o", "json", soon)
+	if out, code = writ(t, "allowlist", "lint", "--warn-within", "336h", soon); code != 4 {
+		t.Errorf("near-expiry lint --warn-within: %d\n%s", code, out)
+	}
+	writJSON(t, 0, "writ/lint/v1", "allowlist", "lint", "-o", "json", "--warn-within", "72h", soon)
+	m = writJSON(t, 4, "writ/lint/v1", "allowlist", "lint", "-o", "json", "--warn-within", "336h", soon)
 	if w := m["files"].([]any)[0].(map[string]any)["warnings"]; w == nil {
 		t.Errorf("near-expiry JSON lacks warnings: %v", m)
 	}
