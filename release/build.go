@@ -55,6 +55,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := safeOut(o.Out, o.Src); err != nil {
 		return nil, err
 	}
+	// go build runs in the source tree: every path must be absolute.
+	var err error
+	if o.Out, err = filepath.Abs(o.Out); err != nil {
+		return nil, err
+	}
+	if o.Src, err = filepath.Abs(o.Src); err != nil {
+		return nil, err
+	}
 	if err := os.RemoveAll(o.Out); err != nil {
 		return nil, err
 	}
