@@ -29,15 +29,15 @@ type (
 )
 
 func (configStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, executor.Config)
+	return runStage(ctx, g, "config", executor.Config)
 }
 
 func (prepareStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, executor.Prepare)
+	return runStage(ctx, g, "prepare", executor.Prepare)
 }
 
 func (cleanupStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, executor.Cleanup)
+	return runStage(ctx, g, "cleanup", executor.Cleanup)
 }
 
 type runCmd struct {
@@ -90,13 +90,16 @@ func stageError(err error) error {
 	return exitCode(systemFailure(), fmt.Errorf("cannot start: %w", err))
 }
 
-func runStage(ctx context.Context, g *globals, stage func(context.Context, executor.Options) int) error {
+func runStage(ctx context.Context, g *globals, name string, stage func(context.Context, executor.Options) int) error {
 	o, done, err := g.executorOptions()
 	if err != nil {
 		return stageError(err)
 	}
 	defer done()
-	if code := stage(ctx, o); code != 0 {
+	start := time.Now()
+	code := stage(ctx, o)
+	o.Log.Debug("stage done", "stage", name, "duration", time.Since(start), "exit", code)
+	if code != 0 {
 		return exitCode(code, nil)
 	}
 	return nil
@@ -108,7 +111,10 @@ func (c *runCmd) Run(ctx context.Context, g *globals) error {
 		return stageError(err)
 	}
 	defer done()
-	if code := executor.Run(ctx, o, c.Script, c.Stage); code != 0 {
+	start := time.Now()
+	code := executor.Run(ctx, o, c.Script, c.Stage)
+	o.Log.Debug("stage done", "stage", c.Stage, "duration", time.Since(start), "exit", code)
+	if code != 0 {
 		return exitCode(code, nil)
 	}
 	return nil
