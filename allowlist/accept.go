@@ -133,6 +133,10 @@ type Trust struct {
 func LoadTrust(cfg *config.Config) (*Trust, error) {
 	id := sha256.New()
 	fmt.Fprintf(id, "identity=%q threshold=%d\n", cfg.Allowlist.Identity, cfg.Trust.Threshold)
+	// The schema this writ reads is part of how it judges: a head an
+	// older writ rejected as an unknown schema is evaluated again after
+	// an upgrade.
+	fmt.Fprintf(id, "schema=%s\n", SchemaV2)
 	var armored [][]byte
 	if p := cfg.Trust.OpenPGPKeyring; p != "" {
 		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
@@ -585,6 +589,11 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 		return nil, fmt.Errorf("%w: verified cache does not match the accepted state", ErrCannotDecide)
 	}
 	al := c.Parsed
+	if al.Schema != SchemaV2 {
+		// Accepted by a writ that read another schema: its refs and
+		// variables do not mean what this writ's do.
+		return nil, fmt.Errorf("%w: the verified cache holds a %q allowlist, which this writ does not apply: publish a %s version (docs/allowlist.md, \"Migrating from writ/v1\")", ErrCannotDecide, al.Schema, SchemaV2)
+	}
 	if now := a.now(); !al.Expires.After(now) {
 		return nil, fmt.Errorf("%w: the accepted version %d expired at %s; publish a new signed version", ErrCannotDecide, al.Version, al.Expires.UTC().Format(time.RFC3339))
 	}

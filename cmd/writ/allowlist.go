@@ -398,5 +398,10 @@ func (c *entryCmd) Run(g *globals) error {
 	}
 	fmt.Fprintf(g.stdout, "# Entry that would admit job %q of %s; review source.signers and source.mode before proposing it.\n", p.JobName, p.Project)
 	g.stdout.Write(out)
+	if n := strings.Count(string(out), "# TODO:"); n > 0 {
+		// The entry is printed whole, so it can be edited in place; lint
+		// refuses it until every TODO is resolved.
+		fmt.Fprintf(g.stderr, "writ allowlist entry: %d TODO(s) in the entry above need a maintainer's decision; writ allowlist lint refuses the entry until they are resolved\n", n)
+	}
 	return nil
 }

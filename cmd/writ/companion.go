@@ -195,7 +195,8 @@ type reconcileCmd struct {
 	Since       string   `required:"" help:"Start: RFC 3339 time, or a duration back from now (24h)."`
 	Until       string   `help:"End: RFC 3339 time or duration back from now (default now)."`
 	Runner      []int64  `required:"" help:"GitLab runner ID of the environment (repeatable)."`
-	AuditLog    []string `help:"writ's audit log (default: paths.audit of the config); repeat for every host that shares the runners." type:"path"`
+	AuditLog    []string `help:"writ's audit log (default: paths.audit of the config); repeat for every host that shares the runners." type:"path" sep:"none"`
+	SystemID    string   `name:"system-id" help:"Compare only the jobs of the runner host with this system ID (its .runner_system_id); then its audit log alone suffices."`
 	AllowBlind  bool     `help:"Compare even when the token cannot see every project that used the runners; list those projects instead of refusing."`
 	Environment string   `help:"Only this environment's records (default: the config's environment)."`
 	MaxJobs     int      `help:"Most GitLab jobs read per runner." default:"10000"`
@@ -234,7 +235,7 @@ func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
 		return fail(outcomeConfig, err)
 	}
 	rep, err := companion.Reconcile(ctx, companion.ReconcileOptions{
-		Conn: conn, RunnerIDs: c.Runner, AuditLogs: logs, Environment: env, Since: since, Until: until, MaxJobs: c.MaxJobs, AllowBlind: c.AllowBlind,
+		Conn: conn, RunnerIDs: c.Runner, AuditLogs: logs, Environment: env, Since: since, Until: until, MaxJobs: c.MaxJobs, AllowBlind: c.AllowBlind, SystemID: c.SystemID,
 	})
 	if err != nil {
 		return fail(outcomeCannotDecide, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -42,7 +43,7 @@ const jobTokenPrefix = "glcbt-"
 // errJobToken explains why $CI_JOB_TOKEN cannot be writ's token.
 var errJobToken = errors.New("the GitLab token is a CI/CD job token ($CI_JOB_TOKEN); GitLab accepts job tokens only in the JOB-TOKEN header and only on the endpoints doc/ci/jobs/ci_job_token.md lists, which do not include CI lint, runner jobs, notes, commits or the token's own details: use a project, group or personal access token (see docs/companion.md, \"Tokens\")")
 
-// Purpose says what a command needs of its token. Every command checks it
+// purpose says what a command needs of its token. Every command checks it
 // before anything else, so a token without the right scope or role fails
 // with the missing right named instead of halfway through.
 type purpose struct {
@@ -60,8 +61,9 @@ type tokenAccess struct {
 	scopes   []string
 	userID   int64
 	username string
-	// all: the user is an administrator or auditor and reads every project.
-	all bool
+	// all: the user is an administrator or auditor and reads every project;
+	// admin: it may also write everywhere (an auditor may not).
+	all, admin bool
 }
 
 // checkToken reads the token's own details and its user, and refuses a
@@ -73,7 +75,11 @@ func (c *client) checkToken(ctx context.Context, p purpose) (*tokenAccess, error
 	tok, resp, err := c.gl.PersonalAccessTokens.GetSinglePersonalAccessToken(gitlab.WithContext(ctx))
 	if err != nil {
 		var ae *APIError
-		if errors.As(c.wrap("", resp, err), &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden) {
+		// Any scope may read its own token (lib/api/personal_access_tokens/
+		// self_information.rb); GitLab answers 400 for a token that is not a
+		// personal, project or group access token (OAuth), and older
+		// versions 404.
+		if errors.As(c.wrap("", resp, err), &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden || ae.Status == http.StatusBadRequest) {
 			return nil, fmt.Errorf("%s: GitLab does not show this token's scopes (GET /personal_access_tokens/self, GitLab 15.5 or later): use a personal, project or group access token", p.cmd)
 		}
 		return nil, c.wrap(p.cmd+": read the token's scopes", resp, err)
@@ -82,25 +88,19 @@ func (c *client) checkToken(ctx context.Context, p purpose) (*tokenAccess, error
 		return nil, fmt.Errorf("%s: GitLab says the token is revoked or expired; create a new one", p.cmd)
 	}
 	acc := &tokenAccess{scopes: tok.Scopes}
-	has := func(s string) bool {
-		for _, x := range tok.Scopes {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
+	api, readAPI := slices.Contains(tok.Scopes, "api"), slices.Contains(tok.Scopes, "read_api")
 	switch {
-	case p.write && !has("api"):
+	case p.write && !api:
 		return nil, fmt.Errorf("%s needs a token with the api scope %s; this token has %s", p.cmd, p.why, scopeList(tok.Scopes))
-	case !p.write && !has("api") && !has("read_api"):
+	case !p.write && !api && !readAPI:
 		return nil, fmt.Errorf("%s needs a token with the read_api scope %s; this token has %s", p.cmd, p.why, scopeList(tok.Scopes))
 	}
 	u, err := c.currentUser(ctx)
 	if err != nil {
 		return nil, err
 	}
-	acc.userID, acc.username, acc.all = u.ID, u.Username, u.IsAdmin || u.IsAuditor
+	acc.userID, acc.username = u.ID, u.Username
+	acc.all, acc.admin = u.IsAdmin || u.IsAuditor, u.IsAdmin
 	return acc, nil
 }
 
@@ -117,7 +117,7 @@ func scopeList(s []string) string {
 // through a shared group shows only in /members/all, read when the first
 // is not enough.
 func (c *client) requireRole(ctx context.Context, acc *tokenAccess, p *projectInfo, level int, cmd, why string) error {
-	if acc.all || p.Access >= level {
+	if acc.admin || (acc.all && level <= roleReporter) || p.Access >= level {
 		return nil
 	}
 	have := p.Access

@@ -398,8 +398,10 @@ func (c *client) wrap(op string, resp *gitlab.Response, err error) error {
 		msg = "GitLab's answer could not be read: " + sanitize(redact(err.Error(), c.token), 300)
 	case status == http.StatusUnauthorized:
 		msg = "401 Unauthorized: GitLab rejected the token; check that --token-file, $" + TokenEnv + " or $" + TokenFallbackEnv + " holds a valid, unexpired token with the api scope" + detail
+	case status == http.StatusForbidden && er != nil && strings.Contains(er.Message, "insufficient_scope"):
+		msg = "403 Forbidden: the token's scopes do not allow this (read_api allows reading only; writing needs api); docs/companion.md, \"Tokens\", lists what each command needs" + detail
 	case status == http.StatusForbidden:
-		msg = "403 Forbidden: the token's user may not do this; it needs the api scope and at least the Developer role on the project (Maintainer to read runner jobs)" + detail
+		msg = "403 Forbidden: the token's user may not do this: its role is too low, or the branch is protected; docs/companion.md, \"Tokens\", lists the role each command needs" + detail
 	case status == http.StatusNotFound:
 		msg = "404 Not Found: check the project path or ID, merge request number, branch or runner ID, and that the token's user can see it" + detail
 	case status == http.StatusTooManyRequests:

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/companion/gitlabtest"
 )
 
 // FuzzDeriveJobs feeds hostile CI lint responses (GitLab is untrusted):
@@ -62,10 +63,11 @@ func FuzzEditAllowlist(f *testing.F) {
 			return
 		}
 		e := &allowlist.Entry{
-			Name:       EntryName("acme/web", job, "production"),
-			Match:      allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
-			Definition: allowlist.Definition{Script: []string{script}, Timeout: time.Minute},
-			Source:     allowlist.Source{Repository: "https://gitlab.example.com/acme/web.git", Mode: allowlist.ModeCommit},
+			Name:  EntryName("acme/web", job, "production"),
+			Match: allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
+			Definition: allowlist.Definition{Script: []string{script}, Timeout: time.Minute,
+				Variables: []allowlist.Variable{{Name: "CONF", Value: script, HasValue: true, File: true}, {Name: "LD_X", Pattern: "^a$", Dangerous: true}}},
+			Source: allowlist.Source{Repository: "https://gitlab.example.com/acme/web.git", Mode: allowlist.ModeCommit},
 		}
 		for name := range old.Signers {
 			e.Source.Signers = []string{name}
@@ -81,6 +83,53 @@ func FuzzEditAllowlist(f *testing.F) {
 		}
 		if nw.Version != old.Version+1 || findEntry(nw, e.Name) == nil {
 			t.Fatalf("verified edit lacks the change:\n%s", content)
+		}
+	})
+}
+
+// FuzzInertQuickActions: whatever text writ quotes (job scripts, GitLab's
+// own messages), GitLab's quick action scanner, as the fake follows it,
+// finds no command in the result; and the result differs from the input
+// only by a "\" before a line's first "/" or one space at a line's start.
+func FuzzInertQuickActions(f *testing.F) {
+	for _, s := range []string{"/merge", "```\n/close\n```", "````sh\n/approve\n````\n", "~~~\n/label x\n~~~", "   ```\n/lock\n", "a\n  /unlock\n<p>\n/title t\n</p>", ">>>\n/merge\n>>>", "\r/merge"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > 1<<14 {
+			return
+		}
+		out := inertQuickActions(in)
+		if _, cmds := gitlabtest.QuickActionsIn(out); len(cmds) > 0 {
+			t.Fatalf("GitLab would run %+v from %q", cmds, out)
+		}
+		// Carriage returns go, as GitLab deletes them anyway.
+		a, b := strings.Split(strings.ReplaceAll(in, "\r", ""), "\n"), strings.Split(out, "\n")
+		if len(a) != len(b) {
+			t.Fatalf("line count changed: %q → %q", in, out)
+		}
+		for i := range a {
+			if b[i] == a[i] || b[i] == " "+a[i] {
+				continue
+			}
+			if j := strings.Index(a[i], "/"); j >= 0 && b[i] == a[i][:j]+`\`+a[i][j:] {
+				continue
+			}
+			t.Fatalf("line %d changed beyond an escape: %q → %q", i, a[i], b[i])
+		}
+	})
+}
+
+// FuzzNextFromLink reads hostile Link headers: no panic, and a next page
+// found is positive.
+func FuzzNextFromLink(f *testing.F) {
+	for _, s := range []string{`<https://g/api/v4/x?page=2&per_page=100>; rel="next", <https://g/x?page=9>; rel="last"`, `<>; rel=next`, `<https://g/x?cursor=abc>; rel="next"`, `;;,<`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		n, err := nextFromLink(h)
+		if err == nil && n < 0 {
+			t.Fatalf("%q: next page %d", h, n)
 		}
 	})
 }

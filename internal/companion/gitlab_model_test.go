@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
 	"gitlab.com/writ-ci/writ/internal/companion/gitlabtest"
 )
 
@@ -186,7 +188,7 @@ func TestOldGitLabRefused(t *testing.T) {
 	}
 }
 
-// reviewWithHiddenNotes makes the first page of the merge request's notes
+// hideFirstPage makes the first page of the merge request's notes
 // entirely notes the token's user may not read, so GitLab returns it
 // empty with a next page.
 func hideFirstPage(t *testing.T, rw *reviewWorld) {
@@ -381,6 +383,24 @@ func TestReconcileSharedRunner(t *testing.T) {
 	if err != nil || !rep.OK() || rep.Consistent != 2 {
 		t.Fatalf("both logs: %v %+v", err, rep)
 	}
+	// Or one host alone, with GitLab's list limited to its system id.
+	r.s.AddRunnerJob(5, &gitlabtest.RunnerJob{ID: 103, Name: "deploy", Status: "success", Ref: "main", CreatedAt: t0.Add(3 * time.Hour), Project: r.app, SystemID: "s_host2"})
+	one := r.opts()
+	one.SystemID = "s_host1"
+	r.s.SetRunnerJobHost(5, 101, "s_host1")
+	r.s.SetRunnerJobHost(5, 102, "s_host2")
+	rep, err = Reconcile(ctx, one)
+	if err != nil || !rep.OK() || rep.Consistent != 1 || rep.GitLabJobs != 1 {
+		t.Fatalf("one host by system id: %v %+v", err, rep)
+	}
+	one.SystemID = "s_nohost"
+	if _, err := Reconcile(ctx, one); err == nil || !strings.Contains(err.Error(), "no host with system id s_nohost") {
+		t.Fatalf("unknown system id: %v", err)
+	}
+	r.s.AddRunnerJob(5, &gitlabtest.RunnerJob{ID: 104, Name: "deploy", Status: "success", Ref: "main", CreatedAt: t0.Add(4 * time.Hour), Project: r.app, SystemID: "s_host2"})
+	appendRecord(t, other, "103", "acme/web", t0.Add(3*time.Hour))
+	appendRecord(t, other, "104", "acme/web", t0.Add(4*time.Hour))
+
 	// Both hosts admitting one job is a replay.
 	appendRecord(t, other, "101", "acme/web", t0.Add(time.Hour+2*time.Second))
 	rep, err = Reconcile(ctx, o)
@@ -413,5 +433,25 @@ func TestCheckProposeRef(t *testing.T) {
 	}
 	if err := CheckProposeRef(false, env(nil)); err != nil {
 		t.Fatalf("outside GitLab CI: %v", err)
+	}
+}
+
+// A write with a read_api token answers 403 insufficient_scope (GitLab's
+// API guard); the error names the scope, not a role.
+func TestScopeErrorNamed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	c, err := newClient(w.readOnly(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := w.s.AddMergeRequest(w.al, "main", "main", "t", "d", w.s.User)
+	_, resp, err := c.gl.Notes.CreateMergeRequestNote(w.al.ID, mr.IID, &gitlab.CreateMergeRequestNoteOptions{Body: gitlab.Ptr("x")})
+	err = c.wrap("post a note", resp, err)
+	if err == nil || !strings.Contains(err.Error(), "scopes do not allow this") || !strings.Contains(err.Error(), "needs api") {
+		t.Fatalf("scope error: %v", err)
+	}
+	if n := len(w.s.NotesOf(mr)); n != 0 {
+		t.Fatalf("%d notes posted with a read_api token", n)
 	}
 }

@@ -196,6 +196,9 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 
 	res := &ProposeResult{BaseVersion: old.Version}
 	put, stale, notes := opts.entries(app, jobs, old)
+	if opts.StaticLint {
+		notes = append(notes, "static lint: GitLab evaluated no rules, so every job tagged for the runners was checked, whether or not it runs for "+opts.shortRef())
+	}
 	res.Entries, res.Stale, res.Notes = put, stale, notes
 	for _, j := range jobs {
 		res.Jobs = append(res.Jobs, j.Name)
@@ -331,24 +334,6 @@ func Propose(ctx context.Context, opts ProposeOptions) (*ProposeResult, error) {
 	return res, nil
 }
 
-// fullRef is the ref entries admit: Ref when it is a full branch or tag
-// ref, else the branch of that name. Parse refuses anything else with a
-// message that says what to write.
-func (o *ProposeOptions) fullRef() string {
-	if _, _, ok := allowlist.SplitRef(o.Ref); ok {
-		return o.Ref
-	}
-	return allowlist.BranchPrefix + o.Ref
-}
-
-// shortRef is Ref as GitLab's API names it (main, v1.2.0).
-func (o *ProposeOptions) shortRef() string {
-	if _, short, ok := allowlist.SplitRef(o.Ref); ok {
-		return short
-	}
-	return o.Ref
-}
-
 // purpose is what propose needs of its token: a proposal writes (api),
 // a check or dry run only reads (read_api).
 func (o *ProposeOptions) purpose() purpose {
@@ -370,7 +355,7 @@ func (c *client) appLint(ctx context.Context, acc *tokenAccess, app *projectInfo
 		if err := c.requireRole(ctx, acc, app, roleReporter, cmd+" --static-lint", "to read its CI configuration"); err != nil {
 			return nil, err
 		}
-	} else if err := c.requireRole(ctx, acc, app, roleDeveloper, cmd, "to simulate a pipeline for "+o.Ref+" with CI lint (or use --static-lint with --check, which needs Reporter)"); err != nil {
+	} else if err := c.requireRole(ctx, acc, app, roleDeveloper, cmd, "to simulate a pipeline for "+o.shortRef()+" with CI lint (or use --static-lint with --check, which needs Reporter)"); err != nil {
 		return nil, err
 	}
 	lint, err := c.ciLint(ctx, fmt.Sprint(app.ID), contentRef, dryRunRef)
@@ -378,12 +363,30 @@ func (c *client) appLint(ctx context.Context, acc *tokenAccess, app *projectInfo
 		return nil, err
 	}
 	if !lint.Valid && !o.StaticLint && lintDenied(lint.Errors) {
-		return nil, fmt.Errorf("%s: GitLab will not simulate a pipeline for %s of %s for the token's user %s (GitLab said: %s). A CI lint dry run needs what running that pipeline needs: the Developer role and, when %s is a protected branch, the right to push or merge to it. Use the propose token from a protected pipeline, or check with --static-lint, which needs only Reporter", cmd, o.Ref, app.Path, acc.username, sanitize(strings.Join(lint.Errors, "; "), 300), o.Ref)
+		return nil, fmt.Errorf("%s: GitLab will not simulate a pipeline for %s of %s for the token's user %s (GitLab said: %s). A CI lint dry run needs what running that pipeline needs: the Developer role and, when %s is a protected branch, the right to push or merge to it. Use the propose token from a protected pipeline, or check with --static-lint, which needs only Reporter", cmd, o.shortRef(), app.Path, acc.username, sanitize(strings.Join(lint.Errors, "; "), 300), o.shortRef())
 	}
 	if !lint.Valid {
 		return nil, fmt.Errorf("GitLab says the CI configuration of %s at %s is invalid: %s; fix .gitlab-ci.yml first", app.Path, contentRef, sanitize(strings.Join(lint.Errors, "; "), 500))
 	}
 	return lint, nil
+}
+
+// fullRef is the ref entries admit: Ref when it is a full branch or tag
+// ref, else the branch of that name. Parse refuses anything else with a
+// message that says what to write.
+func (o *ProposeOptions) fullRef() string {
+	if _, _, ok := allowlist.SplitRef(o.Ref); ok {
+		return o.Ref
+	}
+	return allowlist.BranchPrefix + o.Ref
+}
+
+// shortRef is Ref as GitLab's API names it (main, v1.2.0).
+func (o *ProposeOptions) shortRef() string {
+	if _, short, ok := allowlist.SplitRef(o.Ref); ok {
+		return short
+	}
+	return o.Ref
 }
 
 func (o *ProposeOptions) check() error {
@@ -482,10 +485,12 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 		src.Repository = o.SourceRepository
 	}
 	e.Source = src
-	// A pattern a person wrote stays when the job's value still fits it.
+	// A rule a person wrote stays when the job's value still fits it: a
+	// pattern, and the kind (file) and dangerous marker of a pinned value,
+	// which the job's .gitlab-ci.yml cannot state.
 	for i, v := range e.Definition.Variables {
 		for _, pv := range prev.Definition.Variables {
-			if pv.Name == v.Name && !pv.HasValue && pv.Pattern != "" && pv.Allows(v.Value) {
+			if pv.Name == v.Name && pv.Allows(v.Value) && (pv.Pattern != "" || pv.HasValue) {
 				e.Definition.Variables[i] = pv
 			}
 		}

@@ -26,7 +26,9 @@ import (
 //     line as many leading spaces as the opening fence is indented, so the
 //     code renders unchanged (CommonMark spec, "Fenced code blocks").
 func inertQuickActions(md string) string {
-	lines := strings.Split(md, "\n")
+	// GitLab deletes carriage returns before it scans (Extractor#perform_regex),
+	// so "\r/merge" is a command line: delete them first, as it would.
+	lines := strings.Split(strings.ReplaceAll(md, "\r", ""), "\n")
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
 		indent, run, ok := fenceOpen(l)

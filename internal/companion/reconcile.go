@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	retryablehttp "github.com/hashicorp/go-retryablehttp"
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"gitlab.com/writ-ci/writ/internal/audit"
@@ -55,6 +56,12 @@ type ReconcileOptions struct {
 	// covers them all, so every one's log is needed, or the jobs the other
 	// hosts ran look unseen by writ.
 	AuditLogs []string
+	// SystemID, if set, is the system ID of the one host whose audit log is
+	// given (GitLab Runner keeps it in .runner_system_id beside its
+	// config.toml): GitLab's list is then limited to that host's jobs
+	// (GET /runners/:id/jobs?system_id=…, lib/api/ci/runners.rb) and the
+	// other hosts' logs are not needed.
+	SystemID string
 	// AllowBlind reports even when the token cannot see every project that
 	// used the runners; those projects are listed in Blind, and writ's
 	// admissions there are not compared. Without it, Reconcile refuses.
@@ -239,7 +246,7 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 		return nil, err
 	}
 	lookFrom := opts.Since.Add(-slack)
-	blind, err := c.checkRunnerVisibility(ctx, acc, opts.RunnerIDs, len(logs), writ, lookFrom)
+	blind, err := c.checkRunnerVisibility(ctx, acc, opts.RunnerIDs, len(logs), opts.SystemID, writ, lookFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +255,7 @@ func Reconcile(ctx context.Context, opts ReconcileOptions) (*ReconcileReport, er
 	}
 	gl := map[int64]*glJob{}
 	for _, rid := range opts.RunnerIDs {
-		jobs, err := c.runnerJobs(ctx, rid, lookFrom, maxJobs)
+		jobs, err := c.runnerJobs(ctx, rid, opts.SystemID, lookFrom, maxJobs)
 		if err != nil {
 			return nil, err
 		}
@@ -476,7 +483,7 @@ func outcomeOf(f map[string]any) string {
 // whole page is older than from; some GitLab versions ignore sort, so the
 // early stop is taken only when the page really is in descending order.
 // An empty page ends nothing: only GitLab naming no next page does.
-func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, maxJobs int) ([]*glJob, error) {
+func (c *client) runnerJobs(ctx context.Context, runner int64, systemID string, from time.Time, maxJobs int) ([]*glJob, error) {
 	const perPage = 100
 	var out []*glJob
 	seen := 0
@@ -487,7 +494,17 @@ func (c *client) runnerJobs(ctx context.Context, runner int64, from time.Time, m
 			OrderBy:     gitlab.Ptr("id"),
 			Sort:        gitlab.Ptr("desc"),
 		}
-		jobs, resp, err := c.gl.Runners.ListRunnerJobs(runner, opt, gitlab.WithContext(ctx))
+		reqOpts := []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)}
+		if systemID != "" {
+			// client-go's options lack system_id; add it to the query.
+			reqOpts = append(reqOpts, func(r *retryablehttp.Request) error {
+				q := r.URL.Query()
+				q.Set("system_id", systemID)
+				r.URL.RawQuery = q.Encode()
+				return nil
+			})
+		}
+		jobs, resp, err := c.gl.Runners.ListRunnerJobs(runner, opt, reqOpts...)
 		if err != nil {
 			return nil, false, c.wrap(what, resp, err)
 		}

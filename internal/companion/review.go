@@ -476,12 +476,19 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 		return nil, err
 	}
 	var mine *gitlab.Note
+	var imitations []string
 	for _, n := range notes {
-		if !n.System && n.Author.ID == acc.userID && strings.HasPrefix(n.Body, reviewMarker) {
+		switch {
+		case n.System || !strings.Contains(n.Body, reviewMarker):
+		case n.Author.ID == acc.userID && strings.HasPrefix(n.Body, reviewMarker) && mine == nil:
 			mine = n
-			break
+		case n.Author.ID != acc.userID:
+			// Anyone can paste writ's marker; reviewers should know which
+			// note is not writ's.
+			imitations = append(imitations, fmt.Sprintf("note %d by %s carries writ's review marker but was not written by writ's token (%s); it is not writ's review", n.ID, sanitize(n.Author.Username, 80), acc.username))
 		}
 	}
+	res.Warnings = imitations
 	switch {
 	case mine == nil:
 		n, resp, err := c.gl.Notes.CreateMergeRequestNote(pid, mr.IID, &gitlab.CreateMergeRequestNoteOptions{Body: gitlab.Ptr(body)}, gitlab.WithContext(ctx))
@@ -492,7 +499,7 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 			return nil, fmt.Errorf("post the review note on !%d: GitLab returned no note", mr.IID)
 		}
 		res.NoteID, res.Status = n.ID, NoteCreated
-		res.Warnings = storedAsPosted(n.Body, body)
+		res.Warnings = append(res.Warnings, storedAsPosted(n.Body, body)...)
 	case sameDigest(mine.Body, body):
 		res.NoteID, res.Status = mine.ID, NoteUnchanged
 	default:
@@ -502,7 +509,7 @@ func Review(ctx context.Context, opts ReviewOptions) (*ReviewResult, error) {
 		}
 		res.NoteID, res.Status = mine.ID, NoteUpdated
 		if n != nil {
-			res.Warnings = storedAsPosted(n.Body, body)
+			res.Warnings = append(res.Warnings, storedAsPosted(n.Body, body)...)
 		}
 	}
 	return res, nil

@@ -107,6 +107,9 @@ func TestReviewPostsAndUpdatesOneNote(t *testing.T) {
 	if res.Status != NoteCreated {
 		t.Fatalf("status %q", res.Status)
 	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "by mallory carries writ's review marker") {
+		t.Fatalf("warnings %q; want mallory's imitation named", res.Warnings)
+	}
 	rep := res.Report
 	if !rep.LintOK || !rep.VersionOK || rep.BaseVersion != 7 || rep.Version != 8 || !rep.ExpiryOK || !rep.Changed {
 		t.Fatalf("report %+v", rep)

@@ -39,7 +39,7 @@ func (b *blindSpots) add(project, reason string) {
 //
 // It also counts the hosts behind each runner (its managers): every host's
 // audit log is needed, or the other hosts' jobs look unseen by writ.
-func (c *client) checkRunnerVisibility(ctx context.Context, acc *tokenAccess, runners []int64, logs int, writ map[int64]*writJob, from time.Time) (*blindSpots, error) {
+func (c *client) checkRunnerVisibility(ctx context.Context, acc *tokenAccess, runners []int64, logs int, systemID string, writ map[int64]*writJob, from time.Time) (*blindSpots, error) {
 	b := &blindSpots{projects: map[string]bool{}}
 	candidates := map[string]bool{}
 	for _, w := range writ {
@@ -64,6 +64,12 @@ func (c *client) checkRunnerVisibility(ctx context.Context, acc *tokenAccess, ru
 		hosts, err := c.runnerManagers(ctx, rid)
 		if err != nil {
 			return nil, err
+		}
+		if systemID != "" {
+			if hosts != nil && !contains(hosts, systemID) {
+				return nil, fmt.Errorf("reconcile: runner %d has no host with system id %s; its hosts are %s", rid, sanitize(systemID, 80), strings.Join(hosts, ", "))
+			}
+			continue
 		}
 		if len(hosts) > logs {
 			return nil, fmt.Errorf("reconcile: runner %d runs on %d hosts (system ids %s) and %d audit log(s) were given: GitLab lists the jobs of all of them, so the others' jobs would look unseen by writ; pass every host's audit log (--audit-log, repeatable)", rid, len(hosts), strings.Join(hosts, ", "), logs)

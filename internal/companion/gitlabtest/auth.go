@@ -28,10 +28,12 @@ const (
 // GitLab's model, as the fake applies it:
 //   - a token authenticates a user; the user's role on each project (Role,
 //     SetRole) decides what it may do there (doc/user/permissions.md);
-//   - the token's scopes bound that further: read_api allows only GET and
-//     HEAD, api allows everything the user may do (lib/api/api_guard.rb:
-//     read_api is accepted only for GET/HEAD requests; other requests answer
-//     403 insufficient_scope, lib/gitlab/auth/auth_finders.rb);
+//   - the token's scopes bound that further: api allows everything the
+//     user may do, read_api only GET and HEAD (lib/api/api.rb:
+//     "allow_access_with_scope :read_api, if: request.get? || request.head?");
+//     another request answers 403 insufficient_scope (lib/api/api_guard.rb);
+//     any scope may read the token itself
+//     (lib/api/personal_access_tokens/self_information.rb);
 //   - administrators and auditors read every resource
 //     (User#can_read_all_resources?, used by Ci::RunnerJobsFinder and
 //     lib/api/ci/runners.rb);

@@ -163,6 +163,8 @@ type RunnerJob struct {
 	Project       *Project
 	PipelineID    int64
 	SHA           string
+	// SystemID is the host (runner manager) that ran the job.
+	SystemID string
 }
 
 // RunnerInfo is what GET /runners/:id shows of a runner.
@@ -537,7 +539,9 @@ func (c *call) route() {
 		c.json(http.StatusOK, map[string]any{"version": c.s.Version, "revision": "0123abcd", "kas": map[string]any{"enabled": false}, "enterprise": strings.HasSuffix(c.s.Version, "-ee")})
 		return
 	case len(seg) == 2 && seg[0] == "personal_access_tokens" && seg[1] == "self" && m == http.MethodGet:
-		// Self-inform, GitLab 15.5+ (doc/api/personal_access_tokens.md).
+		// Self-inform, GitLab 15.5+ (doc/api/personal_access_tokens.md);
+		// every scope may read its own token
+		// (lib/api/personal_access_tokens/self_information.rb).
 		c.json(http.StatusOK, c.s.tokenJSON(c.tok))
 		return
 	case len(seg) == 3 && seg[0] == "runners" && seg[2] == "jobs" && m == http.MethodGet:
@@ -1280,6 +1284,9 @@ func (c *call) runnerJobs(rid string) {
 		if st := q.Get("status"); st != "" && st != j.Status {
 			continue
 		}
+		if sid := q.Get("system_id"); sid != "" && sid != j.SystemID {
+			continue
+		}
 		if !c.tok.Admin && !c.tok.Auditor && (j.Project == nil || c.s.roleLocked(c.tok, j.Project) < Reporter) {
 			continue
 		}
@@ -1326,4 +1333,15 @@ func shortSHA(s string) string {
 		return s[:8]
 	}
 	return s
+}
+
+// SetRunnerJobHost records which host (system ID) ran a runner's job.
+func (s *Server) SetRunnerJobHost(runnerID, jobID int64, systemID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.runners[runnerID] {
+		if j.ID == jobID {
+			j.SystemID = systemID
+		}
+	}
 }
