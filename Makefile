@@ -69,7 +69,7 @@ e2e: build
 bench: build
 	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
 	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m $$($(GO) list ./... | grep -v /test/e2e) && \
-	  $(GO) test -run '^$$' -bench BenchmarkTrivialJob -benchtime 10x -timeout 20m ./test/e2e/
+	  $(GO) test -run '^$$' -bench 'BenchmarkTrivialJob|BenchmarkFleetPrepare' -benchtime 10x -timeout 20m ./test/e2e/
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...

@@ -29,6 +29,7 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // AllowlistSource yields the allowlist version this environment accepts.
@@ -51,6 +52,9 @@ type Options struct {
 	Allowlist AllowlistSource
 	// Audit is the audit log every decision and outcome is appended to.
 	Audit *audit.Log
+	// State holds the entries' rollback marks and job-id claims (default:
+	// the local files under Config.Paths.State).
+	State state.Store
 	// Getenv reads the runner's environment (default os.Getenv).
 	Getenv func(string) string
 	// Stdout and Stderr reach the job log (default os.Stdout, os.Stderr).
@@ -70,6 +74,9 @@ type Options struct {
 	// progress receives one line per finished phase (see phase); set by
 	// the stages that write to the job log.
 	progress io.Writer
+
+	// claimed is the job id this prepare claimed (see claimJob).
+	claimed string
 }
 
 // Protocol environment variables set by GitLab Runner for every stage.
@@ -105,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.State == nil && o.Config != nil {
+		o.State = state.NewLocal(o.Config.Paths.State)
 	}
 	if o.KillGrace <= 0 {
 		o.KillGrace = defaultKillGrace

@@ -16,6 +16,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 type allowlistCmd struct {
@@ -234,7 +235,12 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	defer closeLog()
-	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)))
+	st, err := state.Open(cfg, log)
+	if err != nil {
+		return fail(outcomeConfig, err)
+	}
+	defer st.Close()
+	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)), allowlist.WithState(st))
 	if err != nil {
 		return fail(outcomeConfig, err)
 	}

@@ -41,14 +41,20 @@ func docComments(t *testing.T) map[string]string {
 			if !ok {
 				return true
 			}
+			prev := ""
 			for _, fld := range st.Fields.List {
 				text := strings.TrimSpace(fld.Doc.Text())
 				if text == "" {
 					text = strings.TrimSpace(fld.Comment.Text())
 				}
 				for _, id := range fld.Names {
+					// "CertFile and KeyFile are …" documents both fields.
+					if text == "" && strings.Contains(prev, id.Name) {
+						text = prev
+					}
 					out[ts.Name.Name+"."+id.Name] = strings.Join(strings.Fields(text), " ")
 				}
+				prev = text
 			}
 			return false
 		})
