@@ -406,3 +406,31 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("typo: %d %s", code, out)
 	}
 }
+
+// TestProposeCheckJSON: propose --check against a fake GitLab whose
+// allowlist lacks the deploy job's entry: change needed (exit 3), with the
+// proposal in JSON, and nothing written to GitLab.
+func TestProposeCheckJSON(t *testing.T) {
+	const token = "glpat-TEST-0123456789"
+	s := gitlabtest.New(t, token)
+	app := s.AddProject("acme/web", "main")
+	s.Commit(app, "main", "init", map[string][]byte{".gitlab-ci.yml": []byte("# see merged_yaml\n")})
+	env := "production"
+	s.SetLint(app, "main", &gitlabtest.Lint{Valid: true,
+		MergedYAML: "---\ndeploy:\n  stage: deploy\n  tags:\n  - production\n  script:\n  - ./deploy.sh\n  environment: production\n",
+		Jobs: []gitlabtest.LintJob{{Name: "deploy", Stage: "deploy", Script: []string{"./deploy.sh"}, TagList: []string{"production"}, Environment: &env, When: "on_success"}}})
+	al := s.AddProject("acme/deploy-allowlist", "main")
+	s.Commit(al, "main", "init", map[string][]byte{"allowlist.yaml": []byte(allowlistText(1, "make build"))})
+	tok := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tok, token)
+	args := []string{"propose", "--gitlab-url", s.URL, "--token-file", tok, "--project", "acme/web", "--ref", "main",
+		"--environment", "production", "--allowlist-project", "acme/deploy-allowlist", "--signers", "devs", "--check", "-o", "json"}
+	t.Setenv("GITLAB_CI", "")
+	m := writJSON(t, 3, "writ/propose/v1", args...)
+	if m["status"] != "would-change" || m["base_version"] != float64(1) || !strings.Contains(fmt.Sprint(m["jobs"]), "deploy") || m["diff"] == "" {
+		t.Fatalf("propose --check JSON: %v", m)
+	}
+	if len(s.MergeRequestsOf(al)) != 0 {
+		t.Fatal("propose --check opened a merge request")
+	}
+}
