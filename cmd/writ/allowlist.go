@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -30,18 +28,26 @@ type allowlistCmd struct {
 // readAllowlistFile parses an allowlist file, loading key files relative to
 // its directory (the repository root) and never outside it.
 func readAllowlistFile(path string) (*allowlist.Allowlist, []byte, error) {
+	a, data, _, err := readAllowlistFiles(path)
+	return a, data, err
+}
+
+// readAllowlistFiles is readAllowlistFile that also returns the files the
+// parser read (path → content), which approvals cover.
+func readAllowlistFiles(path string) (*allowlist.Allowlist, []byte, map[string][]byte, error) {
 	data, err := fsutil.ReadFileLimit(path, 64<<20)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	root := filepath.Dir(path)
-	a, err := allowlist.Parse(path, data, func(p string) ([]byte, error) {
+	load, loaded := allowlist.RecordLoads(func(p string) ([]byte, error) {
 		if filepath.IsAbs(p) || strings.HasPrefix(filepath.Clean(p), "..") {
 			return nil, fmt.Errorf("%s: key path must stay inside the repository", p)
 		}
 		return fsutil.ReadFileLimit(filepath.Join(root, p), 1<<20)
 	})
-	return a, data, err
+	a, err := allowlist.Parse(path, data, load)
+	return a, data, loaded, err
 }
 
 type lintCmd struct {
@@ -161,6 +167,7 @@ type verifyReport struct {
 	Repository   verifyRepo    `json:"repository"`
 	RemoteHead   string        `json:"remote_head,omitempty"`
 	HeadAccepted bool          `json:"head_accepted"`
+	FirstContact string        `json:"first_contact,omitempty"`
 	Checks       []verifyCheck `json:"checks"`
 	InForce      *inForce      `json:"in_force,omitempty"`
 	Warning      string        `json:"warning,omitempty"`
@@ -194,7 +201,7 @@ func newVerifyReport(cfg *config.Config, cur *allowlist.Accepted, rep *allowlist
 	r := verifyReport{Environment: cfg.Environment, Checks: []verifyCheck{},
 		Repository: verifyRepo{Identity: cfg.Allowlist.Identity, URL: cfg.Allowlist.URL, Branch: cfg.Allowlist.Branch}}
 	if rep != nil {
-		r.RemoteHead, r.HeadAccepted = rep.Head, rep.Accepted
+		r.RemoteHead, r.HeadAccepted, r.FirstContact = rep.Head, rep.Accepted, rep.FirstContact
 		for _, ch := range rep.Checks {
 			r.Checks = append(r.Checks, verifyCheck{Rule: ch.Rule, OK: ch.OK, Detail: ch.Detail})
 		}
@@ -273,6 +280,9 @@ func writeVerifyText(g *globals, r verifyReport, now time.Time) {
 		}
 		fmt.Fprintf(w, "  [%s] %-9s %s\n", mark, ch.Rule, ch.Detail)
 	}
+	if r.FirstContact != "" {
+		fmt.Fprintf(w, "first contact: %s\n", r.FirstContact)
+	}
 	if f := r.InForce; f != nil {
 		fmt.Fprintf(w, "in force:    version %d at commit %s\n", f.Version, f.Commit)
 		fmt.Fprintf(w, "signer:      %s\n", f.Signer)
@@ -287,13 +297,15 @@ func writeVerifyText(g *globals, r verifyReport, now time.Time) {
 type approveCmd struct {
 	Dir         string `help:"Checkout of the allowlist repository." default:"." type:"existingdir"`
 	SSHKey      string `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
+	GPGKey      string `help:"Sign with this OpenPGP key, its primary key's full fingerprint (gpg --detach-sign)." xor:"key" name:"gpg-key"`
+	GPGProgram  string `help:"The gpg to run for --gpg-key." default:"gpg" name:"gpg-program"`
 	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256)." xor:"key" type:"existingfile"`
 	Label       string `help:"File name of the approval, usually your name (default: $USER)."`
 }
 
 func (c *approveCmd) Run(ctx context.Context, g *globals) error {
-	if c.SSHKey == "" && c.SigstoreKey == "" {
-		return fail(outcomeUsage, errors.New("choose a key: --ssh-key FILE or --sigstore-key FILE"))
+	if c.SSHKey == "" && c.SigstoreKey == "" && c.GPGKey == "" {
+		return fail(outcomeUsage, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE"))
 	}
 	label := c.Label
 	if label == "" {
@@ -303,22 +315,25 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 		return fail(outcomeUsage, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
 	}
 	file := filepath.Join(c.Dir, allowlist.FileName)
-	a, data, err := readAllowlistFile(file)
+	a, data, loaded, err := readAllowlistFiles(file)
 	if err != nil {
 		return exitCode(1, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
 	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	stmt, err := allowlist.NewStatement(a.Repository, a.Version, digest)
+	// The statement covers allowlist.yaml and every key file it loads.
+	stmt, err := allowlist.VersionStatement(a, data, loaded)
 	if err != nil {
 		return err
 	}
 	var sig []byte
 	var name string
-	if c.SSHKey != "" {
+	switch {
+	case c.SSHKey != "":
 		sig, err = allowlist.SignSSH(ctx, stmt, c.SSHKey)
 		name = label + ".sshsig"
-	} else {
+	case c.GPGKey != "":
+		sig, err = allowlist.SignOpenPGP(ctx, stmt, c.GPGKey, c.GPGProgram)
+		name = label + ".asc"
+	default:
 		key, kerr := allowlist.LoadSigstoreKey(c.SigstoreKey)
 		if kerr != nil {
 			return kerr
@@ -338,8 +353,13 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	rel, _ := filepath.Rel(c.Dir, out)
-	fmt.Fprintf(g.stdout, "approved %s version %d (sha256 %s)\nwrote %s — commit it to the allowlist repository\n", a.Repository, a.Version, digest, rel)
+	fmt.Fprintf(g.stdout, "approved this statement:\n%s\nwrote %s — commit it to the allowlist repository\n", indent(string(stmt)), rel)
 	return nil
+}
+
+// indent prefixes every line of s with two spaces.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ")
 }
 
 type diffCmd struct {

@@ -418,7 +418,7 @@ func TestProposeCheckJSON(t *testing.T) {
 	env := "production"
 	s.SetLint(app, "main", &gitlabtest.Lint{Valid: true,
 		MergedYAML: "---\ndeploy:\n  stage: deploy\n  tags:\n  - production\n  script:\n  - ./deploy.sh\n  environment: production\n",
-		Jobs: []gitlabtest.LintJob{{Name: "deploy", Stage: "deploy", Script: []string{"./deploy.sh"}, TagList: []string{"production"}, Environment: &env, When: "on_success"}}})
+		Jobs:       []gitlabtest.LintJob{{Name: "deploy", Stage: "deploy", Script: []string{"./deploy.sh"}, TagList: []string{"production"}, Environment: &env, When: "on_success"}}})
 	al := s.AddProject("acme/deploy-allowlist", "main")
 	s.Commit(al, "main", "init", map[string][]byte{"allowlist.yaml": []byte(allowlistText(1, "make build"))})
 	tok := filepath.Join(t.TempDir(), "token")
