@@ -200,3 +200,8 @@ func admitsValue(v allowlist.Variable, value string) bool {
 	re, err := regexp.Compile(`^(?:` + v.Pattern + `)$`)
 	return err == nil && re.MatchString(value)
 }
+
+// SuggestedEntry is the allowlist entry (YAML) that would admit the job's
+// definition as GitLab sent it, as the refusal block shows it; nil when no
+// entry change would help.
+func SuggestedEntry(d *Decision) []byte { return suggestionText(d) }

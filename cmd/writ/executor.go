@@ -144,6 +144,17 @@ func (*checkCmd) schema() string { return "writ/check/v1" }
 // log records it.
 type checkReport struct {
 	Decision *executor.Decision `json:"decision,omitempty"`
+	// SuggestedEntry is the entry that would admit the job's definition
+	// (YAML), when a definition check failed.
+	SuggestedEntry string `json:"suggested_entry,omitempty"`
+}
+
+func newCheckReport(d *executor.Decision) checkReport {
+	r := checkReport{Decision: d}
+	if d != nil {
+		r.SuggestedEntry = string(executor.SuggestedEntry(d))
+	}
+	return r
 }
 
 func (c *checkCmd) Run(ctx context.Context, g *globals) error {
@@ -171,13 +182,13 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	switch {
 	case err != nil:
 		if c.jsonOutput() {
-			return g.report(c, outcomeCannotDecide, err, checkReport{d})
+			return g.report(c, outcomeCannotDecide, err, newCheckReport(d))
 		}
 		return fail(outcomeCannotDecide, nil)
 	case !d.Admitted:
-		return g.report(c, outcomeRefused, nil, checkReport{d})
+		return g.report(c, outcomeRefused, nil, newCheckReport(d))
 	}
-	return g.report(c, outcomeOK, nil, checkReport{d})
+	return g.report(c, outcomeOK, nil, newCheckReport(d))
 }
 
 // cachedSource serves only the locally cached accepted allowlist.

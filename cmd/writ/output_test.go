@@ -226,7 +226,8 @@ func TestCheckOutcomes(t *testing.T) {
 	// Refused: the payload's script differs.
 	m = writJSON(t, 1, "writ/check/v1", "--config", w.cfg, "check", "--job", payload, "-o", "json")
 	d := m["decision"].(map[string]any)
-	if d["admitted"] != false || d["entry"] != "app-build-production" || len(d["failures"].([]any)) == 0 {
+	if d["admitted"] != false || d["entry"] != "app-build-production" || len(d["failures"].([]any)) == 0 ||
+		!strings.Contains(fmt.Sprint(m["suggested_entry"]), "name: app-build-production") {
 		t.Errorf("refused JSON: %v", m)
 	}
 	// I/O: the payload file is missing — not a refusal, not "cannot decide".
