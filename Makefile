@@ -12,8 +12,17 @@ export WRIT_RUNNER_CACHE ?= $(CACHE)
 
 all: build
 
+# The commit goes in through ldflags: the toolchain's own VCS stamp is off on
+# this machine (GOFLAGS=-buildvcs=false) and absent in git worktrees, and
+# `writ version`, the runner's driver line and every job log must name it.
+VERSION_PKG := gitlab.com/writ-ci/writ/internal/version
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+GIT_DATE := $(shell git log -1 --format=%cI 2>/dev/null)
+GIT_DIRTY := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true || echo false)
+LDFLAGS := -X $(VERSION_PKG).Commit=$(GIT_COMMIT) -X $(VERSION_PKG).Date=$(GIT_DATE) -X $(VERSION_PKG).Modified=$(GIT_DIRTY)
+
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/writ
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/writ
 
 deps:
 	bash scripts/deps.sh
