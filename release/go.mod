@@ -2,8 +2,6 @@ module gitlab.com/writ-ci/writ/release
 
 go 1.26.0
 
-replace gitlab.com/writ-ci/writ => ../
-
 require (
 	github.com/CycloneDX/cyclonedx-go v0.12.0
 	github.com/goreleaser/nfpm/v2 v2.45.2
