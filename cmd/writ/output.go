@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // outcome is one row of the exit-code table.
@@ -150,26 +151,17 @@ func flatten(err error) string {
 	return dedupe(err.Error())
 }
 
-// dedupe removes a prefix "X: " repeated immediately ("a: a: b" → "a: b").
+// dedupe removes a phrase repeated right after itself in a chain of
+// "phrase: phrase: cause" ("a: a: b" → "a: b").
 func dedupe(s string) string {
-	for {
-		changed := false
-		for i := 0; i+2 < len(s); i++ {
-			if s[i] != ':' || s[i+1] != ' ' {
-				continue
-			}
-			// s[:i] is a leading phrase; collapse "phrase: phrase: ".
-			p := s[:i+2]
-			for len(s) >= 2*len(p) && s[len(p):2*len(p)] == p {
-				s = s[len(p):]
-				changed = true
-			}
-			break
-		}
-		if !changed {
-			return s
+	parts := strings.Split(s, ": ")
+	out := parts[:1]
+	for _, p := range parts[1:] {
+		if p != out[len(out)-1] {
+			out = append(out, p)
 		}
 	}
+	return strings.Join(out, ": ")
 }
 
 // errorOutcome maps an error no command classified.

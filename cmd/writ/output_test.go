@@ -358,6 +358,7 @@ func TestFlatten(t *testing.T) {
 		"writ cannot decide: writ cannot decide: no valid version": "writ cannot decide: no valid version",
 		"a: b: c":    "a: b: c",
 		"x: x: x: y": "x: y",
+		"writ: no valid version: no valid version: expired": "writ: no valid version: expired",
 	} {
 		if got := dedupe(in); got != want {
 			t.Errorf("dedupe(%q) = %q, want %q", in, got, want)
