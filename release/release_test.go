@@ -162,6 +162,20 @@ func checkDeb(t *testing.T, deb, version string) {
 		}
 	}
 
+	// The maintainer scripts are valid sh and create both accounts.
+	ctrl := t.TempDir()
+	run(t, "dpkg-deb", "-e", deb, ctrl)
+	for _, script := range []string{"preinst", "postinst"} {
+		run(t, "sh", "-n", filepath.Join(ctrl, script))
+	}
+	if pre, _ := os.ReadFile(filepath.Join(ctrl, "preinst")); !strings.Contains(string(pre), "useradd --system --gid writ ") ||
+		!strings.Contains(string(pre), "useradd --system --gid writ-job ") {
+		t.Errorf("preinst does not create writ and writ-job:\n%s", pre)
+	}
+	if conf, _ := os.ReadFile(filepath.Join(ctrl, "conffiles")); !strings.Contains(string(conf), "/etc/writ/config.toml.example") {
+		t.Errorf("conffiles: %s", conf)
+	}
+
 	root := t.TempDir()
 	run(t, "dpkg-deb", "-x", deb, root)
 	writ := filepath.Join(root, "usr/bin/writ")
