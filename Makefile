@@ -8,16 +8,33 @@ BIN := bin/writ
 CACHE ?= $(HOME)/.cache/writ
 export WRIT_RUNNER_CACHE ?= $(CACHE)
 
-.PHONY: all build runner test unit e2e bench lint fuzz faults demo deps templates-deps clean
+.PHONY: all build runner test unit e2e bench lint fuzz faults demo deps templates-deps clean docs dist release-test
 
 all: build
 
+# The commit goes in through ldflags: the toolchain's own VCS stamp is off on
+# this machine (GOFLAGS=-buildvcs=false) and absent in git worktrees, and
+# `writ version`, the runner's driver line and every job log must name it.
+VERSION_PKG := gitlab.com/writ-ci/writ/internal/version
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+GIT_DATE := $(shell git log -1 --format=%cI 2>/dev/null)
+GIT_DIRTY := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true || echo false)
+LDFLAGS := -X $(VERSION_PKG).Commit=$(GIT_COMMIT) -X $(VERSION_PKG).Date=$(GIT_DATE) -X $(VERSION_PKG).Modified=$(GIT_DIRTY)
+
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/writ
-	$(GO) build -trimpath -o bin/writ-sandbox-init ./cmd/writ-sandbox-init
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/writ
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/writ-sandbox-init ./cmd/writ-sandbox-init
 
 deps:
 	bash scripts/deps.sh
+
+# Regenerate the docs blocks that come from the code (config reference, exit
+# codes, examples printed by the binary). Tests fail until this is run after
+# a change to them.
+docs:
+	$(GO) test -count=1 -run '^TestReference$$' ./internal/config -update
+	$(GO) test -count=1 -run '^TestDocs' ./cmd/writ -update
+	$(GO) test -count=1 -run '^TestDocs' ./executor -update
 
 # The real GitLab Runner, built from the Go module proxy (cached; minutes when cold).
 runner:
@@ -33,6 +50,24 @@ test: build lint
 	  export WRIT_RUNNER_BIN WRIT_GITLAB_CI_LOCAL && \
 	  echo "== go test (runner: $$WRIT_RUNNER_BIN)" && \
 	  $(GO) test -count=1 -timeout 40m ./...
+	@$(MAKE) --no-print-directory release-test
+
+# The release tool is a module of its own (release/), so that its packaging
+# libraries never become writ's dependencies. Its test builds this machine's
+# platform once, signs, verifies, and unpacks the .deb into a scratch root.
+release-test:
+	@echo "== release (packages, SBOM, signature)"
+	cd release && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
+
+# Every release artifact, reproducibly, for linux/amd64 and linux/arm64:
+# binaries, CycloneDX SBOMs, .deb and .rpm, SHA256SUMS and its Sigstore
+# bundle (signed with $$WRIT_RELEASE_KEY, or a throw-away key). VERSION=v0.1.0
+# names the release (default: the tag at HEAD, or v0.0.0-dev+<commit>).
+DIST ?= bin/dist
+dist:
+	cd release && $(GO) run . -src .. -out ../$(DIST) $(if $(VERSION),-version $(VERSION))
+	cd release && $(GO) run . verify -key ../$(DIST)/release-key.pub ../$(DIST) 2>/dev/null || \
+	  echo "dist: verify with the release public key: (cd release && go run . verify -key KEY.pub ../$(DIST))"
 
 unit:
 	$(GO) test -short ./...
@@ -48,7 +83,7 @@ bench: build
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...
-	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal sandbox test); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
+	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal sandbox test release); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
 	@echo "== staticcheck"; GOFLAGS= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # The fault-injection suite (kill -9 loops, a full disk, corrupt caches, a hostile or broken git server) in its

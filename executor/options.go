@@ -71,6 +71,10 @@ type Options struct {
 	// it is cancelled or times out (default 10s).
 	KillGrace time.Duration
 
+	// progress receives one line per finished phase (see phase); set by
+	// the stages that write to the job log.
+	progress io.Writer
+
 	// claimed is the job id this prepare claimed (see claimJob).
 	claimed string
 }

@@ -89,7 +89,7 @@ func TestDecodeRefuses(t *testing.T) {
 		"no id":                {replace(`"id":4242,`, ``), "no job id"},
 		"script not strings":   {replace(`"script":["echo`, `"script":[1,"echo`), "not a list of strings"},
 		"variables object":     {replace(`"variables":[`, `"variables":{"a":`), ""},
-		"deep nesting":         {replace(`"inputs":{}`, `"inputs":`+strings.Repeat("[", 40)+strings.Repeat("]", 40)), "nested deeper"},
+		"deep nesting":         {replace(`"suspend_options":{}`, `"suspend_options":`+strings.Repeat("[", 40)+strings.Repeat("]", 40)), "nested deeper"},
 		"ref not string":       {replace(`"ref":"main"`, `"ref":["main"]`), "git_info.ref is not a string"},
 	}
 	for name, c := range cases {

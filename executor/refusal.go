@@ -113,11 +113,16 @@ func short(sha string) string {
 	return sha
 }
 
-// writeAdmitted prints the banner of an admitted job.
-func writeAdmitted(w io.Writer, s *Snapshot) {
+// writeAdmitted prints the banner of an admitted job, once, at prepare. It
+// names the writ build that judged the job, so a job log says which
+// version and commit of writ to look at.
+func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 	fmt.Fprintf(w, "%swrit: admitted%s by entry %q of allowlist version %d (commit %s) in environment %q\n",
 		ansiBoldGreen, ansiReset, s.Entry.Name, s.Allowlist.Version, short(s.Allowlist.Commit), s.Environment)
 	fmt.Fprintf(w, "writ: source %s at %s, verified (%s, signed by %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
+	if version != "" {
+		fmt.Fprintf(w, "writ: judged by writ %s\n", version)
+	}
 }
 
 // suggestionText is the rendered suggested entry, or nil when no entry
@@ -195,3 +200,8 @@ func admitsValue(v allowlist.Variable, value string) bool {
 	re, err := regexp.Compile(`^(?:` + v.Pattern + `)$`)
 	return err == nil && re.MatchString(value)
 }
+
+// SuggestedEntry is the allowlist entry (YAML) that would admit the job's
+// definition as GitLab sent it, as the refusal block shows it; nil when no
+// entry change would help.
+func SuggestedEntry(d *Decision) []byte { return suggestionText(d) }

@@ -329,7 +329,13 @@ func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceM
 	}
 	fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
 	defer cancel()
+	start := time.Now()
 	err = m.Fetch(fctx, req.refspec)
+	if err == nil {
+		o.phase("fetch", start, "fetched %s %s from %s", req.kind, allowlist.Visible(clip(req.p.Ref)), repo)
+	} else {
+		o.phase("fetch", start, "fetch of %s %s from %s failed", req.kind, allowlist.Visible(clip(req.p.Ref)), repo)
+	}
 	var limit *gitrepo.LimitError
 	switch {
 	case err == nil:

@@ -121,7 +121,9 @@ func Prepare(ctx context.Context, opts Options) int {
 		d.fail(Failure{Check: CheckPayload, Message: fmt.Sprintf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes),
 			Hint: "shorten the job's scripts and variables, or ask the runner's owners to raise job.max_payload_bytes"})
 	} else {
+		o.progress = o.Stdout
 		d, p, err = o.decide(ctx, data, true)
+		o.progress = nil
 		if err != nil {
 			fmt.Fprintf(o.Stdout, "%swrit cannot decide whether to admit this job%s: %v\n", ansiBoldRed, ansiReset, err)
 			fmt.Fprintln(o.Stdout, "The job was not started. GitLab Runner retries; if this persists, check writ's allowlist source and cache on the runner host.")
@@ -149,7 +151,7 @@ func Prepare(ctx context.Context, opts Options) int {
 		if auditMode {
 			fmt.Fprintf(o.Stdout, "%sWRIT AUDIT MODE: nothing is enforced on this runner.%s This job passes every check.\n", ansiBoldYellow, ansiReset)
 		}
-		writeAdmitted(o.Stdout, snap)
+		writeAdmitted(o.Stdout, snap, o.Version)
 		return 0
 	case passThrough:
 		writeRefusal(o.Stdout, d, true)
@@ -237,13 +239,16 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	if o.Allowlist == nil {
 		return d, p, errors.New("no allowlist source configured")
 	}
+	start := time.Now()
 	acc, err := o.Allowlist.Current(ctx)
 	if err == nil && (acc == nil || acc.Allowlist == nil) {
 		err = errors.New("the allowlist source returned no accepted version")
 	}
 	if err != nil {
+		o.phase("allowlist", start, "no accepted allowlist")
 		return d, p, err // wraps allowlist.ErrCannotDecide, which says why
 	}
+	o.phase("allowlist", start, "allowlist version %d in force (commit %s)", acc.Allowlist.Version, short(acc.Commit))
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
 	d.Warning = acc.Warning
 	for _, v := range p.Variables {
@@ -414,7 +419,7 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	w := o.Stdout
 	switch {
 	case stage == "prepare_script":
-		writeAdmitted(w, s)
+		// prepare already printed the admission banner; once is enough.
 		return 0, "ok"
 	case stage == "get_sources":
 		return o.getSources(ctx, s)
@@ -470,6 +475,7 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		o.writeExitCode(o.buildFailure())
 		return o.buildFailure(), "refused"
 	}
+	start := time.Now()
 	var err error
 	if ref := o.jobImage(s); ref != "" {
 		if _, err := o.imageRoot(ctx, s); err != nil {
@@ -491,7 +497,9 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		fmt.Fprintf(w, "writ: check out %s: %v\n", s.Commit, err)
 		return o.systemFailure(), "error"
 	}
-	fmt.Fprintf(w, "writ: checked out verified commit %s of %s into %s\n", s.Commit, s.Repository, s.BuildDir)
+	o.progress = w
+	o.phase("checkout", start, "checked out verified commit %s of %s into %s", s.Commit, s.Repository, s.BuildDir)
+	o.progress = nil
 	return 0, "ok"
 }
 

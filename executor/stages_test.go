@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +62,20 @@ func TestHappyPath(t *testing.T) {
 		"$ echo multi # collapsed multi-line command",
 		"checked out verified commit "+e.head,
 	)
+	// One progress line per phase, with its elapsed time; the banner once.
+	for _, re := range []string{
+		`writ: allowlist version 7 in force \(commit [0-9a-f]+\) \([0-9.]+m?s\)\n`,
+		`writ: fetched branch main from \S+ \([0-9.]+m?s\)\n`,
+		`writ: verified commit [0-9a-f]{12}, signed by .+ \([0-9.]+m?s\)\n`,
+		`writ: checked out verified commit [0-9a-f]{40} of \S+ into \S+ \([0-9.]+m?s\)\n`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("job log lacks a line matching %s:\n%s", re, log)
+		}
+	}
+	if n := strings.Count(log, "writ: admitted"); n != 1 {
+		t.Errorf("admission banner printed %d times:\n%s", n, log)
+	}
 	if _, err := os.Stat(e.canary); err != nil {
 		t.Errorf("script did not run: %v", err)
 	}
@@ -840,6 +855,9 @@ func TestAllowlistUnavailableIsSystemFailure(t *testing.T) {
 		t.Fatalf("prepare %d, want 2 (system failure)\n%s", r.prepare, j.log.String())
 	}
 	mustContain(t, j.log.String(), "writ cannot decide")
+	if strings.Count(j.log.String(), "cannot decide") != 1 {
+		t.Errorf("the error repeats itself:\n%s", j.log.String())
+	}
 	j.assertNothingRan()
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
@@ -40,6 +41,7 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		res, err := o.verifySource(ctx, d, p, entry, a, last)
 		if err == nil && last != nil && last.floor != nil {
 			err = o.checkFloor(ctx, d, p, entry, last.floor)
@@ -57,6 +59,7 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 			return nil
 		} else {
 			d.Signer = res.signer
+			o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
 		if !d.Admitted || !record || ent.Holds(entry.Source.Repository, p.SHA) {

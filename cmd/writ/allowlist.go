@@ -12,13 +12,14 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
+	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 type allowlistCmd struct {
 	Lint    lintCmd    `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
-	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version."`
+	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version; 4: expires within --warn-within; 5: remote unreachable, cached version in force (docs/operations.md)."`
 	Approve approveCmd `cmd:"" help:"Write a detached approval of the current allowlist content."`
 	Diff    diffCmd    `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
 	Entry   entryCmd   `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
@@ -50,86 +51,247 @@ func readAllowlistFiles(path string) (*allowlist.Allowlist, []byte, map[string][
 }
 
 type lintCmd struct {
-	Files []string `arg:"" help:"allowlist.yaml files to check." type:"path"`
+	outputFlags
+	Files      []string      `arg:"" help:"allowlist.yaml files to check." type:"path"`
+	WarnWithin time.Duration `help:"Exit 4 (warning) when a file's version expires within this, e.g. 336h. Without it, lint still prints a warning within 14 days but exits 0." default:"0"`
+}
+
+// lintWarnHorizon is how close to expiry lint prints a warning when
+// --warn-within is not given.
+const lintWarnHorizon = 14 * 24 * time.Hour
+
+func (*lintCmd) schema() string { return "writ/lint/v1" }
+
+// lintFile is one file's result in writ lint's JSON report.
+type lintFile struct {
+	File       string      `json:"file"`
+	OK         bool        `json:"ok"`
+	Version    int64       `json:"version,omitempty"`
+	Jobs       int         `json:"jobs,omitempty"`
+	SignerSets int         `json:"signer_sets,omitempty"`
+	Expires    *time.Time  `json:"expires,omitempty"`
+	Errors     []lintError `json:"errors,omitempty"`
+	Warnings   []string    `json:"warnings,omitempty"`
+}
+
+type lintError struct {
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Message string `json:"message"`
+}
+
+// lintOne checks one file. A version already expired is an error (no
+// environment accepts it); one expiring within warn a warning.
+func lintOne(path string, warn time.Duration, now time.Time) lintFile {
+	r := lintFile{File: path}
+	a, _, err := readAllowlistFile(path)
+	if err != nil {
+		var list allowlist.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				r.Errors = append(r.Errors, lintError{Line: e.Line, Column: e.Column, Message: e.Msg})
+			}
+		} else {
+			r.Errors = append(r.Errors, lintError{Message: err.Error()})
+		}
+		return r
+	}
+	exp := a.Expires.UTC()
+	r.Version, r.Jobs, r.SignerSets, r.Expires = a.Version, len(a.Jobs), len(a.Signers), &exp
+	switch words := allowlist.DescribeExpiry(a.Expires, now); {
+	case !a.Expires.After(now):
+		r.Errors = append(r.Errors, lintError{Message: "the version " + words + ": no environment accepts it; set expires to a future date and raise version"})
+	case a.Expires.Sub(now) <= warn:
+		r.Warnings = append(r.Warnings, "the version "+words+": every deploy stops then unless a newer version is approved first")
+	}
+	r.OK = len(r.Errors) == 0
+	return r
 }
 
 func (c *lintCmd) Run(g *globals) error {
-	bad := 0
+	now := time.Now()
+	var files []lintFile
+	o := outcomeOK
+	horizon := c.WarnWithin
+	if horizon == 0 {
+		horizon = lintWarnHorizon
+	}
 	for _, f := range c.Files {
-		a, _, err := readAllowlistFile(f)
-		if err != nil {
-			bad++
-			var list allowlist.ErrorList
-			if errors.As(err, &list) {
-				for _, e := range list {
-					fmt.Fprintln(g.stdout, e.Error())
-				}
-			} else {
-				fmt.Fprintf(g.stdout, "%s: %v\n", f, err)
-			}
-			continue
+		r := lintOne(f, horizon, now)
+		files = append(files, r)
+		switch {
+		case !r.OK:
+			o = outcomeRefused
+		case len(r.Warnings) > 0 && c.WarnWithin > 0 && o == outcomeOK:
+			o = outcomeWarning
 		}
-		fmt.Fprintf(g.stdout, "%s: ok (version %d, %d jobs, %d signer sets, expires %s)\n",
-			f, a.Version, len(a.Jobs), len(a.Signers), a.Expires.UTC().Format(time.RFC3339))
+		if !c.jsonOutput() {
+			writeLintText(g, r)
+		}
 	}
-	if bad > 0 {
-		return exitCode(1, nil)
-	}
-	return nil
+	return g.report(c, o, nil, struct {
+		Files []lintFile `json:"files"`
+	}{files})
 }
 
-type verifyCmd struct{}
+func writeLintText(g *globals, r lintFile) {
+	for _, e := range r.Errors {
+		switch {
+		case e.Line > 0 && e.Column > 0:
+			fmt.Fprintf(g.stdout, "%s:%d:%d: %s\n", r.File, e.Line, e.Column, e.Message)
+		case e.Line > 0:
+			fmt.Fprintf(g.stdout, "%s:%d: %s\n", r.File, e.Line, e.Message)
+		default:
+			fmt.Fprintf(g.stdout, "%s: %s\n", r.File, e.Message)
+		}
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(g.stdout, "%s: warning: %s\n", r.File, w)
+	}
+	if r.OK {
+		fmt.Fprintf(g.stdout, "%s: ok (version %d, %d jobs, %d signer sets, expires %s)\n",
+			r.File, r.Version, r.Jobs, r.SignerSets, r.Expires.Format(time.RFC3339))
+	}
+}
+
+type verifyCmd struct {
+	outputFlags
+	WarnWithin time.Duration `help:"Exit 4 (warning) when the version in force expires within this, e.g. 168h (0: never)." default:"0"`
+}
+
+func (*verifyCmd) schema() string { return "writ/verify/v1" }
+
+// verifyReport is the JSON body of writ allowlist verify.
+type verifyReport struct {
+	Environment  string        `json:"environment"`
+	Repository   verifyRepo    `json:"repository"`
+	RemoteHead   string        `json:"remote_head,omitempty"`
+	HeadAccepted bool          `json:"head_accepted"`
+	FirstContact string        `json:"first_contact,omitempty"`
+	Checks       []verifyCheck `json:"checks"`
+	InForce      *inForce      `json:"in_force,omitempty"`
+	Warning      string        `json:"warning,omitempty"`
+}
+
+type verifyRepo struct {
+	Identity string `json:"identity"`
+	URL      string `json:"url"`
+	Branch   string `json:"branch"`
+}
+
+type verifyCheck struct {
+	Rule   string `json:"rule"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+type inForce struct {
+	Version          int64     `json:"version"`
+	Commit           string    `json:"commit"`
+	Digest           string    `json:"sha256"`
+	Signer           string    `json:"signer"`
+	Approvers        []string  `json:"approvers"`
+	Threshold        int       `json:"threshold"`
+	Expires          time.Time `json:"expires"`
+	ExpiresInSeconds int64     `json:"expires_in_seconds"`
+	FromCache        bool      `json:"from_cache"`
+}
+
+func newVerifyReport(cfg *config.Config, cur *allowlist.Accepted, rep *allowlist.Report, now time.Time) verifyReport {
+	r := verifyReport{Environment: cfg.Environment, Checks: []verifyCheck{},
+		Repository: verifyRepo{Identity: cfg.Allowlist.Identity, URL: cfg.Allowlist.URL, Branch: cfg.Allowlist.Branch}}
+	if rep != nil {
+		r.RemoteHead, r.HeadAccepted, r.FirstContact = rep.Head, rep.Accepted, rep.FirstContact
+		for _, ch := range rep.Checks {
+			r.Checks = append(r.Checks, verifyCheck{Rule: ch.Rule, OK: ch.OK, Detail: ch.Detail})
+		}
+	}
+	if cur != nil {
+		r.InForce = &inForce{Version: cur.Allowlist.Version, Commit: cur.Commit, Digest: cur.Digest, Signer: cur.Signer,
+			Approvers: append([]string{}, cur.Approvers...), Threshold: cur.Threshold, Expires: cur.Allowlist.Expires.UTC(),
+			ExpiresInSeconds: int64(cur.Allowlist.Expires.Sub(now) / time.Second), FromCache: cur.FromCache}
+		r.Warning = cur.Warning
+	}
+	return r
+}
+
+// verifyOutcome ranks what verify found, most severe first: no valid
+// version (nothing runs), a rejected head (possibly an attack), an
+// unreachable remote (the cache serves), expiry within the window.
+func verifyOutcome(cur *allowlist.Accepted, rep *allowlist.Report, err error, warn time.Duration, now time.Time) outcome {
+	switch {
+	case err != nil:
+		return outcomeCannotDecide
+	case rep != nil && !rep.Accepted && rep.Failed() != nil && rep.Failed().Rule != allowlist.RuleFetch:
+		return outcomeRefused
+	case cur != nil && cur.FromCache:
+		return outcomeStale
+	case cur != nil && warn > 0 && cur.Allowlist.Expires.Sub(now) <= warn:
+		return outcomeWarning
+	}
+	return outcomeOK
+}
 
 func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
 	}
-	log, closeLog := g.logger(cfg, false)
+	log, closeLog, err := g.logger(cfg, false)
+	if err != nil {
+		return err
+	}
 	defer closeLog()
 	st, err := state.Open(cfg, log)
 	if err != nil {
-		return err
+		return fail(outcomeConfig, err)
 	}
 	defer st.Close()
 	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)), allowlist.WithState(st))
 	if err != nil {
-		return err
+		return fail(outcomeConfig, err)
 	}
+	start := time.Now()
 	cur, rep, err := acc.Refresh(ctx)
+	log.Debug("allowlist refresh", "duration", time.Since(start), "accepted", rep != nil && rep.Accepted)
+	now := time.Now()
+	o := verifyOutcome(cur, rep, err, c.WarnWithin, now)
+	r := newVerifyReport(cfg, cur, rep, now)
+	if !c.jsonOutput() {
+		writeVerifyText(g, r, now)
+		if o == outcomeWarning {
+			fmt.Fprintf(g.stdout, "WARNING:     the version in force %s, within --warn-within %s: approve a newer version before then\n",
+				allowlist.DescribeExpiry(r.InForce.Expires, now), c.WarnWithin)
+		}
+	}
+	return g.report(c, o, err, r)
+}
+
+func writeVerifyText(g *globals, r verifyReport, now time.Time) {
 	w := g.stdout
-	fmt.Fprintf(w, "environment: %s\nrepository:  %s (%s, branch %s)\n", cfg.Environment, cfg.Allowlist.Identity, cfg.Allowlist.URL, cfg.Allowlist.Branch)
-	if rep != nil {
-		if rep.Head != "" {
-			fmt.Fprintf(w, "remote head: %s\n", rep.Head)
-		}
-		for _, ch := range rep.Checks {
-			mark := "ok  "
-			if !ch.OK {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(w, "  [%s] %-9s %s\n", mark, ch.Rule, ch.Detail)
-		}
+	fmt.Fprintf(w, "environment: %s\nrepository:  %s (%s, branch %s)\n", r.Environment, r.Repository.Identity, r.Repository.URL, r.Repository.Branch)
+	if r.RemoteHead != "" {
+		fmt.Fprintf(w, "remote head: %s\n", r.RemoteHead)
 	}
-	if rep != nil && rep.FirstContact != "" {
-		fmt.Fprintf(w, "first contact: %s\n", rep.FirstContact)
+	for _, ch := range r.Checks {
+		mark := "ok  "
+		if !ch.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  [%s] %-9s %s\n", mark, ch.Rule, ch.Detail)
 	}
-	if cur != nil {
-		fmt.Fprintf(w, "in force:    version %d at commit %s\n", cur.Allowlist.Version, cur.Commit)
-		fmt.Fprintf(w, "signer:      %s\n", cur.Signer)
-		fmt.Fprintf(w, "approvals:   %d of %d required (%s)\n", len(cur.Approvers), cur.Threshold, strings.Join(cur.Approvers, ", "))
-		fmt.Fprintf(w, "expires:     %s (in %s)\n", cur.Allowlist.Expires.UTC().Format(time.RFC3339), time.Until(cur.Allowlist.Expires).Round(time.Minute))
-		if cur.Warning != "" {
-			fmt.Fprintf(w, "WARNING:     %s\n", cur.Warning)
+	if r.FirstContact != "" {
+		fmt.Fprintf(w, "first contact: %s\n", r.FirstContact)
+	}
+	if f := r.InForce; f != nil {
+		fmt.Fprintf(w, "in force:    version %d at commit %s\n", f.Version, f.Commit)
+		fmt.Fprintf(w, "signer:      %s\n", f.Signer)
+		fmt.Fprintf(w, "approvals:   %d of %d required (%s)\n", len(f.Approvers), f.Threshold, strings.Join(f.Approvers, ", "))
+		fmt.Fprintf(w, "expires:     %s\n", allowlist.DescribeExpiry(f.Expires, now))
+		if r.Warning != "" {
+			fmt.Fprintf(w, "WARNING:     %s\n", r.Warning)
 		}
 	}
-	if err != nil {
-		return exitCode(2, err)
-	}
-	if rep != nil && !rep.Accepted {
-		return exitCode(1, nil)
-	}
-	return nil
 }
 
 type approveCmd struct {
@@ -143,14 +305,14 @@ type approveCmd struct {
 
 func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 	if c.SSHKey == "" && c.SigstoreKey == "" && c.GPGKey == "" {
-		return exitCode(2, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE"))
+		return fail(outcomeUsage, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE"))
 	}
 	label := c.Label
 	if label == "" {
 		label = os.Getenv("USER")
 	}
 	if !allowlist.ValidLabel(label) {
-		return exitCode(2, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
+		return fail(outcomeUsage, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
 	}
 	file := filepath.Join(c.Dir, allowlist.FileName)
 	a, data, loaded, err := readAllowlistFiles(file)
@@ -201,9 +363,12 @@ func indent(s string) string {
 }
 
 type diffCmd struct {
+	outputFlags
 	Old string `arg:"" help:"The allowlist before (a file; \"-\" or a missing file for none)."`
 	New string `arg:"" help:"The allowlist after."`
 }
+
+func (*diffCmd) schema() string { return "writ/diff/v1" }
 
 func (c *diffCmd) Run(g *globals) error {
 	load := func(p string) (*allowlist.Allowlist, error) {
@@ -218,14 +383,17 @@ func (c *diffCmd) Run(g *globals) error {
 	}
 	oldA, err := load(c.Old)
 	if err != nil {
-		return exitCode(1, err)
+		return g.report(c, outcomeRefused, err, nil)
 	}
 	newA, err := load(c.New)
 	if err != nil {
-		return exitCode(1, err)
+		return g.report(c, outcomeRefused, err, nil)
 	}
-	fmt.Fprint(g.stdout, allowlist.Diff(oldA, newA).Markdown())
-	return nil
+	d := allowlist.Diff(oldA, newA)
+	if !c.jsonOutput() {
+		fmt.Fprint(g.stdout, d.Markdown())
+	}
+	return g.report(c, outcomeOK, nil, newDiffReport(d))
 }
 
 type entryCmd struct {
@@ -238,7 +406,7 @@ func (c *entryCmd) Run(g *globals) error {
 	if env == "" {
 		cfg, err := g.loadConfig()
 		if err != nil {
-			return exitCode(2, fmt.Errorf("%v (or pass --environment)", err))
+			return fail(outcomeConfig, fmt.Errorf("%v (or pass --environment)", errors.Unwrap(err)))
 		}
 		env = cfg.Environment
 	}

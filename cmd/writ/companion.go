@@ -47,6 +47,7 @@ func (f gitlabFlags) conn() (companion.Connection, error) {
 
 type proposeCmd struct {
 	gitlabFlags
+	outputFlags
 	Project          string `required:"" help:"Application project (path or ID)."`
 	Ref              string `required:"" help:"Branch or tag the deploy jobs run for: refs/heads/NAME or refs/tags/NAME (a short name is a branch)."`
 	ContentRef       string `help:"Commit, branch or tag to read the CI configuration from (default --ref)."`
@@ -68,7 +69,7 @@ func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
 	}
 	conn, err := c.conn()
 	if err != nil {
-		return err
+		return fail(outcomeConfig, err)
 	}
 	res, err := companion.Propose(ctx, companion.ProposeOptions{
 		Conn: conn, Project: c.Project, Ref: c.Ref, ContentRef: c.ContentRef, Environment: c.Environment,
@@ -79,15 +80,42 @@ func (c *proposeCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	res.WriteText(g.stdout)
+	o := outcomeOK
 	if c.Check && res.Status == companion.StatusWouldChange {
-		return exitCode(companion.ExitChangeNeeded, nil)
+		o = outcomeChange
 	}
-	return nil
+	if !c.jsonOutput() {
+		res.WriteText(g.stdout)
+	}
+	return g.report(c, o, nil, newProposeReport(res))
+}
+
+func (*proposeCmd) schema() string { return "writ/propose/v1" }
+
+// proposeReport is the JSON body of writ propose.
+type proposeReport struct {
+	Status          string   `json:"status"`
+	BaseVersion     int64    `json:"base_version"`
+	Version         int64    `json:"version"`
+	Jobs            []string `json:"jobs"`
+	Stale           []string `json:"stale,omitempty"`
+	Notes           []string `json:"notes,omitempty"`
+	Branch          string   `json:"branch,omitempty"`
+	Commit          string   `json:"commit,omitempty"`
+	MergeRequestIID int64    `json:"merge_request_iid,omitempty"`
+	MergeRequestURL string   `json:"merge_request_url,omitempty"`
+	Diff            string   `json:"diff"`
+}
+
+func newProposeReport(r *companion.ProposeResult) proposeReport {
+	return proposeReport{Status: r.Status, BaseVersion: r.BaseVersion, Version: r.Version, Jobs: append([]string{}, r.Jobs...),
+		Stale: r.Stale, Notes: r.Notes, Branch: r.Branch, Commit: r.Commit,
+		MergeRequestIID: r.MergeRequestIID, MergeRequestURL: r.MergeRequestURL, Diff: r.Diff}
 }
 
 type reviewCmd struct {
 	gitlabFlags
+	outputFlags
 	MR            int64         `name:"mr" help:"Merge request number (IID) to review and post the note on."`
 	Project       string        `help:"The allowlist repository's GitLab project (with --mr)."`
 	Local         bool          `help:"Review a local clone instead of a merge request; post nothing."`
@@ -103,49 +131,67 @@ type reviewCmd struct {
 func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
 	require, err := companion.ParseChecks(c.Require)
 	if err != nil {
-		return err
+		return fail(outcomeUsage, err)
 	}
 	envs, err := companion.ReadEnvironments(c.EnvConfig)
 	if err != nil {
-		return err
+		return fail(outcomeConfig, err)
 	}
 	var rep *companion.ReviewReport
+	var body reviewReport
 	switch {
 	case c.Local && c.MR != 0:
-		return errors.New("review: use either --local or --mr")
+		return fail(outcomeUsage, errors.New("review: use either --local or --mr"))
 	case c.Local:
 		rep, err = companion.ReviewLocal(companion.LocalOptions{Dir: c.Dir, HeadRev: c.HeadRev, BaseRev: c.BaseRev, Environments: envs, ExpiryHorizon: c.ExpiryHorizon})
 		if err != nil {
 			return err
 		}
-		fmt.Fprint(g.stdout, rep.Markdown())
+		if !c.jsonOutput() {
+			fmt.Fprint(g.stdout, rep.Markdown())
+		}
 	default:
 		conn, err := c.conn()
 		if err != nil {
-			return err
+			return fail(outcomeConfig, err)
 		}
 		res, err := companion.Review(ctx, companion.ReviewOptions{Conn: conn, Project: c.Project, MergeRequest: c.MR, Environments: envs, ExpiryHorizon: c.ExpiryHorizon, DryRun: c.DryRun})
 		if err != nil {
 			return err
 		}
-		rep = res.Report
-		if c.DryRun {
+		rep, body.NoteID, body.NoteStatus = res.Report, res.NoteID, res.Status
+		switch {
+		case c.jsonOutput():
+		case c.DryRun:
 			fmt.Fprint(g.stdout, res.Note)
-		} else {
+		default:
 			fmt.Fprintf(g.stdout, "review note %d on !%d: %s\n", res.NoteID, c.MR, res.Status)
 		}
 		for _, w := range res.Warnings {
 			fmt.Fprintf(g.stderr, "warning: %s\n", w)
 		}
 	}
-	if f := rep.Failures(require); len(f) > 0 {
-		return exitCode(1, fmt.Errorf("review: %s", strings.Join(f, "; ")))
+	body.Report, body.Failures = rep, rep.Failures(require)
+	if len(body.Failures) > 0 {
+		return g.report(c, outcomeRefused, fmt.Errorf("review: %s", strings.Join(body.Failures, "; ")), body)
 	}
-	return nil
+	return g.report(c, outcomeOK, nil, body)
+}
+
+func (*reviewCmd) schema() string { return "writ/review/v1" }
+
+// reviewReport is the JSON body of writ review: the failed required checks
+// and companion's full report.
+type reviewReport struct {
+	Failures   []string                `json:"failures"`
+	NoteID     int64                   `json:"note_id,omitempty"`
+	NoteStatus string                  `json:"note_status,omitempty"`
+	Report     *companion.ReviewReport `json:"report"`
 }
 
 type reconcileCmd struct {
 	gitlabFlags
+	outputFlags
 	Since       string   `required:"" help:"Start: RFC 3339 time, or a duration back from now (24h)."`
 	Until       string   `help:"End: RFC 3339 time or duration back from now (default now)."`
 	Runner      []int64  `required:"" help:"GitLab runner ID of the environment (repeatable)."`
@@ -154,19 +200,19 @@ type reconcileCmd struct {
 	AllowBlind  bool     `help:"Compare even when the token cannot see every project that used the runners; list those projects instead of refusing."`
 	Environment string   `help:"Only this environment's records (default: the config's environment)."`
 	MaxJobs     int      `help:"Most GitLab jobs read per runner." default:"10000"`
-	JSON        bool     `help:"Print the report as JSON."`
+	JSON        bool     `help:"Same as --output json (kept for scripts written against earlier releases)."`
 }
 
 func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
 	now := time.Now()
 	since, err := companion.ParseSince(c.Since, now)
 	if err != nil {
-		return exitCode(2, fmt.Errorf("--since: %w", err))
+		return fail(outcomeUsage, fmt.Errorf("--since: %w", err))
 	}
 	var until time.Time
 	if c.Until != "" {
 		if until, err = companion.ParseSince(c.Until, now); err != nil {
-			return exitCode(2, fmt.Errorf("--until: %w", err))
+			return fail(outcomeUsage, fmt.Errorf("--until: %w", err))
 		}
 	}
 	logs, env := c.AuditLog, c.Environment
@@ -181,29 +227,31 @@ func (c *reconcileCmd) Run(ctx context.Context, g *globals) error {
 				env = cfg.Environment
 			}
 		case len(logs) == 0:
-			return exitCode(2, fmt.Errorf("set --audit-log, or --config to read paths.audit: %w", err))
+			return fail(outcomeConfig, fmt.Errorf("set --audit-log, or --config to read paths.audit: %w", err))
 		}
 	}
 	conn, err := c.conn()
 	if err != nil {
-		return exitCode(2, err)
+		return fail(outcomeConfig, err)
 	}
 	rep, err := companion.Reconcile(ctx, companion.ReconcileOptions{
 		Conn: conn, RunnerIDs: c.Runner, AuditLogs: logs, Environment: env, Since: since, Until: until, MaxJobs: c.MaxJobs, AllowBlind: c.AllowBlind, SystemID: c.SystemID,
 	})
 	if err != nil {
-		return exitCode(2, err)
+		return fail(outcomeCannotDecide, err)
 	}
-	if c.JSON {
-		err = rep.WriteJSON(g.stdout)
-	} else {
-		err = rep.WriteText(g.stdout)
-	}
-	if err != nil {
-		return exitCode(2, err)
-	}
+	o := outcomeOK
 	if !rep.OK() {
-		return exitCode(1, nil)
+		o = outcomeRefused
 	}
-	return nil
+	if !c.jsonOutput() {
+		if err := rep.WriteText(g.stdout); err != nil {
+			return fail(outcomeIO, err)
+		}
+	}
+	return g.report(c, o, nil, rep)
 }
+
+func (*reconcileCmd) schema() string { return "writ/reconcile/v1" }
+
+func (c *reconcileCmd) jsonOutput() bool { return c.JSON || c.outputFlags.jsonOutput() }

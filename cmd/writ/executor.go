@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/state"
+	"gitlab.com/writ-ci/writ/internal/version"
 )
 
 type executorCmd struct {
@@ -27,15 +30,15 @@ type (
 )
 
 func (configStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, executor.Config)
+	return runStage(ctx, g, "config", executor.Config)
 }
 
 func (prepareStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, executor.Prepare)
+	return runStage(ctx, g, "prepare", executor.Prepare)
 }
 
 func (cleanupStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, executor.Cleanup)
+	return runStage(ctx, g, "cleanup", executor.Cleanup)
 }
 
 type runCmd struct {
@@ -61,17 +64,21 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 	if err != nil {
 		return executor.Options{}, func() {}, err
 	}
-	log, closeLog := g.logger(cfg, true)
+	log, closeLog, err := g.logger(cfg, true)
+	if err != nil {
+		return executor.Options{}, func() {}, err
+	}
 	al := audit.Open(cfg.Paths.Audit)
 	st, err := state.Open(cfg, log)
 	if err != nil {
 		closeLog()
-		return executor.Options{}, func() {}, err
+		return executor.Options{}, func() {}, fail(outcomeConfig, err)
 	}
 	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al), allowlist.WithState(st))
 	if err != nil {
+		st.Close()
 		closeLog()
-		return executor.Options{}, func() {}, err
+		return executor.Options{}, func() {}, fail(outcomeConfig, err)
 	}
 	done := func() {
 		st.Close()
@@ -87,7 +94,7 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 		Stdout:    g.stdout,
 		Stderr:    g.stderr,
 		Now:       time.Now,
-		Version:   version,
+		Version:   version.Get().String(),
 	}, done, nil
 }
 
@@ -95,13 +102,16 @@ func stageError(err error) error {
 	return exitCode(systemFailure(), fmt.Errorf("cannot start: %w", err))
 }
 
-func runStage(ctx context.Context, g *globals, stage func(context.Context, executor.Options) int) error {
+func runStage(ctx context.Context, g *globals, name string, stage func(context.Context, executor.Options) int) error {
 	o, done, err := g.executorOptions()
 	if err != nil {
 		return stageError(err)
 	}
 	defer done()
-	if code := stage(ctx, o); code != 0 {
+	start := time.Now()
+	code := stage(ctx, o)
+	o.Log.Debug("stage done", "stage", name, "duration", time.Since(start), "exit", code)
+	if code != 0 {
 		return exitCode(code, nil)
 	}
 	return nil
@@ -113,21 +123,44 @@ func (c *runCmd) Run(ctx context.Context, g *globals) error {
 		return stageError(err)
 	}
 	defer done()
-	if code := executor.Run(ctx, o, c.Script, c.Stage); code != 0 {
+	start := time.Now()
+	code := executor.Run(ctx, o, c.Script, c.Stage)
+	o.Log.Debug("stage done", "stage", c.Stage, "duration", time.Since(start), "exit", code)
+	if code != 0 {
 		return exitCode(code, nil)
 	}
 	return nil
 }
 
 type checkCmd struct {
-	Job   string `help:"A saved runner job payload (JSON)." required:"" type:"existingfile"`
+	outputFlags
+	Job   string `help:"A saved runner job payload (JSON)." required:"" type:"path"`
 	Fetch bool   `help:"Fetch the allowlist and the job's source instead of using only what is cached."`
+}
+
+func (*checkCmd) schema() string { return "writ/check/v1" }
+
+// checkReport is the JSON body of writ check: the decision as the audit
+// log records it.
+type checkReport struct {
+	Decision *executor.Decision `json:"decision,omitempty"`
+	// SuggestedEntry is the entry that would admit the job's definition
+	// (YAML), when a definition check failed.
+	SuggestedEntry string `json:"suggested_entry,omitempty"`
+}
+
+func newCheckReport(d *executor.Decision) checkReport {
+	r := checkReport{Decision: d}
+	if d != nil {
+		r.SuggestedEntry = string(executor.SuggestedEntry(d))
+	}
+	return r
 }
 
 func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	o, done, err := g.executorOptions()
 	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
 	defer done()
 	if !c.Fetch {
@@ -135,47 +168,30 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 		o.Offline = true
 	}
 	data, err := fsutil.ReadFileLimit(c.Job, o.Config.Job.MaxPayloadBytes)
-	if err != nil {
-		return exitCode(1, err)
+	switch {
+	case errors.Is(err, fsutil.ErrTooLarge):
+		return g.report(c, outcomeRefused, fmt.Errorf("the job payload is larger than %d bytes (job.max_payload_bytes)", o.Config.Job.MaxPayloadBytes), nil)
+	case err != nil:
+		return g.report(c, outcomeIO, fmt.Errorf("read the job payload: %w", err), nil)
+	}
+	if c.jsonOutput() {
+		o.Stdout = io.Discard
 	}
 	// Check prints its report (or why it cannot decide) itself.
 	d, err := executor.Check(ctx, o, data)
-	if err != nil {
-		return exitCode(2, nil)
+	switch {
+	case err != nil:
+		if c.jsonOutput() {
+			return g.report(c, outcomeCannotDecide, err, newCheckReport(d))
+		}
+		return fail(outcomeCannotDecide, nil)
+	case !d.Admitted:
+		return g.report(c, outcomeRefused, nil, newCheckReport(d))
 	}
-	if !d.Admitted {
-		return exitCode(1, nil)
-	}
-	return nil
+	return g.report(c, outcomeOK, nil, newCheckReport(d))
 }
 
 // cachedSource serves only the locally cached accepted allowlist.
 type cachedSource struct{ a *allowlist.Accepter }
 
 func (c cachedSource) Current(context.Context) (*allowlist.Accepted, error) { return c.a.Cached() }
-
-type auditCmd struct {
-	Verify auditVerifyCmd `cmd:"" help:"Check the audit log's hash chain; name the first broken record."`
-}
-
-type auditVerifyCmd struct {
-	File string `arg:"" optional:"" help:"Audit log file (default: the config's paths.audit)."`
-}
-
-func (c *auditVerifyCmd) Run(g *globals) error {
-	path := c.File
-	if path == "" {
-		cfg, err := g.loadConfig()
-		if err != nil {
-			return exitCode(2, fmt.Errorf("%v (or name the audit log file)", err))
-		}
-		path = cfg.Paths.Audit
-	}
-	n, err := audit.VerifyFile(path)
-	if err != nil {
-		fmt.Fprintf(g.stdout, "%s: BROKEN after %d good records: %v\n", path, n, err)
-		return exitCode(1, nil)
-	}
-	fmt.Fprintf(g.stdout, "%s: ok, %d records, chain intact\n", path, n)
-	return nil
-}

@@ -19,57 +19,52 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/version"
 	"gitlab.com/writ-ci/writ/sandbox"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
-// exitError carries a process exit code out of a command.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit %d", e.code)
-	}
-	return e.err.Error()
-}
-
-func exitCode(code int, err error) error { return &exitError{code: code, err: err} }
-
 // globals are the flags every command shares.
 type globals struct {
-	Config    string `help:"Path of writ's environment config (default /etc/writ/config.toml)." env:"WRIT_CONFIG" type:"path"`
-	LogFormat string `help:"Operational log format: text or json (overrides the config)." enum:",text,json" default:""`
-	LogLevel  string `help:"Operational log level (overrides the config)." default:""`
+	Config    string           `help:"Path of writ's environment config (default /etc/writ/config.toml)." env:"WRIT_CONFIG" type:"path"`
+	LogFormat string           `help:"Operational log format: text or json (overrides the config)." enum:",text,json" default:""`
+	LogLevel  string           `help:"Operational log level: trace, debug, info, warn or error (overrides the config)." enum:",trace,debug,info,warn,error" default:""`
+	Version   kong.VersionFlag `help:"Print writ's version and exit."`
 
 	stdout, stderr io.Writer
+	// reported is set once a JSON report is written, so an error after it
+	// is not reported twice.
+	reported bool
 }
 
-// loadConfig reads the environment config the flags point at.
+// loadConfig reads the environment config the flags point at. Its error
+// ends the command as a config error (exit 78).
 func (g *globals) loadConfig() (*config.Config, error) {
-	return config.Load(config.Resolve(g.Config))
+	cfg, err := config.Load(config.Resolve(g.Config))
+	if err != nil {
+		return nil, fail(outcomeConfig, err)
+	}
+	return cfg, nil
 }
 
 // logger builds the operational logger: go-hclog, text or JSON. Executor
 // stages' standard error is the job log, so there, without a log file,
-// only warnings and errors are written.
-func (g *globals) logger(cfg *config.Config, jobLog bool) (hclog.Logger, func()) {
+// only warnings and errors are written. A log.file that cannot be opened
+// is an error: an operator who asked for a log file must not find it empty.
+func (g *globals) logger(cfg *config.Config, jobLog bool) (hclog.Logger, func(), error) {
 	format, level, out := "text", "info", g.stderr
 	closeFn := func() {}
 	if cfg != nil {
 		format, level = cfg.Log.Format, cfg.Log.Level
-		if jobLog && cfg.Log.File == "" && (level == "info" || level == "debug" || level == "trace") {
+		if jobLog && cfg.Log.File == "" && g.LogLevel == "" && (level == "info" || level == "debug" || level == "trace") {
 			level = "warn"
 		}
 		if cfg.Log.File != "" {
-			if f, err := os.OpenFile(cfg.Log.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
-				out = f
-				closeFn = func() { f.Close() }
+			f, err := os.OpenFile(cfg.Log.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+			if err != nil {
+				return nil, closeFn, fail(outcomeConfig, fmt.Errorf("log.file: %w (fix the path or its directory's permissions in %s)", err, cfg.Path))
 			}
+			out = f
+			closeFn = func() { f.Close() }
 		}
 	}
 	if g.LogFormat != "" {
@@ -83,7 +78,7 @@ func (g *globals) logger(cfg *config.Config, jobLog bool) (hclog.Logger, func())
 		Level:      hclog.LevelFromString(level),
 		JSONFormat: format == "json",
 		Output:     out,
-	}), closeFn
+	}), closeFn, nil
 }
 
 type cli struct {
@@ -97,14 +92,33 @@ type cli struct {
 	Propose   proposeCmd   `cmd:"" help:"Propose allowlist entries for a project's deploy jobs as a merge request."`
 	Review    reviewCmd    `cmd:"" help:"Post or update the review note on an allowlist merge request."`
 	Reconcile reconcileCmd `cmd:"" help:"Compare GitLab's job history with writ's audit log."`
-	Version   versionCmd   `cmd:"" help:"Print writ's version."`
+	Version   versionCmd   `cmd:"" help:"Print writ's version, commit and toolchain."`
+	ConfigCmd configCmd    `cmd:"" name:"config" help:"Check writ's config; print the effective config."`
 }
 
-type versionCmd struct{}
+type versionCmd struct {
+	outputFlags
+}
 
-func (versionCmd) Run(g *globals) error {
-	fmt.Fprintln(g.stdout, "writ", version)
-	return nil
+func (*versionCmd) schema() string { return "writ/version/v1" }
+
+func (c *versionCmd) Run(g *globals) error {
+	info := version.Get()
+	if !c.jsonOutput() {
+		fmt.Fprintf(g.stdout, "writ %s\ncommit %s\nbuilt with %s for %s\n", info.Version, orUnknown(info.Commit, info.Modified), info.GoVersion, info.Platform)
+		return nil
+	}
+	return g.report(c, outcomeOK, nil, info)
+}
+
+func orUnknown(commit string, modified bool) string {
+	switch {
+	case commit == "":
+		return "unknown"
+	case modified:
+		return commit + " (modified tree)"
+	}
+	return commit
 }
 
 func main() {
@@ -123,10 +137,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
+		kong.Vars{"version": "writ " + version.Get().String()},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "writ:", err)
-		return 2
+		return outcomeUsage.Code
 	}
 	code := 0
 	func() {
@@ -142,27 +157,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kctx, err := parser.Parse(args)
 		if err != nil {
 			fmt.Fprintln(stderr, "writ:", err)
-			code = 2
+			code = outcomeUsage.Code
 			return
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		kctx.BindTo(ctx, (*context.Context)(nil))
 		err = kctx.Run(&c.globals)
-		var ee *exitError
-		switch {
-		case err == nil:
-		case errors.As(err, &ee):
-			if ee.err != nil {
-				fmt.Fprintln(stderr, "writ:", ee.err)
-			}
-			code = ee.code
-		default:
-			fmt.Fprintln(stderr, "writ:", err)
-			code = 1
-		}
+		code = c.finish(kctx, err)
 	}()
 	return code
+}
+
+// finish reports a command's error and returns the exit code. A reporting
+// command in JSON mode that ended before writing its report gets one with
+// the outcome and the error, so a monitor always parses JSON.
+func (c *cli) finish(kctx *kong.Context, err error) int {
+	if err == nil {
+		return 0
+	}
+	o := errorOutcome(err)
+	var ee *exitError
+	msg := err
+	if errors.As(err, &ee) {
+		msg = ee.err
+	}
+	if r, ok := selectedReporter(kctx); ok && r.jsonOutput() && !c.reported {
+		if werr := writeJSON(c.stdout, r.schema(), o, msg, nil); werr == nil {
+			return o.Code
+		}
+	}
+	if msg != nil {
+		fmt.Fprintln(c.stderr, "writ:", flatten(msg))
+	}
+	return o.Code
+}
+
+// selectedReporter is the chosen command if it has a JSON report.
+func selectedReporter(kctx *kong.Context) (reporter, bool) {
+	node := kctx.Selected()
+	if node == nil || !node.Target.CanAddr() {
+		return nil, false
+	}
+	r, ok := node.Target.Addr().Interface().(reporter)
+	return r, ok
 }
 
 // exitPanic lets kong's --help and usage errors end run() with a code

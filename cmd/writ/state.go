@@ -36,13 +36,16 @@ type stateRepairCmd struct{}
 func (g *globals) openState() (*config.Config, state.Store, func(), error) {
 	cfg, err := g.loadConfig()
 	if err != nil {
-		return nil, nil, nil, exitCode(2, err)
+		return nil, nil, nil, err
 	}
-	log, closeLog := g.logger(cfg, false)
+	log, closeLog, err := g.logger(cfg, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	st, err := state.Open(cfg, log)
 	if err != nil {
 		closeLog()
-		return nil, nil, nil, exitCode(2, err)
+		return nil, nil, nil, fail(outcomeConfig, err)
 	}
 	return cfg, st, func() { st.Close(); closeLog() }, nil
 }
@@ -58,7 +61,9 @@ func (c *stateShowCmd) Run(ctx context.Context, g *globals) error {
 		return exitCode(2, err)
 	}
 	if c.Output == "json" {
-		return writeJSON(g.stdout, marks)
+		// A bare array, as fleet tooling reads it (not yet the versioned
+		// shape of docs/operations.md).
+		return writeJSONValue(g.stdout, marks)
 	}
 	for i, m := range marks {
 		if i > 0 {
@@ -73,7 +78,7 @@ func (stateExportCmd) Run(ctx context.Context, g *globals) error {
 	return (&stateShowCmd{Output: "json"}).Run(ctx, g)
 }
 
-func writeJSON(w io.Writer, v any) error {
+func writeJSONValue(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -138,7 +143,7 @@ func (stateMigrateCmd) Run(ctx context.Context, g *globals) error {
 	defer done()
 	f, ok := st.(*state.Fleet)
 	if !ok {
-		return exitCode(2, fmt.Errorf("state.backend is not \"etcd\": configure the fleet store first (docs/install.md, fleet profile)"))
+		return fail(outcomeConfig, fmt.Errorf("state.backend is not \"etcd\": configure the fleet store first (docs/install.md, fleet profile)"))
 	}
 	lines, err := state.Migrate(ctx, f)
 	for _, l := range lines {
@@ -153,7 +158,7 @@ func (stateMigrateCmd) Run(ctx context.Context, g *globals) error {
 func (stateRepairCmd) Run(ctx context.Context, g *globals) error {
 	cfg, err := g.loadConfig()
 	if err != nil {
-		return exitCode(2, err)
+		return err
 	}
 	marks, err := auditMarks(cfg.Paths.Audit)
 	if err != nil {

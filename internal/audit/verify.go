@@ -81,6 +81,13 @@ func ReadAll(r io.Reader) ([]Record, error) {
 	return out, err
 }
 
+// Scan checks the chain as Check does and calls each for every good record
+// in order, holding one record at a time, so a reader can filter a log of
+// any size in bounded memory.
+func Scan(r io.Reader, each func(Record)) (*Report, error) {
+	return scan(r, each)
+}
+
 // VerifyFile is Verify on the log at path, and also compares the log with
 // its head file if there is one, so records cut off the end are detected.
 func VerifyFile(path string) (int, error) {

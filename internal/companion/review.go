@@ -219,7 +219,8 @@ func (r *ReviewReport) Failures(require []string) []string {
 			}
 		case CheckExpiry:
 			if r.LintOK && !r.ExpiryOK {
-				out = append(out, fmt.Sprintf("expiry: expires %s, within %s", r.Expires.UTC().Format(time.RFC3339), humanDuration(r.Horizon)))
+				// Past or near: say which, so a date a month gone never reads as "within 30 days".
+				out = append(out, fmt.Sprintf("expiry: the version %s; it must be more than %s away", allowlist.DescribeExpiry(r.Expires, time.Now()), humanDuration(r.Horizon)))
 			}
 		case CheckApprovals:
 			for _, e := range r.Envs {
@@ -295,7 +296,7 @@ func (r *ReviewReport) Markdown() string {
 	} else {
 		fmt.Fprintf(&b, "| version | %s %d (no earlier version) |\n", mark(r.VersionOK), r.Version)
 	}
-	fmt.Fprintf(&b, "| expiry | %s %s (must be more than %s away) |\n", mark(r.ExpiryOK), r.Expires.UTC().Format(time.RFC3339), humanDuration(r.Horizon))
+	fmt.Fprintf(&b, "| expiry | %s %s (must be more than %s away) |\n", mark(r.ExpiryOK), allowlist.DescribeExpiry(r.Expires, time.Now()), humanDuration(r.Horizon))
 	fmt.Fprintf(&b, "| sha256 | `%s` |\n", r.Digest)
 	for _, e := range r.Envs {
 		detail := fmt.Sprintf("%d of %d", len(e.Approvers), e.Threshold)

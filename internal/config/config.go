@@ -42,7 +42,9 @@ type Config struct {
 	// Environment is this environment's name, matched against entries'
 	// environments.
 	Environment string `toml:"environment"`
-	Mode        Mode   `toml:"mode"`
+	// Mode is "enforce" (refuse every job that fails admission) or "audit"
+	// (admit every job, report loudly what enforce would refuse).
+	Mode Mode `toml:"mode"`
 
 	Allowlist AllowlistSource `toml:"allowlist"`
 	Trust     Trust           `toml:"trust"`
@@ -72,8 +74,9 @@ type AllowlistSource struct {
 	TokenFile string `toml:"token_file"`
 	// Username for HTTPS basic auth with a token. Default "oauth2".
 	Username string `toml:"username"`
-	// SSHKeyFile and KnownHostsFile for auth = "ssh-key".
-	SSHKeyFile     string `toml:"ssh_key_file"`
+	// SSHKeyFile is the private key for auth = "ssh-key".
+	SSHKeyFile string `toml:"ssh_key_file"`
+	// KnownHostsFile pins the allowlist server's host keys for auth = "ssh-key".
 	KnownHostsFile string `toml:"known_hosts_file"`
 	// FetchTimeout bounds one fetch. Default 30s.
 	FetchTimeout Duration `toml:"fetch_timeout"`
@@ -181,7 +184,7 @@ type Fetch struct {
 // Log configures operational logs (not the audit log).
 type Log struct {
 	Format string `toml:"format"` // "text" (default) or "json"
-	Level  string `toml:"level"`  // "info" (default), "debug", "warn", "error"
+	Level  string `toml:"level"`  // "info" (default), "trace", "debug", "warn", "error"
 	// File receives operational logs when set; otherwise they go to standard
 	// error, which for executor stages is the job log.
 	File string `toml:"file"`
@@ -255,8 +258,13 @@ func Resolve(flag string) string {
 
 const maxConfigBytes = 1 << 20
 
-// Load reads and validates the configuration at path.
+// Load reads and validates the configuration at path. Relative paths in it
+// are resolved against the file's own directory, never the working
+// directory of whoever runs writ (the runner's differs from an operator's).
 func Load(path string) (*Config, error) {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read writ config: %w (set --config or %s)", err, EnvVar)
@@ -297,7 +305,12 @@ func Parse(data []byte) (*Config, error) {
 			keys[i] = k.String()
 		}
 		sort.Strings(keys)
-		return nil, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+		for i, k := range keys {
+			if near := nearestKey(k); near != "" {
+				keys[i] = fmt.Sprintf("%s (did you mean %s?)", k, near)
+			}
+		}
+		return nil, fmt.Errorf("unknown keys: %s (docs/config.md lists every key)", strings.Join(keys, ", "))
 	}
 	c.defaults()
 	if err := c.validate(); err != nil {
@@ -480,6 +493,11 @@ func (c *Config) validate() error {
 	case "text", "json":
 	default:
 		bad("log.format %q: use \"text\" or \"json\"", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: use \"trace\", \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
 	}
 	return errors.Join(errs...)
 }

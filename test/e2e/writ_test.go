@@ -396,6 +396,19 @@ func TestWritHappyPaths(t *testing.T) {
 				t.Errorf("trace lacks %q", want)
 			}
 		}
+		// The operator's contract: the runner's driver line and the banner
+		// name writ's build, the banner comes once, each phase says how long
+		// it took.
+		if n := strings.Count(trace, "writ: admitted"); n != 1 {
+			t.Errorf("admission banner %d times", n)
+		}
+		for _, re := range []string{`Using Custom executor with driver writ \S+`, `writ: judged by writ \S+`,
+			`writ: allowlist version 7 in force \(commit [0-9a-f]+\) \([0-9.]+m?s\)`,
+			`writ: fetched branch \S+ from \S+ \([0-9.]+m?s\)`, `writ: checked out verified commit [0-9a-f]+ .* \([0-9.]+m?s\)`} {
+			if !regexp.MustCompile(re).MatchString(trace) {
+				t.Errorf("trace lacks a line matching %s", re)
+			}
+		}
 		recs, err := e.Records()
 		if err != nil {
 			t.Fatal(err)
