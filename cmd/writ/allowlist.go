@@ -15,6 +15,7 @@ import (
 	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/glreport"
 )
 
 type allowlistCmd struct {
@@ -28,28 +29,40 @@ type allowlistCmd struct {
 // readAllowlistFile parses an allowlist file, loading key files relative to
 // its directory (the repository root) and never outside it.
 func readAllowlistFile(path string) (*allowlist.Allowlist, []byte, error) {
+	a, data, _, err := lintAllowlistFile(path, path)
+	return a, data, err
+}
+
+// lintAllowlistFile is readAllowlistFile that also returns warnings; name is
+// the file's name in messages.
+func lintAllowlistFile(path, name string) (*allowlist.Allowlist, []byte, allowlist.ErrorList, error) {
 	data, err := fsutil.ReadFileLimit(path, 64<<20)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	root := filepath.Dir(path)
-	a, err := allowlist.Parse(path, data, func(p string) ([]byte, error) {
+	a, warns, err := allowlist.Lint(name, data, func(p string) ([]byte, error) {
 		if filepath.IsAbs(p) || strings.HasPrefix(filepath.Clean(p), "..") {
 			return nil, fmt.Errorf("%s: key path must stay inside the repository", p)
 		}
 		return fsutil.ReadFileLimit(filepath.Join(root, p), 1<<20)
 	})
-	return a, data, err
+	return a, data, warns, err
 }
 
 type lintCmd struct {
-	Files []string `arg:"" help:"allowlist.yaml files to check." type:"path"`
+	Files       []string `arg:"" help:"allowlist.yaml files to check." type:"path"`
+	CodeQuality string   `name:"codequality" placeholder:"FILE" help:"Also write the problems as a GitLab Code Quality report (artifacts:reports:codequality), paths relative to the working directory."`
+	JUnit       string   `name:"junit" placeholder:"FILE" help:"Also write one JUnit test case per file (artifacts:reports:junit)."`
 }
 
 func (c *lintCmd) Run(g *globals) error {
 	bad := 0
+	rep := &glreport.Report{Tool: "writ allowlist lint"}
 	for _, f := range c.Files {
-		a, _, err := readAllowlistFile(f)
+		name := reportPath(f)
+		a, _, warns, err := lintAllowlistFile(f, name)
+		rep.Checks = append(rep.Checks, lintCheck(name, warns, err))
 		if err != nil {
 			bad++
 			var list allowlist.ErrorList
@@ -65,10 +78,45 @@ func (c *lintCmd) Run(g *globals) error {
 		fmt.Fprintf(g.stdout, "%s: ok (version %d, %d jobs, %d signer sets, expires %s)\n",
 			f, a.Version, len(a.Jobs), len(a.Signers), a.Expires.UTC().Format(time.RFC3339))
 	}
+	if err := rep.WriteFiles(c.CodeQuality, c.JUnit); err != nil {
+		return err
+	}
 	if bad > 0 {
 		return exitCode(1, nil)
 	}
 	return nil
+}
+
+// reportPath names a file as GitLab's reports want it: relative to the
+// working directory (the project directory in a CI job) when it is inside it.
+func reportPath(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(wd, p); err == nil && filepath.IsLocal(rel) {
+		return filepath.ToSlash(rel)
+	}
+	return p
+}
+
+// lintCheck is one file's lint result as a report check.
+func lintCheck(name string, warns allowlist.ErrorList, err error) glreport.Check {
+	ch := glreport.Check{Name: "lint " + name, File: name}
+	add := func(list allowlist.ErrorList, sev glreport.Severity) {
+		for _, e := range list {
+			ch.Findings = append(ch.Findings, glreport.Finding{Severity: sev, Path: name, Line: e.Line, Column: e.Column, Message: e.Msg})
+		}
+	}
+	var list allowlist.ErrorList
+	switch {
+	case errors.As(err, &list):
+		add(list, glreport.Major)
+	case err != nil:
+		ch.Findings = append(ch.Findings, glreport.Finding{Severity: glreport.Major, Path: name, Message: err.Error()})
+	}
+	add(warns, glreport.Minor)
+	return ch
 }
 
 type verifyCmd struct{}

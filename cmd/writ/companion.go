@@ -98,6 +98,8 @@ type reviewCmd struct {
 	ExpiryHorizon time.Duration `help:"The expiry check fails within this of the expiry." default:"336h"`
 	Require       string        `help:"Comma-separated checks that must pass: lint, version, approvals, expiry." default:"lint"`
 	DryRun        bool          `help:"With --mr: print the note, post nothing."`
+	CodeQuality   string        `name:"codequality" placeholder:"FILE" help:"Also write the --require checks' problems as a GitLab Code Quality report (artifacts:reports:codequality), at their lines of allowlist.yaml."`
+	JUnit         string        `name:"junit" placeholder:"FILE" help:"Also write the --require checks as JUnit test cases (artifacts:reports:junit)."`
 }
 
 func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
@@ -137,6 +139,9 @@ func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
 		for _, w := range res.Warnings {
 			fmt.Fprintf(g.stderr, "warning: %s\n", w)
 		}
+	}
+	if err := rep.Report(require).WriteFiles(c.CodeQuality, c.JUnit); err != nil {
+		return err
 	}
 	if f := rep.Failures(require); len(f) > 0 {
 		return exitCode(1, fmt.Errorf("review: %s", strings.Join(f, "; ")))
