@@ -8,7 +8,7 @@ BIN := bin/writ
 CACHE ?= $(HOME)/.cache/writ
 export WRIT_RUNNER_CACHE ?= $(CACHE)
 
-.PHONY: all build runner test unit e2e bench lint fuzz demo deps templates-deps clean
+.PHONY: all build runner test unit e2e bench lint fuzz faults demo deps templates-deps clean
 
 all: build
 
@@ -43,12 +43,20 @@ e2e: build
 bench: build
 	@WRIT_RUNNER_BIN=$$(bash test/runner/build.sh) && export WRIT_RUNNER_BIN && \
 	  $(GO) test -run '^$$' -bench . -benchmem -timeout 40m $$($(GO) list ./... | grep -v /test/e2e) && \
-	  $(GO) test -run '^$$' -bench BenchmarkTrivialJob -benchtime 10x -timeout 20m ./test/e2e/
+	  $(GO) test -run '^$$' -bench 'BenchmarkTrivialJob|BenchmarkFleetPrepare' -benchtime 10x -timeout 20m ./test/e2e/
 
 lint:
 	@echo "== go vet"; $(GO) vet ./...
 	@echo "== gofmt"; out=$$(gofmt -l cmd executor allowlist internal test); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
 	@echo "== staticcheck"; GOFLAGS= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# The fault-injection suite (kill -9 loops, a full disk, corrupt caches, a hostile or broken git server) in its
+# long mode: more kills per loop. `make test` runs every case in its short mode. The full-disk cases mount a
+# small tmpfs and need root; without it they are skipped with a message.
+FAULT_TESTS := Fault|TestFetch|Torn|FullDisk
+FAULT_PKGS := ./internal/fsutil/ ./internal/audit/ ./internal/gitrepo/ ./allowlist/ ./executor/
+faults:
+	WRIT_FAULTS=long $(GO) test -count=1 -timeout 30m -v -run '$(FAULT_TESTS)' $(FAULT_PKGS) | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|kills in|skipped'
 
 # Each fuzz target for a short while (parsers of untrusted input).
 FUZZTIME ?= 15s

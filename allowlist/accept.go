@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
+	wstate "gitlab.com/writ-ci/writ/internal/state"
 )
 
 // ErrCannotDecide is wrapped by every error of Current and Refresh that leaves
@@ -90,6 +90,10 @@ type Accepter struct {
 	log       hclog.Logger
 	now       func() time.Time
 	trustID   string
+	// store holds the high-water mark and remembered rejection (this
+	// host's files, or the fleet's store); local is this host's own.
+	store wstate.Store
+	local *wstate.Local
 }
 
 // AccepterOption configures an Accepter.
@@ -101,14 +105,21 @@ func WithClock(now func() time.Time) AccepterOption { return func(a *Accepter) {
 // WithAudit records every acceptance and rejection in the audit log.
 func WithAudit(l *audit.Log) AccepterOption { return func(a *Accepter) { a.audit = l } }
 
+// WithState keeps the trust state in s (default: the local files under
+// paths.state).
+func WithState(s wstate.Store) AccepterOption { return func(a *Accepter) { a.store = s } }
+
 // WithLogger sets the operational logger.
 func WithLogger(l hclog.Logger) AccepterOption { return func(a *Accepter) { a.log = l } }
 
 // NewAccepter loads the root signers named by cfg.Trust.
 func NewAccepter(cfg *config.Config, opts ...AccepterOption) (*Accepter, error) {
-	a := &Accepter{cfg: cfg, now: time.Now, log: hclog.NewNullLogger()}
+	a := &Accepter{cfg: cfg, now: time.Now, log: hclog.NewNullLogger(), local: wstate.NewLocal(cfg.Paths.State)}
 	for _, o := range opts {
 		o(a)
+	}
+	if a.store == nil {
+		a.store = a.local
 	}
 	tr, err := LoadTrust(cfg)
 	if err != nil {
@@ -133,6 +144,10 @@ type Trust struct {
 func LoadTrust(cfg *config.Config) (*Trust, error) {
 	id := sha256.New()
 	fmt.Fprintf(id, "identity=%q threshold=%d\n", cfg.Allowlist.Identity, cfg.Trust.Threshold)
+	// The schema this writ reads is part of how it judges: a head an
+	// older writ rejected as an unknown schema is evaluated again after
+	// an upgrade.
+	fmt.Fprintf(id, "schema=%s\n", SchemaV2)
 	var armored [][]byte
 	if p := cfg.Trust.OpenPGPKeyring; p != "" {
 		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
@@ -178,24 +193,10 @@ func LoadTrust(cfg *config.Config) (*Trust, error) {
 	return &Trust{Keys: keys, Approvals: av, ID: hex.EncodeToString(id.Sum(nil))}, nil
 }
 
-// state is the environment's memory of what it accepted. It only moves
-// forward: the high-water version never decreases.
-type state struct {
-	Version    int64     `json:"version"`
-	Commit     string    `json:"commit"`
-	Digest     string    `json:"digest"`
-	AcceptedAt time.Time `json:"accepted_at"`
-	// LastCheck is when the remote was last fetched successfully.
-	LastCheck time.Time `json:"last_check"`
-	// RejectedHead remembers a head that failed a rule, so each job does not
-	// verify it again; RejectedWhy is the reason.
-	RejectedHead  string `json:"rejected_head,omitempty"`
-	RejectedWhy   string `json:"rejected_why,omitempty"`
-	RejectedTrust string `json:"rejected_trust,omitempty"`
-	// CacheSHA256 is the hex SHA-256 of the verified cache file, so a cache
-	// that does not match what this environment wrote is never used.
-	CacheSHA256 string `json:"cache_sha256"`
-}
+// state is the environment's memory of what it accepted (see
+// internal/state). It only moves forward: the high-water version never
+// decreases.
+type state = wstate.Allowlist
 
 // cached is the verified allowlist kept so jobs run while the remote is down.
 type cached struct {
@@ -213,9 +214,6 @@ type cached struct {
 	Parsed *Allowlist `json:"parsed"`
 }
 
-func (a *Accepter) statePath() string {
-	return filepath.Join(a.cfg.Paths.State, "allowlist-state.json")
-}
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
 func (a *Accepter) cachePath() string {
 	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")
@@ -228,8 +226,10 @@ func (a *Accepter) cachePath() string {
 // it expires. Errors wrap ErrCannotDecide.
 func (a *Accepter) Current(ctx context.Context) (*Accepted, error) {
 	if iv := a.cfg.Allowlist.RefreshInterval.Duration; iv > 0 {
-		st, err := a.readState()
-		if err == nil && st != nil && a.now().Sub(st.LastCheck) < iv && st.RejectedHead == "" {
+		// This host's own state: the fast path needs no network. A
+		// last check in the future (the clock jumped back) is due.
+		st, err := a.local.Allowlist(ctx)
+		if err == nil && st != nil && fresh(a.now().Sub(st.LastCheck), iv) && st.RejectedHead == "" {
 			if acc, err := a.Cached(); err == nil {
 				return acc, nil
 			}
@@ -242,7 +242,7 @@ func (a *Accepter) Current(ctx context.Context) (*Accepted, error) {
 // Cached returns the last accepted version from the local cache without any
 // network access, if it is still valid.
 func (a *Accepter) Cached() (*Accepted, error) {
-	st, err := a.readState()
+	st, err := a.local.Allowlist(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCannotDecide, err)
 	}
@@ -252,10 +252,29 @@ func (a *Accepter) Cached() (*Accepted, error) {
 	return a.loadCache(st)
 }
 
+// fresh reports whether a check age old is younger than the refresh
+// interval. A negative age (a last check in the future: the clock jumped
+// forward, then back) is never fresh.
+func fresh(age, interval time.Duration) bool { return age >= 0 && age < interval }
+
+// conflictRetries bounds how often Refresh decides again when another host
+// moved the fleet's mark while it decided.
+const conflictRetries = 3
+
 // Refresh fetches the allowlist branch and evaluates its head under the
 // state lock. It returns the version now in force, a report on the head, and
 // an error wrapping ErrCannotDecide when no valid version is in force.
 func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
+	for i := 1; ; i++ {
+		acc, rep, err := a.refresh(ctx)
+		if !errors.Is(err, wstate.ErrConflict) || i == conflictRetries {
+			return acc, rep, err
+		}
+		a.log.Info("another host moved the allowlist mark meanwhile; deciding again", "error", err)
+	}
+}
+
+func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 	lockCtx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration+30*time.Second)
 	defer cancel()
 	if err := os.MkdirAll(a.cfg.Paths.State, 0o700); err != nil {
@@ -267,9 +286,9 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 	}
 	defer unlock()
 
-	st, err := a.readState()
+	st, err := a.store.Allowlist(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrCannotDecide, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrCannotDecide, err)
 	}
 	rep := &Report{}
 	m, head, ferr := a.fetch(ctx)
@@ -292,7 +311,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 		if err == nil {
 			st.LastCheck = now
 			st.RejectedHead, st.RejectedWhy, st.RejectedTrust = "", "", ""
-			if werr := a.writeState(st); werr != nil {
+			if werr := a.writeState(ctx, st); werr != nil {
 				return nil, rep, fmt.Errorf("%w: %v", ErrCannotDecide, werr)
 			}
 			rep.Accepted = true
@@ -305,7 +324,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 	if st != nil && head == st.RejectedHead && st.RejectedTrust == a.trustID {
 		rep.Checks = append(rep.Checks, Check{Rule: "rejected", Detail: st.RejectedWhy})
 		st.LastCheck = now
-		_ = a.writeState(st)
+		_ = a.writeState(ctx, st)
 		acc, err := a.fallback(st, "allowlist head "+short(head)+" was rejected: "+st.RejectedWhy)
 		return acc, rep, err
 	}
@@ -333,7 +352,7 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 			st = &state{}
 		}
 		st.LastCheck, st.RejectedHead, st.RejectedWhy, st.RejectedTrust = now, head, why, a.trustID
-		if werr := a.writeState(st); werr != nil {
+		if werr := a.writeState(ctx, st); werr != nil {
 			return nil, rep, fmt.Errorf("%w: %v", ErrCannotDecide, werr)
 		}
 		acc, err := a.fallback(st, "allowlist head "+short(head)+" rejected, "+why)
@@ -348,9 +367,9 @@ func (a *Accepter) Refresh(ctx context.Context) (*Accepted, *Report, error) {
 	if err != nil {
 		return nil, rep, fmt.Errorf("%w: write verified cache: %v", ErrCannotDecide, err)
 	}
-	nst := &state{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt, LastCheck: now, CacheSHA256: cacheSum}
-	if err := a.writeState(nst); err != nil {
-		return nil, rep, fmt.Errorf("%w: write state: %v", ErrCannotDecide, err)
+	nst := st.Advance(wstate.AllowlistMark{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt}, now, cacheSum)
+	if err := a.writeState(ctx, nst); err != nil {
+		return nil, rep, fmt.Errorf("%w: write state: %w", ErrCannotDecide, err)
 	}
 	acc, err := a.loadCache(nst)
 	if err != nil {
@@ -465,6 +484,13 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		}
 		if !ok {
 			return fail(RuleAncestry, "head %s does not descend from the last accepted commit %s (rewritten history or a fork)", short(head), short(st.Commit))
+		}
+		if f := st.Floor; f != nil && f.Commit != st.Commit {
+			// The fleet's mark is past this host's own: the head must
+			// descend from both, so a store cannot lead a host onto a fork.
+			if ok, err := m.IsAncestor(f.Commit, head); err != nil || !ok {
+				return fail(RuleAncestry, "head %s does not descend from %s, the last version this host accepted itself (the fleet's state store names %s)", short(head), short(f.Commit), short(st.Commit))
+			}
 		}
 		pass(RuleVersion, "version %d ≥ high-water mark %d", al.Version, st.Version)
 		pass(RuleAncestry, "descends from %s", short(st.Commit))
@@ -585,6 +611,11 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 		return nil, fmt.Errorf("%w: verified cache does not match the accepted state", ErrCannotDecide)
 	}
 	al := c.Parsed
+	if al.Schema != SchemaV2 {
+		// Accepted by a writ that read another schema: its refs and
+		// variables do not mean what this writ's do.
+		return nil, fmt.Errorf("%w: the verified cache holds a %q allowlist, which this writ does not apply: publish a %s version (docs/allowlist.md, \"Migrating from writ/v1\")", ErrCannotDecide, al.Schema, SchemaV2)
+	}
 	if now := a.now(); !al.Expires.After(now) {
 		return nil, fmt.Errorf("%w: the accepted version %d expired at %s; publish a new signed version", ErrCannotDecide, al.Version, al.Expires.UTC().Format(time.RFC3339))
 	}
@@ -595,27 +626,8 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 	}, nil
 }
 
-func (a *Accepter) readState() (*state, error) {
-	b, err := os.ReadFile(a.statePath())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("state file %s is corrupt: %v", a.statePath(), err)
-	}
-	return &st, nil
-}
-
-func (a *Accepter) writeState(st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(a.statePath(), append(b, '\n'), 0o600)
+func (a *Accepter) writeState(ctx context.Context, st *state) error {
+	return a.store.PutAllowlist(ctx, st)
 }
 
 func (a *Accepter) writeCache(c *cached) (string, error) {
@@ -643,6 +655,7 @@ func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *A
 	if acc != nil {
 		fields["in_force_version"] = acc.Allowlist.Version
 		fields["in_force_commit"] = acc.Commit
+		fields["in_force_digest"] = acc.Digest
 		fields["from_cache"] = acc.FromCache || acc.Warning != ""
 	}
 	if _, err := a.audit.Append(ctx, audit.Record{Event: event, Env: a.cfg.Environment, Reason: reason, Fields: fields}); err != nil {

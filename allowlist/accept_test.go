@@ -223,6 +223,24 @@ func TestAcceptSSHSignedFirstVersion(t *testing.T) {
 	}
 }
 
+// TestCacheOfAnotherSchemaIsNotApplied: a host upgraded from a writ that
+// accepted a writ/v1 allowlist does not judge jobs by it (its refs had no
+// kind); it cannot decide, and says what to publish.
+func TestCacheOfAnotherSchemaIsNotApplied(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.alice)
+	mustAccept(t, w.accepter(), 1)
+	a := w.accepter()
+	if err := a.SetCachedSchema(allowlist.SchemaV1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Cached()
+	if !errors.Is(err, allowlist.ErrCannotDecide) || !strings.Contains(err.Error(), `the verified cache holds a "writ/v1" allowlist`) ||
+		!strings.Contains(err.Error(), "publish a writ/v2 version") {
+		t.Fatalf("cached writ/v1 allowlist: %v", err)
+	}
+}
+
 func TestAcceptOpenPGPSignedHead(t *testing.T) {
 	w := newWorld(t, worldOpts{})
 	w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.carol)

@@ -3,6 +3,7 @@ package allowlist
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -127,7 +128,8 @@ func FuzzMarshalEntry(f *testing.F) {
 			Definition: Definition{
 				Script:      []string{s, "echo ok"},
 				AfterScript: []string{s},
-				Variables:   []Variable{{Name: "V", Value: s, HasValue: true}},
+				Variables: []Variable{{Name: "V", Value: s, HasValue: true}, {Name: "F", Value: s, HasValue: true, File: true},
+					{Name: "LD_X", Value: s, HasValue: true, File: true, Dangerous: true}},
 			},
 			Source: Source{Repository: "https://gitlab.example.com/acme/web.git", Signers: []string{"web-team"}, Mode: ModeCommit},
 		}
@@ -158,7 +160,8 @@ func FuzzMarshalEntry(f *testing.F) {
 		}
 		clearPos(a)
 		got := a.Jobs[0]
-		if got.Match.Job != e.Match.Job || got.Definition.Script[0] != s || got.Definition.AfterScript[0] != s || got.Definition.Variables[0].Value != s {
+		if got.Match.Job != e.Match.Job || got.Definition.Script[0] != s || got.Definition.AfterScript[0] != s ||
+			!reflect.DeepEqual(got.Definition.Variables, e.Definition.Variables) {
 			t.Fatalf("round trip of %q:\n%s\ngot %#v", s, out, got)
 		}
 	})

@@ -62,7 +62,9 @@ func NewIndex(a *Allowlist) *Index {
 }
 
 // Lookup returns the entry whose project, job, one of its environments and
-// one of its refs equal the arguments exactly, byte for byte.
+// one of its refs equal the arguments exactly, byte for byte. ref is a full
+// ref (refs/heads/main, refs/tags/v1.0; see JobRef): a short name matches
+// nothing.
 func (ix *Index) Lookup(project, job, environment, ref string) (*Entry, bool) {
 	k := matchKey{project, job, environment, ref}
 	if ix.ambiguous[k] {

@@ -29,6 +29,7 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // AllowlistSource yields the allowlist version this environment accepts.
@@ -51,6 +52,9 @@ type Options struct {
 	Allowlist AllowlistSource
 	// Audit is the audit log every decision and outcome is appended to.
 	Audit *audit.Log
+	// State holds the entries' rollback marks and job-id claims (default:
+	// the local files under Config.Paths.State).
+	State state.Store
 	// Getenv reads the runner's environment (default os.Getenv).
 	Getenv func(string) string
 	// Stdout and Stderr reach the job log (default os.Stdout, os.Stderr).
@@ -66,6 +70,9 @@ type Options struct {
 	// KillGrace is how long a script has between SIGTERM and SIGKILL when
 	// it is cancelled or times out (default 10s).
 	KillGrace time.Duration
+
+	// claimed is the job id this prepare claimed (see claimJob).
+	claimed string
 }
 
 // Protocol environment variables set by GitLab Runner for every stage.
@@ -101,6 +108,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.State == nil && o.Config != nil {
+		o.State = state.NewLocal(o.Config.Paths.State)
 	}
 	if o.KillGrace <= 0 {
 		o.KillGrace = defaultKillGrace

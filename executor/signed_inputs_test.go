@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -258,4 +259,41 @@ func assertRefused(t *testing.T, e *env, id, check string) {
 		}
 	}
 	t.Errorf("no refuse record for job %s", id)
+}
+
+// TestTypedRefspec: writ fetches exactly the verified ref into its own
+// namespace, and nothing when there is no verified ref.
+func TestTypedRefspec(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ full, refspec, local, kind string }{
+		{"refs/heads/main", "+refs/heads/main:refs/writ/heads/main", "refs/writ/heads/main", allowlist.RefBranch},
+		{"refs/tags/v1.0", "+refs/tags/v1.0:refs/writ/tags/v1.0", "refs/writ/tags/v1.0", allowlist.RefTag},
+		{"refs/heads/release/2.x", "+refs/heads/release/2.x:refs/writ/heads/release/2.x", "refs/writ/heads/release/2.x", allowlist.RefBranch},
+	} {
+		refspec, local, kind, err := typedRefspec(c.full)
+		if err != nil || refspec != c.refspec || local != c.local || kind != c.kind {
+			t.Errorf("typedRefspec(%q) = %q, %q, %q, %v", c.full, refspec, local, kind, err)
+		}
+	}
+	for _, full := range []string{"", "main", "refs/heads/main^{}", "refs/heads/heads/main", "refs/pipelines/1", "refs/remotes/origin/main"} {
+		if refspec, _, _, err := typedRefspec(full); err == nil {
+			t.Errorf("typedRefspec(%q) = %q, want an error", full, refspec)
+		}
+	}
+}
+
+// TestTagModeNeverFetchesABranch: an entry in tag mode that lists a branch
+// (Parse refuses it; an allowlist built otherwise) still admits no branch.
+func TestTagModeNeverFetchesABranch(t *testing.T) {
+	t.Parallel()
+	e := testEntry()
+	e.Source.Mode = allowlist.ModeTag
+	p := decodeT(t, makePayload(t, 1, strings.Repeat("a", 40), e.Definition.Script))
+	for _, ref := range []string{"refs/heads/main", ""} {
+		_, err := newSourceRequest(&Decision{Ref: ref}, p, e, &allowlist.Allowlist{})
+		var f *Failure
+		if !errors.As(err, &f) || f.Check != CheckRef {
+			t.Fatalf("tag-mode entry, verified ref %q: %v", ref, err)
+		}
+	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // strictMaxCommits bounds how many commits strict mode verifies for one job.
@@ -31,7 +30,7 @@ const strictMaxCommits = 10000
 // lockWait bounds how long a stage waits for another writ process's lock.
 const lockWait = 5 * time.Minute
 
-// highWater is the last commit admitted for an entry.
+// highWater is the last commit admitted for an entry (see internal/state).
 type highWater struct {
 	Entry      string               `json:"entry"`
 	Repository string               `json:"repository"`
@@ -39,12 +38,12 @@ type highWater struct {
 	Commit     string               `json:"commit"`
 	Job        string               `json:"job"`
 	Time       time.Time            `json:"time"`
+	// floor is this host's own mark when the fleet's differs: the job's
+	// commit must descend from it too.
+	floor *highWater
 }
 
-func entryKey(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return hex.EncodeToString(sum[:])
-}
+func entryKey(name string) string { return state.EntryKey(name) }
 
 func urlKey(u string) string {
 	sum := sha256.Sum256([]byte(u))
@@ -52,10 +51,6 @@ func urlKey(u string) string {
 }
 
 func (o *Options) entriesDir() string { return filepath.Join(o.Config.Paths.State, "entries") }
-
-func (o *Options) highWaterPath(entry string) string {
-	return filepath.Join(o.entriesDir(), entryKey(entry)+".json")
-}
 
 // lockEntry serialises admissions of one entry across processes, so the
 // rollback check and the high-water update see one order.
@@ -68,30 +63,30 @@ func (o *Options) lockEntry(ctx context.Context, entry string) (func() error, er
 	return fsutil.Lock(ctx, filepath.Join(o.entriesDir(), entryKey(entry)+".lock"))
 }
 
-func (o *Options) readHighWater(entry string) (*highWater, error) {
-	data, err := fsutil.ReadFileLimit(o.highWaterPath(entry), 1<<16)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+// readHighWater returns the entry's mark, and the state's record of it for
+// writeHighWater's compare-and-swap.
+func (o *Options) readHighWater(ctx context.Context, entry string) (*highWater, *state.Entry, error) {
+	e, err := o.State.Entry(ctx, entry)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var hw highWater
-	if err := json.Unmarshal(data, &hw); err != nil {
-		return nil, fmt.Errorf("read %s: %w (it is writ's record of the last commit admitted for entry %q; restore it from backup or remove it to accept any commit once)", o.highWaterPath(entry), err, entry)
+	last := fromMark(e.Last)
+	if last != nil {
+		last.floor = fromMark(e.Floor)
 	}
-	if hw.Entry != entry || !shaPattern.MatchString(hw.Commit) {
-		return nil, fmt.Errorf("%s does not hold a record for entry %q", o.highWaterPath(entry), entry)
-	}
-	return &hw, nil
+	return last, e, nil
 }
 
-func (o *Options) writeHighWater(hw *highWater) error {
-	data, err := json.MarshalIndent(hw, "", "  ")
-	if err != nil {
-		return err
+func fromMark(m *state.EntryMark) *highWater {
+	if m == nil {
+		return nil
 	}
-	return fsutil.WriteFileAtomic(o.highWaterPath(hw.Entry), append(data, '\n'), 0o600)
+	return &highWater{Entry: m.Entry, Repository: m.Repository, Mode: allowlist.SourceMode(m.Mode), Commit: m.Commit, Job: m.Job, Time: m.Time}
+}
+
+func (o *Options) writeHighWater(ctx context.Context, e *state.Entry, hw *highWater) error {
+	return o.State.PutEntry(ctx, e, state.EntryMark{Entry: hw.Entry, Repository: hw.Repository, Mode: string(hw.Mode),
+		Commit: hw.Commit, Job: hw.Job, Time: hw.Time})
 }
 
 // mirrorLockPath is the lock guarding one mirror: exclusive to fetch and

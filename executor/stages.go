@@ -110,6 +110,7 @@ func Prepare(ctx context.Context, opts Options) int {
 		if err != nil {
 			fmt.Fprintf(o.Stdout, "%swrit cannot decide whether to admit this job%s: %v\n", ansiBoldRed, ansiReset, err)
 			fmt.Fprintln(o.Stdout, "The job was not started. GitLab Runner retries; if this persists, check writ's allowlist source and cache on the runner host.")
+			o.dropClaim(ctx)
 			o.auditOutcome(ctx, d.Job.ID, "system-failure", o.systemFailure(), err.Error())
 			return o.systemFailure()
 		}
@@ -118,7 +119,7 @@ func Prepare(ctx context.Context, opts Options) int {
 	passThrough := !d.Admitted && auditMode && p != nil
 	o.Log.Debug("admission decision", "job", d.Job.ID, "admitted", d.Admitted, "entry", d.EntryName, "failed", d.FailedChecks())
 	var snap *Snapshot
-	if p != nil {
+	if p != nil && !d.duplicate() {
 		var code int
 		var ok bool
 		if snap, code, ok = o.recordDecision(ctx, d, p, passThrough); !ok {
@@ -161,6 +162,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 	fail := func(err error) (*Snapshot, int, bool) {
 		fmt.Fprintf(o.Stdout, "writ: %v\n", err)
 		_ = removeAll(o.jobDir(id))
+		o.dropClaim(ctx)
 		return nil, o.systemFailure(), false
 	}
 	timeout := o.Config.Job.DefaultTimeout.Duration
@@ -211,6 +213,12 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
 	d.PayloadDigest = p.Digest
+	if record {
+		// The id is claimed before anything moves a mark.
+		if refused, err := o.claimJob(ctx, d, p); refused || err != nil {
+			return d, p, err
+		}
+	}
 	if o.Allowlist == nil {
 		return d, p, errors.New("no allowlist source configured")
 	}
@@ -268,38 +276,8 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
 	d.Suggestion = suggestion(p, env, entry, nil)
 
-	var unlock func() error
-	if record {
-		if unlock, err = o.lockEntry(ctx, entry.Name); err != nil {
-			return d, p, err
-		}
-		defer unlock()
-	}
-	last, err := o.readHighWater(entry.Name)
-	if err != nil {
+	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
 		return d, p, err
-	}
-	res, err := o.verifySource(ctx, d, p, entry, acc.Allowlist, last)
-	if fs, refused := refusals(err); refused {
-		d.Failures = append(d.Failures, fs...)
-	} else if err != nil {
-		if len(d.Failures) == 0 {
-			return d, p, err
-		}
-		// The definition already refuses the job: that refusal stands
-		// whether or not the source could be checked.
-		d.fail(Failure{Check: CheckSource, Message: "the source was not verified: " + err.Error()})
-		return d, p, nil
-	} else {
-		d.Signer = res.signer
-	}
-	d.Admitted = res != nil && len(d.Failures) == 0
-	if d.Admitted && record {
-		hw := &highWater{Entry: entry.Name, Repository: entry.Source.Repository, Mode: entry.Source.Mode,
-			Commit: p.SHA, Job: p.ID, Time: o.Now().UTC()}
-		if err := o.writeHighWater(hw); err != nil {
-			return d, p, fmt.Errorf("record the admitted commit: %w", err)
-		}
 	}
 	return d, p, nil
 }
@@ -616,6 +594,22 @@ func Cleanup(ctx context.Context, opts Options) int {
 		fmt.Fprintf(o.Stdout, "writ: nothing to clean up (%v)\n", err)
 		return 0
 	}
+	// Remove only what this run's prepare created: a duplicate payload's
+	// cleanup must not remove the state of the run that holds the id.
+	if mine, cerr := o.ownsJob(ctx, p.ID); cerr != nil || !mine {
+		why := "job id " + p.ID + " is held by another run of the runner"
+		if cerr != nil {
+			why = cerr.Error()
+		}
+		fmt.Fprintf(o.Stdout, "writ: cleanup removes nothing: %s\n", why)
+		o.auditCleanup(ctx, p.ID, "refused: "+why)
+		return 0
+	}
+	defer func() {
+		if err := o.releaseJob(ctx, p.ID); err != nil {
+			o.Log.Warn("cannot release the job id claim", "job", p.ID, "error", err)
+		}
+	}()
 	if errors.Is(err, fs.ErrNotExist) {
 		// A refused payload writ could not identify, or a prepare that
 		// stopped before its snapshot: remove a half-made job directory.
@@ -683,6 +677,11 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if d.Signer != "" {
 		f["signer"] = d.Signer
+	}
+	if d.Entry != nil {
+		// What `writ state repair` needs to rebuild the entry's mark.
+		f["repository"] = d.Entry.Source.Repository
+		f["source_mode"] = string(d.Entry.Source.Mode)
 	}
 	if len(d.Failures) > 0 {
 		f["checks_failed"] = d.FailedChecks()

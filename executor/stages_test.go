@@ -950,7 +950,8 @@ func TestConcurrentJobs(t *testing.T) {
 	if entries, _ := os.ReadDir(e.builds); len(entries) != 0 {
 		t.Errorf("build dirs left: %v", entries)
 	}
-	hw, err := (&Options{Config: &config.Config{Paths: config.Paths{State: e.state}}}).readHighWater("app-build")
+	o := (&Options{Config: &config.Config{Paths: config.Paths{State: e.state}}}).withDefaults()
+	hw, _, err := o.readHighWater(context.Background(), "app-build")
 	if err != nil || hw == nil || hw.Commit != e.head {
 		t.Errorf("high-water mark: %+v, %v", hw, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/glreport"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 type allowlistCmd struct {
@@ -128,7 +129,12 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	}
 	log, closeLog := g.logger(cfg, false)
 	defer closeLog()
-	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)))
+	st, err := state.Open(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(audit.Open(cfg.Paths.Audit)), allowlist.WithState(st))
 	if err != nil {
 		return err
 	}
@@ -279,5 +285,10 @@ func (c *entryCmd) Run(g *globals) error {
 	}
 	fmt.Fprintf(g.stdout, "# Entry that would admit job %q of %s; review source.signers and source.mode before proposing it.\n", p.JobName, p.Project)
 	g.stdout.Write(out)
+	if n := strings.Count(string(out), "# TODO:"); n > 0 {
+		// The entry is printed whole, so it can be edited in place; lint
+		// refuses it until every TODO is resolved.
+		fmt.Fprintf(g.stderr, "writ allowlist entry: %d TODO(s) in the entry above need a maintainer's decision; writ allowlist lint refuses the entry until they are resolved\n", n)
+	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 type executorCmd struct {
@@ -62,22 +63,32 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 	}
 	log, closeLog := g.logger(cfg, true)
 	al := audit.Open(cfg.Paths.Audit)
-	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al))
+	st, err := state.Open(cfg, log)
 	if err != nil {
 		closeLog()
 		return executor.Options{}, func() {}, err
+	}
+	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al), allowlist.WithState(st))
+	if err != nil {
+		closeLog()
+		return executor.Options{}, func() {}, err
+	}
+	done := func() {
+		st.Close()
+		closeLog()
 	}
 	return executor.Options{
 		Config:    cfg,
 		Log:       log,
 		Allowlist: acc,
 		Audit:     al,
+		State:     st,
 		Getenv:    os.Getenv,
 		Stdout:    g.stdout,
 		Stderr:    g.stderr,
 		Now:       time.Now,
 		Version:   version,
-	}, closeLog, nil
+	}, done, nil
 }
 
 func stageError(err error) error {

@@ -92,6 +92,7 @@ type cli struct {
 	Allowlist allowlistCmd `cmd:"" help:"Lint, verify, approve, diff allowlists; derive entries from jobs."`
 	Check     checkCmd     `cmd:"" help:"Decide offline whether a saved job payload would be admitted (exit 0 admit, 1 refuse)."`
 	Audit     auditCmd     `cmd:"" help:"Inspect the audit log."`
+	State     stateCmd     `cmd:"" help:"Inspect, export, migrate or repair the trust state (local or the fleet store)."`
 	Propose   proposeCmd   `cmd:"" help:"Propose allowlist entries for a project's deploy jobs as a merge request."`
 	Review    reviewCmd    `cmd:"" help:"Post or update the review note on an allowlist merge request."`
 	Reconcile reconcileCmd `cmd:"" help:"Compare GitLab's job history with writ's audit log."`

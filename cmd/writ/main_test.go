@@ -151,6 +151,40 @@ func TestEntryFromJobPayload(t *testing.T) {
 	}
 }
 
+// TestEntryLeavesTODOsLintRefuses: what writ cannot show (a masked value)
+// or must not decide (a dangerous name) comes out as a visible TODO, and
+// lint refuses the entry until a maintainer resolves it.
+func TestEntryLeavesTODOsLintRefuses(t *testing.T) {
+	data, err := os.ReadFile("../../executor/testdata/payload.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := `{"key":"TOKEN","value":"s3cret","public":false,"file":false,"masked":true,"raw":false},` +
+		`{"key":"BASH_ENV","value":"/tmp/x","public":true,"file":false,"masked":false,"raw":false},{"key":"GREETING"`
+	payload := filepath.Join(t.TempDir(), "job.json")
+	writeFile(t, payload, strings.Replace(string(data), `{"key":"GREETING"`, extra, 1))
+	out, code := writ(t, "allowlist", "entry", "--job", payload, "--environment", "production")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"refs: [refs/heads/main]", "TOKEN: {pattern: TODO}", "# TODO: TOKEN is a masked or protected variable",
+		"# TODO: BASH_ENV is a dangerous name", "2 TODO(s) in the entry above"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("entry lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "^.*$") || strings.Contains(out, "s3cret") {
+		t.Errorf("entry admits anything or shows the secret:\n%s", out)
+	}
+	entry, _, _ := strings.Cut(out, "writ allowlist entry:")
+	file := filepath.Join(t.TempDir(), "allowlist.yaml")
+	writeFile(t, file, "schema: writ/v2\nrepository: a/b\nversion: 1\nexpires: 2099-01-01T00:00:00Z\njobs:\n"+entry)
+	out, code = writ(t, "allowlist", "lint", file)
+	if code != 1 || !strings.Contains(out, "variable TOKEN still has the TODO") || !strings.Contains(out, "variable BASH_ENV is dangerous") {
+		t.Fatalf("lint of the generated entry: exit %d\n%s", code, out)
+	}
+}
+
 func TestAuditVerifyNamesBrokenRecord(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "audit.log")
 	writeFile(t, f, `{"seq":1,"garbage":true}`+"\n")

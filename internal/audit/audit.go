@@ -115,7 +115,9 @@ const fileMode = 0o640
 // Append fills Seq, Time (if zero), Prev and Hash under an exclusive file lock, so concurrent
 // processes append safely, and writes exactly one line with O_APPEND + fsync.
 //
-// It reads only the log's last record. If that record is damaged, or the head
+// It reads only the log's last record. A last record torn by a crash or a
+// full disk during an earlier Append is repaired first (see
+// EventRecovered). If the last record is otherwise damaged, or the head
 // file shows the log was cut or its last record replaced, Append refuses:
 // writing after a broken record would bury the damage.
 //
@@ -151,6 +153,9 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 	}
 	defer f.Close()
 
+	if err := l.repairTorn(f, r.Time); err != nil {
+		return Record{}, fmt.Errorf("audit log %s: %w; refusing to append: run `writ audit verify %s`, investigate, then move the log and its .head file aside to start a new one", l.path, err, l.path)
+	}
 	last, err := lastRecord(f)
 	if err != nil {
 		return Record{}, fmt.Errorf("audit log %s: %w; refusing to append after a damaged record: run `writ audit verify %s`, investigate, then move the log and its .head file aside to start a new one", l.path, err, l.path)
@@ -158,6 +163,12 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 	if err := checkHead(l.path, last); err != nil {
 		return Record{}, fmt.Errorf("audit log %s: %w; refusing to append: run `writ audit verify %s`, investigate, then move the log and its .head file aside to start a new one", l.path, err, l.path)
 	}
+	return l.write(f, last, r)
+}
+
+// write appends r after last (nil for an empty log) to the log open in f,
+// under the log's lock, and moves the head file.
+func (l *Log) write(f *os.File, last *Record, r Record) (Record, error) {
 	r.Seq, r.Prev = 1, GenesisPrev
 	if last != nil {
 		r.Seq, r.Prev = last.Seq+1, last.Hash
@@ -189,6 +200,81 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 		return r, fmt.Errorf("audit log %s: record %d was written but its head file was not updated: %w", l.path, r.Seq, err)
 	}
 	return r, nil
+}
+
+// EventRecovered is the event of the record Append writes when it repairs a
+// log whose last record was torn (a crash or a full disk during a write).
+const EventRecovered = "recovered"
+
+// tornPrefixBytes bounds the torn bytes quoted in a recovered record; all
+// of them are kept in a file next to the log.
+const tornPrefixBytes = 4 << 10
+
+// repairTorn repairs a log whose last line was cut off by a crash or a full
+// disk during Append: the torn bytes are saved next to the log, cut off,
+// and a "recovered" record naming them (size, SHA-256, the saved file, the
+// first bytes) takes their place in the chain. It repairs only what an
+// interrupted Append can leave: a tail without a newline, after an intact
+// record the head file does not contradict, that begins as the next record
+// would. Anything else is left for Append to refuse as damage.
+func (l *Log) repairTorn(f *os.File, now time.Time) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return nil
+	}
+	var one [1]byte
+	if _, err := f.ReadAt(one[:], size-1); err != nil {
+		return err
+	}
+	if one[0] == '\n' {
+		return nil
+	}
+	start, err := lastLineStart(f, size)
+	if err != nil || size-start > MaxLineBytes {
+		return nil // not a torn record: Append reports the damage
+	}
+	torn := make([]byte, size-start)
+	if _, err := f.ReadAt(torn, start); err != nil {
+		return err
+	}
+	// The intact part must end at a good record the head does not say was
+	// followed by another, and the torn bytes must begin as the next record.
+	last, lerr := recordEndingAt(f, start)
+	herr := checkHead(l.path, last)
+	seq := uint64(1)
+	if last != nil {
+		seq = last.Seq + 1
+	}
+	want := []byte(fmt.Sprintf(`{"seq":%d,"time":"`, seq))
+	n := min(len(torn), len(want))
+	if lerr != nil || herr != nil || !bytes.Equal(torn[:n], want[:n]) {
+		return nil // not what an interrupted append leaves: Append refuses
+	}
+	sum := sha256.Sum256(torn)
+	saved := fmt.Sprintf("%s.torn-%d-%s", l.path, seq, hex.EncodeToString(sum[:4]))
+	if err := fsutil.WriteFileAtomic(saved, torn, fileMode); err != nil {
+		return fmt.Errorf("save the torn last record before repairing the log: %w", err)
+	}
+	if err := f.Truncate(start); err != nil {
+		return fmt.Errorf("cut the torn last record (saved in %s): %w", saved, err)
+	}
+	_, err = l.write(f, last, Record{Event: EventRecovered, Time: now,
+		Reason: "the last record was cut off by a crash or a full disk while it was written; writ cut it off and recorded it here",
+		Fields: map[string]any{
+			"cut_bytes":  len(torn),
+			"cut_sha256": hex.EncodeToString(sum[:]),
+			"cut_prefix": truncate(string(torn[:min(len(torn), tornPrefixBytes)]), tornPrefixBytes),
+			"saved_to":   saved,
+		}})
+	if err != nil {
+		// The log now ends at an intact record; the torn bytes are in saved.
+		return fmt.Errorf("record the repair of a torn last record (saved in %s): %w", saved, err)
+	}
+	return nil
 }
 
 // seal normalises r through its own JSON, so the record returned is the one
@@ -291,7 +377,12 @@ func lastRecord(f *os.File) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := fi.Size()
+	return recordEndingAt(f, fi.Size())
+}
+
+// recordEndingAt returns the record whose line ends just before offset size
+// (nil when size is 0).
+func recordEndingAt(f *os.File, size int64) (*Record, error) {
 	if size == 0 {
 		return nil, nil
 	}
@@ -302,28 +393,10 @@ func lastRecord(f *os.File) (*Record, error) {
 	if one[0] != '\n' {
 		return nil, errors.New("the last line is incomplete (an interrupted write, or an edit)")
 	}
-	// Find the start of the last line: the byte after the previous '\n'.
 	end := size - 1
-	start := int64(0)
-	const chunk = 64 << 10
-	buf := make([]byte, chunk)
-	pos := end
-	for pos > 0 {
-		if end-pos > MaxLineBytes {
-			return nil, fmt.Errorf("the last line is longer than %d bytes", MaxLineBytes)
-		}
-		n := int64(chunk)
-		if pos < n {
-			n = pos
-		}
-		if _, err := f.ReadAt(buf[:n], pos-n); err != nil {
-			return nil, err
-		}
-		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
-			start = pos - n + int64(i) + 1
-			break
-		}
-		pos -= n
+	start, err := lastLineStart(f, end)
+	if err != nil {
+		return nil, err
 	}
 	if end-start > MaxLineBytes {
 		return nil, fmt.Errorf("the last line is longer than %d bytes", MaxLineBytes)
@@ -337,6 +410,28 @@ func lastRecord(f *os.File) (*Record, error) {
 		return nil, fmt.Errorf("the last record is damaged: %w", err)
 	}
 	return &r, nil
+}
+
+// lastLineStart returns the offset of the byte after the last '\n' before
+// end (0 if there is none), reading backwards at most MaxLineBytes.
+func lastLineStart(f *os.File, end int64) (int64, error) {
+	const chunk = 64 << 10
+	buf := make([]byte, chunk)
+	pos := end
+	for pos > 0 {
+		if end-pos > MaxLineBytes {
+			return 0, fmt.Errorf("the last line is longer than %d bytes", MaxLineBytes)
+		}
+		n := min(int64(chunk), pos)
+		if _, err := f.ReadAt(buf[:n], pos-n); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return pos - n + int64(i) + 1, nil
+		}
+		pos -= n
+	}
+	return 0, nil
 }
 
 // checkHead compares the head file with the log's last record. A missing

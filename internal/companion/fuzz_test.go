@@ -63,10 +63,11 @@ func FuzzEditAllowlist(f *testing.F) {
 			return
 		}
 		e := &allowlist.Entry{
-			Name:       EntryName("acme/web", job, "production"),
-			Match:      allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
-			Definition: allowlist.Definition{Script: []string{script}, Timeout: time.Minute},
-			Source:     allowlist.Source{Repository: "https://gitlab.example.com/acme/web.git", Mode: allowlist.ModeCommit},
+			Name:  EntryName("acme/web", job, "production"),
+			Match: allowlist.Match{Project: "acme/web", Job: job, Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
+			Definition: allowlist.Definition{Script: []string{script}, Timeout: time.Minute,
+				Variables: []allowlist.Variable{{Name: "CONF", Value: script, HasValue: true, File: true}, {Name: "LD_X", Pattern: "^a$", Dangerous: true}}},
+			Source: allowlist.Source{Repository: "https://gitlab.example.com/acme/web.git", Mode: allowlist.ModeCommit},
 		}
 		for name := range old.Signers {
 			e.Source.Signers = []string{name}

@@ -485,10 +485,12 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 		src.Repository = o.SourceRepository
 	}
 	e.Source = src
-	// A pattern a person wrote stays when the job's value still fits it.
+	// A rule a person wrote stays when the job's value still fits it: a
+	// pattern, and the kind (file) and dangerous marker of a pinned value,
+	// which the job's .gitlab-ci.yml cannot state.
 	for i, v := range e.Definition.Variables {
 		for _, pv := range prev.Definition.Variables {
-			if pv.Name == v.Name && !pv.HasValue && pv.Pattern != "" && pv.Allows(v.Value) {
+			if pv.Name == v.Name && pv.Allows(v.Value) && (pv.Pattern != "" || pv.HasValue) {
 				e.Definition.Variables[i] = pv
 			}
 		}

@@ -50,6 +50,7 @@ type Config struct {
 	Job       Job             `toml:"job"`
 	Fetch     Fetch           `toml:"fetch"`
 	Log       Log             `toml:"log"`
+	State     State           `toml:"state"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -142,6 +143,42 @@ type Log struct {
 	// File receives operational logs when set; otherwise they go to standard
 	// error, which for executor stages is the job log.
 	File string `toml:"file"`
+}
+
+// State says where the trust state lives: the accepted allowlist version,
+// per-entry rollback marks, remembered rejections and job-id claims.
+type State struct {
+	// Backend: "local" (default; files under paths.state, one host) or
+	// "etcd" (shared by a fleet of runner hosts; paths.state stays each
+	// host's floor).
+	Backend string `toml:"backend"`
+	// Fallback: "none" (default: an unreachable store fails every job
+	// closed) or "local" (decide on this host's own state alone while the
+	// store is unreachable; weaker: a fresh host then knows no marks).
+	Fallback string `toml:"fallback"`
+	// Host names this runner host in the shared store. Default: the
+	// hostname.
+	Host string    `toml:"host"`
+	Etcd StateEtcd `toml:"etcd"`
+}
+
+// StateEtcd is the fleet store: an etcd cluster reached over mutual TLS.
+type StateEtcd struct {
+	// Endpoints are the members' client URLs, https:// only.
+	Endpoints []string `toml:"endpoints"`
+	// CAFile verifies the members' certificates.
+	CAFile string `toml:"ca_file"`
+	// CertFile and KeyFile are this host's client certificate.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// Prefix keeps one environment's keys apart. Default
+	// "/writ/<environment>/".
+	Prefix string `toml:"prefix"`
+	// Timeout bounds each request to the store. Default 5s.
+	Timeout Duration `toml:"timeout"`
+	// JobClaimTTL is how long a job id stays claimed fleet-wide. Default
+	// 168h.
+	JobClaimTTL Duration `toml:"job_claim_ttl"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -287,6 +324,21 @@ func (c *Config) defaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
+	if c.State.Backend == "" {
+		c.State.Backend = "local"
+	}
+	if c.State.Fallback == "" {
+		c.State.Fallback = "none"
+	}
+	if c.State.Etcd.Prefix == "" {
+		c.State.Etcd.Prefix = "/writ/" + c.Environment + "/"
+	}
+	if c.State.Etcd.Timeout.Duration == 0 {
+		c.State.Etcd.Timeout.Duration = 5 * time.Second
+	}
+	if c.State.Etcd.JobClaimTTL.Duration == 0 {
+		c.State.Etcd.JobClaimTTL.Duration = 7 * 24 * time.Hour
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -346,12 +398,47 @@ func (c *Config) validate() error {
 			bad("job.env key %q is not a variable name", k)
 		}
 	}
+	c.validateState(bad)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
 		bad("log.format %q: use \"text\" or \"json\"", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateState(bad func(string, ...any)) {
+	switch c.State.Fallback {
+	case "none", "local":
+	default:
+		bad("state.fallback %q: use \"none\" or \"local\"", c.State.Fallback)
+	}
+	switch c.State.Backend {
+	case "local":
+		return
+	case "etcd":
+	default:
+		bad("state.backend %q: use \"local\" or \"etcd\"", c.State.Backend)
+		return
+	}
+	e := c.State.Etcd
+	if len(e.Endpoints) == 0 {
+		bad("state.backend = \"etcd\" needs state.etcd.endpoints")
+	}
+	for _, ep := range e.Endpoints {
+		if !strings.HasPrefix(ep, "https://") {
+			bad("state.etcd.endpoints: %q is not https:// (the store is reached over mutual TLS only)", ep)
+		}
+	}
+	if e.CAFile == "" || e.CertFile == "" || e.KeyFile == "" {
+		bad("state.backend = \"etcd\" needs state.etcd.ca_file, cert_file and key_file (mutual TLS, one client certificate per host)")
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		bad("state.etcd.prefix %q must start and end with /", e.Prefix)
+	}
+	if e.JobClaimTTL.Duration < time.Second {
+		bad("state.etcd.job_claim_ttl must be at least 1s")
+	}
 }
 
 func (c *Config) resolveRelative(dir string) {
@@ -373,4 +460,7 @@ func (c *Config) resolveRelative(dir string) {
 	abs(&c.Paths.Audit)
 	abs(&c.Paths.Builds)
 	abs(&c.Log.File)
+	abs(&c.State.Etcd.CAFile)
+	abs(&c.State.Etcd.CertFile)
+	abs(&c.State.Etcd.KeyFile)
 }

@@ -86,3 +86,25 @@ func TestResolve(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestInstallDocExample keeps the complete example of docs/install.md
+// valid, with the [fetch] defaults it shows.
+func TestInstallDocExample(t *testing.T) {
+	data, err := os.ReadFile("../../docs/install.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "complete example:\n\n```toml\n")
+	if !ok {
+		t.Fatal("docs/install.md has no complete example")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	c, err := Parse([]byte(example))
+	if err != nil {
+		t.Fatalf("docs/install.md's example: %v", err)
+	}
+	d, _ := Parse([]byte(minimal))
+	if c.Fetch != d.Fetch {
+		t.Fatalf("the example's [fetch] %+v is not the defaults %+v", c.Fetch, d.Fetch)
+	}
+}

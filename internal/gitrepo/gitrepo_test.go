@@ -191,7 +191,7 @@ func TestFetchTag(t *testing.T) {
 
 // gitHTTPServer serves the repositories under root with git http-backend
 // on 127.0.0.1. wrap, if set, sees every request first.
-func gitHTTPServer(t *testing.T, root string, wrap func(http.Handler) http.Handler) *httptest.Server {
+func gitHTTPServer(t testing.TB, root string, wrap func(http.Handler) http.Handler) *httptest.Server {
 	t.Helper()
 	out, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {

@@ -24,6 +24,7 @@ type packGuard struct {
 	w       io.Writer
 	pending []byte // read and checked, not yet written
 	buf     []byte
+	zr      io.ReadCloser // reused: a new inflater per object costs its 32 KiB window
 }
 
 // guardPack copies the pack read from r to w within lim.
@@ -126,10 +127,15 @@ func (g *packGuard) object(i int64) error {
 	if size > g.lim.MaxObjectBytes {
 		return &LimitError{Limit: "max_object_bytes", Max: g.lim.MaxObjectBytes, Got: size, What: what}
 	}
-	zr, err := zlib.NewReader(g)
+	if g.zr == nil {
+		g.zr, err = zlib.NewReader(g)
+	} else {
+		err = g.zr.(zlib.Resetter).Reset(g, nil)
+	}
 	if err != nil {
 		return g.readErr(fmt.Sprintf("data of object %d", i), err)
 	}
+	zr := g.zr
 	// A delta's data starts with the sizes of its base and of the object
 	// it builds: nothing of it reaches the indexer before the second is
 	// checked.
@@ -169,7 +175,11 @@ func (g *packGuard) object(i int64) error {
 	if total != size {
 		return fmt.Errorf("object %d (%s) inflates to %d bytes, not the %d its header declares", i, typeNames[typ], total, size)
 	}
-	return g.flush()
+	// Checked bytes are handed on in batches: each write wakes the indexer.
+	if len(g.pending) >= 32<<10 {
+		return g.flush()
+	}
+	return nil
 }
 
 // objectHeader reads an object's type and declared size, and for deltas

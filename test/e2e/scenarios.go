@@ -1058,7 +1058,7 @@ var Scenarios = []Scenario{
 	// --- concurrent jobs -------------------------------------------------
 	{
 		Name: "evil-twin-same-job-id", Category: CatConcurrency,
-		Description: "Two payloads with the same job ID and token at once: the legitimate one and a twin running the attacker's script. A decision stored per job ID must not be shared.",
+		Description: "Two payloads with the same job ID and token at once: the legitimate one and a twin running the attacker's script. A decision stored per job ID must not be shared; the twin that arrives while the ID is held is refused as a duplicate.",
 		Mutate: func(f *Fixture) error {
 			twin := f.Payload.Clone()
 			f.Payload.Step("script").Script[0] = f.Canary.Code()

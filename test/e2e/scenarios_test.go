@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -207,8 +206,12 @@ func runAgainstWrit(t *testing.T, keys *Keys, s Scenario) string {
 
 // judgeTwins judges two payloads that share a job ID (and so one
 // coordinator record, whose trace is whichever runner wrote last): by the
-// audit log, which must show one refusal for the reason s.Writ names and
-// one admission, by the two final states, and by the canary.
+// audit log, by the final states, and by the canary. The id is claimed by
+// whichever payload reaches prepare first (issue #12): that one is judged
+// on its own (the tampered twin refused for the reason s.Writ names, the
+// legitimate one admitted), and a twin arriving while the id is held is
+// refused as a duplicate ("job_id"). Either way the tampered twin never
+// runs and at most the legitimate one is admitted.
 func judgeTwins(t *testing.T, s Scenario, f *Fixture, e *writEnv, o Outcome) string {
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
@@ -219,13 +222,17 @@ func judgeTwins(t *testing.T, s Scenario, f *Fixture, e *writEnv, o Outcome) str
 	if err != nil {
 		bad("%v", err)
 	}
-	var refused, admitted int
+	want := strings.TrimPrefix(s.Writ.Reason, "Failed check: ") + ": "
+	var refused, duplicates, admitted int
 	for _, r := range jobRecords(recs, o.JobID) {
 		switch r.Event {
 		case "refuse":
 			refused++
-			if want := strings.TrimPrefix(s.Writ.Reason, "Failed check: ") + ": "; !strings.HasPrefix(r.Reason, want) {
-				bad("refusal reason %q does not start with %q", r.Reason, want)
+			switch {
+			case strings.HasPrefix(r.Reason, "job_id: "):
+				duplicates++
+			case !strings.HasPrefix(r.Reason, want):
+				bad("refusal reason %q starts with neither %q nor %q", r.Reason, want, "job_id: ")
 			}
 		case "admit":
 			admitted++
@@ -234,24 +241,33 @@ func judgeTwins(t *testing.T, s Scenario, f *Fixture, e *writEnv, o Outcome) str
 			}
 		}
 	}
-	if refused != 1 || admitted != 1 {
-		bad("job %d: %d refusals and %d admissions in the audit log, want one of each", o.JobID, refused, admitted)
+	switch {
+	case refused+admitted != 2 || admitted > 1:
+		bad("job %d: %d refusals and %d admissions in the audit log, want two decisions, at most one admission", o.JobID, refused, admitted)
+	case duplicates == 0 && admitted != 1:
+		bad("job %d: neither twin was refused as a duplicate, yet the legitimate one was not admitted", o.JobID)
 	}
 	var finals []string
+	successes := 0
 	for _, u := range o.Updates {
 		if u.Final() {
 			finals = append(finals, u.State)
+			if u.State == "success" {
+				successes++
+			}
 		}
 	}
-	sort.Strings(finals)
-	if strings.Join(finals, ",") != "failed,success" {
-		bad("final states %q, want one failed and one success", finals)
+	if len(finals) != 2 || successes != admitted {
+		bad("final states %q, want two, with %d success", finals, admitted)
 	}
 	for _, p := range problems {
 		t.Errorf("%s: %s", s.Name, p)
 	}
 	if len(problems) > 0 {
 		t.Logf("%s\n--- audit log ---\n%s", o, auditSummary(e))
+	}
+	if duplicates > 0 {
+		return fmt.Sprintf("one twin decided (%d admitted), the other refused as a duplicate job id (audit: job_id); the canary never ran", admitted)
 	}
 	return "refused the tampered twin (audit: " + strings.TrimPrefix(s.Writ.Reason, "Failed check: ") + "); admitted the legitimate twin, which succeeded"
 }

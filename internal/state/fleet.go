@@ -1,0 +1,563 @@
+package state
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// sharedAllowlist is what the shared store held when an Allowlist was read.
+type sharedAllowlist struct {
+	markRev int64 // mod revision of the mark key (0: absent)
+	// read is the mark in force when read (the shared one or this
+	// host's floor); shared is the store's.
+	read, shared AllowlistMark
+	// local is this host's own mark when read: it stays the floor unless
+	// this host advances it.
+	local      AllowlistMark
+	localCache string // this host's cache digest, which belongs to local
+	rejected   Rejection
+}
+
+// Advance returns the state after this host accepted m, to be put in place
+// of st (nil when nothing was read): the mark moves, the rejection is
+// cleared, and the compare-and-swap base is kept.
+func (st *Allowlist) Advance(m AllowlistMark, lastCheck time.Time, cacheSHA256 string) *Allowlist {
+	n := &Allowlist{Version: m.Version, Commit: m.Commit, Digest: m.Digest, AcceptedAt: m.AcceptedAt,
+		LastCheck: lastCheck, CacheSHA256: cacheSHA256, verified: true}
+	if st != nil {
+		n.base = st.base
+	}
+	return n
+}
+
+// FleetConfig configures the shared store.
+type FleetConfig struct {
+	// Endpoints are the etcd members' client URLs (https only).
+	Endpoints []string
+	// CAFile verifies the members; CertFile and KeyFile are this host's
+	// client certificate (mutual TLS).
+	CAFile, CertFile, KeyFile string
+	// Prefix is this environment's key prefix, ending in "/".
+	Prefix string
+	// Timeout bounds every request (and the wait for a leader).
+	Timeout time.Duration
+	// JobClaimTTL is how long a job id stays claimed fleet-wide.
+	JobClaimTTL time.Duration
+	// Host names this runner host in what it writes.
+	Host string
+	// FallbackLocal: when the store is unavailable, decide on this host's
+	// local state alone (weaker: a fresh host knows no marks).
+	FallbackLocal bool
+	// Log receives warnings (fallbacks, a store below this host's floor).
+	Log hclog.Logger
+}
+
+// Fleet is the trust state shared by a fleet of runner hosts through etcd,
+// with this host's local state as a floor. Every advance of a mark is an
+// etcd transaction conditioned on the mark's mod revision as read, so two
+// hosts never both move a mark from the same value; each host checks a job
+// against the fleet's mark and its own, so a store that lost or withholds a
+// mark cannot lower what this host has seen.
+//
+// Key layout under the prefix P:
+//
+//	P allowlist/mark          AllowlistMark (JSON)
+//	P allowlist/rejected      Rejection (JSON)
+//	P entries/<EntryKey>      EntryMark (JSON)
+//	P jobs/<job id>           JobClaim (JSON), under a lease (see claimLease)
+type Fleet struct {
+	cfg   FleetConfig
+	local *Local
+
+	once   sync.Once
+	client *clientv3.Client
+	err    error
+}
+
+// NewFleet returns the shared state for cfg, with local as the floor. It
+// connects on first use.
+func NewFleet(cfg FleetConfig, local *Local) (*Fleet, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("state: the etcd backend needs endpoints")
+	}
+	for _, e := range cfg.Endpoints {
+		if !strings.HasPrefix(e, "https://") {
+			return nil, fmt.Errorf("state: etcd endpoint %q is not https:// (the store is reached over mutual TLS only)", e)
+		}
+	}
+	if cfg.CAFile == "" || cfg.CertFile == "" || cfg.KeyFile == "" {
+		return nil, errors.New("state: the etcd backend needs ca_file, cert_file and key_file (mutual TLS)")
+	}
+	if !strings.HasSuffix(cfg.Prefix, "/") || !strings.HasPrefix(cfg.Prefix, "/") {
+		return nil, fmt.Errorf("state: etcd prefix %q must start and end with /", cfg.Prefix)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.JobClaimTTL <= 0 {
+		cfg.JobClaimTTL = 7 * 24 * time.Hour
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	return &Fleet{cfg: cfg, local: local}, nil
+}
+
+func (f *Fleet) tlsConfig() (*tls.Config, error) {
+	ca, err := os.ReadFile(f.cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("state.etcd.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("state.etcd.ca_file %s holds no PEM certificate", f.cfg.CAFile)
+	}
+	cert, err := tls.LoadX509KeyPair(f.cfg.CertFile, f.cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("state.etcd.cert_file/key_file: %w", err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// kv returns the connected client.
+func (f *Fleet) kv() (*clientv3.Client, error) {
+	f.once.Do(func() {
+		tc, err := f.tlsConfig()
+		if err != nil {
+			f.err = err
+			return
+		}
+		f.client, f.err = clientv3.New(clientv3.Config{
+			Endpoints:   f.cfg.Endpoints,
+			DialTimeout: f.cfg.Timeout,
+			TLS:         tc,
+			// The client's own logs would reach the job log.
+			Logger: zap.NewNop(),
+			// Keepalive detects a dead member between requests.
+			DialKeepAliveTime:    f.cfg.Timeout,
+			DialKeepAliveTimeout: f.cfg.Timeout,
+		})
+	})
+	return f.client, f.err
+}
+
+// do runs one request against the store, bounded by the timeout, and
+// failing fast when the cluster has no leader.
+func (f *Fleet) do(ctx context.Context, op func(context.Context, *clientv3.Client) error) error {
+	c, err := f.kv()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), f.cfg.Timeout)
+		err = op(ctx, c)
+		cancel()
+	}
+	if err != nil && !errors.Is(err, errConflictTxn) && !errors.Is(err, ErrCorrupt) {
+		return f.unavailable(err)
+	}
+	return err
+}
+
+func (f *Fleet) unavailable(err error) error {
+	return fmt.Errorf("%w: the fleet state store (etcd %s) did not answer: %v; writ fails closed and the runner retries the job: check the store's members and quorum (etcdctl endpoint health), and this host's client certificate",
+		ErrUnavailable, strings.Join(f.cfg.Endpoints, ", "), err)
+}
+
+// fallback reports whether err lets this host go on with its local state.
+func (f *Fleet) fallback(err error) bool {
+	if !f.cfg.FallbackLocal || !errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	f.cfg.Log.Warn("fleet state store unavailable; deciding on this host's local state alone (state.fallback = \"local\")", "error", err)
+	return true
+}
+
+func (f *Fleet) key(parts ...string) string { return f.cfg.Prefix + strings.Join(parts, "/") }
+
+func decode(key string, b []byte, v any) error {
+	if len(b) > maxRecordBytes {
+		return fmt.Errorf("%w: store value %s is larger than %d bytes", ErrCorrupt, key, maxRecordBytes)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: store value %s: %v; delete it (etcdctl del %s): every host's own floor still holds its marks, and `writ state migrate` on a host publishes them again", ErrCorrupt, key, err, key)
+	}
+	return nil
+}
+
+// Allowlist implements Store: the fleet's mark unless this host's own is
+// higher, the fleet's remembered rejection, this host's own check times.
+func (f *Fleet) Allowlist(ctx context.Context) (*Allowlist, error) {
+	local, err := f.local.Allowlist(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var base sharedAllowlist
+	var shared *AllowlistMark
+	var rej *Rejection
+	err = f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		resp, err := c.Get(ctx, f.key("allowlist", ""), clientv3.WithPrefix())
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			switch string(kv.Key) {
+			case f.key("allowlist", "mark"):
+				shared = &AllowlistMark{}
+				base.markRev = kv.ModRevision
+				if err := decode(string(kv.Key), kv.Value, shared); err != nil {
+					return err
+				}
+				if !shaPattern.MatchString(shared.Commit) || shared.Version < 1 {
+					return fmt.Errorf("%w: store value %s names version %d at %q", ErrCorrupt, kv.Key, shared.Version, shared.Commit)
+				}
+			case f.key("allowlist", "rejected"):
+				rej = &Rejection{}
+				if err := decode(string(kv.Key), kv.Value, rej); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
+	}
+	if err != nil {
+		if f.fallback(err) {
+			return local, nil
+		}
+		return nil, err
+	}
+	return f.mergeAllowlist(local, shared, rej, base), nil
+}
+
+func (f *Fleet) mergeAllowlist(local *Allowlist, shared *AllowlistMark, rej *Rejection, base sharedAllowlist) *Allowlist {
+	if local == nil && shared == nil && rej == nil {
+		return nil
+	}
+	st := &Allowlist{}
+	if local != nil {
+		*st = *local
+		base.local, base.localCache = local.Mark(), local.CacheSHA256
+	}
+	if shared != nil {
+		base.shared = *shared
+	}
+	switch {
+	case shared != nil && shared.Version > st.Version:
+		// A host that joins late starts from the fleet's mark.
+		if shared.Commit != st.Commit {
+			st.CacheSHA256 = ""
+			if st.Commit != "" {
+				floor := st.Mark()
+				st.Floor = &floor
+			}
+		}
+		st.Version, st.Commit, st.Digest, st.AcceptedAt = shared.Version, shared.Commit, shared.Digest, shared.AcceptedAt
+	case local != nil && local.Commit != "" && (shared == nil || shared.Version < local.Version):
+		st.Withheld = true
+		f.cfg.Log.Warn("the fleet store's allowlist mark is below this host's own; this host's mark stays in force", "host_version", local.Version)
+	}
+	if rej != nil {
+		st.RejectedHead, st.RejectedWhy, st.RejectedTrust = rej.Head, rej.Why, rej.Trust
+		base.rejected = *rej
+	} else {
+		st.RejectedHead, st.RejectedWhy, st.RejectedTrust = "", "", ""
+	}
+	base.read = st.Mark()
+	st.base = &base
+	return st
+}
+
+// PutAllowlist implements Store. A changed mark is an advance this host
+// verified: it is written to the store if the store still holds what was
+// read, and becomes this host's floor. A mark only adopted from the store
+// is never written to the floor, so a store cannot raise a host's floor
+// with a mark the host did not verify.
+func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
+	base := sharedAllowlist{}
+	if st.base != nil {
+		base = *st.base
+	}
+	if st.verified && st.Version < base.read.Version {
+		return fmt.Errorf("state: refusing to move the allowlist mark from version %d down to %d", base.read.Version, st.Version)
+	}
+	advanced := st.verified && (st.Version != base.shared.Version || st.Commit != base.shared.Commit || st.Digest != base.shared.Digest)
+	rej := Rejection{Head: st.RejectedHead, Why: st.RejectedWhy, Trust: st.RejectedTrust}
+	err := f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		var ops []clientv3.Op
+		var conds []clientv3.Cmp
+		if advanced {
+			m := st.Mark()
+			b, err := json.Marshal(struct {
+				AllowlistMark
+				Host string `json:"host"`
+			}{m, f.cfg.Host})
+			if err != nil {
+				return err
+			}
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(f.key("allowlist", "mark")), "=", base.markRev))
+			ops = append(ops, clientv3.OpPut(f.key("allowlist", "mark"), string(b)))
+		}
+		if rej != base.rejected {
+			if rej.Head == "" {
+				ops = append(ops, clientv3.OpDelete(f.key("allowlist", "rejected")))
+			} else {
+				b, err := json.Marshal(rej)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, clientv3.OpPut(f.key("allowlist", "rejected"), string(b)))
+			}
+		}
+		if len(ops) == 0 {
+			return nil
+		}
+		resp, err := c.Txn(ctx).If(conds...).Then(ops...).Commit()
+		if err != nil {
+			return err
+		}
+		if !resp.Succeeded {
+			return errConflictTxn
+		}
+		return nil
+	})
+	if errors.Is(err, errConflictTxn) {
+		return fmt.Errorf("%w: another host moved the fleet's allowlist mark", ErrConflict)
+	}
+	if err != nil && !f.fallback(err) {
+		return err
+	}
+	floor := *st
+	if !st.verified && st.base != nil {
+		// Keep this host's own verified mark as its floor.
+		m := base.local
+		floor.Version, floor.Commit, floor.Digest, floor.AcceptedAt = m.Version, m.Commit, m.Digest, m.AcceptedAt
+		if m.Commit != st.Commit {
+			floor.CacheSHA256 = base.localCache
+		}
+	}
+	return f.local.PutAllowlist(ctx, &floor)
+}
+
+var errConflictTxn = errors.New("compare-and-swap failed")
+
+// validEntryMark reports whether m is a mark for entry name on a full
+// commit id (what the rollback check compares).
+func validEntryMark(m *EntryMark, name string) bool {
+	return m.Entry == name && shaPattern.MatchString(m.Commit)
+}
+
+// Entry implements Store.
+func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
+	local, err := f.local.entryMark(name)
+	if err != nil {
+		return nil, err
+	}
+	e := &Entry{Name: name}
+	var shared *EntryMark
+	key := f.key("entries", EntryKey(name))
+	err = f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		resp, err := c.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 1 {
+			shared = &EntryMark{}
+			e.rev = resp.Kvs[0].ModRevision
+			if err := decode(key, resp.Kvs[0].Value, shared); err != nil {
+				return err
+			}
+			if !validEntryMark(shared, name) {
+				return fmt.Errorf("%w: store value %s does not hold a mark for entry %q", ErrCorrupt, key, name)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
+	}
+	if err != nil {
+		if f.fallback(err) {
+			return &Entry{Name: name, Last: local, rev: -1, unshared: true}, nil
+		}
+		return nil, err
+	}
+	switch {
+	case shared == nil:
+		e.Last, e.unshared = local, local != nil
+	case local == nil || (local.Commit == shared.Commit && local.Repository == shared.Repository):
+		e.Last, e.synced = shared, local != nil
+	default:
+		e.Last, e.Floor = shared, local
+	}
+	return e, nil
+}
+
+// PutEntry implements Store: the store's mark moves only if it still is
+// what Entry read; this host's floor follows.
+func (f *Fleet) PutEntry(ctx context.Context, e *Entry, next EntryMark) error {
+	if next.Entry != e.Name {
+		return fmt.Errorf("state: mark for entry %q stored under %q", next.Entry, e.Name)
+	}
+	if e.rev >= 0 {
+		next.Host = f.cfg.Host
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		key := f.key("entries", EntryKey(e.Name))
+		err = f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
+			resp, err := c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", e.rev)).
+				Then(clientv3.OpPut(key, string(b))).Commit()
+			if err != nil {
+				return err
+			}
+			if !resp.Succeeded {
+				return errConflictTxn
+			}
+			return nil
+		})
+		if errors.Is(err, errConflictTxn) {
+			return fmt.Errorf("%w: another host admitted a job of entry %q meanwhile", ErrConflict, e.Name)
+		}
+		if err != nil && !f.fallback(err) {
+			return err
+		}
+	}
+	return f.local.PutEntry(ctx, e, next)
+}
+
+// ClaimJob implements Store: the id is claimed fleet-wide (an etcd key
+// created only if absent, under a lease), then on this host.
+func (f *Fleet) ClaimJob(ctx context.Context, c JobClaim) error {
+	if !jobIDPattern.MatchString(c.ID) {
+		return fmt.Errorf("state: job id %q is not a GitLab job id", c.ID)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	key := f.key("jobs", c.ID)
+	var held *JobClaim
+	err = f.do(ctx, func(ctx context.Context, cl *clientv3.Client) error {
+		lease, err := f.lease(ctx, cl, false)
+		if err != nil {
+			return err
+		}
+		claim := func(lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
+			return cl.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+				Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
+				Else(clientv3.OpGet(key)).Commit()
+		}
+		resp, err := claim(lease)
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The store lost the lease (restored, or another cluster).
+			if lease, err = f.lease(ctx, cl, true); err == nil {
+				resp, err = claim(lease)
+			}
+		}
+		if err != nil || resp.Succeeded {
+			return err
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		held = &JobClaim{ID: c.ID}
+		if len(kvs) == 1 {
+			return decode(key, kvs[0].Value, held)
+		}
+		return nil
+	})
+	if err != nil && (errors.Is(err, ErrCorrupt) || !f.fallback(err)) {
+		return err
+	}
+	if held != nil && held.Token != c.Token {
+		return &ClaimedError{Holder: *held}
+	}
+	return f.local.ClaimJob(ctx, c)
+}
+
+// claimLease is the lease this host attaches its job claims to, kept in
+// <state>/fleet-lease.json. It is granted for twice JobClaimTTL and used
+// while at least JobClaimTTL remains, so a claim lives between one and two
+// TTLs and a prepare grants a lease about once per TTL, not every time
+// (a grant is a write every member must sync to disk).
+type claimLease struct {
+	ID      int64     `json:"id"`
+	Prefix  string    `json:"prefix"`
+	Expires time.Time `json:"expires"`
+}
+
+func (f *Fleet) lease(ctx context.Context, cl *clientv3.Client, fresh bool) (clientv3.LeaseID, error) {
+	path := filepath.Join(f.local.Dir(), "fleet-lease.json")
+	var l claimLease
+	if ok, err := readJSON(path, &l); !fresh && err == nil && ok && l.Prefix == f.cfg.Prefix &&
+		time.Until(l.Expires) >= f.cfg.JobClaimTTL {
+		return clientv3.LeaseID(l.ID), nil
+	}
+	ttl := 2 * f.cfg.JobClaimTTL
+	start := time.Now()
+	g, err := cl.Grant(ctx, int64(ttl/time.Second))
+	if err != nil {
+		return 0, err
+	}
+	l = claimLease{ID: int64(g.ID), Prefix: f.cfg.Prefix, Expires: start.Add(time.Duration(g.TTL) * time.Second)}
+	if err := writeJSON(path, l); err != nil {
+		f.cfg.Log.Warn("cannot keep the job claim lease; the next prepare grants another", "error", err)
+	}
+	return g.ID, nil
+}
+
+// Claim implements Store: this host's claim.
+func (f *Fleet) Claim(ctx context.Context, id string) (*JobClaim, error) {
+	return f.local.Claim(ctx, id)
+}
+
+// ReleaseJob implements Store: this host's claim goes; the fleet-wide
+// claim stays until its lease ends, so the id cannot be replayed on
+// another host meanwhile.
+func (f *Fleet) ReleaseJob(ctx context.Context, c JobClaim) error {
+	return f.local.ReleaseJob(ctx, c)
+}
+
+// DropClaim implements Store: the fleet-wide claim goes if c.Token still
+// holds it, then this host's.
+func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
+	key := f.key("jobs", c.ID)
+	err := f.do(ctx, func(ctx context.Context, cl *clientv3.Client) error {
+		resp, err := cl.Get(ctx, key)
+		if err != nil || len(resp.Kvs) != 1 {
+			return err
+		}
+		var held JobClaim
+		if err := decode(key, resp.Kvs[0].Value, &held); err != nil || held.Token != c.Token {
+			return err
+		}
+		_, err = cl.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpDelete(key)).Commit()
+		return err
+	})
+	if err != nil && !f.fallback(err) {
+		return err
+	}
+	return f.local.ReleaseJob(ctx, c)
+}
+
+// Close implements Store.
+func (f *Fleet) Close() error {
+	if f.client != nil {
+		return f.client.Close()
+	}
+	return nil
+}
