@@ -264,6 +264,12 @@ func parseSSHApproval(data []byte) (*sshsig.Signature, error) {
 //	openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out approve.key
 //	openssl pkey -in approve.key -pubout -out approve.pub
 func LoadSigstoreKey(pemPath string) (crypto.Signer, error) {
+	return loadSigstoreKey(pemPath, nil)
+}
+
+// loadSigstoreKey is LoadSigstoreKey that decrypts encrypted keys (cosign's
+// among them) with password; see LoadSigstoreKeyWithPassword.
+func loadSigstoreKey(pemPath string, password PasswordFunc) (crypto.Signer, error) {
 	b, err := fsutil.ReadFileLimit(pemPath, maxSigstoreKeyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("sigstore signing key: %w", err)
@@ -279,7 +285,7 @@ func LoadSigstoreKey(pemPath string) (crypto.Signer, error) {
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(block.Bytes)
 	case "ENCRYPTED PRIVATE KEY", "ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY":
-		return nil, fmt.Errorf("sigstore signing key %s is encrypted; writ reads unencrypted PKCS#8 keys (openssl pkcs8 -topk8 -nocrypt)", pemPath)
+		key, err = decryptSigstoreKey(b, password)
 	default:
 		return nil, fmt.Errorf("sigstore signing key %s: PEM block %q is not a private key; use a PKCS#8 \"PRIVATE KEY\"", pemPath, block.Type)
 	}

@@ -20,11 +20,12 @@ import (
 )
 
 type allowlistCmd struct {
-	Lint    lintCmd    `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
-	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version."`
-	Approve approveCmd `cmd:"" help:"Write a detached approval of the current allowlist content."`
-	Diff    diffCmd    `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
-	Entry   entryCmd   `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
+	Lint      lintCmd      `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
+	Verify    verifyCmd    `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version."`
+	Approve   approveCmd   `cmd:"" help:"Write a detached approval of the current allowlist content."`
+	Statement statementCmd `cmd:"" help:"Print the exact bytes an approval of the current allowlist content signs (for cosign sign-blob and verify-blob)."`
+	Diff      diffCmd      `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
+	Entry     entryCmd     `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
 }
 
 // readAllowlistFile parses an allowlist file, loading key files relative to
@@ -174,7 +175,7 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 type approveCmd struct {
 	Dir         string `help:"Checkout of the allowlist repository." default:"." type:"existingdir"`
 	SSHKey      string `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
-	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256)." xor:"key" type:"existingfile"`
+	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256 or Ed25519; a cosign key file is decrypted with $COSIGN_PASSWORD)." xor:"key" type:"existingfile"`
 	Label       string `help:"File name of the approval, usually your name (default: $USER)."`
 }
 
@@ -206,7 +207,7 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 		sig, err = allowlist.SignSSH(ctx, stmt, c.SSHKey)
 		name = label + ".sshsig"
 	} else {
-		key, kerr := allowlist.LoadSigstoreKey(c.SigstoreKey)
+		key, kerr := allowlist.LoadSigstoreKeyWithPassword(c.SigstoreKey, cosignPassword)
 		if kerr != nil {
 			return kerr
 		}
