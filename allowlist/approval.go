@@ -13,8 +13,11 @@ package allowlist
 //	approvals/v<version>/<label>.sshsig          armored SSHSIG (ssh-keygen -Y sign -n ApprovalNamespace)
 //	approvals/v<version>/<label>.sigstore.json   Sigstore bundle (message signature by a public key)
 //
-// Sigstore bundles are verified offline against configured public keys: no
-// Fulcio certificate, no Rekor entry and no timestamp is required or checked.
+// Sigstore bundles signed by a key are verified offline against configured
+// public keys: no Rekor entry and no timestamp is required or checked.
+// Keyless bundles (a Fulcio certificate and a Rekor entry) are verified
+// offline against a pinned trusted root and named identities
+// (approval_keyless.go).
 
 import (
 	"bytes"
@@ -493,8 +496,8 @@ func ParseBundle(data []byte) (*bundle.Bundle, error) {
 	if ms == nil {
 		return nil, errors.New("the Sigstore bundle holds no message signature (a DSSE attestation is not an approval)")
 	}
-	if b.GetVerificationMaterial().GetPublicKey() == nil {
-		return nil, errors.New("the Sigstore bundle is not signed by a public key (certificate-based signatures are not approvals)")
+	if vm := b.GetVerificationMaterial(); vm.GetPublicKey() == nil && vm.GetCertificate() == nil {
+		return nil, errors.New("the Sigstore bundle holds neither a public key hint nor a Fulcio certificate")
 	}
 	if len(ms.GetSignature()) == 0 {
 		return nil, errors.New("the Sigstore bundle's signature is empty")
@@ -532,6 +535,7 @@ type ApprovalVerifier struct {
 	ssh        *gitsig.Keys
 	sshTrusted map[string]bool // fingerprints of ssh's keys
 	sigstore   []sigstoreKey
+	keyless    *keylessVerifier
 }
 
 type sigstoreKey struct {
@@ -544,8 +548,15 @@ type sigstoreKey struct {
 // NewApprovalVerifier builds a verifier trusting sshKeys (their
 // allowed_signers namespaces and validity windows apply; nil trusts no SSH
 // key) and sigstoreKeys (ECDSA P-256, or Ed25519 verified as Ed25519ph).
-func NewApprovalVerifier(sshKeys *gitsig.Keys, sigstoreKeys []crypto.PublicKey) (*ApprovalVerifier, error) {
+//
+// Options add other kinds of approvers (WithKeylessApprovals).
+func NewApprovalVerifier(sshKeys *gitsig.Keys, sigstoreKeys []crypto.PublicKey, opts ...ApprovalOption) (*ApprovalVerifier, error) {
 	v := &ApprovalVerifier{ssh: sshKeys, sshTrusted: map[string]bool{}}
+	for _, o := range opts {
+		if err := o(v); err != nil {
+			return nil, err
+		}
+	}
 	if sshKeys != nil {
 		for _, fp := range sshKeys.Fingerprints() {
 			v.sshTrusted[fp] = true
@@ -714,6 +725,9 @@ func (v *ApprovalVerifier) verifySigstore(statement, data []byte) (string, error
 	b, err := ParseBundle(data)
 	if err != nil {
 		return "", err
+	}
+	if b.GetVerificationMaterial().GetCertificate() != nil {
+		return v.verifyKeyless(statement, b)
 	}
 	if len(v.sigstore) == 0 {
 		return "", errors.New("no Sigstore keys are trusted (trust.sigstore_public_keys)")
