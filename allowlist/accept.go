@@ -1,11 +1,9 @@
 package allowlist
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"encoding/gob"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/hashicorp/go-hclog"
 
@@ -39,15 +38,20 @@ const (
 	RuleFormat    = "format"
 	RuleIdentity  = "identity"
 	RuleApprovals = "approvals"
-	RuleVersion   = "version"
-	RuleAncestry  = "ancestry"
-	RuleExpiry    = "expiry"
+	// RuleFloor is the environment's own floor (allowlist.min_version,
+	// allowlist.start_commit), which holds even on first contact.
+	RuleFloor    = "floor"
+	RuleVersion  = "version"
+	RuleAncestry = "ancestry"
+	RuleExpiry   = "expiry"
 )
 
 // Limits on what the allowlist repository may make writ read.
 const (
 	maxAllowlistBytes = 64 << 20
 	maxKeyFileBytes   = 1 << 20
+	// maxHistoryCommits bounds the walk that proves a start commit absent.
+	maxHistoryCommits = 100000
 )
 
 // Check is the outcome of one acceptance rule.
@@ -66,6 +70,10 @@ type Report struct {
 	Checks []Check
 	// Accepted is true when Head became (or already was) the accepted version.
 	Accepted bool
+	// FirstContact, when the environment had accepted no version before
+	// (a new host, or lost state), says what it trusted the head for, or
+	// why not, and whether a floor protected it.
+	FirstContact string
 }
 
 // Failed returns the first failed check, or nil.
@@ -148,6 +156,9 @@ func LoadTrust(cfg *config.Config) (*Trust, error) {
 	// older writ rejected as an unknown schema is evaluated again after
 	// an upgrade.
 	fmt.Fprintf(id, "schema=%s\n", SchemaV2)
+	// The floor decides too: a head it rejected is judged again under
+	// another floor.
+	fmt.Fprintf(id, "floor min_version=%d start_commit=%q\n", cfg.Allowlist.MinVersion, cfg.Allowlist.StartCommit)
 	var armored [][]byte
 	if p := cfg.Trust.OpenPGPKeyring; p != "" {
 		b, err := fsutil.ReadFileLimit(p, maxKeyFileBytes)
@@ -218,6 +229,7 @@ type cached struct {
 	Commit     string            `json:"commit"`
 	Version    int64             `json:"version"`
 	Digest     string            `json:"digest"`
+	Statement  string            `json:"statement"`
 	Signer     string            `json:"signer"`
 	Approvers  []string          `json:"approvers"`
 	AcceptedAt time.Time         `json:"accepted_at"`
@@ -231,7 +243,7 @@ type cached struct {
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
 func (a *Accepter) cachePath() string {
-	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")
+	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.store")
 }
 
 // Current returns the accepted allowlist a job must be judged by. It fetches
@@ -250,8 +262,47 @@ func (a *Accepter) Current(ctx context.Context) (*Accepted, error) {
 			}
 		}
 	}
+	if acc, ok := a.unchanged(ctx); ok {
+		return acc, nil
+	}
 	acc, _, err := a.Refresh(ctx)
 	return acc, err
+}
+
+// unchanged answers a job without taking any lock when the remote's head is
+// the version already in force: it reads only the remote's ref
+// advertisement (no pack) and the verified store, so concurrent jobs never
+// queue behind each other or behind the network. Anything else — a new
+// head, a remembered rejection, a remote that does not answer, a store that
+// does not check out — goes through Refresh, which decides under the lock;
+// jobs that find the same new head there wait for the first to accept it
+// and then take this path's answer from the state it wrote.
+func (a *Accepter) unchanged(ctx context.Context) (*Accepted, bool) {
+	// The store's word (the fleet's, in fleet mode): a head this host
+	// accepted but the fleet moved past is not unchanged.
+	st, err := a.store.Allowlist(ctx)
+	if err != nil || st == nil || st.Commit == "" || st.RejectedHead != "" {
+		return nil, false
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration)
+	defer cancel()
+	al := a.cfg.Allowlist
+	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
+		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
+		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+	if err != nil {
+		return nil, false
+	}
+	head, err := m.RemoteRef(pctx, "refs/heads/"+al.Branch)
+	if err != nil || head.String() != st.Commit {
+		return nil, false
+	}
+	acc, err := a.loadCache(st)
+	if err != nil {
+		return nil, false
+	}
+	return acc, true
 }
 
 // Cached returns the last accepted version from the local cache without any
@@ -360,6 +411,9 @@ func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 		a.record(ctx, "allowlist-cache", rep, acc)
 		return acc, rep, cerr
 	}
+	if st == nil || st.Commit == "" {
+		rep.FirstContact = a.firstContact(rep)
+	}
 	if f := rep.Failed(); f != nil {
 		why := f.Rule + ": " + f.Detail
 		a.log.Error("allowlist head rejected", "head", head, "rule", f.Rule, "detail", f.Detail)
@@ -382,7 +436,7 @@ func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 	if err != nil {
 		return nil, rep, fmt.Errorf("%w: write verified cache: %v", ErrCannotDecide, err)
 	}
-	nst := st.Advance(wstate.AllowlistMark{Version: c.Version, Commit: c.Commit, Digest: c.Digest, AcceptedAt: c.AcceptedAt}, now, cacheSum)
+	nst := st.Advance(wstate.AllowlistMark{Version: c.Version, Commit: c.Commit, Digest: c.Digest, Statement: c.Statement, AcceptedAt: c.AcceptedAt}, now, cacheSum)
 	if err := a.writeState(ctx, nst); err != nil {
 		return nil, rep, fmt.Errorf("%w: write state: %w", ErrCannotDecide, err)
 	}
@@ -445,7 +499,19 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	if err != nil {
 		return fail(RuleSignature, "read head commit: %v", err)
 	}
-	signer, err := a.rootKeys.VerifyCommit(commit, now)
+	// A head accepted here before (only verified again when its cache is
+	// lost) is judged as it was then: a root key retired since does not undo
+	// the acceptance. Any other head is a new decision, so its key must be
+	// valid now as well as when the signature says it was made.
+	var sigOpts []gitsig.VerifyOption
+	approvalsAt := now
+	if st != nil && st.Commit == head {
+		sigOpts = append(sigOpts, gitsig.PreviouslyAdmitted())
+		if !st.AcceptedAt.IsZero() {
+			approvalsAt = st.AcceptedAt
+		}
+	}
+	signer, err := a.rootKeys.VerifyCommit(commit, now, sigOpts...)
 	if err != nil {
 		return fail(RuleSignature, "head commit %s: %v", short(head), err)
 	}
@@ -455,16 +521,14 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	if err != nil {
 		return fail(RuleFormat, "%s at %s: %v", FileName, short(head), err)
 	}
-	files := map[string][]byte{}
-	al, err := Parse(FileName, data, func(p string) ([]byte, error) {
+	load, files := RecordLoads(func(p string) ([]byte, error) {
 		b, err := m.ReadFile(head, p, maxKeyFileBytes)
-		if err == nil {
-			files[p] = b
-		} else if gitrepo.IsDamage(err) {
+		if err != nil && gitrepo.IsDamage(err) {
 			damage = err
 		}
 		return b, err
 	})
+	al, err := Parse(FileName, data, load)
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
 	}
@@ -477,7 +541,13 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleIdentity, "repository %q", al.Repository)
 
-	approvers, detail, err := a.countApprovals(commit, al, digest, signer, now)
+	stmt, err := VersionStatement(al, data, files)
+	if err != nil {
+		return fail(RuleApprovals, "%v", err)
+	}
+	stmtSum := sha256.Sum256(stmt)
+	stmtDigest := hex.EncodeToString(stmtSum[:])
+	approvers, detail, err := a.countApprovals(commit, al.Version, stmt, signer, approvalsAt)
 	if err != nil {
 		return fail(RuleApprovals, "%v", err)
 	}
@@ -486,12 +556,22 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleApprovals, "%d of %d required approvals (%s)", len(approvers), a.cfg.Trust.Threshold, detail)
 
+	floor, err := a.checkFloor(m, head, al.Version)
+	if gitrepo.IsDamage(err) {
+		return nil, checks, err
+	}
+	if checks = append(checks, floor); !floor.OK {
+		return nil, checks, nil
+	}
+
 	if st != nil && st.Commit != "" {
 		switch {
 		case al.Version < st.Version:
 			return fail(RuleVersion, "version %d is lower than %d, the highest this environment accepted (rollback)", al.Version, st.Version)
 		case al.Version == st.Version && digest != st.Digest:
 			return fail(RuleVersion, "version %d was already accepted with other content (sha256 %s, now %s): bump the version", al.Version, short(st.Digest), short(digest))
+		case al.Version == st.Version && st.Statement != "" && stmtDigest != st.Statement:
+			return fail(RuleVersion, "version %d was already accepted with other content: %s is the same but a file it loads (a key file) differs: bump the version", al.Version, FileName)
 		}
 		ok, err := m.IsAncestor(st.Commit, head)
 		if err != nil {
@@ -519,28 +599,89 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	pass(RuleExpiry, "expires %s (in %s)", al.Expires.UTC().Format(time.RFC3339), al.Expires.Sub(now).Round(time.Minute))
 
 	return &cached{
-		Commit: head, Version: al.Version, Digest: digest, Signer: signer.Fingerprint,
+		Commit: head, Version: al.Version, Digest: digest, Statement: stmtDigest, Signer: signer.Fingerprint,
 		Approvers: approvers, AcceptedAt: now, YAML: data, Files: files, Parsed: al,
 	}, checks, nil
 }
 
+// checkFloor applies the environment's floor: a version at least
+// allowlist.min_version, at a head that is allowlist.start_commit or
+// descends from it. The high-water mark protects an environment that has
+// accepted a version before; the floor is what protects one that has not.
+// An error is returned with the failed check when the mirror could not
+// answer.
+func (a *Accepter) checkFloor(m *gitrepo.Mirror, head string, version int64) (Check, error) {
+	cfg := a.cfg.Allowlist
+	var held []string
+	if cfg.MinVersion > 0 {
+		if version < cfg.MinVersion {
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("version %d is below %d, this environment's allowlist.min_version (a superseded version)", version, cfg.MinVersion)}, nil
+		}
+		held = append(held, fmt.Sprintf("version %d ≥ allowlist.min_version %d", version, cfg.MinVersion))
+	}
+	if sc := cfg.StartCommit; sc != "" {
+		if _, err := m.Commit(sc); err != nil {
+			// A start commit missing from the mirror is no ancestor of
+			// the head if the head's whole history is there without it;
+			// anything else is a damaged mirror, not a verdict.
+			if !errors.Is(err, plumbing.ErrObjectNotFound) {
+				return Check{Rule: RuleFloor}, err
+			}
+			if _, werr := m.CommitsBetween("", head, maxHistoryCommits); werr != nil {
+				return Check{Rule: RuleFloor, Detail: fmt.Sprintf("cannot tell whether %s descends from allowlist.start_commit %s: %v", short(head), short(sc), werr)}, werr
+			}
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit (it is not in the branch's history)", short(head), short(sc))}, nil
+		}
+		ok, err := m.IsAncestor(sc, head)
+		if err != nil {
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("cannot tell whether %s descends from allowlist.start_commit %s: %v", short(head), short(sc), err)}, err
+		}
+		if !ok {
+			return Check{Rule: RuleFloor, Detail: fmt.Sprintf("head %s does not descend from %s, this environment's allowlist.start_commit", short(head), short(sc))}, nil
+		}
+		held = append(held, "descends from allowlist.start_commit "+short(sc))
+	}
+	if len(held) == 0 {
+		return Check{Rule: RuleFloor, OK: true, Detail: "none set (allowlist.min_version, allowlist.start_commit)"}, nil
+	}
+	return Check{Rule: RuleFloor, OK: true, Detail: strings.Join(held, "; ")}, nil
+}
+
+// firstContact explains a decision made with no earlier accepted version.
+func (a *Accepter) firstContact(rep *Report) string {
+	msg := "this environment had accepted no version before (a new host, or its state was lost)"
+	if f := rep.Failed(); f != nil {
+		msg += fmt.Sprintf(", and refused head %s (%s: %s)", short(rep.Head), f.Rule, f.Detail)
+	} else {
+		var why []string
+		for _, c := range rep.Checks {
+			switch c.Rule {
+			case RuleSignature, RuleApprovals, RuleFloor:
+				why = append(why, c.Rule+": "+c.Detail)
+			}
+		}
+		msg += fmt.Sprintf("; it trusted head %s for %s", short(rep.Head), strings.Join(why, "; "))
+	}
+	if a.cfg.Allowlist.MinVersion == 0 && a.cfg.Allowlist.StartCommit == "" {
+		msg += ". No floor is set: any unexpired version with enough approvals would have been accepted, a superseded one too; set allowlist.min_version (or allowlist.start_commit) in the configuration"
+	}
+	return msg
+}
+
 // countApprovals returns the distinct root signers approving exactly this
 // content: the commit signer plus valid detached approvals of the statement.
-func (a *Accepter) countApprovals(commit *object.Commit, al *Allowlist, digest string, signer gitsig.Signer, now time.Time) ([]string, string, error) {
-	stmt, err := NewStatement(al.Repository, al.Version, digest)
-	if err != nil {
-		return nil, "", err
-	}
+func (a *Accepter) countApprovals(commit *object.Commit, version int64, stmt []byte, signer gitsig.Signer, now time.Time) ([]string, string, error) {
 	tree, err := commit.Tree()
 	if err != nil {
 		return nil, "", err
 	}
-	files, err := ReadApprovalFiles(tree, ApprovalDir(al.Version))
+	dir := ApprovalDir(version)
+	approvals, err := ReadApprovalFiles(tree, dir)
 	if err != nil {
 		return nil, "", err
 	}
 	set := map[string]bool{signer.Fingerprint: true}
-	valid, errs := a.approvals.Verify(stmt, files, now)
+	valid, errs := a.approvals.Verify(stmt, dir, approvals, now)
 	for _, ap := range valid {
 		set[ap.Signer] = true
 	}
@@ -609,23 +750,14 @@ func (a *Accepter) fallback(st *state, why string) (*Accepted, error) {
 }
 
 func (a *Accepter) loadCache(st *state) (*Accepted, error) {
-	b, err := fsutil.ReadFileLimit(a.cachePath(), 4*maxAllowlistBytes)
+	vs, err := openVerified(a.cachePath(), st.CacheSHA256)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no verified cache: %v", ErrCannotDecide, err)
+		return nil, fmt.Errorf("%w: no usable verified cache: %v", ErrCannotDecide, err)
 	}
-	fileSum := sha256.Sum256(b)
-	if hex.EncodeToString(fileSum[:]) != st.CacheSHA256 {
-		return nil, fmt.Errorf("%w: verified cache %s does not match the accepted state", ErrCannotDecide, a.cachePath())
-	}
-	var c cached
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: verified cache unreadable: %v", ErrCannotDecide, err)
-	}
-	sum := sha256.Sum256(c.YAML)
-	if c.Commit != st.Commit || c.Digest != st.Digest || hex.EncodeToString(sum[:]) != c.Digest || c.Parsed == nil {
+	c, al := &vs.header.Meta, vs.header.Allowlist
+	if c.Commit != st.Commit || c.Digest != st.Digest {
 		return nil, fmt.Errorf("%w: verified cache does not match the accepted state", ErrCannotDecide)
 	}
-	al := c.Parsed
 	if al.Schema != SchemaV2 {
 		// Accepted by a writ that read another schema: its refs and
 		// variables do not mean what this writ's do.
@@ -635,9 +767,9 @@ func (a *Accepter) loadCache(st *state) (*Accepted, error) {
 		return nil, fmt.Errorf("%w: the accepted version %d expired at %s; publish a new signed version", ErrCannotDecide, al.Version, al.Expires.UTC().Format(time.RFC3339))
 	}
 	return &Accepted{
-		Allowlist: al, Index: NewIndex(al), Commit: c.Commit, Digest: c.Digest,
+		Allowlist: al, Commit: c.Commit, Digest: c.Digest,
 		Signer: c.Signer, Approvers: c.Approvers, Threshold: a.cfg.Trust.Threshold,
-		AcceptedAt: c.AcceptedAt,
+		AcceptedAt: c.AcceptedAt, store: vs,
 	}, nil
 }
 
@@ -645,17 +777,17 @@ func (a *Accepter) writeState(ctx context.Context, st *state) error {
 	return a.store.PutAllowlist(ctx, st)
 }
 
+// writeCache writes the verified store of c and returns the hex SHA-256
+// the state must record for it to be used.
 func (a *Accepter) writeCache(c *cached) (string, error) {
 	if err := os.MkdirAll(a.cfg.Paths.Cache, 0o700); err != nil {
 		return "", err
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
+	b, sum, err := encodeVerified(c)
+	if err != nil {
 		return "", err
 	}
-	b := buf.Bytes()
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
+	return sum, fsutil.WriteFileAtomic(a.cachePath(), b, 0o600)
 }
 
 func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *Accepted) {
@@ -663,6 +795,9 @@ func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *A
 		return
 	}
 	fields := map[string]any{"head": rep.Head}
+	if rep.FirstContact != "" {
+		fields["first_contact"] = rep.FirstContact
+	}
 	reason := "accepted"
 	if f := rep.Failed(); f != nil {
 		reason = f.Rule + ": " + f.Detail

@@ -162,11 +162,16 @@ func digest(content string) string {
 
 func statement(t testing.TB, version int, content string) []byte {
 	t.Helper()
-	st, err := allowlist.NewStatement(identity, int64(version), digest(content))
+	st, err := allowlist.NewStatement(identity, int64(version), yamlOnly(content))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// yamlOnly is the manifest of an allowlist.yaml that loads no key file.
+func yamlOnly(content string) []allowlist.ManifestFile {
+	return allowlist.Manifest(map[string][]byte{allowlist.FileName: []byte(content)})
 }
 
 // sshApproval is the path and content of an SSH approval of content.
@@ -213,7 +218,9 @@ func TestAcceptSSHSignedFirstVersion(t *testing.T) {
 	if acc.Commit != head || acc.Digest != digest(good(1)) || !strings.HasPrefix(acc.Signer, "SHA256:") {
 		t.Fatalf("accepted %+v", acc)
 	}
-	if _, ok := acc.Index.Lookup("acme/web", "deploy", "production", "refs/heads/main"); !ok {
+	if ix, err := acc.JobIndex("acme/web", "deploy"); err != nil {
+		t.Fatal(err)
+	} else if _, ok := ix.Lookup("acme/web", "deploy", "production", "refs/heads/main"); !ok {
 		t.Fatal("accepted allowlist does not index its entry")
 	}
 	// A new process sees the same version from the cache, without fetching.
@@ -338,7 +345,7 @@ func TestApprovalOverOtherContentOrVersion(t *testing.T) {
 	w.repo.Commit(t, map[string]string{p: string(sig)}, "v1 again", w.alice)
 	mustRefuse(t, a, allowlist.RuleApprovals, "1 of 2")
 	// ...and this content under another repository identity.
-	other, err := allowlist.NewStatement("evil/fork", 1, digest(content))
+	other, err := allowlist.NewStatement("evil/fork", 1, yamlOnly(content))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,23 +450,41 @@ func TestRemoteDown(t *testing.T) {
 		w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.alice)
 		a := w.accepter()
 		mustAccept(t, a, 1)
-		p := filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.gob")
+		p := filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.store")
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Change one byte of the script the cache holds: a cache that is not
-		// what this environment wrote must never be used.
-		i := strings.Index(string(b), "./deploy.sh v1")
-		if i < 0 {
+		// Change one byte of the script wherever the store holds it (the
+		// accepted YAML and the job's section): a store that is not what
+		// this environment wrote must never be used.
+		if !strings.Contains(string(b), "./deploy.sh v1") {
 			t.Fatal("cache does not hold the script")
 		}
-		b[i] = 'X'
+		b = []byte(strings.ReplaceAll(string(b), "./deploy.sh v1", "./deploy.sh X1"))
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.Cached(); !errors.Is(err, allowlist.ErrCannotDecide) {
-			t.Fatalf("tampered cache accepted: %v", err)
+		acc, err := a.Cached()
+		if err == nil {
+			// The header is intact; the job's lookup must refuse the section.
+			_, err = acc.JobIndex("acme/web", "deploy")
+		}
+		if err == nil {
+			t.Fatal("tampered cache accepted")
+		}
+		// The damaged store was dropped: the next job verifies the
+		// accepted head again and finds its entry.
+		acc, err = w.accepter().Current(context.Background())
+		if err != nil {
+			t.Fatalf("a job after the tampering: %v", err)
+		}
+		ix, err := acc.JobIndex("acme/web", "deploy")
+		if err != nil {
+			t.Fatalf("after recovery: %v", err)
+		}
+		if e, ok := ix.Lookup("acme/web", "deploy", "production", "refs/heads/main"); !ok || e.Definition.Script[0] != "./deploy.sh v1" {
+			t.Fatalf("after recovery: %+v %v", e, ok)
 		}
 	})
 }

@@ -2,15 +2,21 @@ package allowlist
 
 // Detached approvals of an allowlist version.
 //
-// An approval is a signature over a short canonical statement that binds
-// the allowlist repository's identity, the version number and the SHA-256 of
-// allowlist.yaml's exact bytes. Binding all three means an approval cannot be
-// replayed for other content, for another version with the same content, or
-// in a fork or copy of the repository.
+// An approval is a signature over a short canonical statement. The
+// statement of an allowlist version binds the allowlist repository's
+// identity, the version number and a manifest of every file the parser
+// reads (allowlist.yaml and each OpenPGP key file, by path and SHA-256).
+// Binding all of them means an approval cannot be replayed for other
+// content (of allowlist.yaml or of any key file), for another version with
+// the same content, or in a fork or copy of the repository.
+//
+// The verifier is not specific to allowlists: a statement is bytes, and
+// Verify counts the distinct trusted keys that signed exactly those bytes.
 //
 // Approvals live in the allowlist repository next to the allowlist:
 //
 //	approvals/v<version>/<label>.sshsig          armored SSHSIG (ssh-keygen -Y sign -n ApprovalNamespace)
+//	approvals/v<version>/<label>.asc             armored detached OpenPGP signature, binary mode (gpg --armor --detach-sign)
 //	approvals/v<version>/<label>.sigstore.json   Sigstore bundle (message signature by a public key)
 //
 // Sigstore bundles signed by a key are verified offline against configured
@@ -37,6 +43,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -66,12 +73,14 @@ const ApprovalNamespace = "writ-allowlist@writ-ci.gitlab.com"
 // Approval kinds.
 const (
 	KindSSH      = "ssh"
+	KindOpenPGP  = "openpgp"
 	KindSigstore = "sigstore"
 )
 
 // Approval file name suffixes.
 const (
 	sshSuffix      = ".sshsig"
+	openpgpSuffix  = ".asc"
 	sigstoreSuffix = ".sigstore.json"
 )
 
@@ -85,7 +94,11 @@ const (
 	maxSigstoreKeyBytes  = 64 << 10
 )
 
-const statementHeader = "writ allowlist approval v1\n"
+const statementHeader = "writ allowlist approval v2\n"
+
+// maxStatementBytes bounds a statement any signer is asked to sign or any
+// approval is checked against.
+const maxStatementBytes = 4 << 20
 
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -99,38 +112,135 @@ func ApprovalDir(version int64) string {
 	return "approvals/v" + strconv.FormatInt(version, 10)
 }
 
-// Statement returns the canonical approval statement:
+// ManifestFile is one file an allowlist version loads: its path in the
+// repository (forward slashes, relative to the root) and the lower-case hex
+// SHA-256 of its exact bytes.
+type ManifestFile struct {
+	Path   string
+	SHA256 string
+}
+
+// Manifest hashes files (path to content: allowlist.yaml and every file the
+// parser read, as RecordLoads collects them) and sorts them by path, byte
+// by byte.
+func Manifest(files map[string][]byte) []ManifestFile {
+	out := make([]ManifestFile, 0, len(files))
+	for p, b := range files {
+		sum := sha256.Sum256(b)
+		out = append(out, ManifestFile{Path: p, SHA256: hex.EncodeToString(sum[:])})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// RecordLoads wraps load so that every file it returns is also kept in the
+// returned map, keyed by path: what the parser read is what the approval
+// statement covers, by construction.
+// A nil load stays nil (the parser then reads no file).
+func RecordLoads(load FileLoader) (FileLoader, map[string][]byte) {
+	files := map[string][]byte{}
+	if load == nil {
+		return nil, files
+	}
+	return func(p string) ([]byte, error) {
+		b, err := load(p)
+		if err == nil {
+			files[p] = b
+		}
+		return b, err
+	}, files
+}
+
+// VersionStatement is the statement approving allowlist version a, parsed
+// from yaml (allowlist.yaml's bytes) while reading the files in loaded (as
+// RecordLoads collects them).
+func VersionStatement(a *Allowlist, yaml []byte, loaded map[string][]byte) ([]byte, error) {
+	all := make(map[string][]byte, len(loaded)+1)
+	for p, b := range loaded {
+		all[p] = b
+	}
+	all[FileName] = yaml
+	return NewStatement(a.Repository, a.Version, Manifest(all))
+}
+
+// Statement returns the canonical approval statement of an allowlist
+// version:
 //
-//	writ allowlist approval v1
+//	writ allowlist approval v2
 //	repository: <repository>
 //	version: <version>
-//	sha256: <digest>
+//	files: <number of files>
+//	<sha256>  <path>
+//	...
 //
-// with LF line endings and a final LF. It does not validate its arguments;
-// use NewStatement for values that come from a file.
-func Statement(repository string, version int64, digest string) []byte {
+// one "<sha256>  <path>" line (64 lower-case hex digits, two spaces, the
+// path: the format sha256sum prints) per file the version loads, sorted by
+// path byte by byte, allowlist.yaml among them. LF line endings and a final
+// LF. It does not validate its arguments; use NewStatement.
+func Statement(repository string, version int64, manifest []ManifestFile) []byte {
 	var b bytes.Buffer
 	b.WriteString(statementHeader)
 	b.WriteString("repository: " + repository + "\n")
 	b.WriteString("version: " + strconv.FormatInt(version, 10) + "\n")
-	b.WriteString("sha256: " + digest + "\n")
+	b.WriteString("files: " + strconv.Itoa(len(manifest)) + "\n")
+	for _, f := range manifest {
+		b.WriteString(f.SHA256 + "  " + f.Path + "\n")
+	}
 	return b.Bytes()
 }
 
 // NewStatement is Statement after checking that repository is a non-empty
 // identity without control characters, line breaks or surrounding spaces,
-// version is at least 1 and digest is 64 lower-case hex digits.
-func NewStatement(repository string, version int64, digest string) ([]byte, error) {
+// version is at least 1, and manifest lists allowlist.yaml, is sorted by
+// path without duplicates, and holds clean relative paths and SHA-256s in
+// 64 lower-case hex digits.
+func NewStatement(repository string, version int64, manifest []ManifestFile) ([]byte, error) {
 	if err := checkRepository(repository); err != nil {
 		return nil, err
 	}
 	if version < 1 {
 		return nil, fmt.Errorf("approval statement: version %d: versions start at 1", version)
 	}
-	if !isLowerHex(digest, 64) {
-		return nil, fmt.Errorf("approval statement: digest %q is not a SHA-256 in 64 lower-case hex digits", digest)
+	if err := checkManifest(manifest); err != nil {
+		return nil, err
 	}
-	return Statement(repository, version, digest), nil
+	return Statement(repository, version, manifest), nil
+}
+
+func checkManifest(manifest []ManifestFile) error {
+	hasAllowlist := false
+	for i, f := range manifest {
+		if err := checkManifestPath(f.Path); err != nil {
+			return err
+		}
+		if i > 0 && manifest[i-1].Path >= f.Path {
+			return fmt.Errorf("approval statement: files %q and %q are not sorted by path without duplicates", manifest[i-1].Path, f.Path)
+		}
+		if !isLowerHex(f.SHA256, 64) {
+			return fmt.Errorf("approval statement: digest %q of %s is not a SHA-256 in 64 lower-case hex digits", f.SHA256, f.Path)
+		}
+		hasAllowlist = hasAllowlist || f.Path == FileName
+	}
+	if !hasAllowlist {
+		return fmt.Errorf("approval statement: the files do not include %s", FileName)
+	}
+	return nil
+}
+
+// checkManifestPath refuses what could make one line read as two, or two
+// names for one file.
+func checkManifestPath(p string) error {
+	bad := p == "" || len(p) > 4096 || !utf8.ValidString(p) || strings.HasPrefix(p, "/") ||
+		path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../")
+	for _, r := range p {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == '\\' {
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("approval statement: file path %q is not a clean relative path without control characters", p)
+	}
+	return nil
 }
 
 func checkRepository(repository string) error {
@@ -166,31 +276,20 @@ func isLowerHex(s string, n int) bool {
 	return true
 }
 
-// parseStatement returns the version a canonical statement approves, and an
-// error if the bytes are not exactly what NewStatement makes.
-func parseStatement(stmt []byte) (int64, error) {
-	lines := strings.Split(string(stmt), "\n")
-	if len(lines) != 5 || lines[4] != "" || lines[0]+"\n" != statementHeader {
-		return 0, errors.New("approval statement: not a canonical writ allowlist approval v1 statement")
+// checkStatement is what every statement, of any kind, must be before it is
+// signed or checked: non-empty bounded UTF-8 text of whole LF-terminated
+// lines, starting with "writ " (the kind's header, which keeps a signature
+// made for one kind from meaning anything for another).
+func checkStatement(stmt []byte) error {
+	switch {
+	case !bytes.HasPrefix(stmt, []byte("writ ")):
+		return errors.New("approval statement: does not start with a writ statement header")
+	case len(stmt) > maxStatementBytes:
+		return fmt.Errorf("approval statement: larger than %d bytes", maxStatementBytes)
+	case !bytes.HasSuffix(stmt, []byte("\n")) || bytes.ContainsAny(stmt, "\r\x00") || !utf8.Valid(stmt):
+		return errors.New("approval statement: not UTF-8 lines ending in LF")
 	}
-	repo, ok1 := strings.CutPrefix(lines[1], "repository: ")
-	ver, ok2 := strings.CutPrefix(lines[2], "version: ")
-	digest, ok3 := strings.CutPrefix(lines[3], "sha256: ")
-	if !ok1 || !ok2 || !ok3 {
-		return 0, errors.New("approval statement: not a canonical writ allowlist approval v1 statement")
-	}
-	v, err := strconv.ParseInt(ver, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("approval statement: version %q: %v", ver, err)
-	}
-	want, err := NewStatement(repo, v, digest)
-	if err != nil {
-		return 0, err
-	}
-	if !bytes.Equal(want, stmt) {
-		return 0, errors.New("approval statement: not in canonical form")
-	}
-	return v, nil
+	return nil
 }
 
 // SignSSH signs statement for ApprovalNamespace by running
@@ -202,7 +301,7 @@ func parseStatement(stmt []byte) (int64, error) {
 // the terminal), a key held by ssh-agent (pass the public key file as
 // keyPath) or a FIDO security key (sk-ssh-ed25519).
 func SignSSH(ctx context.Context, statement []byte, keyPath string) ([]byte, error) {
-	if _, err := parseStatement(statement); err != nil {
+	if err := checkStatement(statement); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(keyPath); err != nil {
@@ -227,6 +326,70 @@ func SignSSH(ctx context.Context, statement []byte, keyPath string) ([]byte, err
 		return nil, fmt.Errorf("ssh-keygen -Y sign produced a signature that does not verify: %v", err)
 	}
 	return sig, nil
+}
+
+// SignOpenPGP signs statement with the OpenPGP key whose primary key has
+// fingerprint (40 or 64 hex digits) by running the gpg program (gpg if
+// empty) with `--armor --detach-sign --no-textmode --digest-algo SHA256
+// --local-user FINGERPRINT`, and returns the armored signature, the content
+// of an approvals/v<version>/<label>.asc file.
+//
+// Running gpg rather than signing in-process means every key gpg can use
+// works (gpg-agent, passphrases through pinentry, smartcards), and no
+// private key passes through writ. --no-textmode overrides a textmode line
+// in gpg.conf: writ accepts binary signatures only, over the exact bytes.
+// The signature is then verified with the key gpg exports, as the trust
+// root will verify it.
+func SignOpenPGP(ctx context.Context, statement []byte, fingerprint, program string) ([]byte, error) {
+	if err := checkStatement(statement); err != nil {
+		return nil, err
+	}
+	fpr := strings.ToUpper(fingerprint)
+	if !isUpperHex(fpr) || (len(fpr) != 40 && len(fpr) != 64) {
+		return nil, fmt.Errorf("OpenPGP key %q: give the primary key's full fingerprint, 40 or 64 hex digits without spaces (gpg --with-colons --fingerprint KEY prints it on the fpr line)", fingerprint)
+	}
+	if program == "" {
+		program = "gpg"
+	}
+	run := func(stdin []byte, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, program, args...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("%s %s: %v: %s", program, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return stdout.Bytes(), nil
+	}
+	sig, err := run(statement, "--armor", "--detach-sign", "--no-textmode", "--digest-algo", "SHA256", "--local-user", fpr)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := run(nil, "--armor", "--export-options", "export-minimal", "--export", fpr)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := gitsig.NewKeys([][]byte{pub}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("the public key gpg exports for %s: %w", fpr, err)
+	}
+	s, err := keys.VerifyOpenPGP(statement, sig, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("gpg produced a signature that does not verify: %w", err)
+	}
+	if s.Fingerprint != fpr {
+		return nil, fmt.Errorf("gpg signed with key %s, not %s: give the primary key's fingerprint", s.Fingerprint, fpr)
+	}
+	return sig, nil
+}
+
+func isUpperHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'A' || c > 'F') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // parseSSHApproval checks the framing of an .sshsig approval file: one
@@ -446,7 +609,7 @@ func (k *keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, erro
 //
 // key must be ECDSA P-256 or Ed25519 (signed as Ed25519ph).
 func SignSigstore(statement []byte, key crypto.Signer) ([]byte, error) {
-	if _, err := parseStatement(statement); err != nil {
+	if err := checkStatement(statement); err != nil {
 		return nil, err
 	}
 	alg, err := sigstoreAlgorithm(key.Public())
@@ -512,11 +675,11 @@ func ParseBundle(data []byte) (*bundle.Bundle, error) {
 type Approval struct {
 	// File is the approval file's path in the allowlist repository.
 	File string
-	// Kind is KindSSH or KindSigstore.
+	// Kind is KindSSH, KindOpenPGP or KindSigstore.
 	Kind string
 	// Signer is the approving key's fingerprint: "SHA256:…" (as ssh-keygen -l
-	// prints it) for SSH, "sigstore:<hex SHA-256 of the DER public key>" for
-	// Sigstore.
+	// prints it) for SSH, the primary key's fingerprint in upper-case hex for
+	// OpenPGP, "sigstore:<hex SHA-256 of the DER public key>" for Sigstore.
 	Signer string
 }
 
@@ -532,8 +695,8 @@ func (e *ApprovalError) Unwrap() error { return e.Err }
 // ApprovalVerifier checks approval files against the trusted keys. Build it
 // once; Verify is safe for concurrent use.
 type ApprovalVerifier struct {
-	ssh        *gitsig.Keys
-	sshTrusted map[string]bool // fingerprints of ssh's keys
+	keys       *gitsig.Keys
+	sshTrusted map[string]bool // fingerprints of the trusted SSH and OpenPGP keys
 	sigstore   []sigstoreKey
 	keyless    *keylessVerifier
 }
@@ -545,20 +708,21 @@ type sigstoreKey struct {
 	verifier    *verify.Verifier
 }
 
-// NewApprovalVerifier builds a verifier trusting sshKeys (their
-// allowed_signers namespaces and validity windows apply; nil trusts no SSH
-// key) and sigstoreKeys (ECDSA P-256, or Ed25519 verified as Ed25519ph).
+// NewApprovalVerifier builds a verifier trusting keys, the trust root's
+// OpenPGP keyring and SSH allowed signers (whose namespaces and validity
+// windows apply; nil trusts neither), and sigstoreKeys (ECDSA P-256, or
+// Ed25519 verified as Ed25519ph).
 //
 // Options add other kinds of approvers (WithKeylessApprovals).
-func NewApprovalVerifier(sshKeys *gitsig.Keys, sigstoreKeys []crypto.PublicKey, opts ...ApprovalOption) (*ApprovalVerifier, error) {
-	v := &ApprovalVerifier{ssh: sshKeys, sshTrusted: map[string]bool{}}
+func NewApprovalVerifier(keys *gitsig.Keys, sigstoreKeys []crypto.PublicKey, opts ...ApprovalOption) (*ApprovalVerifier, error) {
+	v := &ApprovalVerifier{keys: keys, sshTrusted: map[string]bool{}}
 	for _, o := range opts {
 		if err := o(v); err != nil {
 			return nil, err
 		}
 	}
-	if sshKeys != nil {
-		for _, fp := range sshKeys.Fingerprints() {
+	if keys != nil {
+		for _, fp := range keys.Fingerprints() {
 			v.sshTrusted[fp] = true
 		}
 	}
@@ -609,23 +773,27 @@ func NewApprovalVerifier(sshKeys *gitsig.Keys, sigstoreKeys []crypto.PublicKey, 
 	return v, nil
 }
 
-// Verify checks the approval files of one version against statement. files
-// maps each file's path in the allowlist repository
-// (ApprovalDir(version)/<label>.sshsig or .sigstore.json) to its content.
-// It returns the valid approvals, at most one per signer (the first by path),
-// sorted by path, and an *ApprovalError for each file that does not count.
-// A statement that is not canonical, or more than MaxApprovalFiles files,
-// make every file not count, with a single error saying why. SSH validity
-// windows (allowed_signers valid-after/valid-before) are checked at now.
-func (v *ApprovalVerifier) Verify(statement []byte, files map[string][]byte, now time.Time) ([]Approval, []error) {
-	version, err := parseStatement(statement)
-	if err != nil {
+// Verify checks approval files against statement, which is any statement
+// the caller built (NewStatement makes the one of an allowlist version):
+// a statement is bytes, and an approval is a signature over exactly them.
+// dir is the directory that holds the approvals of this statement
+// (ApprovalDir for an allowlist version), and files maps each approval
+// file's path to its content; a file not directly in dir does not count. A
+// file is named <label>.sshsig, <label>.asc or <label>.sigstore.json.
+//
+// It returns the valid approvals, at most one per signer (the first by
+// path), sorted by path, and an *ApprovalError for each file that does not
+// count. A malformed statement, or more than MaxApprovalFiles files, make
+// every file not count, with a single error saying why. Keys are judged at
+// now: SSH validity windows, and OpenPGP expiry and revocation (also when
+// the signature says it was made).
+func (v *ApprovalVerifier) Verify(statement []byte, dir string, files map[string][]byte, now time.Time) ([]Approval, []error) {
+	if err := checkStatement(statement); err != nil {
 		return nil, []error{err}
 	}
 	if len(files) > MaxApprovalFiles {
-		return nil, []error{fmt.Errorf("%s holds %d files, more than the %d approvals writ reads", ApprovalDir(version), len(files), MaxApprovalFiles)}
+		return nil, []error{fmt.Errorf("%s holds %d files, more than the %d approvals writ reads", dir, len(files), MaxApprovalFiles)}
 	}
-	dir := ApprovalDir(version) + "/"
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
@@ -636,13 +804,13 @@ func (v *ApprovalVerifier) Verify(statement []byte, files map[string][]byte, now
 	var errs []error
 	bySigner := map[string]bool{}
 	for _, name := range names {
-		a, err := v.verifyFile(statement, dir, name, files[name], now)
+		a, err := v.verifyFile(statement, dir+"/", name, files[name], now)
 		if err != nil {
 			errs = append(errs, &ApprovalError{File: name, Err: err})
 			continue
 		}
 		// The same key approving twice (under two labels, or with two
-		// signatures) is one approval.
+		// signatures of different kinds) is one approval.
 		if bySigner[a.Signer] {
 			continue
 		}
@@ -666,23 +834,45 @@ func (v *ApprovalVerifier) verifyFile(statement []byte, dir, name string, data [
 		kind, label = KindSigstore, strings.TrimSuffix(base, sigstoreSuffix)
 	case strings.HasSuffix(base, sshSuffix):
 		kind, label = KindSSH, strings.TrimSuffix(base, sshSuffix)
+	case strings.HasSuffix(base, openpgpSuffix):
+		kind, label = KindOpenPGP, strings.TrimSuffix(base, openpgpSuffix)
 	default:
-		return Approval{}, fmt.Errorf("not an approval file: approvals are named <label>%s or <label>%s", sshSuffix, sigstoreSuffix)
+		return Approval{}, fmt.Errorf("not an approval file: approvals are named <label>%s, <label>%s or <label>%s", sshSuffix, openpgpSuffix, sigstoreSuffix)
 	}
 	if !ValidLabel(label) {
 		return Approval{}, fmt.Errorf("label %q: use a letter or digit, then letters, digits, '.', '_' or '-' (at most 64)", label)
 	}
 	var signer string
 	var err error
-	if kind == KindSSH {
+	switch kind {
+	case KindSSH:
 		signer, err = v.verifySSH(statement, data, now)
-	} else {
+	case KindOpenPGP:
+		signer, err = v.verifyOpenPGP(statement, data, now)
+	default:
 		signer, err = v.verifySigstore(statement, data)
 	}
 	if err != nil {
 		return Approval{}, err
 	}
 	return Approval{File: name, Kind: kind, Signer: signer}, nil
+}
+
+// verifyOpenPGP checks an .asc approval and returns the signer's primary
+// key fingerprint, the same name the key has as a commit signer, so one
+// person's commit signature and detached approval count once.
+func (v *ApprovalVerifier) verifyOpenPGP(statement, data []byte, now time.Time) (string, error) {
+	if v.keys == nil || !v.keys.HasOpenPGP() {
+		return "", errors.New("no OpenPGP keys are trusted (trust.openpgp_keyring)")
+	}
+	s, err := v.keys.VerifyOpenPGP(statement, data, now)
+	if err != nil {
+		if strings.Contains(err.Error(), "does not verify") {
+			return "", explainMismatch(err)
+		}
+		return "", err
+	}
+	return s.Fingerprint, nil
 }
 
 // verifySSH checks an .sshsig approval and returns the signer's fingerprint.
@@ -694,7 +884,7 @@ func (v *ApprovalVerifier) verifySSH(statement, data []byte, now time.Time) (str
 	if err != nil {
 		return "", err
 	}
-	if v.ssh == nil {
+	if v.keys == nil {
 		return "", errors.New("no SSH keys are trusted (trust.ssh_allowed_signers)")
 	}
 	// Only a trusted key's signature is checked: verifying under a key the
@@ -706,7 +896,7 @@ func (v *ApprovalVerifier) verifySSH(statement, data []byte, now time.Time) (str
 	if err := sshsig.Verify(bytes.NewReader(statement), sig, sig.PublicKey, sig.HashAlgorithm, ApprovalNamespace); err != nil {
 		return "", explainMismatch(fmt.Errorf("the SSH signature by %s does not verify over this statement", fp))
 	}
-	s, err := v.ssh.VerifySSH(statement, data, ApprovalNamespace, now)
+	s, err := v.keys.VerifySSH(statement, data, ApprovalNamespace, now)
 	if err != nil {
 		return "", err
 	}
@@ -716,7 +906,7 @@ func (v *ApprovalVerifier) verifySSH(statement, data []byte, now time.Time) (str
 // explainMismatch adds what a signature over another statement usually
 // means.
 func explainMismatch(err error) error {
-	return fmt.Errorf("%w: it approves another repository, version or allowlist.yaml content; approve the final content with `writ allowlist approve`", err)
+	return fmt.Errorf("%w: it approves another statement (for an allowlist: another repository, version, or content of allowlist.yaml or a key file); approve the final content with `writ allowlist approve`", err)
 }
 
 // verifySigstore checks a .sigstore.json approval and returns the signer's

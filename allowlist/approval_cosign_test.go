@@ -57,7 +57,7 @@ func TestCosignEncryptedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, errs := v.Verify(stmt, map[string][]byte{approvalPath(8, "alice.sigstore.json"): b}, time.Now())
+	ok, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{approvalPath(8, "alice.sigstore.json"): b}, time.Now())
 	if len(ok) != 1 || len(errs) != 0 || ok[0].Signer != fingerprintOf(t, pub) {
 		t.Fatalf("approval by a cosign key: %v %v", ok, errs)
 	}
@@ -148,11 +148,11 @@ func TestCosignCLIRoundTrip(t *testing.T) {
 		t.Fatalf("cosign sign-blob: %v\n%s", err, out)
 	}
 	bundle, _ := os.ReadFile(bundlePath)
-	ok, errs := v.Verify(stmt, map[string][]byte{approvalPath(8, "alice.sigstore.json"): bundle}, time.Now())
+	ok, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{approvalPath(8, "alice.sigstore.json"): bundle}, time.Now())
 	if len(ok) != 1 || len(errs) != 0 || ok[0].Signer != fingerprintOf(t, pub) {
 		t.Fatalf("writ refused cosign's approval: %v %v\n%s", ok, errs, bundle)
 	}
-	if ok, _ := v.Verify(other, map[string][]byte{approvalPath(9, "alice.sigstore.json"): bundle}, time.Now()); len(ok) != 0 {
+	if ok, _ := v.Verify(other, stmtDir(other), map[string][]byte{approvalPath(9, "alice.sigstore.json"): bundle}, time.Now()); len(ok) != 0 {
 		t.Fatal("cosign's approval of version 8 counted for version 9")
 	}
 

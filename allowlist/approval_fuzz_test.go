@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +24,10 @@ import (
 // The fuzz targets use fixed keys derived from constant seeds, so the seed
 // corpora in testdata/fuzz hold valid approvals by them. These keys exist
 // only for fuzzing.
-var fuzzStatement = Statement("gitlab.example.com/acme/allowlist", 3, "3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f")
+var fuzzStatement = Statement("gitlab.example.com/acme/allowlist", 3, []ManifestFile{
+	{Path: FileName, SHA256: "3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f"},
+	{Path: "keys/dev.asc", SHA256: "3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e"},
+})
 
 func fuzzSSHKey() ed25519.PrivateKey {
 	seed := sha256.Sum256([]byte("writ approval fuzz ssh key"))
@@ -69,7 +73,7 @@ func FuzzApprovalSSH(f *testing.F) {
 	f.Add([]byte("-----BEGIN SSH SIGNATURE-----\n-----END SSH SIGNATURE-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = parseSSHApproval(data)
-		got, errs := v.Verify(fuzzStatement, map[string][]byte{name: data}, time.Unix(1700000000, 0))
+		got, errs := v.Verify(fuzzStatement, ApprovalDir(3), map[string][]byte{name: data}, time.Unix(1700000000, 0))
 		if len(got)+len(errs) != 1 {
 			t.Fatalf("%d approvals and %d errors for one file", len(got), len(errs))
 		}
@@ -102,7 +106,7 @@ func FuzzApprovalSigstore(f *testing.F) {
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = ParseBundle(data)
-		got, errs := v.Verify(fuzzStatement, map[string][]byte{name: data}, time.Unix(1700000000, 0))
+		got, errs := v.Verify(fuzzStatement, ApprovalDir(3), map[string][]byte{name: data}, time.Unix(1700000000, 0))
 		if len(got)+len(errs) != 1 {
 			t.Fatalf("%d approvals and %d errors for one file", len(got), len(errs))
 		}
@@ -151,9 +155,59 @@ func TestFuzzSeedsAreMeaningful(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s/%s: %v", c.target, c.seed, err)
 		}
-		got, errs := v.Verify(fuzzStatement, map[string][]byte{ApprovalDir(3) + "/fuzz" + c.suffix: []byte(s)}, time.Unix(1700000000, 0))
+		got, errs := v.Verify(fuzzStatement, ApprovalDir(3), map[string][]byte{ApprovalDir(3) + "/fuzz" + c.suffix: []byte(s)}, time.Unix(1700000000, 0))
 		if (len(got) == 1) != c.valid {
 			t.Errorf("%s/%s: approvals %+v, errors %v; valid = %v expected", c.target, c.seed, got, errs, c.valid)
 		}
+	}
+}
+
+// TestWriteFuzzSeeds rewrites the seeds that hold signatures over
+// fuzzStatement (or a variant of it) when the statement format changes:
+// WRIT_WRITE_FUZZ_SEEDS=1 go test -run TestWriteFuzzSeeds ./allowlist/
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("WRIT_WRITE_FUZZ_SEEDS") == "" {
+		t.Skip("set WRIT_WRITE_FUZZ_SEEDS=1 to rewrite the approval fuzz seeds")
+	}
+	signer, err := ssh.NewSignerFromKey(fuzzSSHKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := Statement("gitlab.example.com/acme/allowlist", 4, []ManifestFile{{Path: FileName, SHA256: strings.Repeat("3f", 32)}})
+	sshSeed := func(name string, stmt []byte, h sshsig.HashAlgorithm) {
+		sig, err := sshsig.Sign(bytes.NewReader(stmt), signer, h, ApprovalNamespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeSeed(t, "FuzzApprovalSSH", name, sshsig.Armor(sig))
+	}
+	sshSeed("valid", fuzzStatement, sshsig.HashSHA512)
+	sshSeed("valid-sha256", fuzzStatement, sshsig.HashSHA256)
+	sshSeed("other-version", other, sshsig.HashSHA512)
+
+	key := fuzzSigstoreKey(t)
+	bundle, err := SignSigstore(fuzzStatement, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSeed(t, "FuzzApprovalSigstore", "valid", bundle)
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, bundle); err != nil {
+		t.Fatal(err)
+	}
+	writeSeed(t, "FuzzApprovalSigstore", "valid-compact", compact.Bytes())
+	fork := Statement("gitlab.example.com/fork/allowlist", 3, []ManifestFile{{Path: FileName, SHA256: strings.Repeat("3f", 32)}})
+	bundle, err = SignSigstore(fork, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSeed(t, "FuzzApprovalSigstore", "other-repository", bundle)
+}
+
+func writeSeed(t *testing.T, target, name string, data []byte) {
+	t.Helper()
+	body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(data)) + ")\n"
+	if err := os.WriteFile(filepath.Join("testdata", "fuzz", target, name), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -155,7 +155,7 @@ func TestKeylessApprovals(t *testing.T) {
 	file := approvalPath(8, "alice.sigstore.json")
 
 	// Exact identity: one approval, named by issuer and subject.
-	ok, errs := v.Verify(stmt, map[string][]byte{file: vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now())
+	ok, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{file: vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now())
 	if len(ok) != 1 || len(errs) != 0 || ok[0].Signer != "sigstore-identity:"+testIssuer+" "+aliceID || ok[0].Kind != KindSigstore {
 		t.Fatalf("keyless approval by alice: %v %v", ok, errs)
 	}
@@ -166,12 +166,12 @@ func TestKeylessApprovals(t *testing.T) {
 		approvalPath(8, "dave.sigstore.json"):  vs.approve(t, "dave@ops.acme.example", testIssuer, stmt, soon),
 		approvalPath(8, "dave2.sigstore.json"): vs.approve(t, "dave@ops.acme.example", testIssuer, stmt, soon),
 	}
-	if ok, errs := v.Verify(stmt, files, time.Now()); len(ok) != 2 || len(errs) != 0 {
+	if ok, errs := v.Verify(stmt, stmtDir(stmt), files, time.Now()); len(ok) != 2 || len(errs) != 0 {
 		t.Fatalf("pattern approvals: %v %v", ok, errs)
 	}
 	// The approval of version 8 does not approve version 9.
 	other := mustStatement(t, testRepo, 9, testDigest)
-	if ok, errs := v.Verify(other, map[string][]byte{approvalPath(9, "alice.sigstore.json"): vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(ok) != 0 || len(errs) != 1 {
+	if ok, errs := v.Verify(other, stmtDir(other), map[string][]byte{approvalPath(9, "alice.sigstore.json"): vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(ok) != 0 || len(errs) != 1 {
 		t.Fatalf("an approval of version 8 counted for 9: %v %v", ok, errs)
 	}
 
@@ -193,7 +193,7 @@ func TestKeylessApprovals(t *testing.T) {
 		{"another Sigstore", stranger.approve(t, aliceID, testIssuer, stmt, soon), "does not verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ok, errs := v.Verify(stmt, map[string][]byte{file: tc.data}, time.Now())
+			ok, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{file: tc.data}, time.Now())
 			if len(errs) == 1 {
 				t.Log(errs[0])
 			}
@@ -206,16 +206,16 @@ func TestKeylessApprovals(t *testing.T) {
 	// The stranger's own root accepts its bundle, so the refusal above is
 	// the root's doing; and it refuses ours.
 	sv := keylessVerifierFor(t, stranger.rootPath, SigstoreIdentity{Issuer: testIssuer, Subject: aliceID})
-	if ok, _ := sv.Verify(stmt, map[string][]byte{file: stranger.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(ok) != 1 {
+	if ok, _ := sv.Verify(stmt, stmtDir(stmt), map[string][]byte{file: stranger.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(ok) != 1 {
 		t.Fatal("the second Sigstore's root refuses its own approval")
 	}
-	if ok, _ := sv.Verify(stmt, map[string][]byte{file: vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(ok) != 0 {
+	if ok, _ := sv.Verify(stmt, stmtDir(stmt), map[string][]byte{file: vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(ok) != 0 {
 		t.Fatal("a root that does not match accepted an approval")
 	}
 
 	// Without keyless trust, a certificate bundle is refused, saying why.
 	kv, _ := NewApprovalVerifier(nil, []crypto.PublicKey{})
-	if _, errs := kv.Verify(stmt, map[string][]byte{file: vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(errs) != 1 || !strings.Contains(errs[0].Error(), "trust.sigstore_identities") {
+	if _, errs := kv.Verify(stmt, stmtDir(stmt), map[string][]byte{file: vs.approve(t, aliceID, testIssuer, stmt, soon)}, time.Now()); len(errs) != 1 || !strings.Contains(errs[0].Error(), "trust.sigstore_identities") {
 		t.Fatalf("keyless bundle without keyless trust: %v", errs)
 	}
 }
@@ -269,7 +269,7 @@ func TestKeylessTrustFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	stmt := mustStatement(t, testRepo, 8, testDigest)
-	ok, errs := tr.Approvals.Verify(stmt, map[string][]byte{approvalPath(8, "alice.sigstore.json"): vs.approve(t, aliceID, testIssuer, stmt, time.Now().Add(5*time.Minute))}, time.Now())
+	ok, errs := tr.Approvals.Verify(stmt, stmtDir(stmt), map[string][]byte{approvalPath(8, "alice.sigstore.json"): vs.approve(t, aliceID, testIssuer, stmt, time.Now().Add(5*time.Minute))}, time.Now())
 	if len(ok) != 1 || len(errs) != 0 {
 		t.Fatalf("keyless approval through the config: %v %v", ok, errs)
 	}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,9 +44,14 @@ var (
 	otherDigest = strings.Repeat("3e", 32)
 )
 
+// yamlOnly is the manifest of an allowlist that loads no key file.
+func yamlOnly(digest string) []ManifestFile {
+	return []ManifestFile{{Path: FileName, SHA256: digest}}
+}
+
 func mustStatement(t testing.TB, repo string, version int64, digest string) []byte {
 	t.Helper()
-	s, err := NewStatement(repo, version, digest)
+	s, err := NewStatement(repo, version, yamlOnly(digest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,23 +60,61 @@ func mustStatement(t testing.TB, repo string, version int64, digest string) []by
 
 func TestStatementIsExact(t *testing.T) {
 	t.Parallel()
-	got := Statement(testRepo, 12, testDigest)
-	want := "writ allowlist approval v1\n" +
+	manifest := Manifest(map[string][]byte{
+		"keys/alice.asc": []byte("alice"),
+		FileName:         []byte("schema: writ/v1\n"),
+		"keys/Bob.asc":   []byte("bob"),
+	})
+	got, err := NewStatement(testRepo, 12, manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	// Sorted by path byte by byte: upper case before lower case.
+	want := "writ allowlist approval v2\n" +
 		"repository: gitlab.example.com/acme/allowlist\n" +
 		"version: 12\n" +
-		"sha256: " + testDigest + "\n"
+		"files: 3\n" +
+		sum("schema: writ/v1\n") + "  allowlist.yaml\n" +
+		sum("bob") + "  keys/Bob.asc\n" +
+		sum("alice") + "  keys/alice.asc\n"
 	if string(got) != want {
-		t.Fatalf("Statement =\n%q\nwant\n%q", got, want)
+		t.Fatalf("statement =\n%s\nwant\n%s", got, want)
 	}
-	s, err := NewStatement(testRepo, 12, testDigest)
-	if err != nil || !bytes.Equal(s, got) {
-		t.Fatalf("NewStatement = %q, %v", s, err)
-	}
-	if v, err := parseStatement(got); err != nil || v != 12 {
-		t.Fatalf("parseStatement = %d, %v", v, err)
+	if !bytes.Equal(Statement(testRepo, 12, manifest), got) {
+		t.Fatal("Statement and NewStatement differ")
 	}
 	if ApprovalDir(12) != "approvals/v12" {
 		t.Fatalf("ApprovalDir(12) = %q", ApprovalDir(12))
+	}
+}
+
+// The statement's hashes are sha256sum's: a reviewer can check them with
+// `sha256sum allowlist.yaml keys/*.asc`.
+func TestStatementMatchesSha256sum(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("sha256sum"); err != nil {
+		t.Skip("sha256sum not installed")
+	}
+	dir := t.TempDir()
+	files := map[string][]byte{FileName: []byte("a\n"), "keys/k.asc": []byte("key\r\n")}
+	for p, b := range files {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("sha256sum", FileName, "keys/k.asc")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := string(Statement(testRepo, 1, Manifest(files)))
+	if !strings.HasSuffix(stmt, "files: 2\n"+string(out)) {
+		t.Fatalf("statement\n%s\ndoes not end with sha256sum's output\n%s", stmt, out)
 	}
 }
 
@@ -102,34 +146,53 @@ func TestNewStatementRejects(t *testing.T) {
 		{testRepo, 1, ""},
 	}
 	for _, c := range cases {
-		if s, err := NewStatement(c.repo, c.version, c.digest); err == nil {
+		if s, err := NewStatement(c.repo, c.version, yamlOnly(c.digest)); err == nil {
 			t.Errorf("NewStatement(%q, %d, %q) = %q, want an error", c.repo, c.version, c.digest, s)
+		}
+	}
+	key := ManifestFile{Path: "keys/a.asc", SHA256: otherDigest}
+	yaml := ManifestFile{Path: FileName, SHA256: testDigest}
+	manifests := map[string][]ManifestFile{
+		"empty":               nil,
+		"no allowlist.yaml":   {key},
+		"unsorted":            {key, yaml},
+		"duplicate":           {yaml, yaml},
+		"path with LF":        {yaml, {Path: "keys/a.asc\n" + testDigest + "  keys/b.asc", SHA256: otherDigest}},
+		"absolute path":       {{Path: "/etc/a.asc", SHA256: otherDigest}, yaml},
+		"dot-dot":             {{Path: "../a.asc", SHA256: otherDigest}, yaml},
+		"unclean":             {yaml, {Path: "keys//a.asc", SHA256: otherDigest}},
+		"dot slash":           {{Path: "./a.asc", SHA256: otherDigest}, yaml},
+		"backslash":           {yaml, {Path: "keys\\a.asc", SHA256: otherDigest}},
+		"CR":                  {yaml, {Path: "keys/a.asc\r", SHA256: otherDigest}},
+		"upper-case digest":   {yaml, {Path: "keys/a.asc", SHA256: strings.ToUpper(otherDigest)}},
+		"line separator path": {yaml, {Path: "keys/a\u2028.asc", SHA256: otherDigest}},
+	}
+	for name, m := range manifests {
+		if s, err := NewStatement(testRepo, 1, m); err == nil {
+			t.Errorf("%s: NewStatement = %q, want an error", name, s)
 		}
 	}
 }
 
-func TestParseStatementRejectsVariants(t *testing.T) {
+// Every statement a signer is asked to sign or an approval is checked
+// against has the shape of one: a writ header and whole LF lines.
+func TestCheckStatementRejects(t *testing.T) {
 	t.Parallel()
-	good := string(Statement(testRepo, 3, testDigest))
-	variants := []string{
+	good := string(mustStatement(t, testRepo, 3, testDigest))
+	for _, v := range []string{
 		"",
 		strings.TrimSuffix(good, "\n"),
-		good + "\n",
 		strings.ReplaceAll(good, "\n", "\r\n"),
-		strings.Replace(good, "version: 3", "version: 03", 1),
-		strings.Replace(good, "version: 3", "version: +3", 1),
-		strings.Replace(good, "version: 3", "version:  3", 1),
-		strings.Replace(good, "version: 3", "version: 0", 1),
-		strings.Replace(good, "v1\n", "v2\n", 1),
-		strings.Replace(good, "sha256: ", "SHA256: ", 1),
-		strings.Replace(good, testDigest, strings.ToUpper(testDigest), 1),
-		"extra: line\n" + good,
-		good + "extra: line\n",
-	}
-	for _, v := range variants {
-		if _, err := parseStatement([]byte(v)); err == nil {
-			t.Errorf("parseStatement accepted %q", v)
+		"not writ\n",
+		good + "\x00\n",
+		"writ \xff\n",
+	} {
+		if err := checkStatement([]byte(v)); err == nil {
+			t.Errorf("checkStatement accepted %q", v)
 		}
+	}
+	if err := checkStatement([]byte(good)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -172,10 +235,21 @@ func approvalPath(version int64, name string) string {
 	return ApprovalDir(version) + "/" + name
 }
 
+// stmtDir is the approval directory of an allowlist statement's version.
+func stmtDir(stmt []byte) string {
+	for _, line := range strings.Split(string(stmt), "\n") {
+		if v, ok := strings.CutPrefix(line, "version: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return ApprovalDir(n)
+		}
+	}
+	return ""
+}
+
 // verifyOne runs Verify over a single file.
 func verifyOne(t *testing.T, v *ApprovalVerifier, stmt []byte, name string, data []byte) ([]Approval, []error) {
 	t.Helper()
-	return v.Verify(stmt, map[string][]byte{name: data}, time.Now())
+	return v.Verify(stmt, stmtDir(stmt), map[string][]byte{name: data}, time.Now())
 }
 
 // wantRejected checks that a single file was refused with an error
@@ -224,7 +298,7 @@ func TestSSHApprovals(t *testing.T) {
 
 	t.Run("valid", func(t *testing.T) {
 		t.Parallel()
-		got, errs := v.Verify(stmt, map[string][]byte{
+		got, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{
 			approvalPath(4, "bob.sshsig"):   bobSig,
 			approvalPath(4, "alice.sshsig"): aliceSig,
 		}, time.Now())
@@ -242,7 +316,7 @@ func TestSSHApprovals(t *testing.T) {
 	t.Run("same signer twice counts once", func(t *testing.T) {
 		t.Parallel()
 		again := w.alice.Sign(t, stmt, ApprovalNamespace)
-		got, errs := v.Verify(stmt, map[string][]byte{
+		got, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{
 			approvalPath(4, "alice.sshsig"):  aliceSig,
 			approvalPath(4, "alice2.sshsig"): again,
 			approvalPath(4, "zz.sshsig"):     aliceSig,
@@ -258,7 +332,7 @@ func TestSSHApprovals(t *testing.T) {
 	}{
 		{"over another digest", func(t *testing.T) []byte {
 			return w.alice.Sign(t, mustStatement(t, testRepo, 4, otherDigest), ApprovalNamespace)
-		}, []string{"does not verify over this statement", "approves another repository, version"}},
+		}, []string{"does not verify over this statement", "another repository, version, or content"}},
 		{"over another version", func(t *testing.T) []byte {
 			return w.alice.Sign(t, mustStatement(t, testRepo, 3, testDigest), ApprovalNamespace)
 		}, []string{"does not verify"}},
@@ -417,19 +491,19 @@ func TestApprovalBounds(t *testing.T) {
 	for i := range MaxApprovalFiles {
 		files[approvalPath(1, fmt.Sprintf("x%d.sshsig", i))] = []byte("x")
 	}
-	got, errs = v.Verify(stmt, files, time.Now())
+	got, errs = v.Verify(stmt, stmtDir(stmt), files, time.Now())
 	if len(got) != 0 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "more than") {
 		t.Fatalf("%d files: %+v, %v", len(files), got, errs)
 	}
 	// At the bound, every file is looked at.
 	delete(files, approvalPath(1, "x0.sshsig"))
-	got, errs = v.Verify(stmt, files, time.Now())
+	got, errs = v.Verify(stmt, stmtDir(stmt), files, time.Now())
 	if len(got) != 1 || len(errs) != MaxApprovalFiles-1 {
 		t.Fatalf("%d files: %d approvals, %d errors", len(files), len(got), len(errs))
 	}
 
 	// A statement that is not canonical verifies nothing.
-	got, errs = v.Verify(append([]byte{}, stmt[:len(stmt)-1]...), map[string][]byte{approvalPath(1, "alice.sshsig"): sig}, time.Now())
+	got, errs = v.Verify(append([]byte{}, stmt[:len(stmt)-1]...), ApprovalDir(1), map[string][]byte{approvalPath(1, "alice.sshsig"): sig}, time.Now())
 	if len(got) != 0 || len(errs) != 1 {
 		t.Fatalf("bad statement: %+v, %v", got, errs)
 	}
@@ -552,7 +626,7 @@ func TestSigstoreApprovals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, errs := v2.Verify(stmt, map[string][]byte{
+		got, errs := v2.Verify(stmt, stmtDir(stmt), map[string][]byte{
 			name:                                   bundleJSON,
 			approvalPath(9, "dave2.sigstore.json"): again,
 			approvalPath(9, "alice.sshsig"):        w.alice.Sign(t, stmt, ApprovalNamespace),
@@ -818,8 +892,8 @@ func TestSigstoreKeyFiles(t *testing.T) {
 	if _, err := SignSigstore(mustStatement(t, testRepo, 1, testDigest), rsaKey); err == nil {
 		t.Error("SignSigstore signed with an RSA key")
 	}
-	if _, err := SignSigstore([]byte("writ allowlist approval v1\n"), ecKey); err == nil {
-		t.Error("SignSigstore signed a non-canonical statement")
+	if _, err := SignSigstore([]byte("writ allowlist approval v2"), ecKey); err == nil {
+		t.Error("SignSigstore signed a statement without its final line feed")
 	}
 }
 
@@ -854,7 +928,7 @@ func BenchmarkVerifyApprovals(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if got, errs := v.Verify(stmt, files, now); len(got) != 2 || len(errs) != 0 {
+		if got, errs := v.Verify(stmt, stmtDir(stmt), files, now); len(got) != 2 || len(errs) != 0 {
 			b.Fatal(got, errs)
 		}
 	}

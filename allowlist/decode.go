@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -255,12 +256,26 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 	if !ok {
 		return
 	}
-	if len(items) > MaxEntries {
-		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", len(items), MaxEntries)
+	seq, count := slices.Values(items), len(items)
+	if s := p.split; s != nil {
+		// The head holds "jobs: []" on the key's own line; anything else
+		// means the split misread the file.
+		if s.consumed || len(items) != 0 || n.Line != s.jobsLine {
+			s.failed = true
+			return
+		}
+		s.consumed = true
+		seq, count = s.itemNodes(p.data), len(s.items)
+	}
+	if count > MaxEntries {
+		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", count, MaxEntries)
 		return
 	}
-	names := make(map[string]*Entry, len(items))
-	for _, it := range items {
+	names := make(map[string]*Entry, count)
+	for it := range seq {
+		if p.split != nil {
+			p.structure(it, 2)
+		}
 		e, refs := p.entry(it, a)
 		if e == nil {
 			continue

@@ -243,3 +243,24 @@ func TestUnifiedDiff(t *testing.T) {
 		t.Fatal("large diff is not a full replacement")
 	}
 }
+
+// TestDiffShowsKindsAndMarkers: a variable's kind, the dangerous marker and
+// a ref's kind change what a job sees, so a review shows each.
+func TestDiffShowsKindsAndMarkers(t *testing.T) {
+	t.Parallel()
+	a, b := parseExample(t), parseExample(t)
+	prod := b.Jobs[0]
+	prod.Definition.Variables[2].File = true // NOTIFY becomes a file variable
+	prod.Definition.Variables = append(prod.Definition.Variables, Variable{Name: "LD_LIBRARY_PATH", Value: "/opt/lib", HasValue: true, Dangerous: true})
+	prod.Match.Refs = []string{"refs/tags/main"}
+	md := Diff(a, b).Markdown()
+	for _, want := range []string{
+		"`value \"\"` → `file, value \"\"`",
+		"`(not passed)` → `value \"/opt/lib\" (dangerous: true)`",
+		"`[refs/heads/main]` → `[refs/tags/main]`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -1,11 +1,6 @@
 package allowlist
 
-import (
-	"bytes"
-	"context"
-	"encoding/gob"
-	"os"
-)
+import "context"
 
 // GeneratedAllowlist lets the external tests build large allowlists.
 var GeneratedAllowlist = generatedAllowlist
@@ -14,21 +9,24 @@ var GeneratedAllowlist = generatedAllowlist
 // would have left it, keeping the state consistent with it: the cache of a
 // host upgraded across a schema change.
 func (a *Accepter) SetCachedSchema(schema string) error {
-	st, err := a.store.Allowlist(context.Background())
+	ctx := context.Background()
+	st, err := a.store.Allowlist(ctx)
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(a.cachePath())
+	vs, err := openVerified(a.cachePath(), st.CacheSHA256)
 	if err != nil {
 		return err
 	}
-	var c cached
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&c); err != nil {
+	al, err := vs.all()
+	if err != nil {
 		return err
 	}
-	c.Parsed.Schema = schema
+	al.Schema = schema
+	c := vs.header.Meta
+	c.Parsed = al
 	if st.CacheSHA256, err = a.writeCache(&c); err != nil {
 		return err
 	}
-	return a.writeState(context.Background(), st)
+	return a.writeState(ctx, st)
 }

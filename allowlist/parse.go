@@ -96,6 +96,13 @@ func Parse(file string, data []byte, load FileLoader) (*Allowlist, error) {
 // probably mistakes, such as a signer set no entry uses. Warnings are
 // returned whether or not there are errors.
 func Lint(file string, data []byte, load FileLoader) (*Allowlist, ErrorList, error) {
+	if len(data) >= splitMinBytes {
+		if a, ok := parseSplit(file, data, load); ok {
+			return a, nil, nil
+		}
+		// Anything to report, or a layout the split did not expect: the
+		// whole-file parse decides and words every message.
+	}
 	p := &parser{file: file, data: data, load: load}
 	a := p.run()
 	errs, warns := p.finish()
@@ -125,6 +132,9 @@ type parser struct {
 	// patterns caches checkPattern results: large allowlists repeat the
 	// same few patterns.
 	patterns map[string]string
+	// split, when set, has the top level parsed from its head and the job
+	// items one at a time (see split.go).
+	split *jobsSplit
 }
 
 func (p *parser) checkKey(path string, data []byte, fpr string) string {
@@ -234,7 +244,11 @@ func (p *parser) run() *Allowlist {
 	}
 	p.checkDirectives()
 
-	doc, second, err := decodeYAML(p.data)
+	src := p.data
+	if p.split != nil {
+		src = p.split.head
+	}
+	doc, second, err := decodeYAML(src)
 	if err != nil {
 		p.yamlError(err)
 		return nil

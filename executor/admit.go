@@ -101,7 +101,7 @@ type Decision struct {
 	// Entry: the ref writ fetches and verifies the commit on, and the
 	// only source of the job's CI_COMMIT_BRANCH, CI_COMMIT_TAG and
 	// CI_COMMIT_REF_NAME.
-	Ref string `json:"ref,omitempty"`
+	Ref string `json:"verified_ref,omitempty"`
 	// Failures lists every failed check; the first is the one shown first.
 	Failures []Failure `json:"failures,omitempty"`
 	// Variables are the admitted variables (values withheld from JSON).

@@ -35,7 +35,7 @@ type Snapshot struct {
 	Job         JobRef `json:"job"`
 	// Ref is the verified full ref (Decision.Ref); empty when no entry
 	// matched.
-	Ref       string       `json:"ref,omitempty"`
+	Ref       string       `json:"verified_ref,omitempty"`
 	Allowlist AllowlistRef `json:"allowlist"`
 	// Entry is a full copy of the matched entry (nil when none matched).
 	Entry *allowlist.Entry `json:"entry"`

@@ -201,7 +201,8 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	if err != nil {
 		return nil, err
 	}
-	signer, err := verifySignature(req, loc, o.Now())
+	again := sameRepo(last, &e.Source) && last.Commit == p.SHA
+	signer, err := verifySignature(req, loc, o.Now(), again)
 	if err != nil {
 		return nil, err
 	}
@@ -423,8 +424,9 @@ func (s *sourceMirror) locate(req *sourceRequest) (*located, error) {
 // verifySignature verifies the job's own commit (commit and strict mode)
 // or its tag (tag mode): the signature that vouches for everything walked
 // afterwards. Strict mode verifies the rest of the range in
-// checkStrictRange.
-func verifySignature(req *sourceRequest, loc *located, now time.Time) (gitsig.Signer, error) {
+// checkStrictRange. again says the job's commit is the one last admitted
+// for the entry (see admittedOpts).
+func verifySignature(req *sourceRequest, loc *located, now time.Time, again bool) (gitsig.Signer, error) {
 	p, e := req.p, req.entry
 	switch e.Source.Mode {
 	case allowlist.ModeTag:
@@ -438,14 +440,14 @@ func verifySignature(req *sourceRequest, loc *located, now time.Time) (gitsig.Si
 		if t.TargetType != plumbing.CommitObject || t.Target.String() != p.SHA {
 			return gitsig.Signer{}, &Failure{Check: CheckSignature, Message: fmt.Sprintf("tag %q points at %s %s, not at the job's commit %s", p.Ref, t.TargetType, t.Target, p.SHA)}
 		}
-		s, err := req.keys.VerifyTag(t, now)
+		s, err := req.keys.VerifyTag(t, now, admittedOpts(again)...)
 		if err != nil {
 			return gitsig.Signer{}, &Failure{Check: CheckSignature, Message: fmt.Sprintf("tag %q is not signed by the entry's signers (%s): %v", p.Ref, strings.Join(e.Source.Signers, ", "), err),
 				Hint: "sign the tag with a key of the entry's signer sets"}
 		}
 		return s, nil
 	default:
-		s, err := req.keys.VerifyCommit(loc.commit, now)
+		s, err := req.keys.VerifyCommit(loc.commit, now, admittedOpts(again)...)
 		if err != nil {
 			f := sigFailure(loc.commit, err, e)
 			if e.Source.Mode == allowlist.ModeStrict {
@@ -529,13 +531,17 @@ func (s *sourceMirror) checkStrictRange(req *sourceRequest, last *highWater, now
 		return &Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: cannot list the commits since %s (at most %d are verified): %v", orNone(base), strictMaxCommits, err),
 			Hint: "set descends_from on the entry to a reviewed commit closer to the job's commit"}
 	}
+	admitted, err := s.strictAdmitted(last, sameRepo(last, &e.Source), base, p.SHA)
+	if err != nil {
+		return err
+	}
 	var first *Failure
 	unsigned := 0
 	for _, c := range commits {
 		if c.Hash.String() == p.SHA {
 			continue // verified by verifySignature
 		}
-		if _, err := req.keys.VerifyCommit(c, now); err != nil {
+		if _, err := req.keys.VerifyCommit(c, now, admittedOpts(admitted(c.Hash.String()))...); err != nil {
 			if unsigned == 0 {
 				f := sigFailure(c, err, e)
 				f.Message = fmt.Sprintf("strict mode: %s (one of %d commits since %s)", f.Message, len(commits), orNone(base))
@@ -551,6 +557,44 @@ func (s *sourceMirror) checkStrictRange(req *sourceRequest, last *highWater, now
 		return errors.Join(first, &Failure{Check: CheckSignature, Message: fmt.Sprintf("strict mode: %d of %d commits since %s are not signed by the entry's signers", unsigned, len(commits), orNone(base))})
 	}
 	return nil
+}
+
+// admittedOpts verifies a commit or tag writ admitted before as of when it
+// was signed only (gitsig.PreviouslyAdmitted), so retiring a key does not
+// undo past admissions. Everything else is a new decision: the key must
+// also be valid now, so a retired key cannot sign by backdating.
+func admittedOpts(before bool) []gitsig.VerifyOption {
+	if before {
+		return []gitsig.VerifyOption{gitsig.PreviouslyAdmitted()}
+	}
+	return nil
+}
+
+// strictAdmitted says which commits of a strict walk from base to head writ
+// admitted before: the entry's last admitted commit and, when that was
+// admitted in strict mode, every commit it descends from (an earlier walk
+// verified them). Usually base is the last admitted commit and nothing in
+// the walk was admitted before; after a rollback or a change of branch, the
+// commits head shares with it were.
+func (s *sourceMirror) strictAdmitted(last *highWater, same bool, base, head string) (func(string) bool, error) {
+	if !same {
+		return func(string) bool { return false }, nil
+	}
+	if last.Mode != allowlist.ModeStrict || base == last.Commit {
+		return func(c string) bool { return c == last.Commit }, nil
+	}
+	fresh, err := s.m.CommitsBetween(last.Commit, head, strictMaxCommits)
+	if derr := s.damaged(err); derr != nil {
+		return nil, derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("strict mode: list the commits since %s, the last one admitted: %w", last.Commit, err)
+	}
+	isFresh := make(map[string]bool, len(fresh))
+	for _, c := range fresh {
+		isFresh[c.Hash.String()] = true
+	}
+	return func(c string) bool { return !isFresh[c] }, nil
 }
 
 // typedRefspec returns the refspec fetching exactly the full ref, the

@@ -223,7 +223,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		return d, p, errors.New("no allowlist source configured")
 	}
 	acc, err := o.Allowlist.Current(ctx)
-	if err == nil && (acc == nil || acc.Allowlist == nil || acc.Index == nil) {
+	if err == nil && (acc == nil || acc.Allowlist == nil) {
 		err = errors.New("the allowlist source returned no accepted version")
 	}
 	if err != nil {
@@ -248,9 +248,15 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 			Hint: "run the job from a branch or tag pipeline whose ref is a plain git branch or tag name"})
 		return d, p, nil
 	}
-	entry, ok := acc.Index.Lookup(p.Project, p.JobName, env, full)
+	// Only the entries for this project and job are read: a job's cost
+	// does not grow with the allowlist.
+	ix, err := acc.JobIndex(p.Project, p.JobName)
+	if err != nil {
+		return d, p, fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
+	}
+	entry, ok := ix.Lookup(p.Project, p.JobName, env, full)
 	if !ok {
-		near := acc.Index.Near(p.Project, p.JobName)
+		near := ix.Near(p.Project, p.JobName)
 		if f, ok := refKindFailure(near, env, full); ok {
 			d.fail(f)
 			d.Suggestion = suggestion(p, env, nil, near)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -31,25 +29,38 @@ type allowlistCmd struct {
 // readAllowlistFile parses an allowlist file, loading key files relative to
 // its directory (the repository root) and never outside it.
 func readAllowlistFile(path string) (*allowlist.Allowlist, []byte, error) {
-	a, data, _, err := lintAllowlistFile(path, path)
+	a, data, _, err := readAllowlistFiles(path)
 	return a, data, err
+}
+
+// readAllowlistFiles is readAllowlistFile that also returns the files the
+// parser read (path → content), which approvals cover.
+func readAllowlistFiles(path string) (*allowlist.Allowlist, []byte, map[string][]byte, error) {
+	a, data, loaded, _, err := loadAllowlistFile(path, path)
+	return a, data, loaded, err
 }
 
 // lintAllowlistFile is readAllowlistFile that also returns warnings; name is
 // the file's name in messages.
 func lintAllowlistFile(path, name string) (*allowlist.Allowlist, []byte, allowlist.ErrorList, error) {
+	a, data, _, warns, err := loadAllowlistFile(path, name)
+	return a, data, warns, err
+}
+
+func loadAllowlistFile(path, name string) (*allowlist.Allowlist, []byte, map[string][]byte, allowlist.ErrorList, error) {
 	data, err := fsutil.ReadFileLimit(path, 64<<20)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	root := filepath.Dir(path)
-	a, warns, err := allowlist.Lint(name, data, func(p string) ([]byte, error) {
+	load, loaded := allowlist.RecordLoads(func(p string) ([]byte, error) {
 		if filepath.IsAbs(p) || strings.HasPrefix(filepath.Clean(p), "..") {
 			return nil, fmt.Errorf("%s: key path must stay inside the repository", p)
 		}
 		return fsutil.ReadFileLimit(filepath.Join(root, p), 1<<20)
 	})
-	return a, data, warns, err
+	a, warns, err := allowlist.Lint(name, data, load)
+	return a, data, loaded, warns, err
 }
 
 type lintCmd struct {
@@ -154,6 +165,9 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 			fmt.Fprintf(w, "  [%s] %-9s %s\n", mark, ch.Rule, ch.Detail)
 		}
 	}
+	if rep != nil && rep.FirstContact != "" {
+		fmt.Fprintf(w, "first contact: %s\n", rep.FirstContact)
+	}
 	if cur != nil {
 		fmt.Fprintf(w, "in force:    version %d at commit %s\n", cur.Allowlist.Version, cur.Commit)
 		fmt.Fprintf(w, "signer:      %s\n", cur.Signer)
@@ -175,13 +189,15 @@ func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 type approveCmd struct {
 	Dir         string `help:"Checkout of the allowlist repository." default:"." type:"existingdir"`
 	SSHKey      string `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
+	GPGKey      string `help:"Sign with this OpenPGP key, its primary key's full fingerprint (gpg --detach-sign)." xor:"key" name:"gpg-key"`
+	GPGProgram  string `help:"The gpg to run for --gpg-key." default:"gpg" name:"gpg-program"`
 	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256 or Ed25519; a cosign key file is decrypted with $COSIGN_PASSWORD)." xor:"key" type:"existingfile"`
 	Label       string `help:"File name of the approval, usually your name (default: $USER)."`
 }
 
 func (c *approveCmd) Run(ctx context.Context, g *globals) error {
-	if c.SSHKey == "" && c.SigstoreKey == "" {
-		return exitCode(2, errors.New("choose a key: --ssh-key FILE or --sigstore-key FILE"))
+	if c.SSHKey == "" && c.SigstoreKey == "" && c.GPGKey == "" {
+		return exitCode(2, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE (cosign: sign `writ allowlist statement` with cosign sign-blob)"))
 	}
 	label := c.Label
 	if label == "" {
@@ -191,22 +207,25 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 		return exitCode(2, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
 	}
 	file := filepath.Join(c.Dir, allowlist.FileName)
-	a, data, err := readAllowlistFile(file)
+	a, data, loaded, err := readAllowlistFiles(file)
 	if err != nil {
 		return exitCode(1, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
 	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	stmt, err := allowlist.NewStatement(a.Repository, a.Version, digest)
+	// The statement covers allowlist.yaml and every key file it loads.
+	stmt, err := allowlist.VersionStatement(a, data, loaded)
 	if err != nil {
 		return err
 	}
 	var sig []byte
 	var name string
-	if c.SSHKey != "" {
+	switch {
+	case c.SSHKey != "":
 		sig, err = allowlist.SignSSH(ctx, stmt, c.SSHKey)
 		name = label + ".sshsig"
-	} else {
+	case c.GPGKey != "":
+		sig, err = allowlist.SignOpenPGP(ctx, stmt, c.GPGKey, c.GPGProgram)
+		name = label + ".asc"
+	default:
 		key, kerr := allowlist.LoadSigstoreKeyWithPassword(c.SigstoreKey, cosignPassword)
 		if kerr != nil {
 			return kerr
@@ -226,8 +245,13 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	rel, _ := filepath.Rel(c.Dir, out)
-	fmt.Fprintf(g.stdout, "approved %s version %d (sha256 %s)\nwrote %s — commit it to the allowlist repository\n", a.Repository, a.Version, digest, rel)
+	fmt.Fprintf(g.stdout, "approved this statement:\n%s\nwrote %s — commit it to the allowlist repository\n", indent(string(stmt)), rel)
 	return nil
+}
+
+// indent prefixes every line of s with two spaces.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ")
 }
 
 type diffCmd struct {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -21,12 +19,13 @@ type statementCmd struct {
 
 func (c *statementCmd) Run(g *globals) error {
 	file := filepath.Join(c.Dir, allowlist.FileName)
-	a, data, err := readAllowlistFile(file)
+	a, data, loaded, err := readAllowlistFiles(file)
 	if err != nil {
 		return exitCode(1, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
 	}
-	sum := sha256.Sum256(data)
-	stmt, err := allowlist.NewStatement(a.Repository, a.Version, hex.EncodeToString(sum[:]))
+	// The same statement approve signs: allowlist.yaml and every key file
+	// it loads.
+	stmt, err := allowlist.VersionStatement(a, data, loaded)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func TestStatementAndCosignKey(t *testing.T) {
 
 	out, code := writ(t, "allowlist", "statement", "--dir", dir)
 	sum := sha256.Sum256([]byte(content))
-	want := "writ allowlist approval v1\nrepository: acme/deploy-allowlist\nversion: 3\nsha256: " + hex.EncodeToString(sum[:]) + "\n"
+	want := "writ allowlist approval v2\nrepository: acme/deploy-allowlist\nversion: 3\nfiles: 1\n" + hex.EncodeToString(sum[:]) + "  allowlist.yaml\n"
 	if code != 0 || out != want {
 		t.Fatalf("statement (%d):\n%q\nwant\n%q", code, out, want)
 	}
@@ -63,7 +63,7 @@ func TestStatementAndCosignKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, errs := v.Verify([]byte(want), map[string][]byte{"approvals/v3/dana.sigstore.json": bundle}, time.Now())
+	ok, errs := v.Verify([]byte(want), "approvals/v3", map[string][]byte{"approvals/v3/dana.sigstore.json": bundle}, time.Now())
 	if len(ok) != 1 || len(errs) != 0 {
 		t.Fatalf("the approval does not verify over the printed statement: %v %v", ok, errs)
 	}

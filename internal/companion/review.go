@@ -124,7 +124,8 @@ func Evaluate(head, base Snapshot, envs []*Environment, horizon time.Duration, n
 	rep := &ReviewReport{Head: head.Label, Base: base.Label, Horizon: horizon}
 	sum := sha256.Sum256(head.Data)
 	rep.Digest = hex.EncodeToString(sum[:])
-	nw, warns, err := allowlist.Lint(allowlist.FileName, head.Data, head.Load)
+	load, loaded := allowlist.RecordLoads(head.Load)
+	nw, warns, err := allowlist.Lint(allowlist.FileName, head.Data, load)
 	rep.pos = newReportPositions(head.Data, warns, err)
 	for _, w := range warns {
 		rep.LintWarnings = append(rep.LintWarnings, w.Error())
@@ -173,7 +174,7 @@ func Evaluate(head, base Snapshot, envs []*Environment, horizon time.Duration, n
 	if head.Approvals != nil {
 		files, filesErr = head.Approvals(allowlist.ApprovalDir(nw.Version))
 	}
-	stmt, stmtErr := allowlist.NewStatement(nw.Repository, nw.Version, rep.Digest)
+	stmt, stmtErr := allowlist.VersionStatement(nw, head.Data, loaded)
 	for _, env := range envs {
 		er := EnvironmentReview{Name: env.Name, Threshold: env.Threshold, IdentityOK: nw.Repository == env.Identity, Approvers: []string{}}
 		set := map[string]bool{}
@@ -183,7 +184,7 @@ func Evaluate(head, base Snapshot, envs []*Environment, horizon time.Duration, n
 		case stmtErr != nil:
 			er.Ignored = append(er.Ignored, stmtErr.Error())
 		default:
-			valid, errs := env.approvals.Verify(stmt, files, now)
+			valid, errs := env.approvals.Verify(stmt, allowlist.ApprovalDir(nw.Version), files, now)
 			for _, a := range valid {
 				set[a.Signer] = true
 			}

@@ -49,7 +49,8 @@ threshold = %d
 func approve(t *testing.T, k *testkeys.SSH, content []byte, version int64) []byte {
 	t.Helper()
 	sum := sha256.Sum256(content)
-	return k.Sign(t, allowlist.Statement("acme/deploy-allowlist", version, hex.EncodeToString(sum[:])), allowlist.ApprovalNamespace)
+	stmt := allowlist.Statement("acme/deploy-allowlist", version, []allowlist.ManifestFile{{Path: allowlist.FileName, SHA256: hex.EncodeToString(sum[:])}})
+	return k.Sign(t, stmt, allowlist.ApprovalNamespace)
 }
 
 type reviewWorld struct {

@@ -79,6 +79,14 @@ type AllowlistSource struct {
 	// RefreshInterval: a job reuses the last check of the remote if it is
 	// younger than this. Default 0 (check on every job).
 	RefreshInterval Duration `toml:"refresh_interval"`
+	// MinVersion is the floor: no version below it is ever accepted, even
+	// by an environment that has accepted nothing yet (a new host, or one
+	// whose state was lost). 0 (the default) sets no floor.
+	MinVersion int64 `toml:"min_version"`
+	// StartCommit, if set, is the commit (full hex) the accepted history
+	// starts from: every accepted head must be it or descend from it, even
+	// on first contact.
+	StartCommit string `toml:"start_commit"`
 }
 
 // Trust holds the root signers and the approval threshold.
@@ -254,6 +262,7 @@ func Load(path string) (*Config, error) {
 var envName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+var commitID = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 // Parse decodes configuration text and applies defaults. Relative paths are
 // left as they are; Load resolves them against the file's directory.
@@ -386,6 +395,12 @@ func (c *Config) validate() error {
 		}
 	default:
 		bad("allowlist.auth %q: use \"none\", \"token-file\" or \"ssh-key\"", c.Allowlist.Auth)
+	}
+	if c.Allowlist.MinVersion < 0 {
+		bad("allowlist.min_version %d: use a version number (at least 1), or 0 for no floor", c.Allowlist.MinVersion)
+	}
+	if sc := c.Allowlist.StartCommit; sc != "" && !commitID.MatchString(sc) {
+		bad("allowlist.start_commit %q: use a full commit id, 40 or 64 lower-case hex digits (git rev-parse HEAD)", sc)
 	}
 	if c.Trust.OpenPGPKeyring == "" && c.Trust.SSHAllowedSigners == "" {
 		bad("trust: set openpgp_keyring or ssh_allowed_signers (the keys that sign allowlist commits)")

@@ -45,7 +45,7 @@ func FuzzVerifySignature(f *testing.F) {
 	at := time.Unix(1735689600, 0)
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, payload, sig []byte) {
-		s, err := k.verifyText(string(sig), payload, 0, at, now, "commit")
+		s, err := k.verifyText(string(sig), payload, 0, at, now, verifyPolicy{}, "commit")
 		if err != nil {
 			return
 		}
@@ -105,7 +105,7 @@ func TestFuzzFixturesVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := k.verifyText(string(sig), []byte(fuzzPayload), 0, time.Unix(1735689600, 0), time.Now(), "commit"); err != nil {
+		if _, err := k.verifyText(string(sig), []byte(fuzzPayload), 0, time.Unix(1735689600, 0), time.Now(), verifyPolicy{}, "commit"); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -214,3 +214,6 @@ func splitArmor(data []byte) ([]armorBlock, error) {
 	}
 	return blocks, nil
 }
+
+// HasOpenPGP reports whether any OpenPGP key is trusted.
+func (k *Keys) HasOpenPGP() bool { return len(k.openpgp) > 0 }

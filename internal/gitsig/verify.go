@@ -41,22 +41,55 @@ const (
 	sshSigEnd   = "-----END SSH SIGNATURE-----"
 )
 
+// VerifyOption adjusts one verification.
+type VerifyOption func(*verifyPolicy)
+
+type verifyPolicy struct {
+	// admitted: the object was admitted or accepted once already, so the
+	// key's validity is judged only when the signature says it was made.
+	admitted bool
+}
+
+// PreviouslyAdmitted judges an object writ has already admitted or accepted
+// once: its key must have been valid when the signature says it was made,
+// and is not judged again at now. Retiring a key (an SSH valid-before, an
+// OpenPGP expiry or a "superseded" revocation) then does not undo past
+// decisions; a key revoked as compromised stays refused, because OpenPGP
+// makes such a revocation apply to every signature.
+//
+// Without it, a signature is a new decision: the key must be valid both
+// when the signature says it was made (a date its signer wrote) and now, so
+// a retired key cannot sign by backdating.
+func PreviouslyAdmitted() VerifyOption {
+	return func(p *verifyPolicy) { p.admitted = true }
+}
+
+func newPolicy(opts []VerifyOption) verifyPolicy {
+	var p verifyPolicy
+	for _, o := range opts {
+		o(&p)
+	}
+	return p
+}
+
 // VerifyCommit checks that c carries exactly one signature block (OpenPGP or
 // SSH, namespace "git"), valid over the commit without its signature, by one
-// of keys, at c.Committer.When for SSH validity windows, with no expired or
-// revoked OpenPGP key (checked at signing time and at now).
-func (k *Keys) VerifyCommit(c *object.Commit, now time.Time) (Signer, error) {
+// of keys. The key must be valid when the signature says it was made (the
+// committer date for SSH, the signature's creation time for OpenPGP) and,
+// unless PreviouslyAdmitted is given, at now: SSH valid-after/valid-before
+// windows, OpenPGP expiry and revocation.
+func (k *Keys) VerifyCommit(c *object.Commit, now time.Time, opts ...VerifyOption) (Signer, error) {
 	if c == nil {
 		return Signer{}, errors.New("no commit to verify")
 	}
-	s, err := k.verifyCommit(c, now)
+	s, err := k.verifyCommit(c, now, newPolicy(opts))
 	if err != nil {
 		return Signer{}, fmt.Errorf("commit %s: %w", c.Hash, err)
 	}
 	return s, nil
 }
 
-func (k *Keys) verifyCommit(c *object.Commit, now time.Time) (Signer, error) {
+func (k *Keys) verifyCommit(c *object.Commit, now time.Time, pol verifyPolicy) (Signer, error) {
 	if c.PGPSignature == "" {
 		return Signer{}, fmt.Errorf("commit is %w; sign it with git commit -S by a trusted key", ErrUnsigned)
 	}
@@ -68,12 +101,13 @@ func (k *Keys) verifyCommit(c *object.Commit, now time.Time) (Signer, error) {
 	if err != nil {
 		return Signer{}, err
 	}
-	return k.verifyText(c.PGPSignature, payload, 0, c.Committer.When, now, "commit")
+	return k.verifyText(c.PGPSignature, payload, 0, c.Committer.When, now, pol, "commit")
 }
 
 // verifyText verifies the signature text sig of a git object over payload;
-// extra counts signature blocks found elsewhere in the object.
-func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now time.Time, what string) (Signer, error) {
+// extra counts signature blocks found elsewhere in the object. signedAt is
+// the object's own date, the only time an SSH signature states.
+func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now time.Time, pol verifyPolicy, what string) (Signer, error) {
 	sig = trimArmorBlanks(sig)
 	kind, err := frameSignature(sig, extra)
 	if err != nil {
@@ -81,27 +115,33 @@ func (k *Keys) verifyText(sig string, payload []byte, extra int, signedAt, now t
 	}
 	switch kind {
 	case KindOpenPGP:
-		return k.verifyOpenPGP(payload, []byte(sig), now, what)
+		return k.verifyOpenPGP(payload, []byte(sig), now, pol, what)
 	case KindSSH:
-		return k.verifySSH(payload, []byte(sig), GitNamespace, signedAt, gitWindowMargin, what)
+		// The object's date is the signer's word: a retired key can write
+		// any date. A new decision therefore also needs the key valid now.
+		times := []checkTime{{signedAt, gitWindowMargin, "the " + what + " is dated"}}
+		if !pol.admitted {
+			times = append(times, checkTime{now, 0, "it is now"})
+		}
+		return k.verifySSH(payload, []byte(sig), GitNamespace, times, what)
 	}
 	return Signer{}, fmt.Errorf("unsupported signature kind %q", kind)
 }
 
-// VerifyTag is the same as VerifyCommit for a signed annotated tag; SSH
-// validity windows are checked at t.Tagger.When.
-func (k *Keys) VerifyTag(t *object.Tag, now time.Time) (Signer, error) {
+// VerifyTag is the same as VerifyCommit for a signed annotated tag; an SSH
+// signature is dated by t.Tagger.When.
+func (k *Keys) VerifyTag(t *object.Tag, now time.Time, opts ...VerifyOption) (Signer, error) {
 	if t == nil {
 		return Signer{}, errors.New("no tag to verify")
 	}
-	s, err := k.verifyTag(t, now)
+	s, err := k.verifyTag(t, now, newPolicy(opts))
 	if err != nil {
 		return Signer{}, fmt.Errorf("tag %q (%s): %w", t.Name, t.Hash, err)
 	}
 	return s, nil
 }
 
-func (k *Keys) verifyTag(t *object.Tag, now time.Time) (Signer, error) {
+func (k *Keys) verifyTag(t *object.Tag, now time.Time, pol verifyPolicy) (Signer, error) {
 	if t.PGPSignature == "" {
 		return Signer{}, fmt.Errorf("tag is %w; make it with git tag -s by a trusted key", ErrUnsigned)
 	}
@@ -115,12 +155,13 @@ func (k *Keys) verifyTag(t *object.Tag, now time.Time) (Signer, error) {
 	}
 	// A tag's signature trails its message and git takes the last block; a
 	// block start left in the message would be a second signature.
-	return k.verifyText(t.PGPSignature, payload, countBlocks(payload), t.Tagger.When, now, "tag")
+	return k.verifyText(t.PGPSignature, payload, countBlocks(payload), t.Tagger.When, now, pol, "tag")
 }
 
 // VerifySSH checks an armored SSHSIG over message in namespace, by a key
 // of the allowed signers whose namespaces option permits namespace and
-// whose validity window contains at.
+// whose validity window contains at. A detached SSH signature states no
+// time, so at is the time of the decision (usually now).
 func (k *Keys) VerifySSH(message, armoredSig []byte, namespace string, at time.Time) (Signer, error) {
 	if namespace == "" {
 		return Signer{}, errors.New("SSH signature: no namespace given")
@@ -132,7 +173,22 @@ func (k *Keys) VerifySSH(message, armoredSig []byte, namespace string, at time.T
 	if kind != KindSSH {
 		return Signer{}, fmt.Errorf("signature is %s, want an SSH signature (%s)", kind, sshSigBegin)
 	}
-	return k.verifySSH(message, armoredSig, namespace, at, 0, "message")
+	return k.verifySSH(message, armoredSig, namespace, []checkTime{{at, 0, "checked at"}}, "message")
+}
+
+// VerifyOpenPGP checks an armored detached OpenPGP signature over message
+// by one of the OpenPGP keys, made in binary mode (text-mode signatures are
+// refused, as for commits). The key must be valid, unexpired and unrevoked,
+// both when the signature says it was made and at now.
+func (k *Keys) VerifyOpenPGP(message, armoredSig []byte, now time.Time) (Signer, error) {
+	kind, err := frameSignature(string(armoredSig), 0)
+	if err != nil {
+		return Signer{}, err
+	}
+	if kind != KindOpenPGP {
+		return Signer{}, fmt.Errorf("signature is %s, want an OpenPGP signature (%s)", kind, pgpSigBegin)
+	}
+	return k.verifyOpenPGP(message, armoredSig, now, verifyPolicy{}, "message")
 }
 
 func objectBytes(o *plumbing.MemoryObject) ([]byte, error) {
@@ -202,7 +258,7 @@ func frameSignature(sig string, extra int) (string, error) {
 }
 
 // verifyOpenPGP checks an armored detached OpenPGP signature over payload.
-func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, what string) (Signer, error) {
+func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, pol verifyPolicy, what string) (Signer, error) {
 	block, err := armor.Decode(bytes.NewReader(armored))
 	if err != nil {
 		return Signer{}, fmt.Errorf("OpenPGP signature armor: %v", err)
@@ -236,8 +292,9 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, what string
 	// A signer's clock may run a little ahead of this host's: a signature
 	// dated up to maxClockSkew in the future is judged as of its own date
 	// (beyond that it is refused below), so the key must be valid then too.
+	// An object admitted before is judged as of its signature only.
 	at := now
-	if sig.CreationTime.After(now) {
+	if sig.CreationTime.After(now) || pol.admitted {
 		at = sig.CreationTime
 	}
 	cfg := &packet.Config{Time: func() time.Time { return at }}
@@ -266,8 +323,10 @@ func (k *Keys) verifyOpenPGP(payload, armored []byte, now time.Time, what string
 	if err := checkKeyAt(key, sig, sig.CreationTime, "when it signed"); err != nil {
 		return Signer{}, err
 	}
-	if err := checkKeyAt(key, sig, at, "now"); err != nil {
-		return Signer{}, err
+	if !pol.admitted {
+		if err := checkKeyAt(key, sig, at, "now"); err != nil {
+			return Signer{}, err
+		}
 	}
 	// The library's own checks (revocations, expiry, critical notations)
 	// stay in force as a second line.
@@ -376,9 +435,17 @@ func sshFingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 // admits a signature that git on some host would refuse.
 const gitWindowMargin = time.Hour
 
-// verifySSH checks an armored SSHSIG over payload in namespace at time at,
-// at least margin inside the validity window of the allowed_signers line.
-func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time, margin time.Duration, what string) (Signer, error) {
+// checkTime is a time a key's validity window must contain, at least
+// margin inside it, and how a refusal names it.
+type checkTime struct {
+	t      time.Time
+	margin time.Duration
+	label  string
+}
+
+// verifySSH checks an armored SSHSIG over payload in namespace, by a key
+// whose validity window contains every time in times.
+func (k *Keys) verifySSH(payload, armored []byte, namespace string, times []checkTime, what string) (Signer, error) {
 	block, rest := pem.Decode(armored)
 	if block == nil || block.Type != sshsig.PEMType {
 		return Signer{}, errors.New("SSH signature armor is not valid")
@@ -412,7 +479,7 @@ func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time
 	}
 	var reasons []string
 	for _, s := range matches {
-		if why := sshPolicy(s, namespace, at, margin); why != "" {
+		if why := sshPolicy(s, namespace, times); why != "" {
 			reasons = append(reasons, fmt.Sprintf("allowed_signers line %d: %s", s.Line, why))
 			continue
 		}
@@ -421,9 +488,10 @@ func (k *Keys) verifySSH(payload, armored []byte, namespace string, at time.Time
 	return Signer{}, fmt.Errorf("SSH key %s is trusted but not for this signature: %s", fp, strings.Join(reasons, "; "))
 }
 
-// sshPolicy says why s does not permit a signature in namespace at time
-// at, margin inside its validity window, or "" if it does.
-func sshPolicy(s AllowedSigner, namespace string, at time.Time, margin time.Duration) string {
+// sshPolicy says why s does not permit a signature in namespace at every
+// time of times, each its margin inside the validity window, or "" if it
+// does.
+func sshPolicy(s AllowedSigner, namespace string, times []checkTime) string {
 	if len(s.Namespaces) > 0 {
 		ok := false
 		for _, ns := range s.Namespaces {
@@ -436,11 +504,13 @@ func sshPolicy(s AllowedSigner, namespace string, at time.Time, margin time.Dura
 			return fmt.Sprintf("namespaces=%q does not include %q", strings.Join(s.Namespaces, ","), namespace)
 		}
 	}
-	if !s.ValidAfter.IsZero() && at.Before(s.ValidAfter.Add(margin)) {
-		return fmt.Sprintf("valid-after %s, but the signature is dated %s%s", s.ValidAfter.UTC().Format(timeFormat), at.UTC().Format(timeFormat), marginNote(margin))
-	}
-	if !s.ValidBefore.IsZero() && at.After(s.ValidBefore.Add(-margin)) {
-		return fmt.Sprintf("valid-before %s, but the signature is dated %s%s", s.ValidBefore.UTC().Format(timeFormat), at.UTC().Format(timeFormat), marginNote(margin))
+	for _, at := range times {
+		if !s.ValidAfter.IsZero() && at.t.Before(s.ValidAfter.Add(at.margin)) {
+			return fmt.Sprintf("valid-after %s, but %s %s%s", s.ValidAfter.UTC().Format(timeFormat), at.label, at.t.UTC().Format(timeFormat), marginNote(at.margin))
+		}
+		if !s.ValidBefore.IsZero() && at.t.After(s.ValidBefore.Add(-at.margin)) {
+			return fmt.Sprintf("valid-before %s, but %s %s (the key is retired)%s", s.ValidBefore.UTC().Format(timeFormat), at.label, at.t.UTC().Format(timeFormat), marginNote(at.margin))
+		}
 	}
 	return ""
 }

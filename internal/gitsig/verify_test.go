@@ -278,9 +278,76 @@ func TestVerifyCommitSSHValidBefore(t *testing.T) {
 	c := openCommit(t, r, h)
 	_, err := sshKeys(t, k.AllowedSignersLine("", `valid-before="20250201Z"`)).VerifyCommit(c, time.Now())
 	wantErr(t, err, "valid-before 2025-02-01 00:00:00 UTC", "dated 2025-03-01 12:00:00 UTC")
-	// The window is checked at the committer date, not at now.
-	if _, err := sshKeys(t, k.AllowedSignersLine("", `valid-before="20250401Z"`)).VerifyCommit(c, time.Now()); err != nil {
-		t.Fatalf("valid-before after the commit date: %v", err)
+	// Control: a window that contains both the committer date and now.
+	if _, err := sshKeys(t, k.AllowedSignersLine("", `valid-before="20250401Z"`)).VerifyCommit(c, time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatalf("valid-before after the commit date and now: %v", err)
+	}
+}
+
+// Hole 2 of issue 8: a key retired yesterday (valid-before) that signed a
+// week ago. The commit's date is its signer's word, so a retired key could
+// write any date: a commit writ sees for the first time today is refused,
+// while one writ admitted a week ago stays admitted.
+func TestVerifyCommitSSHRetiredKey(t *testing.T) {
+	t.Parallel()
+	today := time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)
+	k := testkeys.SSHKey(t, "bob@example.com")
+	r := testkeys.GitRepo(t)
+	r.When = today.AddDate(0, 0, -7)
+	h := r.Commit(t, map[string]string{"a.txt": "a"}, "signed a week ago", k)
+	c := openCommit(t, r, h)
+	retired := sshKeys(t, k.AllowedSignersLine("", `valid-before="20260609Z"`))
+
+	// A week ago, the key was valid and the commit was admitted.
+	if _, err := retired.VerifyCommit(c, today.AddDate(0, 0, -7)); err != nil {
+		t.Fatalf("a week ago: %v", err)
+	}
+	// First seen today: refused, naming the retirement.
+	_, err := retired.VerifyCommit(c, today)
+	wantErr(t, err, "valid-before 2026-06-09 00:00:00 UTC", "it is now 2026-06-10 12:00:00 UTC", "retired")
+	// Admitted a week ago: still admitted today.
+	s, err := retired.VerifyCommit(c, today, PreviouslyAdmitted())
+	if err != nil || s.Fingerprint != k.Fingerprint {
+		t.Fatalf("previously admitted: %v, %+v", err, s)
+	}
+	// A backdated commit by the retired key, previously admitted or not, is
+	// refused at its own date too: PreviouslyAdmitted never widens the
+	// window, it only stops judging at now.
+	r.When = time.Date(2026, 6, 9, 0, 0, 1, 0, time.UTC)
+	late := openCommit(t, r, r.Commit(t, map[string]string{"b.txt": "b"}, "after retirement", k))
+	_, err = retired.VerifyCommit(late, today, PreviouslyAdmitted())
+	wantErr(t, err, "valid-before 2026-06-09", "the commit is dated 2026-06-09 00:00:01 UTC")
+}
+
+func TestVerifyTagSSHRetiredKey(t *testing.T) {
+	t.Parallel()
+	today := time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)
+	k := testkeys.SSHKey(t, "bob@example.com")
+	r := testkeys.GitRepo(t)
+	r.When = today.AddDate(0, 0, -7)
+	h := r.Commit(t, map[string]string{"a.txt": "a"}, "release", nil)
+	tag := openTag(t, r, r.Tag(t, "v1.0.0", h, k))
+	retired := sshKeys(t, k.AllowedSignersLine("", `valid-before="20260609Z"`))
+	_, err := retired.VerifyTag(tag, today)
+	wantErr(t, err, "valid-before 2026-06-09", "it is now", "retired")
+	if _, err := retired.VerifyTag(tag, today, PreviouslyAdmitted()); err != nil {
+		t.Fatalf("previously admitted tag: %v", err)
+	}
+}
+
+// The same for OpenPGP: a key that expired after signing is refused for a
+// new decision (as before) and still good for one writ made back then.
+func TestVerifyCommitOpenPGPExpiredPreviouslyAdmitted(t *testing.T) {
+	t.Parallel()
+	g := testkeys.GPGKey(t, "Old", "old@example.com", testkeys.ExpiredKey())
+	r := testkeys.GitRepo(t)
+	r.When = testkeys.ExpiredKeySignedAt
+	c := openCommit(t, r, r.Commit(t, map[string]string{"a.txt": "a"}, "signed in 2020", g))
+	k := gpgKeys(t, g.ArmoredPublic)
+	_, err := k.VerifyCommit(c, time.Now())
+	wantErr(t, err, "expired on 2020-01-02", "checked now")
+	if _, err := k.VerifyCommit(c, time.Now(), PreviouslyAdmitted()); err != nil {
+		t.Fatalf("previously admitted: %v", err)
 	}
 }
 

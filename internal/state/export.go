@@ -97,7 +97,7 @@ func (f *Fleet) marks(ctx context.Context) (*Marks, error) {
 			case rest == "allowlist/mark":
 				var am AllowlistMark
 				if derr = decode(key, kv.Value, &am); derr == nil {
-					m.Allowlist = &Allowlist{Version: am.Version, Commit: am.Commit, Digest: am.Digest, AcceptedAt: am.AcceptedAt}
+					m.Allowlist = &Allowlist{Version: am.Version, Commit: am.Commit, Digest: am.Digest, Statement: am.Statement, AcceptedAt: am.AcceptedAt}
 				}
 			case rest == "allowlist/rejected":
 				m.Rejection = &Rejection{}
@@ -194,7 +194,7 @@ func Repair(l *Local, marks AuditMark, now time.Time) ([]string, error) {
 		} else if err := aside(l.allowlistPath()); err != nil {
 			errs = append(errs, err)
 		} else if err := l.PutAllowlist(context.Background(), &Allowlist{Version: marks.Allowlist.Version, Commit: marks.Allowlist.Commit,
-			Digest: marks.Allowlist.Digest, AcceptedAt: marks.Allowlist.AcceptedAt}); err != nil {
+			Digest: marks.Allowlist.Digest, Statement: marks.Allowlist.Statement, AcceptedAt: marks.Allowlist.AcceptedAt}); err != nil {
 			errs = append(errs, err)
 		} else {
 			out = append(out, fmt.Sprintf("%s: rebuilt from the audit log (version %d at %s)", l.allowlistPath(), marks.Allowlist.Version, marks.Allowlist.Commit))

@@ -36,7 +36,7 @@ type sharedAllowlist struct {
 // of st (nil when nothing was read): the mark moves, the rejection is
 // cleared, and the compare-and-swap base is kept.
 func (st *Allowlist) Advance(m AllowlistMark, lastCheck time.Time, cacheSHA256 string) *Allowlist {
-	n := &Allowlist{Version: m.Version, Commit: m.Commit, Digest: m.Digest, AcceptedAt: m.AcceptedAt,
+	n := &Allowlist{Version: m.Version, Commit: m.Commit, Digest: m.Digest, Statement: m.Statement, AcceptedAt: m.AcceptedAt,
 		LastCheck: lastCheck, CacheSHA256: cacheSHA256, verified: true}
 	if st != nil {
 		n.base = st.base
@@ -265,7 +265,7 @@ func (f *Fleet) mergeAllowlist(local *Allowlist, shared *AllowlistMark, rej *Rej
 				st.Floor = &floor
 			}
 		}
-		st.Version, st.Commit, st.Digest, st.AcceptedAt = shared.Version, shared.Commit, shared.Digest, shared.AcceptedAt
+		st.Version, st.Commit, st.Digest, st.Statement, st.AcceptedAt = shared.Version, shared.Commit, shared.Digest, shared.Statement, shared.AcceptedAt
 	case local != nil && local.Commit != "" && (shared == nil || shared.Version < local.Version):
 		st.Withheld = true
 		f.cfg.Log.Warn("the fleet store's allowlist mark is below this host's own; this host's mark stays in force", "host_version", local.Version)
@@ -344,7 +344,7 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 	if !st.verified && st.base != nil {
 		// Keep this host's own verified mark as its floor.
 		m := base.local
-		floor.Version, floor.Commit, floor.Digest, floor.AcceptedAt = m.Version, m.Commit, m.Digest, m.AcceptedAt
+		floor.Version, floor.Commit, floor.Digest, floor.Statement, floor.AcceptedAt = m.Version, m.Commit, m.Digest, m.Statement, m.AcceptedAt
 		if m.Commit != st.Commit {
 			floor.CacheSHA256 = base.localCache
 		}

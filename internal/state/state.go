@@ -77,9 +77,13 @@ var ErrCorrupt = errors.New("trust state is corrupt")
 // remember a head that failed a rule, so each job does not verify it
 // again. LastCheck and CacheSHA256 belong to one host.
 type Allowlist struct {
-	Version    int64     `json:"version"`
-	Commit     string    `json:"commit"`
-	Digest     string    `json:"digest"`
+	Version int64  `json:"version"`
+	Commit  string `json:"commit"`
+	Digest  string `json:"digest"`
+	// Statement is the hex SHA-256 of the version's approval statement,
+	// which covers every file it loads (key files too); empty in states
+	// written before it existed.
+	Statement  string    `json:"statement,omitempty"`
 	AcceptedAt time.Time `json:"accepted_at"`
 	// LastCheck is when this host last fetched the remote successfully.
 	LastCheck time.Time `json:"last_check"`
@@ -110,7 +114,7 @@ type Allowlist struct {
 
 // Mark is the high-water part of st.
 func (st *Allowlist) Mark() AllowlistMark {
-	return AllowlistMark{Version: st.Version, Commit: st.Commit, Digest: st.Digest, AcceptedAt: st.AcceptedAt}
+	return AllowlistMark{Version: st.Version, Commit: st.Commit, Digest: st.Digest, Statement: st.Statement, AcceptedAt: st.AcceptedAt}
 }
 
 // AllowlistMark is the accepted allowlist version as the fleet shares it.
@@ -118,6 +122,7 @@ type AllowlistMark struct {
 	Version    int64     `json:"version"`
 	Commit     string    `json:"commit"`
 	Digest     string    `json:"digest"`
+	Statement  string    `json:"statement,omitempty"`
 	AcceptedAt time.Time `json:"accepted_at"`
 }
 

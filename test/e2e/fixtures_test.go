@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,12 +99,27 @@ func (r *testRepos) URL(repo string) string { return r.w.Git.URL(r.paths[repo]) 
 func (r *testRepos) SourceURL(repo string) string { return r.w.Git.HTTPSURL(r.paths[repo]) }
 
 func (r *testRepos) Approve(identity string, version int64, content, label string, by Signer) (string, string, error) {
+	// The statement covers every file the allowlist loads: allowlist.yaml
+	// and the fixture's only key file.
+	return r.ApproveFiles(identity, version, map[string]string{
+		allowlist.FileName: content,
+		"keys/alice.asc":   string(r.keys.Trusted.ArmoredPublic),
+	}, label, by)
+}
+
+func (r *testRepos) ApproveFiles(identity string, version int64, files map[string]string, label string, by Signer) (string, string, error) {
 	key := r.keys.Approver
 	if by == Foreign {
 		key = r.keys.ForeignSSH
 	}
-	sum := sha256.Sum256([]byte(content))
-	stmt := allowlist.Statement(identity, version, hex.EncodeToString(sum[:]))
+	m := make(map[string][]byte, len(files))
+	for p, c := range files {
+		m[p] = []byte(c)
+	}
+	stmt, err := allowlist.NewStatement(identity, version, allowlist.Manifest(m))
+	if err != nil {
+		return "", "", err
+	}
 	sig := key.Sign(r.t, stmt, allowlist.ApprovalNamespace)
 	return allowlist.ApprovalDir(version) + "/" + label + ".sshsig", string(sig), nil
 }

@@ -138,10 +138,14 @@ type Repos interface {
 	SourceURL(repo string) string
 	// Approve makes an approval of an allowlist version: the file's path in
 	// the allowlist repository (approvals/v<version>/<label>.sshsig) and its
-	// content, signing the statement for identity, version and content (the
-	// allowlist.yaml bytes) with by's SSH key (Trusted: the environments'
-	// root approver; Foreign: the attacker's key).
+	// content, signing the statement for identity, version and the files
+	// the version loads (content as allowlist.yaml, and the fixture's
+	// keys/alice.asc) with by's SSH key (Trusted: the environments' root
+	// approver; Foreign: the attacker's key).
 	Approve(identity string, version int64, content, label string, by Signer) (path, data string, err error)
+	// ApproveFiles is Approve for a version that loads files (path →
+	// content, allowlist.yaml among them).
+	ApproveFiles(identity string, version int64, files map[string]string, label string, by Signer) (path, data string, err error)
 }
 
 // The legitimate application, job and allowlist every scenario starts from.
@@ -217,6 +221,9 @@ type Fixture struct {
 	// suite calls it before Mutate (the environment has accepted version 7)
 	// unless the scenario is Fresh.
 	AcceptAllowlist func() error
+	// SetFloor, set when writ is the executor, writes allowlist.min_version
+	// into the environment's configuration (a floor for first contact).
+	SetFloor func(minVersion int64) error
 
 	// Payload is the job served to the runner; Mutate changes it.
 	Payload *Payload

@@ -45,6 +45,7 @@ type writConfig struct {
 		Identity     string `toml:"identity"`
 		Auth         string `toml:"auth"`
 		FetchTimeout string `toml:"fetch_timeout"`
+		MinVersion   int64  `toml:"min_version,omitempty"`
 	} `toml:"allowlist"`
 	Trust struct {
 		OpenPGPKeyring    string `toml:"openpgp_keyring"`
@@ -352,6 +353,7 @@ func newWritFixture(t testing.TB, keys *Keys, name string, fresh bool) (*Fixture
 	f := newFixture(t, w, keys, name)
 	e := installWrit(t, w, keys)
 	f.AcceptAllowlist = e.Accept
+	f.SetFloor = e.SetFloor
 	if !fresh {
 		if err := e.Accept(); err != nil {
 			t.Fatalf("the environment does not accept allowlist version 7: %v", err)
