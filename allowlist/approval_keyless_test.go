@@ -35,7 +35,7 @@ type virtualSigstore struct {
 	rootPath string
 }
 
-func newVirtualSigstore(t *testing.T) *virtualSigstore {
+func newVirtualSigstore(t testing.TB) *virtualSigstore {
 	t.Helper()
 	vs, err := ca.NewVirtualSigstore()
 	if err != nil {
@@ -72,7 +72,7 @@ type bundleEdit func(*protorekor.TransparencyLogEntry)
 // approve signs statement as subject/issuer with a Fulcio certificate,
 // logged in Rekor at integrated with an inclusion proof, and returns the
 // v0.3 bundle JSON an approval file holds.
-func (vs *virtualSigstore) approve(t *testing.T, subject, issuer string, statement []byte, integrated time.Time, edits ...bundleEdit) []byte {
+func (vs *virtualSigstore) approve(t testing.TB, subject, issuer string, statement []byte, integrated time.Time, edits ...bundleEdit) []byte {
 	t.Helper()
 	e, err := vs.SignAtTime(subject, issuer, statement, integrated)
 	if err != nil {
@@ -132,7 +132,7 @@ func (vs *virtualSigstore) approve(t *testing.T, subject, issuer string, stateme
 	return out
 }
 
-func keylessVerifierFor(t *testing.T, rootPath string, ids ...SigstoreIdentity) *ApprovalVerifier {
+func keylessVerifierFor(t testing.TB, rootPath string, ids ...SigstoreIdentity) *ApprovalVerifier {
 	t.Helper()
 	tr, err := LoadTrustedRoot(rootPath)
 	if err != nil {
@@ -285,4 +285,26 @@ func TestKeylessTrustFromConfig(t *testing.T) {
 	if _, err := LoadTrust(cfg); err == nil || !strings.Contains(err.Error(), "exactly one") {
 		t.Errorf("bad identity: %v", err)
 	}
+}
+
+// FuzzApprovalKeyless feeds keyless .sigstore.json approvals an attacker may
+// have written to a verifier that trusts a virtual Sigstore and one
+// identity, starting from a valid approval. Nothing may panic, and a file
+// that counts names that identity.
+func FuzzApprovalKeyless(f *testing.F) {
+	vs := newVirtualSigstore(f)
+	v := keylessVerifierFor(f, vs.rootPath, SigstoreIdentity{Issuer: testIssuer, Subject: aliceID})
+	stmt := mustStatement(f, testRepo, 8, testDigest)
+	dir := stmtDir(stmt)
+	f.Add(vs.approve(f, aliceID, testIssuer, stmt, time.Now().Add(5*time.Minute)))
+	f.Add(vs.approve(f, "mallory@acme.example", testIssuer, stmt, time.Now().Add(5*time.Minute)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, errs := v.Verify(stmt, dir, map[string][]byte{dir + "/fuzz.sigstore.json": data}, time.Now())
+		if len(got)+len(errs) != 1 {
+			t.Fatalf("%d approvals and %d errors for one file", len(got), len(errs))
+		}
+		if len(got) == 1 && got[0].Signer != "sigstore-identity:"+testIssuer+" "+aliceID {
+			t.Fatalf("accepted as %+v", got[0])
+		}
+	})
 }
