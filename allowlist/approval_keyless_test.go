@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
@@ -307,4 +309,45 @@ func FuzzApprovalKeyless(f *testing.F) {
 			t.Fatalf("accepted as %+v", got[0])
 		}
 	})
+}
+
+// TestDocsKeylessConfig: the keyless trust example in docs/allowlist.md
+// decodes as writ's config does, and its identities are valid.
+func TestDocsKeylessConfig(t *testing.T) {
+	md, err := os.ReadFile(filepath.Join("..", "docs", "allowlist.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(md), "### Keyless approvals")
+	block, ok2 := "", false
+	if ok {
+		_, after, _ := strings.Cut(rest, "```toml\n")
+		block, _, ok2 = strings.Cut(after, "```")
+	}
+	if !ok || !ok2 {
+		t.Fatal("docs/allowlist.md has no keyless TOML example")
+	}
+	var doc struct{ Trust config.Trust }
+	if _, err := toml.Decode(block, &doc); err != nil {
+		t.Fatalf("the docs' keyless example does not decode: %v\n%s", err, block)
+	}
+	if doc.Trust.SigstoreTrustedRoot == "" || len(doc.Trust.SigstoreIdentities) != 2 {
+		t.Fatalf("decoded %+v", doc.Trust)
+	}
+	vs := newVirtualSigstore(t)
+	tr, err := LoadTrustedRoot(vs.rootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []SigstoreIdentity
+	for _, x := range doc.Trust.SigstoreIdentities {
+		ids = append(ids, SigstoreIdentity{Issuer: x.Issuer, Subject: x.Subject, SubjectRegexp: x.SubjectRegexp})
+	}
+	if _, err := NewApprovalVerifier(nil, nil, WithKeylessApprovals(tr, ids)); err != nil {
+		t.Fatalf("the docs' identities: %v", err)
+	}
+	re := regexp.MustCompile(doc.Trust.SigstoreIdentities[1].SubjectRegexp)
+	if !re.MatchString("https://gitlab.com/acme/release-approvals//.gitlab-ci.yml@refs/heads/main") || re.MatchString("https://gitlab.com/acme/release-approvalsX/.gitlab-ci.yml@refs/heads/main") {
+		t.Errorf("the docs' pattern %q does not say what it means", re)
+	}
 }
