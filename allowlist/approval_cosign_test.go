@@ -18,7 +18,7 @@ import (
 // cosignKeyFiles writes a key pair in cosign's format: the private key
 // encrypted under password as `cosign generate-key-pair` writes it
 // (cryptoutils is the code cosign generates it with).
-func cosignKeyFiles(t *testing.T, password string) (privPath, pubPath string) {
+func cosignKeyFiles(t testing.TB, password string) (privPath, pubPath string) {
 	t.Helper()
 	priv, pub, err := cryptoutils.GeneratePEMEncodedECDSAKeyPair(elliptic.P256(), func(bool) ([]byte, error) { return []byte(password), nil })
 	if err != nil {

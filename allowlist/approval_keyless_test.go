@@ -351,3 +351,50 @@ func TestDocsKeylessConfig(t *testing.T) {
 		t.Errorf("the docs' pattern %q does not say what it means", re)
 	}
 }
+
+// BenchmarkKeylessApproval verifies one keyless approval (certificate chain,
+// inclusion proof, inclusion promise, identity) and, as the anchor in the
+// same run, one key-based Sigstore approval; it reports keyless/key.
+func BenchmarkKeylessApproval(b *testing.B) {
+	vs := newVirtualSigstore(b)
+	kv := keylessVerifierFor(b, vs.rootPath, SigstoreIdentity{Issuer: testIssuer, Subject: aliceID})
+	stmt := mustStatement(b, testRepo, 8, testDigest)
+	dir := stmtDir(stmt)
+	keyless := map[string][]byte{dir + "/alice.sigstore.json": vs.approve(b, aliceID, testIssuer, stmt, time.Now().Add(5*time.Minute))}
+	priv, pub := cosignKeyFiles(b, "pw")
+	key, err := LoadSigstoreKeyWithPassword(priv, staticPassword("pw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pk, err := LoadSigstorePublicKey(pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundleJSON, err := SignSigstore(stmt, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := NewApprovalVerifier(nil, []crypto.PublicKey{pk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyed := map[string][]byte{dir + "/dana.sigstore.json": bundleJSON}
+	run := func(v *ApprovalVerifier, files map[string][]byte, n int) time.Duration {
+		start := time.Now()
+		for range n {
+			if got, errs := v.Verify(stmt, dir, files, time.Now()); len(got) != 1 || len(errs) != 0 {
+				b.Fatal(got, errs)
+			}
+		}
+		return time.Since(start)
+	}
+	var tKeyless, tKey time.Duration
+	n := 0
+	for b.Loop() {
+		tKeyless += run(kv, keyless, 1)
+		tKey += run(v, keyed, 1)
+		n++
+	}
+	b.ReportMetric(float64(tKeyless)/float64(tKey), "keyless/key")
+	b.ReportMetric(float64(tKeyless.Microseconds())/float64(n), "keyless-µs/op")
+}
