@@ -398,3 +398,33 @@ func BenchmarkKeylessApproval(b *testing.B) {
 	b.ReportMetric(float64(tKeyless)/float64(tKey), "keyless/key")
 	b.ReportMetric(float64(tKeyless.Microseconds())/float64(n), "keyless-µs/op")
 }
+
+// TestCosignVerifiesKeylessApproval: a keyless approval that writ accepts
+// (built on the virtual Sigstore) also verifies with the real cosign CLI
+// against the same trusted_root.json and identity, and cosign refuses it for
+// another identity: both read the bundle alike.
+func TestCosignVerifiesKeylessApproval(t *testing.T) {
+	bin := cosignBinary(t)
+	vs := newVirtualSigstore(t)
+	stmt := mustStatement(t, testRepo, 8, testDigest)
+	dir := t.TempDir()
+	stmtPath, bundlePath := filepath.Join(dir, "statement"), filepath.Join(dir, "alice.sigstore.json")
+	os.WriteFile(stmtPath, stmt, 0o644)
+	data := vs.approve(t, aliceID, testIssuer, stmt, time.Now().Add(5*time.Minute))
+	os.WriteFile(bundlePath, data, 0o644)
+	v := keylessVerifierFor(t, vs.rootPath, SigstoreIdentity{Issuer: testIssuer, Subject: aliceID})
+	if ok, errs := v.Verify(stmt, stmtDir(stmt), map[string][]byte{stmtDir(stmt) + "/alice.sigstore.json": data}, time.Now()); len(ok) != 1 {
+		t.Fatalf("writ refused: %v", errs)
+	}
+	args := func(identity string) []string {
+		// The virtual Fulcio issues no SCTs.
+		return []string{"verify-blob", "--new-bundle-format", "--trusted-root", vs.rootPath, "--insecure-ignore-sct",
+			"--certificate-identity", identity, "--certificate-oidc-issuer", testIssuer, "--bundle", bundlePath, stmtPath}
+	}
+	if out, err := runCosign(t, bin, nil, args(aliceID)...); err != nil {
+		t.Fatalf("cosign verify-blob refused writ's keyless approval: %v\n%s", err, out)
+	}
+	if out, err := runCosign(t, bin, nil, args("mallory@acme.example")...); err == nil {
+		t.Fatalf("cosign accepted the approval for another identity:\n%s", out)
+	}
+}
