@@ -198,7 +198,22 @@ func LoadTrust(cfg *config.Config) (*Trust, error) {
 		}
 		fmt.Fprintf(id, "sigstore %s\n", fp)
 	}
-	av, err := NewApprovalVerifier(keys, sigstoreKeys)
+	var opts []ApprovalOption
+	if p := cfg.Trust.SigstoreTrustedRoot; p != "" {
+		tr, err := LoadTrustedRoot(p)
+		if err != nil {
+			return nil, fmt.Errorf("trust.sigstore_trusted_root: %w", err)
+		}
+		raw, _ := tr.MarshalJSON()
+		fmt.Fprintf(id, "sigstore-root %d\n%s\n", len(raw), raw)
+		var ids []SigstoreIdentity
+		for _, x := range cfg.Trust.SigstoreIdentities {
+			ids = append(ids, SigstoreIdentity{Issuer: x.Issuer, Subject: x.Subject, SubjectRegexp: x.SubjectRegexp})
+			fmt.Fprintf(id, "sigstore-identity %q %q %q\n", x.Issuer, x.Subject, x.SubjectRegexp)
+		}
+		opts = append(opts, WithKeylessApprovals(tr, ids))
+	}
+	av, err := NewApprovalVerifier(keys, sigstoreKeys, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}

@@ -19,8 +19,11 @@ package allowlist
 //	approvals/v<version>/<label>.asc             armored detached OpenPGP signature, binary mode (gpg --armor --detach-sign)
 //	approvals/v<version>/<label>.sigstore.json   Sigstore bundle (message signature by a public key)
 //
-// Sigstore bundles are verified offline against configured public keys: no
-// Fulcio certificate, no Rekor entry and no timestamp is required or checked.
+// Sigstore bundles signed by a key are verified offline against configured
+// public keys: no Rekor entry and no timestamp is required or checked.
+// Keyless bundles (a Fulcio certificate and a Rekor entry) are verified
+// offline against a pinned trusted root and named identities
+// (approval_keyless.go).
 
 import (
 	"bytes"
@@ -427,6 +430,12 @@ func parseSSHApproval(data []byte) (*sshsig.Signature, error) {
 //	openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out approve.key
 //	openssl pkey -in approve.key -pubout -out approve.pub
 func LoadSigstoreKey(pemPath string) (crypto.Signer, error) {
+	return loadSigstoreKey(pemPath, nil)
+}
+
+// loadSigstoreKey is LoadSigstoreKey that decrypts encrypted keys (cosign's
+// among them) with password; see LoadSigstoreKeyWithPassword.
+func loadSigstoreKey(pemPath string, password PasswordFunc) (crypto.Signer, error) {
 	b, err := fsutil.ReadFileLimit(pemPath, maxSigstoreKeyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("sigstore signing key: %w", err)
@@ -442,7 +451,7 @@ func LoadSigstoreKey(pemPath string) (crypto.Signer, error) {
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(block.Bytes)
 	case "ENCRYPTED PRIVATE KEY", "ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY":
-		return nil, fmt.Errorf("sigstore signing key %s is encrypted; writ reads unencrypted PKCS#8 keys (openssl pkcs8 -topk8 -nocrypt)", pemPath)
+		key, err = decryptSigstoreKey(b, password)
 	default:
 		return nil, fmt.Errorf("sigstore signing key %s: PEM block %q is not a private key; use a PKCS#8 \"PRIVATE KEY\"", pemPath, block.Type)
 	}
@@ -650,8 +659,8 @@ func ParseBundle(data []byte) (*bundle.Bundle, error) {
 	if ms == nil {
 		return nil, errors.New("the Sigstore bundle holds no message signature (a DSSE attestation is not an approval)")
 	}
-	if b.GetVerificationMaterial().GetPublicKey() == nil {
-		return nil, errors.New("the Sigstore bundle is not signed by a public key (certificate-based signatures are not approvals)")
+	if vm := b.GetVerificationMaterial(); vm.GetPublicKey() == nil && vm.GetCertificate() == nil {
+		return nil, errors.New("the Sigstore bundle holds neither a public key hint nor a Fulcio certificate")
 	}
 	if len(ms.GetSignature()) == 0 {
 		return nil, errors.New("the Sigstore bundle's signature is empty")
@@ -689,6 +698,7 @@ type ApprovalVerifier struct {
 	keys       *gitsig.Keys
 	sshTrusted map[string]bool // fingerprints of the trusted SSH and OpenPGP keys
 	sigstore   []sigstoreKey
+	keyless    *keylessVerifier
 }
 
 type sigstoreKey struct {
@@ -702,8 +712,15 @@ type sigstoreKey struct {
 // OpenPGP keyring and SSH allowed signers (whose namespaces and validity
 // windows apply; nil trusts neither), and sigstoreKeys (ECDSA P-256, or
 // Ed25519 verified as Ed25519ph).
-func NewApprovalVerifier(keys *gitsig.Keys, sigstoreKeys []crypto.PublicKey) (*ApprovalVerifier, error) {
+//
+// Options add other kinds of approvers (WithKeylessApprovals).
+func NewApprovalVerifier(keys *gitsig.Keys, sigstoreKeys []crypto.PublicKey, opts ...ApprovalOption) (*ApprovalVerifier, error) {
 	v := &ApprovalVerifier{keys: keys, sshTrusted: map[string]bool{}}
+	for _, o := range opts {
+		if err := o(v); err != nil {
+			return nil, err
+		}
+	}
 	if keys != nil {
 		for _, fp := range keys.Fingerprints() {
 			v.sshTrusted[fp] = true
@@ -898,6 +915,9 @@ func (v *ApprovalVerifier) verifySigstore(statement, data []byte) (string, error
 	b, err := ParseBundle(data)
 	if err != nil {
 		return "", err
+	}
+	if b.GetVerificationMaterial().GetCertificate() != nil {
+		return v.verifyKeyless(statement, b)
 	}
 	if len(v.sigstore) == 0 {
 		return "", errors.New("no Sigstore keys are trusted (trust.sigstore_public_keys)")

@@ -28,3 +28,8 @@ if ! git --exec-path >/dev/null 2>&1 || [ ! -x "$(git --exec-path)/git-http-back
   echo "deps: git http-backend is missing from $(git --exec-path)" >&2
   exit 1
 fi
+# cosign interoperability (allowlist/approval_cosign_test.go): the real cosign CLI, built from the Go
+# module proxy into ~/.cache/writ (slow when cold), only when asked with WRIT_TEST_COSIGN=1.
+if [ "${WRIT_TEST_COSIGN:-}" = 1 ]; then
+  bash "$(dirname "$0")/../test/cosign/build.sh" >/dev/null
+fi

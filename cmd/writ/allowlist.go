@@ -14,15 +14,17 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/glreport"
 	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 type allowlistCmd struct {
-	Lint    lintCmd    `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
-	Verify  verifyCmd  `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version; 4: expires within --warn-within; 5: remote unreachable, cached version in force (docs/operations.md)."`
-	Approve approveCmd `cmd:"" help:"Write a detached approval of the current allowlist content."`
-	Diff    diffCmd    `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
-	Entry   entryCmd   `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
+	Lint      lintCmd      `cmd:"" help:"Check allowlist files; print every error with its position (exit 1 on any)."`
+	Verify    verifyCmd    `cmd:"" help:"Fetch and accept the allowlist as this environment would; print the result. Exit 0: head accepted; 1: head rejected, an earlier version stays in force; 2: no valid version; 4: expires within --warn-within; 5: remote unreachable, cached version in force (docs/operations.md)."`
+	Approve   approveCmd   `cmd:"" help:"Write a detached approval of the current allowlist content."`
+	Statement statementCmd `cmd:"" help:"Print the exact bytes an approval of the current allowlist content signs (for cosign sign-blob and verify-blob)."`
+	Diff      diffCmd      `cmd:"" help:"Summarise, per environment, what changes between two allowlists (Markdown)."`
+	Entry     entryCmd     `cmd:"" help:"Print the allowlist entry that would admit a runner job payload."`
 }
 
 // readAllowlistFile parses an allowlist file, loading key files relative to
@@ -35,9 +37,21 @@ func readAllowlistFile(path string) (*allowlist.Allowlist, []byte, error) {
 // readAllowlistFiles is readAllowlistFile that also returns the files the
 // parser read (path → content), which approvals cover.
 func readAllowlistFiles(path string) (*allowlist.Allowlist, []byte, map[string][]byte, error) {
+	a, data, loaded, _, err := loadAllowlistFile(path, path)
+	return a, data, loaded, err
+}
+
+// lintAllowlistFile is readAllowlistFile that also returns warnings; name is
+// the file's name in messages.
+func lintAllowlistFile(path, name string) (*allowlist.Allowlist, []byte, allowlist.ErrorList, error) {
+	a, data, _, warns, err := loadAllowlistFile(path, name)
+	return a, data, warns, err
+}
+
+func loadAllowlistFile(path, name string) (*allowlist.Allowlist, []byte, map[string][]byte, allowlist.ErrorList, error) {
 	data, err := fsutil.ReadFileLimit(path, 64<<20)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	root := filepath.Dir(path)
 	load, loaded := allowlist.RecordLoads(func(p string) ([]byte, error) {
@@ -46,14 +60,16 @@ func readAllowlistFiles(path string) (*allowlist.Allowlist, []byte, map[string][
 		}
 		return fsutil.ReadFileLimit(filepath.Join(root, p), 1<<20)
 	})
-	a, err := allowlist.Parse(path, data, load)
-	return a, data, loaded, err
+	a, warns, err := allowlist.Lint(name, data, load)
+	return a, data, loaded, warns, err
 }
 
 type lintCmd struct {
 	outputFlags
-	Files      []string      `arg:"" help:"allowlist.yaml files to check." type:"path"`
-	WarnWithin time.Duration `help:"Exit 4 (warning) when a file's version expires within this, e.g. 336h. Without it, lint still prints a warning within 14 days but exits 0." default:"0"`
+	Files       []string      `arg:"" help:"allowlist.yaml files to check." type:"path"`
+	WarnWithin  time.Duration `help:"Exit 4 (warning) when a file's version expires within this, e.g. 336h. Without it, lint still prints a warning within 14 days but exits 0." default:"0"`
+	CodeQuality string        `name:"codequality" placeholder:"FILE" help:"Also write the problems as a GitLab Code Quality report (artifacts:reports:codequality), paths relative to the working directory."`
+	JUnit       string        `name:"junit" placeholder:"FILE" help:"Also write one JUnit test case per file (artifacts:reports:junit)."`
 }
 
 // lintWarnHorizon is how close to expiry lint prints a warning when
@@ -82,9 +98,13 @@ type lintError struct {
 
 // lintOne checks one file. A version already expired is an error (no
 // environment accepts it); one expiring within warn a warning.
-func lintOne(path string, warn time.Duration, now time.Time) lintFile {
+func lintOne(path string, warn time.Duration, now time.Time) (lintFile, glreport.Check) {
 	r := lintFile{File: path}
-	a, _, err := readAllowlistFile(path)
+	name := reportPath(path)
+	a, _, warns, err := lintAllowlistFile(path, name)
+	// The parser's warnings (an unused signer set, …) go to the merge
+	// request's Code Quality report; the text and JSON keep expiry's.
+	check := lintCheck(name, warns, err)
 	if err != nil {
 		var list allowlist.ErrorList
 		if errors.As(err, &list) {
@@ -94,18 +114,22 @@ func lintOne(path string, warn time.Duration, now time.Time) lintFile {
 		} else {
 			r.Errors = append(r.Errors, lintError{Message: err.Error()})
 		}
-		return r
+		return r, check
 	}
 	exp := a.Expires.UTC()
 	r.Version, r.Jobs, r.SignerSets, r.Expires = a.Version, len(a.Jobs), len(a.Signers), &exp
 	switch words := allowlist.DescribeExpiry(a.Expires, now); {
 	case !a.Expires.After(now):
-		r.Errors = append(r.Errors, lintError{Message: "the version " + words + ": no environment accepts it; set expires to a future date and raise version"})
+		msg := "the version " + words + ": no environment accepts it; set expires to a future date and raise version"
+		r.Errors = append(r.Errors, lintError{Message: msg})
+		check.Findings = append(check.Findings, glreport.Finding{Severity: glreport.Major, Path: name, Message: msg})
 	case a.Expires.Sub(now) <= warn:
-		r.Warnings = append(r.Warnings, "the version "+words+": every deploy stops then unless a newer version is approved first")
+		msg := "the version " + words + ": every deploy stops then unless a newer version is approved first"
+		r.Warnings = append(r.Warnings, msg)
+		check.Findings = append(check.Findings, glreport.Finding{Severity: glreport.Minor, Path: name, Message: msg})
 	}
 	r.OK = len(r.Errors) == 0
-	return r
+	return r, check
 }
 
 func (c *lintCmd) Run(g *globals) error {
@@ -116,9 +140,11 @@ func (c *lintCmd) Run(g *globals) error {
 	if horizon == 0 {
 		horizon = lintWarnHorizon
 	}
+	rep := &glreport.Report{Tool: "writ allowlist lint"}
 	for _, f := range c.Files {
-		r := lintOne(f, horizon, now)
+		r, check := lintOne(f, horizon, now)
 		files = append(files, r)
+		rep.Checks = append(rep.Checks, check)
 		switch {
 		case !r.OK:
 			o = outcomeRefused
@@ -128,6 +154,9 @@ func (c *lintCmd) Run(g *globals) error {
 		if !c.jsonOutput() {
 			writeLintText(g, r)
 		}
+	}
+	if err := rep.WriteFiles(c.CodeQuality, c.JUnit); err != nil {
+		return fail(outcomeIO, err)
 	}
 	return g.report(c, o, nil, struct {
 		Files []lintFile `json:"files"`
@@ -232,6 +261,38 @@ func verifyOutcome(cur *allowlist.Accepted, rep *allowlist.Report, err error, wa
 	return outcomeOK
 }
 
+// reportPath names a file as GitLab's reports want it: relative to the
+// working directory (the project directory in a CI job) when it is inside it.
+func reportPath(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(wd, p); err == nil && filepath.IsLocal(rel) {
+		return filepath.ToSlash(rel)
+	}
+	return p
+}
+
+// lintCheck is one file's lint result as a report check.
+func lintCheck(name string, warns allowlist.ErrorList, err error) glreport.Check {
+	ch := glreport.Check{Name: "lint " + name, File: name}
+	add := func(list allowlist.ErrorList, sev glreport.Severity) {
+		for _, e := range list {
+			ch.Findings = append(ch.Findings, glreport.Finding{Severity: sev, Path: name, Line: e.Line, Column: e.Column, Message: e.Msg})
+		}
+	}
+	var list allowlist.ErrorList
+	switch {
+	case errors.As(err, &list):
+		add(list, glreport.Major)
+	case err != nil:
+		ch.Findings = append(ch.Findings, glreport.Finding{Severity: glreport.Major, Path: name, Message: err.Error()})
+	}
+	add(warns, glreport.Minor)
+	return ch
+}
+
 func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
 	cfg, err := g.loadConfig()
 	if err != nil {
@@ -299,13 +360,13 @@ type approveCmd struct {
 	SSHKey      string `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
 	GPGKey      string `help:"Sign with this OpenPGP key, its primary key's full fingerprint (gpg --detach-sign)." xor:"key" name:"gpg-key"`
 	GPGProgram  string `help:"The gpg to run for --gpg-key." default:"gpg" name:"gpg-program"`
-	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256)." xor:"key" type:"existingfile"`
+	SigstoreKey string `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256 or Ed25519; a cosign key file is decrypted with $COSIGN_PASSWORD)." xor:"key" type:"existingfile"`
 	Label       string `help:"File name of the approval, usually your name (default: $USER)."`
 }
 
 func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 	if c.SSHKey == "" && c.SigstoreKey == "" && c.GPGKey == "" {
-		return fail(outcomeUsage, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE"))
+		return fail(outcomeUsage, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE (cosign: sign `writ allowlist statement` with cosign sign-blob)"))
 	}
 	label := c.Label
 	if label == "" {
@@ -334,7 +395,7 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 		sig, err = allowlist.SignOpenPGP(ctx, stmt, c.GPGKey, c.GPGProgram)
 		name = label + ".asc"
 	default:
-		key, kerr := allowlist.LoadSigstoreKey(c.SigstoreKey)
+		key, kerr := allowlist.LoadSigstoreKeyWithPassword(c.SigstoreKey, cosignPassword)
 		if kerr != nil {
 			return kerr
 		}

@@ -126,6 +126,8 @@ type reviewCmd struct {
 	ExpiryHorizon time.Duration `help:"The expiry check fails within this of the expiry." default:"336h"`
 	Require       string        `help:"Comma-separated checks that must pass: lint, version, approvals, expiry." default:"lint"`
 	DryRun        bool          `help:"With --mr: print the note, post nothing."`
+	CodeQuality   string        `name:"codequality" placeholder:"FILE" help:"Also write the --require checks' problems as a GitLab Code Quality report (artifacts:reports:codequality), at their lines of allowlist.yaml."`
+	JUnit         string        `name:"junit" placeholder:"FILE" help:"Also write the --require checks as JUnit test cases (artifacts:reports:junit)."`
 }
 
 func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
@@ -170,6 +172,9 @@ func (c *reviewCmd) Run(ctx context.Context, g *globals) error {
 		for _, w := range res.Warnings {
 			fmt.Fprintf(g.stderr, "warning: %s\n", w)
 		}
+	}
+	if err := rep.Report(require).WriteFiles(c.CodeQuality, c.JUnit); err != nil {
+		return fail(outcomeIO, err)
 	}
 	body.Report, body.Failures = rep, rep.Failures(require)
 	if len(body.Failures) > 0 {

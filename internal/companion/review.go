@@ -105,6 +105,10 @@ type ReviewReport struct {
 	Diff string `json:"diff"`
 	// Changed is false when no entry changes in any environment.
 	Changed bool `json:"changed"`
+
+	// pos keeps what the merge request widgets need: lint problems with
+	// their positions, and the lines of version: and expires:.
+	pos reportPositions
 }
 
 // DefaultExpiryHorizon is how close to expiry a version may be before the
@@ -122,6 +126,7 @@ func Evaluate(head, base Snapshot, envs []*Environment, horizon time.Duration, n
 	rep.Digest = hex.EncodeToString(sum[:])
 	load, loaded := allowlist.RecordLoads(head.Load)
 	nw, warns, err := allowlist.Lint(allowlist.FileName, head.Data, load)
+	rep.pos = newReportPositions(head.Data, warns, err)
 	for _, w := range warns {
 		rep.LintWarnings = append(rep.LintWarnings, w.Error())
 	}

@@ -229,7 +229,7 @@ func TestTemplateExamplesExpand(t *testing.T) {
 	root := repoRoot(t)
 	const writImage = "registry.example.com/acme/writ@sha256:6b1a5e7c9d0f2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2"
 	allowlistJobs := map[string]string{
-		"writ-allowlist-lint":        "writ allowlist lint allowlist.yaml",
+		"writ-allowlist-lint":        "writ allowlist lint --codequality writ-lint-codequality.json --junit writ-lint-junit.xml allowlist.yaml",
 		"writ-allowlist-version":     "writ review --local --base-rev \"refs/remotes/origin/${CI_MERGE_REQUEST_TARGET_BRANCH_NAME}\" --require version",
 		"writ-allowlist-expiry":      "writ review --local --expiry-horizon \"$WRIT_EXPIRY_HORIZON\" --require expiry",
 		"writ-allowlist-approvals":   "writ review --local --env-config \"$WRIT_ENVIRONMENTS\" --require approvals",

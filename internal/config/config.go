@@ -102,8 +102,23 @@ type Trust struct {
 	// SigstorePublicKeys are PEM public keys (ECDSA P-256 or Ed25519-ph) whose
 	// Sigstore bundles count as approvals.
 	SigstorePublicKeys []string `toml:"sigstore_public_keys"`
+	// SigstoreTrustedRoot is a Sigstore trusted_root.json (Fulcio CAs, Rekor
+	// logs), pinned here: keyless approvals are verified offline against it.
+	SigstoreTrustedRoot string `toml:"sigstore_trusted_root"`
+	// SigstoreIdentities are the keyless approvers (OIDC issuer and subject
+	// certified by Fulcio); each needs SigstoreTrustedRoot.
+	SigstoreIdentities []SigstoreIdentity `toml:"sigstore_identities"`
 	// Threshold is how many distinct root signers must approve a version. Default 1.
 	Threshold int `toml:"threshold"`
+}
+
+// SigstoreIdentity is one keyless approver: Issuer exactly, and Subject
+// exactly or SubjectRegexp (anchored with ^ and $). The allowlist package
+// checks them when it builds the verifier.
+type SigstoreIdentity struct {
+	Issuer        string `toml:"issuer"`
+	Subject       string `toml:"subject"`
+	SubjectRegexp string `toml:"subject_regexp"`
 }
 
 // Paths are writ's own directories and files.
@@ -467,6 +482,9 @@ func (c *Config) validate() error {
 	if c.Trust.Threshold < 1 {
 		bad("trust.threshold must be at least 1")
 	}
+	if (len(c.Trust.SigstoreIdentities) > 0) != (c.Trust.SigstoreTrustedRoot != "") {
+		bad("trust: sigstore_identities and sigstore_trusted_root go together (keyless approvals are verified against the pinned trusted root)")
+	}
 	if c.Job.MaxPayloadBytes < 1024 {
 		bad("job.max_payload_bytes must be at least 1024")
 	}
@@ -584,6 +602,7 @@ func (c *Config) resolveRelative(dir string) {
 	for i := range c.Trust.SigstorePublicKeys {
 		abs(&c.Trust.SigstorePublicKeys[i])
 	}
+	abs(&c.Trust.SigstoreTrustedRoot)
 	abs(&c.Paths.State)
 	abs(&c.Paths.Cache)
 	abs(&c.Paths.Audit)
