@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-var topKeys = []string{"schema", "repository", "version", "expires", "signers", "jobs"}
+var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "jobs"}
 
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
@@ -51,6 +51,9 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	}
 	if n := m.get("signers"); n != nil {
 		p.signers(n, a)
+	}
+	if n := m.get("people"); n != nil {
+		p.people(n, a)
 	}
 	used := map[string]bool{}
 	if n := m.get("jobs"); n != nil {
@@ -582,7 +585,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals")
 	if !ok {
 		return nil
 	}
@@ -628,6 +631,9 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	}
 	if v := m.get("allow_rollback"); v != nil {
 		src.AllowRollback, _ = p.boolean(v, "allow_rollback")
+	}
+	if v := m.get("approvals"); v != nil {
+		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
 	return refs
 }

@@ -229,7 +229,20 @@ func entryChanges(o, n *Entry) []FieldChange {
 	str("source.pin", osrc.Pin, nsrc.Pin)
 	str("source.descends_from", osrc.DescendsFrom, nsrc.DescendsFrom)
 	flag("source.allow_rollback", osrc.AllowRollback, nsrc.AllowRollback)
+	str("source.approvals", describeApprovals(osrc.Approvals), describeApprovals(nsrc.Approvals))
 	return ch
+}
+
+// describeApprovals is a one-line account of an entry's two-person rule.
+func describeApprovals(a *SourceApprovals) string {
+	if a == nil {
+		return "none"
+	}
+	s := fmt.Sprintf("%d of signers %s", a.Threshold, strings.Join(a.Signers, ", "))
+	if a.AuthorCounts {
+		s += ", the commit's signer counts"
+	}
+	return s
 }
 
 func equalStrings(a, b []string) bool {

@@ -41,6 +41,13 @@ func Marshal(a *Allowlist) ([]byte, error) {
 			w.signerSet(n, a.Signers[n])
 		}
 	}
+	if len(a.People) > 0 {
+		w.line(0, "")
+		w.line(0, "people:")
+		for _, n := range sortedKeys(a.People) {
+			w.list(2, n, a.People[n].Keys, false)
+		}
+	}
 	w.line(0, "")
 	if len(a.Jobs) == 0 {
 		w.line(0, "jobs: []")
@@ -234,6 +241,14 @@ func (w *writer) entry(e *Entry) {
 	}
 	if s.AllowRollback {
 		w.line(6, "allow_rollback: true")
+	}
+	if ap := s.Approvals; ap != nil {
+		w.line(6, "approvals:")
+		w.list(8, "signers", ap.Signers, true)
+		w.line(8, "threshold: "+strconv.Itoa(ap.Threshold))
+		if ap.AuthorCounts {
+			w.line(8, "author_counts: true")
+		}
 	}
 }
 

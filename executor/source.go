@@ -206,6 +206,9 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	if err != nil {
 		return nil, err
 	}
+	if err := src.checkApprovals(req, a, d.Environment, signer, o.Now()); err != nil {
+		return nil, err
+	}
 	if err := src.checkAncestry(d, req, loc, last); err != nil {
 		return nil, err
 	}
@@ -327,9 +330,18 @@ func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceM
 	if o.Offline {
 		return src, nil
 	}
+	specs := []string{req.refspec}
+	if req.entry.Source.Approvals != nil {
+		// The approvals of the job's commit come with it, in the same
+		// fetch and under the same limits.
+		if err := src.clearApprovals(req.p.SHA); err != nil {
+			return nil, fmt.Errorf("the mirror of %s: %w", repo, err)
+		}
+		specs = append(specs, approvalsRefspec(req.p.SHA))
+	}
 	fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
 	defer cancel()
-	err = m.Fetch(fctx, req.refspec)
+	err = m.Fetch(fctx, specs...)
 	var limit *gitrepo.LimitError
 	switch {
 	case err == nil:
