@@ -299,6 +299,12 @@ func (v *ApprovalVerifier) judgeSource(pol SourcePolicy, ap SourceApproval, now 
 		}
 	}
 	msg := why.Error()
+	// The verifier's words are about allowlist approvals and the trust
+	// root; say what they mean here.
+	if i := strings.Index(msg, ": it approves another statement"); i >= 0 {
+		msg = msg[:i] + ": the statement or the signature was changed after signing"
+	}
+	msg = strings.ReplaceAll(msg, " (trust.ssh_allowed_signers)", "")
 	if strings.Contains(msg, "not among the trusted keys") || strings.Contains(msg, "not signed by a trusted key") ||
 		strings.Contains(msg, "keys are trusted") {
 		return ignore(IgnoredKeyOutsideSets, "%s (only keys of the entry's source.approvals.signers count)", msg)

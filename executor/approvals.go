@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -43,7 +44,11 @@ func (s *sourceMirror) clearApprovals(commit string) error {
 }
 
 func (s *sourceMirror) approvalRefs(commit string) ([]*plumbing.Reference, error) {
-	iter, err := s.m.Repo().Storer.IterReferences()
+	return approvalRefs(s.m.Repo(), commit)
+}
+
+func approvalRefs(r *git.Repository, commit string) ([]*plumbing.Reference, error) {
+	iter, err := r.Storer.IterReferences()
 	if err != nil {
 		return nil, err
 	}
@@ -58,24 +63,36 @@ func (s *sourceMirror) approvalRefs(commit string) ([]*plumbing.Reference, error
 	return out, err
 }
 
-// readApprovals reads the approvals of commit from the mirror: each ref's
-// commit's tree, whose blobs (at most three, each bounded) are the files.
-// What is not shaped like an approval is passed on with no files, to be
-// ignored with a reason.
+// readApprovals reads the approvals of commit from the mirror.
 func (s *sourceMirror) readApprovals(commit string) ([]allowlist.SourceApproval, error) {
-	refs, err := s.approvalRefs(commit)
+	out, err := ReadApprovals(s.m.Repo(), commit)
+	if errors.Is(err, errTooManyApprovals) {
+		return nil, &Failure{Check: CheckApprovals, Message: fmt.Sprintf("the entry's repository %s: %v", s.repo, err),
+			Hint: "delete stale approval refs (git push --delete) under " + allowlist.SourceApprovalRefPrefix + commit + "/"}
+	}
+	return out, err
+}
+
+var errTooManyApprovals = errors.New("too many approvals")
+
+// ReadApprovals reads the approvals of commit published in repository r
+// under allowlist.SourceApprovalRefPrefix: each ref's commit's tree, whose
+// blobs (at most three, each bounded) are the files. What is not shaped
+// like an approval is returned with no files, to be ignored with a reason.
+// More than allowlist.MaxSourceApprovals refs is an error.
+func ReadApprovals(r *git.Repository, commit string) ([]allowlist.SourceApproval, error) {
+	refs, err := approvalRefs(r, commit)
 	if err != nil {
 		return nil, err
 	}
 	if len(refs) > allowlist.MaxSourceApprovals {
-		return nil, &Failure{Check: CheckApprovals, Message: fmt.Sprintf("the entry's repository %s publishes %d approvals of commit %s, more than the %d writ reads", s.repo, len(refs), commit, allowlist.MaxSourceApprovals),
-			Hint: "delete stale approval refs (git push --delete) under " + allowlist.SourceApprovalRefPrefix + commit + "/"}
+		return nil, fmt.Errorf("%w: %d approvals of commit %s are published, more than the %d writ reads", errTooManyApprovals, len(refs), commit, allowlist.MaxSourceApprovals)
 	}
 	prefix := allowlist.SourceApprovalRefPrefix + commit + "/"
 	out := make([]allowlist.SourceApproval, 0, len(refs))
-	for _, r := range refs {
-		ap := allowlist.SourceApproval{Label: strings.TrimPrefix(r.Name().String(), prefix)}
-		ap.Files, _ = approvalFiles(s.m.Repo().Storer, r.Hash())
+	for _, ref := range refs {
+		ap := allowlist.SourceApproval{Label: strings.TrimPrefix(ref.Name().String(), prefix)}
+		ap.Files, _ = approvalFiles(r.Storer, ref.Hash())
 		out = append(out, ap)
 	}
 	return out, nil
