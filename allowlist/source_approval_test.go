@@ -236,12 +236,12 @@ func TestParsePeopleAndApprovals(t *testing.T) {
 	for name, tc := range map[string]struct{ people, approvals, want string }{
 		"key under two people": {"people:\n  alice: ['" + alice.Fingerprint + "']\n  bob: ['" + alice.Fingerprint + "']\n", "",
 			"12:9: key " + alice.Fingerprint + " is listed under person \"alice\" (line 11) and person \"bob\""},
-		"unknown key":       {"people:\n  alice: ['SHA256:nope']\n", "", "is not a key of any signer set"},
-		"threshold zero":    {"", "      approvals:\n        signers: [approvers]\n        threshold: 0\n", "threshold must be a whole number of people from 1 to 32"},
-		"threshold text":    {"", "      approvals:\n        signers: [approvers]\n        threshold: \"2\"\n", "threshold must be a whole number"},
-		"no threshold":      {"", "      approvals:\n        signers: [approvers]\n", `missing required key "threshold"`},
-		"undefined set":     {"", "      approvals:\n        signers: [nobody]\n        threshold: 1\n", `signer set "nobody" is not defined`},
-		"unknown field":     {"", "      approvals:\n        signers: [approvers]\n        threshold: 1\n        treshold: 1\n", `did you mean "threshold"`},
+		"unknown key":    {"people:\n  alice: ['SHA256:nope']\n", "", "is not a key of any signer set"},
+		"threshold zero": {"", "      approvals:\n        signers: [approvers]\n        threshold: 0\n", "threshold must be a whole number of people from 1 to 32"},
+		"threshold text": {"", "      approvals:\n        signers: [approvers]\n        threshold: \"2\"\n", "threshold must be a whole number"},
+		"no threshold":   {"", "      approvals:\n        signers: [approvers]\n", `missing required key "threshold"`},
+		"undefined set":  {"", "      approvals:\n        signers: [nobody]\n        threshold: 1\n", `signer set "nobody" is not defined`},
+		"unknown field":  {"", "      approvals:\n        signers: [approvers]\n        threshold: 1\n        treshold: 1\n", `did you mean "threshold"`},
 	} {
 		_, err := Parse("allowlist.yaml", []byte(doc(tc.people, tc.approvals)), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
