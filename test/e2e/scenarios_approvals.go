@@ -172,7 +172,9 @@ func init() {
 			Description: "Dave's approval for staging is edited to say production after he signed it.",
 			Mutate: func(f *Fixture) error {
 				return approvedBackdoor(f, SourceApproval{Label: "carol", By: Carol}, SourceApproval{Label: "dave", By: Dave, Environments: []string{"staging"},
-					Tamper: func(s string) string { return strings.Replace(s, "environments: staging", "environments: production", 1) }})
+					Tamper: func(s string) string {
+						return strings.Replace(s, "environments: staging", "environments: production", 1)
+					}})
 			},
 			Writ: refuse(CheckApprovalsName, "dave: bad signature"),
 		},
