@@ -26,23 +26,6 @@ func approvalsRefspec(commit string) string {
 	return "+" + p + "*:" + p + "*"
 }
 
-// clearApprovals removes the mirror's approval refs of commit before a
-// fetch, so that only what the server publishes now counts: an approval
-// its approver deleted no longer counts, and a server that withholds
-// approvals gets a refusal that says so.
-func (s *sourceMirror) clearApprovals(commit string) error {
-	refs, err := s.approvalRefs(commit)
-	if err != nil {
-		return err
-	}
-	for _, r := range refs {
-		if err := s.m.Repo().Storer.RemoveReference(r.Name()); err != nil {
-			return fmt.Errorf("remove %s from the mirror: %w", r.Name(), err)
-		}
-	}
-	return nil
-}
-
 func (s *sourceMirror) approvalRefs(commit string) ([]*plumbing.Reference, error) {
 	return approvalRefs(s.m.Repo(), commit)
 }

@@ -333,10 +333,8 @@ func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceM
 	specs := []string{req.refspec}
 	if req.entry.Source.Approvals != nil {
 		// The approvals of the job's commit come with it, in the same
-		// fetch and under the same limits.
-		if err := src.clearApprovals(req.p.SHA); err != nil {
-			return nil, fmt.Errorf("the mirror of %s: %w", repo, err)
-		}
+		// fetch and under the same limits; the fetch prunes those the
+		// server no longer publishes.
 		specs = append(specs, approvalsRefspec(req.p.SHA))
 	}
 	fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
