@@ -272,3 +272,23 @@ func fmtChanges(ch []FieldChange) string {
 	}
 	return b.String()
 }
+
+func TestDiffShowsPeopleAndApprovals(t *testing.T) {
+	t.Parallel()
+	w := newSourceWorld(t, 2)
+	old := &Allowlist{Signers: w.a.Signers, People: map[string]*Person{}, Jobs: []*Entry{{Name: "deploy", Match: Match{Environments: []string{"production"}},
+		Source: Source{Repository: srcRepo, Signers: []string{"devs"}, Mode: ModeCommit}}}}
+	e := *old.Jobs[0]
+	e.Source.Approvals = &SourceApprovals{Signers: []string{"approvers"}, Threshold: 2}
+	neu := &Allowlist{Signers: w.a.Signers, People: w.a.People, Jobs: []*Entry{&e}}
+	d := Diff(old, neu)
+	if d.Empty() || len(d.People) != 1 || d.People[0].Field != "person alice" || d.People[0].Old != "none" {
+		t.Fatalf("people diff %+v", d.People)
+	}
+	md := d.Markdown()
+	for _, want := range []string{"person alice", "source.approvals", "2 of signers approvers"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("diff Markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
