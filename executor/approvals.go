@@ -26,10 +26,6 @@ func approvalsRefspec(commit string) string {
 	return "+" + p + "*:" + p + "*"
 }
 
-func (s *sourceMirror) approvalRefs(commit string) ([]*plumbing.Reference, error) {
-	return approvalRefs(s.m.Repo(), commit)
-}
-
 func approvalRefs(r *git.Repository, commit string) ([]*plumbing.Reference, error) {
 	iter, err := r.Storer.IterReferences()
 	if err != nil {
