@@ -292,3 +292,32 @@ func TestDiffShowsPeopleAndApprovals(t *testing.T) {
 		}
 	}
 }
+
+// TestTallySourceOpenPGP: an OpenPGP approval made with a signing subkey
+// counts for its primary key, which is how people name it, and the same
+// person approving again with SSH is a duplicate.
+func TestTallySourceOpenPGP(t *testing.T) {
+	t.Parallel()
+	erin := testkeys.GPGKey(t, "Erin", "erin@example.com", testkeys.SigningSubkey())
+	erinSSH := testkeys.SSHKey(t, "erin@example.com")
+	a := &Allowlist{Signers: map[string]*SignerSet{"approvers": {Name: "approvers",
+		OpenPGP: []OpenPGPKey{{Fingerprint: erin.Fingerprint, File: "keys/erin.asc", Armored: erin.ArmoredPublic}},
+		SSH:     []string{erinSSH.AllowedSignersLine("")}}},
+		People: map[string]*Person{"erin": {Name: "erin", Keys: []string{erin.Fingerprint, erinSSH.Fingerprint}}}}
+	e := &Entry{Name: "deploy", Source: Source{Repository: srcRepo, Approvals: &SourceApprovals{Signers: []string{"approvers"}, Threshold: 1}}}
+	stmt, _ := SourceStatement{Repository: srcRepo, Commit: srcCommit, Environments: []string{"production"}}.Bytes()
+	aps := []SourceApproval{
+		{Label: "erin", Files: map[string][]byte{SourceStatementFile: stmt, SourceSignatureFile(KindOpenPGP): erin.Sign(t, stmt)}},
+		sshApproval(t, erinSSH, "erin-ssh", SourceStatement{Repository: srcRepo, Commit: srcCommit, Environments: []string{"production"}}, SourceApprovalNamespace),
+	}
+	tally, err := a.TallySourceApprovals(e, srcCommit, "production", nil, aps, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tally.Valid) != 1 || tally.Valid[0].Signer != erin.Fingerprint || tally.Valid[0].Kind != KindOpenPGP || tally.Needed() != 0 {
+		t.Fatalf("valid %+v", tally.Valid)
+	}
+	if len(tally.Ignored) != 1 || tally.Ignored[0].Label != "erin-ssh" || tally.Ignored[0].Reason != IgnoredDuplicatePerson {
+		t.Fatalf("ignored %+v", tally.Ignored)
+	}
+}
