@@ -133,7 +133,7 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 			p.errorf(k, "signer set %q has no keys: add openpgp or ssh keys", name)
 			continue
 		}
-		m, ok := p.keyed(v, "signer set "+strconv.Quote(name), "openpgp", "ssh")
+		m, ok := p.keyed(v, "signer set "+strconv.Quote(name), "openpgp", "ssh", "sigstore")
 		if !ok {
 			continue
 		}
@@ -142,6 +142,9 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 		}
 		if s := m.get("ssh"); s != nil {
 			p.sshKeys(s, set)
+		}
+		if s := m.get("sigstore"); s != nil {
+			p.sigstoreKeys(s, set)
 		}
 		if len(m) == 0 {
 			p.errorf(k, "signer set %q has no keys: add openpgp or ssh keys", name)
@@ -602,8 +605,10 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	if v := m.get("signers"); v != nil {
 		names, nodes, _ := p.strList(v, "signers", "signer set", true)
 		for i, s := range names {
-			if a.Signers[s] == nil {
+			if set := a.Signers[s]; set == nil {
 				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(a))
+			} else if len(set.OpenPGP) == 0 && len(set.SSH) == 0 && len(set.Sigstore) > 0 {
+				p.errorf(nodes[i], "signer set %q holds only Sigstore keys, which sign no commit or tag: name it under source.approvals.signers, or add openpgp or ssh keys", s)
 			}
 		}
 		src.Signers = names

@@ -4,6 +4,8 @@ package allowlist
 // source.approvals.
 
 import (
+	"crypto"
+	"crypto/x509"
 	"fmt"
 	"strings"
 
@@ -72,8 +74,72 @@ func setFingerprints(a *Allowlist) map[string]bool {
 				out[fp] = true
 			}
 		}
+		for _, k := range s.Sigstore {
+			out[k.Fingerprint] = true
+		}
 	}
 	return out
+}
+
+// sigstoreKeys decodes a signer set's sigstore: a list of paths of PEM
+// public keys in the repository, loaded like OpenPGP key files (so
+// allowlist approvals cover them).
+func (p *parser) sigstoreKeys(n *yaml.Node, set *SignerSet) {
+	paths, nodes, ok := p.strList(n, "sigstore", "key file", false)
+	if ok && len(nodes) == 0 {
+		p.errorf(n, "sigstore is empty: list key files or remove the key")
+	}
+	seen := map[string]int{}
+	for i, path := range paths {
+		if msg := checkRepoPath(path); msg != "" {
+			p.errorf(nodes[i], "sigstore key file %q %s", path, msg)
+			continue
+		}
+		data, msg := p.loadKey(path)
+		if msg != "" {
+			p.errorf(nodes[i], "sigstore key file %q %s", path, msg)
+			continue
+		}
+		fp, err := sigstorePublicKeyFingerprint(data)
+		if err != nil {
+			p.errorf(nodes[i], "sigstore key file %q: %v", path, err)
+			continue
+		}
+		if line, dup := seen[fp]; dup {
+			p.errorf(nodes[i], "sigstore key %s is listed twice in this set (first at line %d): remove one", fp, line)
+			continue
+		}
+		seen[fp] = nodes[i].Line
+		set.Sigstore = append(set.Sigstore, SigstoreKey{File: path, PEM: data, Fingerprint: fp})
+	}
+}
+
+// parseSigstorePublicKey reads a PEM "PUBLIC KEY" (openssl pkey -pubout)
+// of a kind Sigstore approvals can be verified with.
+func parseSigstorePublicKey(data []byte) (crypto.PublicKey, error) {
+	block, err := onePEMBlock(data)
+	if err != nil {
+		return nil, err
+	}
+	if block.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("PEM block %q is not a \"PUBLIC KEY\" (openssl pkey -pubout)", block.Type)
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sigstoreAlgorithm(pub); err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+func sigstorePublicKeyFingerprint(data []byte) (string, error) {
+	pub, err := parseSigstorePublicKey(data)
+	if err != nil {
+		return "", err
+	}
+	return SigstoreFingerprint(pub)
 }
 
 // sourceApprovals decodes source.approvals and returns the nodes of the

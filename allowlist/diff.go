@@ -558,6 +558,12 @@ func setKeys(s *SignerSet) map[string]keyInfo {
 	for _, l := range s.SSH {
 		m["ssh "+l] = keyInfo{desc: "ssh " + Visible(l)}
 	}
+	for _, k := range s.Sigstore {
+		m["sigstore "+k.Fingerprint] = keyInfo{
+			desc:    Visible(k.Fingerprint) + " (" + Visible(k.File) + ")",
+			content: k.File + "\x00" + string(k.PEM),
+		}
+	}
 	return m
 }
 

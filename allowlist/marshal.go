@@ -168,7 +168,7 @@ func (w *writer) list(indent int, key string, items []string, flowOK bool) {
 
 func (w *writer) signerSet(name string, s *SignerSet) {
 	w.line(2, w.key(name)+":")
-	if s == nil || (len(s.OpenPGP) == 0 && len(s.SSH) == 0) {
+	if s == nil || (len(s.OpenPGP) == 0 && len(s.SSH) == 0 && len(s.Sigstore) == 0) {
 		w.line(4, "ssh: []")
 		return
 	}
@@ -181,6 +181,13 @@ func (w *writer) signerSet(name string, s *SignerSet) {
 	}
 	if len(s.SSH) > 0 {
 		w.list(4, "ssh", s.SSH, false)
+	}
+	if len(s.Sigstore) > 0 {
+		files := make([]string, len(s.Sigstore))
+		for i, k := range s.Sigstore {
+			files[i] = k.File
+		}
+		w.list(4, "sigstore", files, false)
 	}
 }
 

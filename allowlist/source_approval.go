@@ -22,6 +22,7 @@ package allowlist
 
 import (
 	"bytes"
+	"crypto"
 	"errors"
 	"fmt"
 	"slices"
@@ -337,31 +338,50 @@ func splitSourceApproval(files map[string][]byte) (stmt []byte, sigName string, 
 	return nil, "", nil, errors.New("unreachable")
 }
 
-// SetKeys builds the keys of the named signer sets.
+// SetKeys builds the OpenPGP and SSH keys of the named signer sets.
 func (a *Allowlist) SetKeys(sets []string) (*gitsig.Keys, error) {
+	keys, _, err := a.setKeys(sets)
+	if err == nil && keys == nil {
+		err = errors.New("the signer sets hold no OpenPGP or SSH key")
+	}
+	return keys, err
+}
+
+// setKeys returns the OpenPGP and SSH keys (nil when there are none) and
+// the Sigstore keys of the named signer sets.
+func (a *Allowlist) setKeys(sets []string) (*gitsig.Keys, []crypto.PublicKey, error) {
 	var armored [][]byte
 	var lines []string
+	var sigstore []crypto.PublicKey
 	for _, name := range sets {
 		set := a.Signers[name]
 		if set == nil {
-			return nil, fmt.Errorf("signer set %q is not defined in the allowlist", name)
+			return nil, nil, fmt.Errorf("signer set %q is not defined in the allowlist", name)
 		}
 		for _, k := range set.OpenPGP {
 			armored = append(armored, k.Armored)
 		}
 		lines = append(lines, set.SSH...)
+		for _, k := range set.Sigstore {
+			pub, err := parseSigstorePublicKey(k.PEM)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sigstore key file %s: %w", k.File, err)
+			}
+			sigstore = append(sigstore, pub)
+		}
 	}
 	var ssh []gitsig.AllowedSigner
 	if len(lines) > 0 {
 		var err error
 		if ssh, err = gitsig.ParseAllowedSigners([]byte(strings.Join(lines, "\n") + "\n")); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(armored) == 0 && len(ssh) == 0 {
-		return nil, errors.New("the signer sets hold no key")
+		return nil, sigstore, nil
 	}
-	return gitsig.NewKeys(armored, ssh)
+	keys, err := gitsig.NewKeys(armored, ssh)
+	return keys, sigstore, err
 }
 
 // TallySourceApprovals counts the approvals of commit for environment env
@@ -374,17 +394,20 @@ func (a *Allowlist) TallySourceApprovals(e *Entry, commit, env string, author *g
 	if rule == nil {
 		return SourceTally{}, fmt.Errorf("entry %q requires no approvals", e.Name)
 	}
-	keys, err := a.SetKeys(rule.Signers)
+	keys, sigstore, err := a.setKeys(rule.Signers)
+	if err == nil && keys == nil && len(sigstore) == 0 {
+		err = errors.New("the signer sets hold no key")
+	}
 	if err != nil {
 		return SourceTally{}, fmt.Errorf("the approver sets of entry %q: %w", e.Name, err)
 	}
-	v, err := NewApprovalVerifier(keys, nil)
+	v, err := NewApprovalVerifier(keys, sigstore)
 	if err != nil {
 		return SourceTally{}, err
 	}
 	pol := SourcePolicy{Repository: e.Source.Repository, Commit: commit, Environment: env,
 		Threshold: rule.Threshold, Person: a.PersonOf}
-	if author != nil && rule.AuthorCounts && slices.Contains(keys.Fingerprints(), author.Fingerprint) {
+	if author != nil && rule.AuthorCounts && keys != nil && slices.Contains(keys.Fingerprints(), author.Fingerprint) {
 		pol.Author = &CountedApproval{Kind: author.Kind, Signer: author.Fingerprint}
 	}
 	return v.TallySource(pol, approvals, now), nil

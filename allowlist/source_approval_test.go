@@ -2,6 +2,12 @@ package allowlist
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -318,6 +324,69 @@ func TestTallySourceOpenPGP(t *testing.T) {
 		t.Fatalf("valid %+v", tally.Valid)
 	}
 	if len(tally.Ignored) != 1 || tally.Ignored[0].Label != "erin-ssh" || tally.Ignored[0].Reason != IgnoredDuplicatePerson {
+		t.Fatalf("ignored %+v", tally.Ignored)
+	}
+}
+
+// TestSourceSigstoreApprovals: a signer set's sigstore key file (parsed,
+// marshalled, loaded through the FileLoader) approves a commit with a
+// Sigstore bundle made offline, counted as a person via people; a bundle
+// by another key is outside the sets.
+func TestSourceSigstoreApprovals(t *testing.T) {
+	t.Parallel()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(priv.Public())
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	fp, _ := SigstoreFingerprint(priv.Public())
+	doc := "schema: writ/v2\nrepository: acme/al\nversion: 1\nexpires: 2099-01-01T00:00:00Z\n" +
+		"signers:\n  devs:\n    ssh:\n      - " + testkeys.SSHKey(t, "dev@example.com").AllowedSignersLine("") + "\n" +
+		"  approvers:\n    sigstore: [keys/erin.pub]\n" +
+		"people:\n  erin: ['" + fp + "']\n" +
+		"jobs:\n  - name: deploy\n    match:\n      project: acme/app\n      job: deploy\n      environments: [production]\n      refs: [refs/heads/main]\n" +
+		"    definition:\n      script: [make deploy]\n" +
+		"    source:\n      repository: " + srcRepo + "\n      signers: [devs]\n      mode: commit\n" +
+		"      approvals:\n        signers: [approvers]\n        threshold: 1\n"
+	load := func(p string) ([]byte, error) {
+		if p == "keys/erin.pub" {
+			return pemBytes, nil
+		}
+		return nil, fmt.Errorf("no file %s", p)
+	}
+	a, err := Parse(FileName, []byte(doc), load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := Marshal(a)
+	if !strings.Contains(string(out), "sigstore:\n      - keys/erin.pub\n") {
+		t.Fatalf("marshal lost the sigstore key:\n%s", out)
+	}
+	if _, err := Parse(FileName, []byte(strings.Replace(doc, "signers: [devs]", "signers: [approvers]", 1)), load); err == nil || !strings.Contains(err.Error(), "holds only Sigstore keys") {
+		t.Fatalf("a Sigstore-only set as commit signers: %v", err)
+	}
+	stmt, _ := SourceStatement{Repository: srcRepo, Commit: srcCommit, Environments: []string{"production"}}.Bytes()
+	bundle := func(k *ecdsa.PrivateKey) []byte {
+		b, err := SignSigstore(stmt, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	aps := []SourceApproval{
+		{Label: "erin", Files: map[string][]byte{SourceStatementFile: stmt, SourceSignatureFile(KindSigstore): bundle(priv)}},
+		{Label: "zed", Files: map[string][]byte{SourceStatementFile: stmt, SourceSignatureFile(KindSigstore): bundle(other)}},
+	}
+	tally, err := a.TallySourceApprovals(a.Jobs[0], srcCommit, "production", nil, aps, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tally.Needed() != 0 || tally.Valid[0].Person != "person erin" || tally.Valid[0].Kind != KindSigstore {
+		t.Fatalf("valid %+v", tally.Valid)
+	}
+	if len(tally.Ignored) != 1 || tally.Ignored[0].Reason != IgnoredKeyOutsideSets {
 		t.Fatalf("ignored %+v", tally.Ignored)
 	}
 }

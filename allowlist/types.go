@@ -53,7 +53,23 @@ type SignerSet struct {
 	OpenPGP []OpenPGPKey
 	// SSH lines in git's allowed_signers syntax.
 	SSH []string
-	Pos Pos
+	// Sigstore public keys, which can approve application commits
+	// (source.approvals) but sign no commit or tag.
+	Sigstore []SigstoreKey
+	Pos      Pos
+}
+
+// SigstoreKey is a PEM public key (ECDSA P-256 or Ed25519) kept in the
+// allowlist repository.
+type SigstoreKey struct {
+	// File is the path of the PEM file, relative to the repository root.
+	File string
+	// PEM is the file's content, loaded by the parser through its
+	// FileLoader.
+	PEM []byte
+	// Fingerprint is "sigstore:" and the hex SHA-256 of the DER public key
+	// (SigstoreFingerprint).
+	Fingerprint string
 }
 
 // Person is one entry of the allowlist's people: a name and the keys that

@@ -34,13 +34,14 @@ type sourceApproveCmd struct {
 	SSHKey      string   `help:"Sign with this SSH private key (ssh-keygen -Y sign)." xor:"key" type:"existingfile"`
 	GPGKey      string   `help:"Sign with this OpenPGP key, its primary key's full fingerprint (gpg --detach-sign)." xor:"key" name:"gpg-key"`
 	GPGProgram  string   `help:"The gpg to run for --gpg-key." default:"gpg" name:"gpg-program"`
+	SigstoreKey string   `help:"Sign a Sigstore bundle with this PEM private key (ECDSA P-256 or Ed25519; offline)." xor:"key" type:"existingfile"`
 	Label       string   `help:"Name of the approval ref, usually your name (default: $USER)."`
 	Remote      string   `help:"The remote the push command names." default:"origin"`
 }
 
 func (c *sourceApproveCmd) Run(ctx context.Context, g *globals) error {
-	if c.SSHKey == "" && c.GPGKey == "" {
-		return exitCode(2, errors.New("choose a key: --ssh-key FILE or --gpg-key FINGERPRINT"))
+	if c.SSHKey == "" && c.GPGKey == "" && c.SigstoreKey == "" {
+		return exitCode(2, errors.New("choose a key: --ssh-key FILE, --gpg-key FINGERPRINT or --sigstore-key FILE"))
 	}
 	label := c.Label
 	if label == "" {
@@ -63,11 +64,19 @@ func (c *sourceApproveCmd) Run(ctx context.Context, g *globals) error {
 	}
 	var sig []byte
 	kind := allowlist.KindSSH
-	if c.SSHKey != "" {
+	switch {
+	case c.SSHKey != "":
 		sig, err = allowlist.SignSSHNamespace(ctx, stmt, c.SSHKey, allowlist.SourceApprovalNamespace)
-	} else {
+	case c.GPGKey != "":
 		kind = allowlist.KindOpenPGP
 		sig, err = allowlist.SignOpenPGP(ctx, stmt, c.GPGKey, c.GPGProgram)
+	default:
+		kind = allowlist.KindSigstore
+		key, kerr := allowlist.LoadSigstoreKey(c.SigstoreKey)
+		if kerr != nil {
+			return kerr
+		}
+		sig, err = allowlist.SignSigstore(stmt, key)
 	}
 	if err != nil {
 		return err

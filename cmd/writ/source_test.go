@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,4 +103,60 @@ jobs:
 
 	approve(dave, "dave", "production")
 	status(0, "2 of 2 approvals, enough", "valid:   dave: ssh key "+dave.Fingerprint)
+}
+
+// TestSourceApproveSigstore: --sigstore-key makes a bundle approval that
+// status counts for the set's sigstore key file.
+func TestSourceApproveSigstore(t *testing.T) {
+	t.Parallel()
+	author := testkeys.SSHKey(t, "dev@example.com")
+	repo := testkeys.GitRepo(t)
+	commit := repo.Commit(t, map[string]string{"deploy.sh": "echo deploy\n"}, "deploy", author)
+	dir := t.TempDir()
+	priv := filepath.Join(dir, "approve.key")
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("sh", "-c", "openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out "+priv+" && openssl pkey -in "+priv+" -pubout -out "+filepath.Join(dir, "keys", "erin.pub")).CombinedOutput(); err != nil {
+		if _, lerr := exec.LookPath("openssl"); lerr != nil {
+			t.Skip("openssl is not installed")
+		}
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	const source = "https://gitlab.example.com/group/app.git"
+	al := filepath.Join(dir, "allowlist.yaml")
+	writeFile(t, al, fmt.Sprintf(`schema: writ/v2
+repository: acme/deploy-allowlist
+version: 1
+expires: %s
+signers:
+  devs:
+    ssh:
+      - %q
+  approvers:
+    sigstore: [keys/erin.pub]
+jobs:
+  - name: app-deploy-production
+    match:
+      project: group/app
+      job: deploy
+      environments: [production]
+      refs: [refs/heads/main]
+    definition:
+      script: [./deploy.sh]
+    source:
+      repository: %s
+      signers: [devs]
+      mode: commit
+      approvals:
+        signers: [approvers]
+        threshold: 1
+`, time.Now().AddDate(0, 3, 0).UTC().Format(time.RFC3339), author.AllowedSignersLine(""), source))
+	if out, code := writ(t, "source", "approve", "--dir", repo.Path, "--repository", source, "--environment", "production", "--sigstore-key", priv, "--label", "erin"); code != 0 {
+		t.Fatalf("approve: %d\n%s", code, out)
+	}
+	out, code := writ(t, "source", "status", "--dir", repo.Path, "--allowlist", al, "--entry", "app-deploy-production", "--environment", "production", "--commit", commit)
+	if code != 0 || !strings.Contains(out, "valid:   erin: sigstore key sigstore:") {
+		t.Fatalf("status exit %d:\n%s", code, out)
+	}
 }
