@@ -56,7 +56,7 @@ lint:
 FAULT_TESTS := Fault|TestFetch|Torn|FullDisk
 FAULT_PKGS := ./internal/fsutil/ ./internal/audit/ ./internal/gitrepo/ ./allowlist/ ./executor/
 faults:
-	WRIT_FAULTS=long $(GO) test -count=1 -timeout 30m -v -run '$(FAULT_TESTS)' $(FAULT_PKGS) | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|kills in|skipped'
+	set -o pipefail; WRIT_FAULTS=long $(GO) test -count=1 -timeout 30m -v -run '$(FAULT_TESTS)' $(FAULT_PKGS) | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|kills in|skipped'
 
 # Each fuzz target for a short while (parsers of untrusted input).
 FUZZTIME ?= 15s

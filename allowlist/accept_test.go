@@ -542,3 +542,22 @@ func TestRejectedHeadIsReconsideredWhenTrustChanges(t *testing.T) {
 	write(t, f, string(b)+erin.AllowedSignersLine("")+"\n")
 	mustAccept(t, w.accepter(), 1)
 }
+
+// The trust-root loader refuses the allowed_signers forms writ does not
+// take (patterns, zone-less times), naming the file, the line and the fix,
+// so an environment never starts on a root it reads differently from git.
+func TestLoadTrustRefusesSignerForms(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOpts{})
+	for _, tc := range []struct{ line, want string }{
+		{"!" + w.bob.AllowedSignersLine(""), `allowed_signers line 2: principal "!bob@example.com" is a negation`},
+		{"*@example.com " + strings.SplitN(w.bob.AllowedSignersLine(""), " ", 2)[1], "list each identity in full"},
+		{w.bob.AllowedSignersLine("", `valid-before="20270101"`), `allowed_signers line 2: valid-before="20270101" has no time zone`},
+	} {
+		write(t, filepath.Join(w.dir, "allowed_signers"), "# root\n"+tc.line+"\n")
+		_, err := allowlist.LoadTrust(w.cfg)
+		if err == nil || !strings.Contains(err.Error(), "trust.ssh_allowed_signers") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoadTrust with %q: %v, want an error containing %q", tc.line, err, tc.want)
+		}
+	}
+}

@@ -157,3 +157,32 @@ func TestFleetStoreCannotLeadOntoAFork(t *testing.T) {
 	w.repo.Git(t, "update-ref", "refs/heads/main", v2)
 	mustAccept(t, a, 2)
 }
+
+// Two fleet hosts accepting the same new head at once: one advances the
+// fleet's mark, the other's compare-and-swap fails and it decides again;
+// both end with the new version, and neither fails.
+func TestFleetConcurrentAcceptance(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	w := newWorld(t, worldOpts{})
+	w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.alice)
+	hosts := []*allowlist.Accepter{fleetHost(t, w, c, "host-a", w.repo.Path), fleetHost(t, w, c, "host-b", w.repo.Path)}
+	for _, h := range hosts {
+		mustAccept(t, h, 1)
+	}
+	w.repo.Commit(t, map[string]string{"allowlist.yaml": good(2)}, "v2", w.alice)
+	errs := make(chan error, 2)
+	for _, h := range hosts {
+		go func() {
+			acc, err := h.Current(context.Background())
+			if err == nil && acc.Allowlist.Version != 2 {
+				err = fmt.Errorf("version %d in force", acc.Allowlist.Version)
+			}
+			errs <- err
+		}()
+	}
+	for range hosts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

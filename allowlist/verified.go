@@ -66,14 +66,14 @@ type verifiedHeader struct {
 	Entries   int
 	// sections come from the section table (gob skips unexported fields).
 	sections []section
-	// Raw holds the YAML and key files as accepted, for whoever needs the
-	// bytes (never a job).
+	// Raw holds the key files as accepted, for whoever needs the bytes
+	// (never a job). The YAML itself stays in the allowlist's mirror, under
+	// the accepted commit.
 	Raw section
 }
 
 // rawContent is the Raw section.
 type rawContent struct {
-	YAML  []byte
 	Files map[string][]byte
 }
 
@@ -90,9 +90,10 @@ func sectionOf(project, job string, n int) int {
 	return int(h.Sum64() % uint64(n))
 }
 
-// encodeVerified returns the store's bytes for c and the hex SHA-256 the
-// state records.
-func encodeVerified(c *cached) ([]byte, string, error) {
+// encodeVerified returns the store's bytes for c, in two parts (header and
+// sections) so that they are never copied into one buffer, and the hex
+// SHA-256 the state records.
+func encodeVerified(c *cached) ([][]byte, string, error) {
 	if c.Parsed == nil {
 		return nil, "", errors.New("verified store: nothing parsed to store")
 	}
@@ -114,7 +115,7 @@ func encodeVerified(c *cached) ([]byte, string, error) {
 	}
 	h := verifiedHeader{Entries: len(jobs), sections: make([]section, n)}
 	var err error
-	if h.Raw, err = put(rawContent{YAML: c.YAML, Files: c.Files}); err != nil {
+	if h.Raw, err = put(rawContent{Files: c.Files}); err != nil {
 		return nil, "", err
 	}
 	for i, g := range groups {
@@ -123,7 +124,7 @@ func encodeVerified(c *cached) ([]byte, string, error) {
 		}
 	}
 	h.Meta = *c
-	h.Meta.YAML, h.Meta.Files, h.Meta.Parsed = nil, nil, nil
+	h.Meta.Files, h.Meta.Parsed = nil, nil
 	head := *c.Parsed
 	head.Jobs = nil
 	h.Allowlist = &head
@@ -132,7 +133,7 @@ func encodeVerified(c *cached) ([]byte, string, error) {
 	if err := gob.NewEncoder(&hb).Encode(&h); err != nil {
 		return nil, "", err
 	}
-	out := make([]byte, 0, len(verifiedMagic)+8+hb.Len()+n*sectionSize+body.Len())
+	out := make([]byte, 0, len(verifiedMagic)+8+hb.Len()+n*sectionSize)
 	out = append(out, verifiedMagic...)
 	out = binary.BigEndian.AppendUint32(out, uint32(hb.Len()))
 	out = binary.BigEndian.AppendUint32(out, uint32(n))
@@ -144,8 +145,7 @@ func encodeVerified(c *cached) ([]byte, string, error) {
 	}
 	sum := sha256.Sum256(out)
 	// Section offsets count from the end of the header.
-	out = append(out, body.Bytes()...)
-	return out, hex.EncodeToString(sum[:]), nil
+	return [][]byte{out, body.Bytes()}, hex.EncodeToString(sum[:]), nil
 }
 
 // verifiedStore is an open store whose header matched the state.

@@ -13,10 +13,11 @@ import (
 // directory and returns its path and the SHA-256 the state would record.
 func storeOf(t testing.TB, al *Allowlist) (string, string) {
 	t.Helper()
-	b, sum, err := encodeVerified(&cached{Commit: "c0ffee", Version: al.Version, Digest: "d1", Parsed: al, YAML: []byte("yaml"), Files: map[string][]byte{"keys/a.asc": []byte("key")}})
+	parts, sum, err := encodeVerified(&cached{Commit: "c0ffee", Version: al.Version, Digest: "d1", Parsed: al, Files: map[string][]byte{"keys/a.asc": []byte("key")}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	b := append(parts[0], parts[1]...)
 	p := filepath.Join(t.TempDir(), "allowlist-verified.store")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestVerifiedStoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.header.Allowlist.Jobs != nil || s.header.Meta.YAML != nil || s.header.Allowlist.Version != al.Version {
+	if s.header.Allowlist.Jobs != nil || s.header.Meta.Files != nil || s.header.Allowlist.Version != al.Version {
 		t.Fatalf("header carries the wrong content: %+v", s.header.Meta)
 	}
 	if !reflect.DeepEqual(s.header.Allowlist.Signers, al.Signers) {

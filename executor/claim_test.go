@@ -1,11 +1,14 @@
 package executor
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // Issue #12: a second payload with a job id in use is refused and audited,
@@ -69,5 +72,78 @@ func TestDuplicateJobID(t *testing.T) {
 	}
 	if refusals != 2 || cleanups != 3 {
 		t.Fatalf("audit: %d refusals, %d cleanups; want 2 and 3 (two refused cleanups, one real)", refusals, cleanups)
+	}
+}
+
+// racingStore is a Local store where another host admits a job of the
+// entry (commit other) just before this decision's first write.
+type racingStore struct {
+	*state.Local
+	other string
+	raced bool
+}
+
+func (s *racingStore) PutEntry(ctx context.Context, e *state.Entry, next state.EntryMark) error {
+	if !s.raced {
+		s.raced = true
+		m := next
+		m.Commit, m.Job, m.Host = s.other, "9999", "other-host"
+		cur, err := s.Local.Entry(ctx, e.Name)
+		if err != nil {
+			return err
+		}
+		if err := s.Local.PutEntry(ctx, cur, m); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: injected", state.ErrConflict)
+	}
+	return s.Local.PutEntry(ctx, e, next)
+}
+
+// Issue #15: when another host moves the entry's mark while a decision is
+// taken, the decision is taken again against the new mark: the same commit
+// is admitted, an older one is refused as a rollback, a newer one admitted.
+func TestDecisionRacesAnotherHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	older := e.head
+	newer := e.src.Commit(t, map[string]string{"x": "2"}, "newer", e.signer)
+	newest := e.src.Commit(t, map[string]string{"x": "3"}, "newest", e.signer)
+	e.head = newest
+	e.write()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		job, other string
+		admitted   bool
+		mark       string
+	}{
+		{older, older, true, older},
+		{older, newer, false, newer},
+		{newest, newer, true, newest},
+	} {
+		cfg.Paths.State = filepath.Join(e.root, fmt.Sprintf("state-%d", i))
+		st := &racingStore{Local: state.NewLocal(cfg.Paths.State), other: c.other}
+		payloadFile := filepath.Join(e.root, fmt.Sprintf("payload-%d.json", i))
+		getenv := func(k string) string {
+			if k == envJobResponse {
+				return payloadFile
+			}
+			return ""
+		}
+		o := Options{Config: cfg, Allowlist: &dirSource{dir: e.alDir}, State: st, Getenv: getenv}.withDefaults()
+		d, _, err := o.decide(t.Context(), e.payload(3000+i, c.job), true)
+		if err != nil || d.Admitted != c.admitted {
+			t.Fatalf("case %d: admitted=%v err=%v failures=%+v, want admitted=%v", i, d.Admitted, err, d.Failures, c.admitted)
+		}
+		if !c.admitted && (len(d.Failures) != 1 || d.Failures[0].Check != CheckRollback) {
+			t.Fatalf("case %d: failures %+v, want one rollback", i, d.Failures)
+		}
+		hw, _, _ := o.readHighWater(t.Context(), "app-build")
+		if hw == nil || hw.Commit != c.mark {
+			t.Fatalf("case %d: mark %+v, want %s", i, hw, c.mark)
+		}
 	}
 }

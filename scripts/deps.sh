@@ -10,6 +10,8 @@ command -v gpg-agent >/dev/null || need+=(gpg-agent)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v bash >/dev/null || need+=(bash)
 command -v npm >/dev/null || need+=(npm)
+# The differential signature suite runs git, gpg and ssh-keygen under TZ=America/New_York and Europe/Dublin.
+[ -e /usr/share/zoneinfo/America/New_York ] || need+=(tzdata)
 [ -x /usr/bin/time ] || need+=(time)  # peak RSS of whole processes in benchmarks
 # etcd: the fleet state store's tests run a real 3-member cluster.
 command -v etcd >/dev/null || need+=(etcd-server)

@@ -23,7 +23,14 @@ import (
 // and after a crash path holds one of the two. On any error the temp file is
 // removed.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := writeTemp(path, data, perm)
+	return WriteFileAtomicParts(path, perm, data)
+}
+
+// WriteFileAtomicParts is WriteFileAtomic of the parts written one after
+// the other, so a large file built in pieces is never copied into one
+// buffer first.
+func WriteFileAtomicParts(path string, perm os.FileMode, parts ...[]byte) error {
+	tmp, err := writeTemp(path, perm, parts...)
 	if err != nil {
 		return err
 	}
@@ -42,7 +49,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // error wrapping fs.ErrExist if path already exists: a second writer never
 // replaces the first one's record.
 func CreateExclusive(path string, data []byte, perm os.FileMode) error {
-	tmp, err := writeTemp(path, data, perm)
+	tmp, err := writeTemp(path, perm, data)
 	if err != nil {
 		return err
 	}
@@ -61,10 +68,10 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) error {
 	return syncDir(filepath.Dir(path))
 }
 
-// writeTemp writes data with mode perm to a new, randomly named file next to
+// writeTemp writes the parts with mode perm to a new, randomly named file next to
 // path and fsyncs it. It returns the temp file's name; on error nothing is
 // left behind.
-func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
+func writeTemp(path string, perm os.FileMode, parts ...[]byte) (string, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -84,8 +91,10 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 		_ = os.Remove(name)
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
+	for _, data := range parts {
+		if _, err := f.Write(data); err != nil {
+			return fail(err)
+		}
 	}
 	// Chmod on the descriptor is exact: the umask does not apply.
 	if err := f.Chmod(perm.Perm()); err != nil {

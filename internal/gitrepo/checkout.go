@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -84,7 +85,11 @@ func (m *Mirror) ReadFile(commit, path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// The blob's size is known: read into a buffer of that size rather
+	// than growing one (a large allowlist would otherwise cost twice).
+	buf := bytes.NewBuffer(make([]byte, 0, blob.Size+1))
+	_, err = io.Copy(buf, io.LimitReader(r, limit+1))
+	data := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("read %s at commit %s: %w", path, commit, err)
 	}
@@ -271,8 +276,15 @@ func (co *checkout) writeFile(full, p string, h plumbing.Hash, perm os.FileMode)
 			err = fmt.Errorf("%s: %w", p, cerr)
 		}
 	}()
-	if _, err := io.Copy(f, r); err != nil {
+	// The signature covers the commit, which names the trees, which name
+	// this blob: content that does not hash to its name (a cache damaged
+	// on disk) must not reach the build directory.
+	hasher := plumbing.NewHasher(plumbing.BlobObject, blob.Size)
+	if _, err := io.Copy(io.MultiWriter(f, hasher), r); err != nil {
 		return fmt.Errorf("%s: %w", p, err)
+	}
+	if hasher.Sum() != h {
+		return fmt.Errorf("%s: %w: its content does not hash to blob %s", p, ErrDamaged, h)
 	}
 	// The umask may have cleared bits; set exactly what git records.
 	if err := f.Chmod(perm); err != nil {
@@ -297,6 +309,9 @@ func (co *checkout) linkTarget(p string, h plumbing.Hash) (string, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxSymlinkTarget+1))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", p, err)
+	}
+	if plumbing.ComputeHash(plumbing.BlobObject, b) != h {
+		return "", fmt.Errorf("symlink %s: %w: its target does not hash to blob %s", p, ErrDamaged, h)
 	}
 	target := string(b)
 	if strings.ContainsRune(target, 0) {

@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,6 +60,30 @@ func FuzzCheckPath(f *testing.F) {
 			if strings.EqualFold(comp, ".git") || comp == ".." || comp == "." || comp == "" {
 				t.Fatalf("%q: component %q accepted", p, comp)
 			}
+		}
+	})
+}
+
+// FuzzPackGuard: whatever a server sends, the guard never panics, hands on
+// only a prefix of what it read, never more than the limits allow, and
+// accepts only a whole pack.
+func FuzzPackGuard(f *testing.F) {
+	blob := packObject{typ: objBlob, size: 5, data: deflate(f, []byte("hello"))}
+	f.Add(craftPack(-1, blob))
+	f.Add(craftPack(-1, blob, blob))
+	f.Add(craftPack(-1, packObject{typ: objBlob, size: 2 << 30, data: deflate(f, make([]byte, 64))}))
+	f.Add(craftPack(-1, blob, packObject{typ: objRefDelta, size: 6, base: make([]byte, 20), data: deflate(f, []byte{5, 0x80, 0x80, 0x80, 0x80, 0x08})}))
+	f.Add(craftPack(-1, blob, packObject{typ: objOfsDelta, size: 4, base: []byte{0x0e}, data: deflate(f, []byte{5, 5, 0x90, 5})}))
+	f.Add(craftPack(3))
+	lim := Limits{MaxBytes: 1 << 20, MaxObjects: 64, MaxObjectBytes: 1 << 16}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		err := guardPack(bytes.NewReader(data), &out, lim)
+		if !bytes.HasPrefix(data, out.Bytes()) {
+			t.Fatalf("the guard wrote bytes it did not read")
+		}
+		if err == nil && (out.Len() < 32 || string(out.Bytes()[:4]) != "PACK") {
+			t.Fatalf("accepted %d bytes that are no pack", out.Len())
 		}
 	})
 }

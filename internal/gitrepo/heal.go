@@ -124,10 +124,14 @@ func (m *Mirror) overBudget() bool {
 // Rebuilt reports how many times this Mirror value rebuilt its directory.
 func (m *Mirror) Rebuilt() int { return m.rebuilt }
 
+// maxHistoryCheck bounds the new commits checked after a fetch.
+const maxHistoryCheck = 10_000
+
 // checkFetched checks that what a decision reads through tip is in the
 // mirror and intact: the tag chain, the commit, its whole tree, and its
-// history down to commits in known (tips the mirror already had) or the
-// root. Missing objects wrap ErrIncomplete, unreadable ones ErrDamaged.
+// history down to commits in known (tips the mirror already had), the root
+// or maxHistoryCheck commits. Missing objects wrap ErrIncomplete,
+// unreadable ones ErrDamaged.
 func (m *Mirror) checkFetched(tip plumbing.Hash, known map[plumbing.Hash]bool) error {
 	c, err := m.peelChecked(tip)
 	if err != nil || c == nil {
@@ -148,8 +152,12 @@ func (m *Mirror) checkFetched(tip plumbing.Hash, known map[plumbing.Hash]bool) e
 			continue
 		}
 		seen[h] = true
-		if int64(len(seen)) > m.limits.MaxObjects {
-			return &LimitError{Limit: "max_objects", Max: m.limits.MaxObjects, Got: int64(len(seen)), What: "commits in the history of " + tip.String()}
+		if len(seen) > maxHistoryCheck {
+			// Deeper history is checked as walks read it: a missing or
+			// damaged commit there is damage (IsDamage) and the mirror is
+			// rebuilt. The bound keeps a fetch's cost before any signature
+			// is checked proportional to a job, not to a hostile history.
+			return nil
 		}
 		pc, err := m.commitChecked(h)
 		if err != nil {

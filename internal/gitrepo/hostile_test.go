@@ -511,3 +511,60 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A blob whose content on disk no longer hashes to its name (a damaged
+// cache) never reaches the build directory or a decision.
+func TestReadAndCheckoutVerifyBlobHashes(t *testing.T) {
+	t.Parallel()
+	r := testkeys.GitRepo(t)
+	head := r.Commit(t, map[string]string{"a.txt": "hello\n"}, "one", nil)
+	blob := strings.TrimSpace(r.Git(t, "rev-parse", head+":a.txt"))
+	obj := filepath.Join(r.Path, ".git", "objects", blob[:2], blob[2:])
+	must(t, os.Chmod(obj, 0o600))
+	must(t, os.WriteFile(obj, deflate(t, []byte("blob 6\x00HELLO\n")), 0o600))
+	m := localMirror(t, filepath.Join(r.Path, ".git"))
+	if _, err := m.ReadFile(head, "a.txt", 1<<10); !errors.Is(err, ErrDamaged) || !IsDamage(err) {
+		t.Fatalf("ReadFile of a damaged blob: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "co")
+	if err := m.Checkout(head, dir); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Checkout of a damaged blob: %v", err)
+	}
+}
+
+// emptyBlocks is a zlib stream of n empty stored deflate blocks: it takes
+// 5n bytes and inflates to nothing.
+func emptyBlocks(n int) []byte {
+	b := []byte{0x78, 0x01}
+	for range n {
+		b = append(b, 0x00, 0x00, 0x00, 0xff, 0xff)
+	}
+	return append(b, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1)
+}
+
+// Bytes that inflate to nothing are handed on or refused as they come,
+// never piled up in memory.
+// Not parallel: it measures the heap.
+func TestFetchEmptyDeflateBlocksStayBounded(t *testing.T) {
+	r, hs := linearRepo(t, 1)
+	h := newHostile(t, r)
+	h.refs = map[string]string{"refs/heads/main": hs[0]}
+	for _, tc := range []struct {
+		obj  packObject
+		want string
+	}{
+		{packObject{typ: objBlob, size: 0, data: emptyBlocks(2 << 20)}, "incomplete"},
+		{packObject{typ: objRefDelta, size: 6, base: make([]byte, 20), data: emptyBlocks(2 << 20)}, "sizes were not found"},
+	} {
+		h.pack = craftPack(-1, tc.obj)
+		h.set("pack")
+		m := mustMirror(t, h.url, Auth{})
+		var err error
+		peak := peakHeap(func() { err = m.Fetch(ctxTimeout(t, 30*time.Second), mainSpec) })
+		wantErr(t, err, tc.want)
+		if peak > 16<<20 {
+			t.Fatalf("a 10 MB pack of empty blocks took %d MiB", peak>>20)
+		}
+		assertClean(t, m, "")
+	}
+}

@@ -6,6 +6,11 @@
 // fast-forward rules are not a security boundary here. Everything read from
 // a mirror came from a remote GitLab controls and is checked before use:
 // object names, ref names, tree entry names and symlink targets.
+//
+// A fetch is bounded while the pack is read (see [Limits]), asks for the
+// named refs only, and moves a ref only once what a decision reads through
+// it is in the mirror. A mirror is a cache: one found damaged (see
+// [IsDamage]) is rebuilt from scratch by the next [Mirror.Fetch].
 package gitrepo
 
 import (

@@ -25,6 +25,11 @@ type packGuard struct {
 	pending []byte // read and checked, not yet written
 	buf     []byte
 	zr      io.ReadCloser // reused: a new inflater per object costs its 32 KiB window
+	// safe: what is pending may go on before the current object is read
+	// to its end. go-git never inflates an object past the size its header
+	// declares, so that is once the header (and for a delta, the size it
+	// builds) is checked.
+	safe bool
 }
 
 // guardPack copies the pack read from r to w within lim.
@@ -33,6 +38,9 @@ func guardPack(r io.Reader, w io.Writer, lim Limits) error {
 	g := &packGuard{lim: lim, in: bufio.NewReaderSize(c, 64<<10), counter: c, w: w, buf: make([]byte, 32<<10)}
 	return g.run()
 }
+
+// maxHeldBack bounds the bytes held back while a delta's sizes are read.
+const maxHeldBack = 1 << 20
 
 // countingReader refuses more than max bytes.
 type countingReader struct {
@@ -54,17 +62,37 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // packGuard is an io.ByteReader, so the inflater reads no further than the
 // end of each object's data.
 func (g *packGuard) Read(p []byte) (int, error) {
-	n, err := g.in.Read(p)
+	if err := g.bound(); err != nil {
+		return 0, err
+	}
+	n, err := g.in.Read(p[:min(len(p), 32<<10)])
 	g.pending = append(g.pending, p[:n]...)
 	return n, err
 }
 
 func (g *packGuard) ReadByte() (byte, error) {
+	if err := g.bound(); err != nil {
+		return 0, err
+	}
 	b, err := g.in.ReadByte()
 	if err == nil {
 		g.pending = append(g.pending, b)
 	}
 	return b, err
+}
+
+// bound keeps what is pending small, also within one call of the inflater
+// (empty deflate blocks produce nothing however many bytes they take).
+func (g *packGuard) bound() error {
+	switch {
+	case len(g.pending) < 64<<10:
+		return nil
+	case g.safe:
+		return g.flush()
+	case len(g.pending) > maxHeldBack:
+		return errors.New("a delta's sizes were not found within its first bytes")
+	}
+	return nil
 }
 
 // flush writes what was checked.
@@ -109,6 +137,7 @@ func (g *packGuard) run() error {
 			return err
 		}
 	}
+	g.safe = true
 	var trailer [20]byte
 	if _, err := io.ReadFull(g, trailer[:]); err != nil {
 		return g.readErr("pack trailer", err)
@@ -119,6 +148,7 @@ func (g *packGuard) run() error {
 
 // object checks the i-th object: its header, then its data as it inflates.
 func (g *packGuard) object(i int64) error {
+	g.safe = false
 	typ, size, err := g.objectHeader()
 	if err != nil {
 		return g.readErr(fmt.Sprintf("header of object %d", i), err)
@@ -140,6 +170,7 @@ func (g *packGuard) object(i int64) error {
 	// it builds: nothing of it reaches the indexer before the second is
 	// checked.
 	checked := typ != objOfsDelta && typ != objRefDelta
+	g.safe = checked
 	var head []byte
 	var total int64
 	for {
@@ -155,7 +186,7 @@ func (g *packGuard) object(i int64) error {
 			case ok && target > g.lim.MaxObjectBytes:
 				return &LimitError{Limit: "max_object_bytes", Max: g.lim.MaxObjectBytes, Got: target, What: fmt.Sprintf("size of the object delta %d builds", i)}
 			case ok:
-				checked = true
+				checked, g.safe = true, true
 			case len(head) >= 20 || rerr == io.EOF:
 				return fmt.Errorf("object %d (%s) is not a valid delta", i, typeNames[typ])
 			}

@@ -56,7 +56,10 @@ const (
 //   - valid-after and valid-before must be in UTC (suffix Z or UTC, any
 //     case). Without it ssh-keygen reads the time in each host's local
 //     zone, as standard time even under daylight saving time, so hosts
-//     disagree by hours.
+//     disagree by hours. Times at or before the Unix epoch, which
+//     ssh-keygen refuses, are refused.
+//   - Invisible formatting characters (byte order mark, zero-width,
+//     bidi) are refused: they make one name look like another.
 //   - cert-authority lines and certificate key types are refused: writ
 //     does not accept SSH certificates.
 //
@@ -90,6 +93,10 @@ func ParseAllowedSigners(data []byte) ([]AllowedSigner, error) {
 			case r == '\t':
 			case unicode.IsControl(r):
 				return nil, fmt.Errorf("allowed_signers line %d: control character %U", n, r)
+			case unicode.Is(unicode.Cf, r):
+				// A byte order mark, zero-width or bidi character makes
+				// a name look like another one; ssh-keygen keeps it.
+				return nil, fmt.Errorf("allowed_signers line %d: invisible formatting character %U; remove it (save the file as UTF-8 without a byte order mark)", n, r)
 			}
 		}
 		line := strings.TrimLeft(string(raw), " \t")
@@ -384,6 +391,12 @@ func parseSignerTime(name, v string) (time.Time, error) {
 	t, err := time.ParseInLocation(layout, digits, time.UTC)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%s=%q is not a valid date: %v", name, v, err)
+	}
+	// ssh-keygen refuses times before the Unix epoch and takes the epoch
+	// itself for "no time given", so it drops such a line (and git with
+	// it) where a reader of the date would trust the key.
+	if t.Unix() <= 0 {
+		return time.Time{}, fmt.Errorf("%s=%q is not after 1970-01-01 00:00:00 UTC, which ssh-keygen refuses; remove the option or give a later time", name, v)
 	}
 	return t, nil
 }

@@ -91,6 +91,8 @@ func TestParseAllowedSignersErrors(t *testing.T) {
 		{"lone CR", "a@x " + line + "\r\r\n", "line 1: carriage return"},
 		{"control char", "# ok\na@x " + line + " comment\x01", "line 2: control character"},
 		{"C1 control", "a@x " + line + " \u0085", "control character"},
+		{"byte order mark", "\ufeffa@x " + line, "line 1: invisible formatting character U+FEFF"},
+		{"bidi override", "# ok\na\u202e@x " + line, "line 2: invisible formatting character U+202E"},
 		{"invalid utf8", "a@x " + line + " \xff", "UTF-8"},
 		{"no key", "a@x", "without a key"},
 		{"only options", `a@x namespaces="git"`, "missing key"},
@@ -108,6 +110,8 @@ func TestParseAllowedSignersErrors(t *testing.T) {
 		{"bad time", `a@x valid-after="2024-01-01" ` + line, "valid-after"},
 		{"bad time length", `a@x valid-before="202401" ` + line, "YYYYMMDD"},
 		{"bad date", `a@x valid-before="20241301Z" ` + line, "not a valid date"},
+		{"epoch", `a@x valid-after="19700101Z" ` + line, "not after 1970-01-01"},
+		{"before epoch", `a@x valid-before="19691231235959Z" ` + line, "ssh-keygen refuses"},
 		{"local date", `a@x valid-before="20241201" ` + line, `valid-before="20241201" has no time zone`},
 		{"local time", `a@x valid-after="202511020130" ` + line, "writ requires UTC"},
 		{"Z only", `a@x valid-after="Z" ` + line, "YYYYMMDD"},
@@ -169,6 +173,10 @@ func FuzzParseAllowedSigners(f *testing.F) {
 	f.Add([]byte(`"a b,c" namespaces="git,file",valid-after="20240101Z" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP`))
 	f.Add([]byte("# only a comment\n\n\t\n"))
 	f.Add([]byte("a@x cert-authority ssh-ed25519 AAAA\n"))
+	// Forms read as ssh-keygen reads them, and forms refused.
+	f.Add([]byte("# crlf\r\na@x Namespaces=\"git,a\\\"b\",valid-after=\"20240101utc\",valid-before=\"202501011200z\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP\r\n"))
+	f.Add([]byte("!a@x,*@y,a?b ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP\n"))
+	f.Add([]byte(`a@x valid-after="202511020130",namespaces="git\"" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO5OyUwMDnjiuyptKQ6ch1rIQd43Ak33J/AcP2wTqijP`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := ParseAllowedSigners(data)
 		if err != nil {
@@ -187,6 +195,16 @@ func FuzzParseAllowedSigners(f *testing.F) {
 				t.Fatalf("line %d out of order or range (prev %d, lines %d)", s.Line, prev, lines)
 			}
 			prev = s.Line
+			for _, p := range s.Principals {
+				if p == "" || strings.ContainsAny(p, patternChars+`"`) {
+					t.Fatalf("bad principal %q accepted", p)
+				}
+			}
+			for _, tm := range []time.Time{s.ValidAfter, s.ValidBefore} {
+				if !tm.IsZero() && tm.Location() != time.UTC {
+					t.Fatalf("validity time %v is not UTC", tm)
+				}
+			}
 			for _, ns := range s.Namespaces {
 				if ns == "" || strings.ContainsAny(ns, "*?!") {
 					t.Fatalf("bad namespace %q accepted", ns)

@@ -36,7 +36,9 @@ type Signer struct {
 	// prints it.
 	Fingerprint string
 	// Principal is, for SSH, the principals of the matching allowed_signers
-	// line joined by ","; for OpenPGP, the primary user ID.
+	// line joined by ","; for OpenPGP, the primary user ID. SSH principals
+	// are literal names (ParseAllowedSigners refuses patterns), so each is
+	// an identity the line gives the key; git reports the first.
 	Principal string
 }
 

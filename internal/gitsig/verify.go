@@ -519,5 +519,5 @@ func marginNote(margin time.Duration) string {
 	if margin == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (a git object's date must be %s inside the window, as git reads dates one hour off on hosts with daylight saving time)", margin)
+	return fmt.Sprintf(" (a git object's date must be at least %s inside the window: on hosts with daylight saving time git reads it an hour off)", strings.TrimSuffix(strings.TrimSuffix(margin.String(), "0s"), "0m"))
 }

@@ -50,6 +50,7 @@ type gpgOptions struct {
 	expire    string // quick-gen-key expiry argument
 	subkey    bool
 	algorithm string
+	usage     string // the primary key's usage
 }
 
 // GPGOption changes how GPGKey makes a key.
@@ -73,6 +74,14 @@ func SigningSubkey() GPGOption { return func(o *gpgOptions) { o.subkey = true } 
 // RSA makes an rsa2048 key instead of ed25519.
 func RSA() GPGOption { return func(o *gpgOptions) { o.algorithm = "rsa2048" } }
 
+// Algorithm makes the primary key with gpg's algorithm name algo
+// ("nistp256", "brainpoolP256r1", "rsa3072", …) instead of ed25519.
+func Algorithm(algo string) GPGOption { return func(o *gpgOptions) { o.algorithm = algo } }
+
+// CertifyOnly makes a primary key that may only certify, as many
+// people's keys are; with SigningSubkey, the subkey signs.
+func CertifyOnly() GPGOption { return func(o *gpgOptions) { o.usage = "cert" } }
+
 // ExpiredKeyValidUntil is the instant ExpiredKey keys stop being valid.
 var ExpiredKeyValidUntil = time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)
 
@@ -82,7 +91,7 @@ var ExpiredKeySignedAt = time.Date(2020, 1, 1, 6, 0, 0, 0, time.UTC)
 // GPGKey generates a real OpenPGP key with gpg --quick-gen-key.
 func GPGKey(t testing.TB, name, email string, opts ...GPGOption) *GPG {
 	t.Helper()
-	o := gpgOptions{expire: "0", algorithm: "ed25519"}
+	o := gpgOptions{expire: "0", algorithm: "ed25519", usage: "sign"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -113,7 +122,7 @@ func GPGKey(t testing.TB, name, email string, opts ...GPGOption) *GPG {
 		}
 		return out
 	}
-	run(o.created, "--quick-gen-key", g.UID, o.algorithm, "sign", o.expire)
+	run(o.created, "--quick-gen-key", g.UID, o.algorithm, o.usage, o.expire)
 	g.Fingerprint = gpgFingerprints(t, run(o.created, "--with-colons", "--list-keys", g.UID))[0]
 	g.SigningFingerprint = g.Fingerprint
 	if o.subkey {

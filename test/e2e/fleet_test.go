@@ -284,11 +284,29 @@ func TestFleet(t *testing.T) {
 		if err := cluster.WaitHealthy(time.Minute); err != nil {
 			t.Fatal(err)
 		}
+		// A host configured with fallback = "local" (documented as weaker)
+		// has run a job before the outage.
+		fb := newHost(t, a, cluster, "host-fallback")
+		cfg := readConfig(t, fb.Config)
+		cfg["state"].(map[string]any)["fallback"] = "local"
+		writeConfig(t, fb.Config, cfg)
+		before := f.LegitPayload()
+		setSha(before, head)
+		expect(t, admit, f, fb, on(ctx, w, fb, before))
+
 		cluster.Kill(0)
 		cluster.Kill(1)
 		p := f.LegitPayload()
 		setSha(p, head)
 		expect(t, undecided("fleet state store", ""), f, a, on(ctx, w, a, p))
+		// The fallback host decides on its own state, and says so.
+		during := f.LegitPayload()
+		setSha(during, head)
+		o := on(ctx, w, fb, during)
+		expect(t, admit, f, fb, o)
+		if !strings.Contains(plainTrace(o.Trace), "deciding on this host's local state alone") {
+			t.Errorf("the fallback host's job log does not say it decided without the store:\n%s", o)
+		}
 		for i := range 2 {
 			if err := cluster.Restart(i); err != nil {
 				t.Fatal(err)

@@ -2,6 +2,8 @@ package difftest
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"strings"
 	"time"
 
@@ -28,7 +30,8 @@ const (
 	whyArmoredKey = "OpenPGP keyrings must be armored public keys"
 	whyFuture     = "an OpenPGP signature dated more than 10 minutes in the future is refused"
 	whyEmptyName  = "an empty principal name is refused"
-	whyMargin     = "a git object's date must be an hour inside an SSH validity window: git passes ssh-keygen the date in local time, which it reads as standard time (one hour off under daylight saving time)"
+	whyInvisible  = "invisible formatting characters (byte order mark, zero-width, bidi) are refused"
+	whyMargin     = "a git object's date must be an hour inside an SSH validity window: git passes ssh-keygen the date in local time, which it reads as standard time, an hour off under daylight saving time (later in New York's summer, earlier in Dublin's winter)"
 )
 
 func ok(name string, build func(w *world) fixture) tcase {
@@ -125,6 +128,8 @@ func syntaxCases() []tcase {
 		ok("syntax/comments and blank lines", sshFile(func(w *world) string {
 			return "# trusted signers\n\n   # indented comment\n\n" + line("alice@example.com", "", w.alice) + "\n\n"
 		})),
+		stricter("syntax/byte order mark", whyInvisible, sshFile(func(w *world) string { return "\ufeff# signers\n" + line("alice@example.com", "", w.alice) + "\n" })),
+		stricter("syntax/right-to-left override in a principal", whyInvisible, aliceLine("alice@example.com\u202e", "")),
 		ok("syntax/no final newline", sshFile(func(w *world) string { return line("alice@example.com", "", w.alice) })),
 		ok("syntax/CRLF line endings", sshFile(func(w *world) string {
 			return "# signers\r\n" + line("alice@example.com", `namespaces="git"`, w.alice) + " laptop\r\n" + line("bob@example.com", "", w.bob) + "\r\n"
@@ -224,18 +229,39 @@ func namespaceCases() []tcase {
 	}
 }
 
+// issue17DST are the two DST disagreements of issue 17. git hands
+// ssh-keygen the commit date as local wall-clock time and ssh-keygen reads
+// it and the window alike, as standard time, so git compares wall-clock
+// readings; writ read the window as an instant (EDT where ambiguous).
+// Across a change of the clocks the two orders differ: writ accepted both
+// commits in New York, git refuses them. writ now refuses zone-less times.
+var issue17DST = []struct {
+	name       string
+	validAfter string
+	commit     time.Time
+}{
+	// 01:15 EST, the second 01:15 of the day the clocks go back.
+	{"validity/local time after, repeated hour when clocks go back (issue 17)", "202511020130", time.Date(2025, 11, 2, 6, 15, 0, 0, time.UTC)},
+	// 01:45 EST; 02:30 never happens that day.
+	{"validity/local time after, skipped hour when clocks go forward (issue 17)", "202503090230", time.Date(2025, 3, 9, 6, 45, 0, 0, time.UTC)},
+}
+
 func validityCases() []tcase {
 	summer := time.Date(2025, 7, 1, 16, 30, 0, 0, time.UTC)   // 12:30 EDT
 	fallBack := time.Date(2025, 11, 2, 5, 45, 0, 0, time.UTC) // 01:45 EDT, before the clocks go back
 	spring := time.Date(2025, 3, 9, 7, 15, 0, 0, time.UTC)    // 03:15 EDT
-	return []tcase{
+	var cs []tcase
+	for _, c := range issue17DST {
+		cs = append(cs, stricter(c.name, whyLocalTime, window(c.commit, `valid-after="`+c.validAfter+`"`)))
+	}
+	return append(cs,
 		ok("validity/after, date only", window(t0, `valid-after="20250301Z"`)),
 		stricter("validity/after, equal to the commit time", whyMargin, window(t0, `valid-after="202503011200Z"`)),
 		no("validity/after, one second after the commit", window(t0, `valid-after="20250301120001Z"`)),
 		stricter("validity/after, one second before the commit", whyMargin, window(t0, `valid-after="20250301115959Z"`)),
 		ok("validity/after, one hour before the commit", window(t0, `valid-after="20250301110000Z"`)),
 		stricter("validity/before, equal to the commit time", whyMargin, window(t0, `valid-before="20250301120000Z"`)),
-		no("validity/before, one second before the commit", window(t0, `valid-before="20250301115959Z"`)),
+		stricter("validity/before, one second before the commit", whyMargin, window(t0, `valid-before="20250301115959Z"`)),
 		ok("validity/before, one hour after the commit", window(t0, `valid-before="202503011300Z"`)),
 		no("validity/before, long past", window(t0, `valid-before="20200101Z"`)),
 		no("validity/after, in the future", window(t0, `valid-after="20990101Z"`)),
@@ -254,17 +280,6 @@ func validityCases() []tcase {
 		stricter("validity/second 60", whyCalendar, window(t0, `valid-after="20250301115960Z"`)),
 		stricter("validity/local date", whyLocalTime, window(t0, `valid-after="20250301"`)),
 		stricter("validity/local time, before", whyLocalTime, window(t0, `valid-before="202503011800"`)),
-		// The two DST disagreements of issue 17. git hands ssh-keygen the
-		// commit date as local wall-clock time and ssh-keygen reads it and
-		// the window alike, as standard time, so git compares wall-clock
-		// readings; writ read the window as an instant (EDT where
-		// ambiguous). Across a change of the clocks the two orders differ:
-		// writ accepted both commits below in New York, git refuses them.
-		// writ now refuses zone-less times outright.
-		stricter("validity/local time after, repeated hour when clocks go back (issue 17)", whyLocalTime,
-			window(time.Date(2025, 11, 2, 6, 15, 0, 0, time.UTC), `valid-after="202511020130"`)), // 01:15 EST, the second 01:15
-		stricter("validity/local time after, skipped hour when clocks go forward (issue 17)", whyLocalTime,
-			window(time.Date(2025, 3, 9, 6, 45, 0, 0, time.UTC), `valid-after="202503090230"`)), // 01:45 EST; 02:30 never happens
 		stricter("validity/local time after, summer", whyLocalTime, window(summer, `valid-after="202507011200"`)),
 		stricter("validity/local time before, summer", whyLocalTime, window(summer, `valid-before="202507011300"`)),
 		stricter("validity/local time after, ambiguous hour when clocks go back", whyLocalTime, window(fallBack, `valid-after="202511020130"`)),
@@ -276,9 +291,14 @@ func validityCases() []tcase {
 		ok("validity/UTC, summer, an hour inside", window(summer, `valid-after="202507011500Z",valid-before="202507011800Z"`)),
 		stricter("validity/UTC, when clocks go back, a second inside", whyMargin, window(fallBack, `valid-after="20251102054459Z",valid-before="20251102054501Z"`)),
 		ok("validity/UTC, when clocks go back, an hour inside", window(fallBack, `valid-after="20251102044500Z",valid-before="20251102064500Z"`)),
-		no("validity/UTC, just after the window when clocks go back", window(fallBack, `valid-before="20251102054459Z"`)),
+		stricter("validity/UTC, just after the window when clocks go back", whyMargin, window(fallBack, `valid-before="20251102054459Z"`)),
+		no("validity/after the epoch itself", window(t0, `valid-after="19700101Z"`)),
+		no("validity/after a date before the epoch", window(t0, `valid-after="19600101Z"`)),
+		ok("validity/after the epoch's first minute", window(t0, `valid-after="197001010001Z"`)),
+		ok("validity/before the year 9999", window(t0, `valid-before="99991231Z"`)),
+		no("validity/before the epoch itself", window(t0, `valid-before="19700101Z"`)),
 		ok("validity/UTC, when clocks go forward", window(spring, `valid-after="202503090615Z"`)),
-	}
+	)
 }
 
 func keyTypeCases() []tcase {
@@ -394,6 +414,18 @@ func framingCases() []tcase {
 			c := w.commit(nil)
 			return fixture{hash: w.repo.DoubleSignedCommit(w.t, c, w.pgp, w.alice), signers: line("alice@example.com", "", w.alice) + "\n", keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
+		no("framing/ssh blob of version 2", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { b[9] = 2; return b })
+		})),
+		no("framing/ssh blob with bytes after the signature", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { return append(b, 0, 0, 0, 0) })
+		})),
+		ok("framing/ssh blob with a reserved field set", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { return setSSHField(b, 2, []byte("x")) })
+		})),
+		no("framing/ssh blob naming the file namespace", sshSigned(func(s []byte) []byte {
+			return sshBlob(s, func(b []byte) []byte { return setSSHField(b, 1, []byte("file")) })
+		})),
 		ok("framing/openpgp as git writes it", pgpSigned(func(s []byte) []byte { return s })),
 		ok("framing/openpgp with armor headers", pgpSigned(func(s []byte) []byte {
 			return bytes.Replace(s, []byte("-----\n"), []byte("-----\nVersion: GnuPG v2\nComment: made by difftest\n"), 1)
@@ -417,6 +449,15 @@ func framingCases() []tcase {
 				}
 				return l
 			})
+		})),
+		ok("framing/openpgp with an unknown armor header", pgpSigned(func(s []byte) []byte {
+			return bytes.Replace(s, []byte("-----\n"), []byte("-----\nFoo: bar\n"), 1)
+		})),
+		ok("framing/openpgp with a Hash armor header", pgpSigned(func(s []byte) []byte {
+			return bytes.Replace(s, []byte("-----\n"), []byte("-----\nHash: SHA512\n"), 1)
+		})),
+		no("framing/openpgp without the blank line after the headers", pgpSigned(func(s []byte) []byte {
+			return bytes.Replace(s, []byte("-----\n\n"), []byte("-----\n"), 1)
 		})),
 		ok("framing/openpgp rewrapped at 76 columns", pgpSigned(func(s []byte) []byte { return reflowPGP(s, 76) })),
 		ok("framing/openpgp with blanks after BEGIN", pgpSigned(func(s []byte) []byte {
@@ -453,12 +494,92 @@ func framingCases() []tcase {
 		no("framing/unsigned commit", func(w *world) fixture {
 			return fixture{hash: w.commit(nil), signers: line("alice@example.com", "", w.alice) + "\n", keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
+		no("framing/header added after signing", func(w *world) fixture {
+			p := w.payload(t0)
+			sig := w.alice.Sign(w.t, p, "git")
+			return fixture{hash: w.withSig(withHeader(p, "x-note added later"), sig), signers: line("alice@example.com", "", w.alice) + "\n"}
+		}),
+		no("framing/encoding header added after signing", func(w *world) fixture {
+			p := w.payload(t0)
+			sig := w.pgp.Sign(w.t, p)
+			return fixture{hash: w.withSig(withHeader(p, "encoding ISO-8859-1"), sig), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
+		ok("framing/unknown header, signed", func(w *world) fixture {
+			p := withHeader(w.payload(t0), "x-note signed with the commit")
+			return fixture{hash: w.withSig(p, w.alice.Sign(w.t, p, "git")), signers: line("alice@example.com", "", w.alice) + "\n"}
+		}),
+		ok("framing/gpgsig header before the committer line", func(w *world) fixture {
+			p := w.payload(t0)
+			sig := w.alice.Sign(w.t, p, "git")
+			raw := testkeys.InsertSignature(p, sig)
+			head, body, _ := bytes.Cut(raw, []byte("\n\n"))
+			lines := strings.Split(string(head), "\n")
+			// tree, author, committer, gpgsig…: move committer last.
+			moved := append(append([]string{lines[0], lines[1]}, lines[3:]...), lines[2])
+			raw = append([]byte(strings.Join(moved, "\n")+"\n\n"), body...)
+			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), signers: line("alice@example.com", "", w.alice) + "\n"}
+		}),
+		stricter("framing/gpgsig header twice, valid one first", whyFraming, func(w *world) fixture {
+			p := w.payload(t0)
+			raw := testkeys.InsertSignature(p, w.pgp.Sign(w.t, p))
+			raw = bytes.Replace(raw, []byte("\n\n"), []byte("\ngpgsig junk\n\n"), 1)
+			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
+		no("framing/gpgsig header twice, valid one last", func(w *world) fixture {
+			p := w.payload(t0)
+			raw := testkeys.InsertSignature(withHeader(p, "gpgsig junk"), w.pgp.Sign(w.t, p))
+			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
+		no("framing/signature in the message only", func(w *world) fixture {
+			p := w.payload(t0)
+			return fixture{hash: w.withSig(append(p, w.pgp.Sign(w.t, p)...), nil), keyrings: [][]byte{w.pgp.ArmoredPublic}}
+		}),
 		ok("framing/extra gpgsig-sha256 header", func(w *world) fixture {
 			raw := w.repo.RawObject(w.t, "commit", w.aliceCommit())
 			head, body, _ := bytes.Cut(raw, []byte("\n\n"))
 			raw = append(append(head, "\ngpgsig-sha256 -----BEGIN SSH SIGNATURE-----\n junk\n -----END SSH SIGNATURE-----\n\n"...), body...)
 			return fixture{hash: w.repo.WriteObject(w.t, "commit", raw), signers: line("alice@example.com", "", w.alice) + "\n"}
 		}),
+	}
+}
+
+// withHeader adds a header line after a commit's other headers.
+func withHeader(p []byte, h string) []byte {
+	return bytes.Replace(p, []byte("\n\n"), []byte("\n"+h+"\n\n"), 1)
+}
+
+// sshBlob decodes an armored SSH signature, edits its binary blob and
+// armors it again as ssh-keygen does (70 columns).
+func sshBlob(sig []byte, edit func([]byte) []byte) []byte {
+	lines := strings.Split(strings.TrimSuffix(string(sig), "\n"), "\n")
+	blob, err := base64.StdEncoding.DecodeString(strings.Join(lines[1:len(lines)-1], ""))
+	if err != nil {
+		panic(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(edit(blob))
+	out := []string{lines[0]}
+	for len(b64) > 70 {
+		out = append(out, b64[:70])
+		b64 = b64[70:]
+	}
+	out = append(out, b64, lines[len(lines)-1])
+	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+// setSSHField replaces string field i of an SSHSIG blob (after the magic
+// and version: 0 public key, 1 namespace, 2 reserved, 3 hash algorithm,
+// 4 signature).
+func setSSHField(blob []byte, i int, v []byte) []byte {
+	off := 10
+	for n := 0; ; n++ {
+		l := int(binary.BigEndian.Uint32(blob[off:]))
+		if n == i {
+			out := append([]byte{}, blob[:off]...)
+			out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+			out = append(out, v...)
+			return append(out, blob[off+4+l:]...)
+		}
+		off += 4 + l
 	}
 }
 
@@ -519,6 +640,18 @@ func openpgpCases() []tcase {
 		ok("openpgp/ed25519 primary key", pgpCommit(func(w *world) *testkeys.GPG { return w.pgp })),
 		ok("openpgp/rsa2048 primary key", pgpCommit(func(w *world) *testkeys.GPG { return w.pgpRSA })),
 		ok("openpgp/signing subkey", pgpCommit(func(w *world) *testkeys.GPG { return w.subkeyKey("Sub Signer") })),
+		ok("openpgp/certify-only primary, signing subkey", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Cert Only", "certonly@example.com", testkeys.CertifyOnly(), testkeys.SigningSubkey())
+		})),
+		ok("openpgp/ecdsa nistp256 primary key", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Nist P256", "p256@example.com", testkeys.Algorithm("nistp256"))
+		})),
+		ok("openpgp/ecdsa brainpoolP256r1 primary key", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Brainpool", "bp256@example.com", testkeys.Algorithm("brainpoolP256r1"))
+		})),
+		ok("openpgp/ecdsa nistp384 primary key", pgpCommit(func(w *world) *testkeys.GPG {
+			return testkeys.GPGKey(w.t, "Nist P384", "p384@example.com", testkeys.Algorithm("nistp384"))
+		})),
 		ok("openpgp/key that expires in 2099", pgpCommit(func(w *world) *testkeys.GPG {
 			g := testkeys.GPGKey(w.t, "Later Expiry", "later@example.com")
 			w.gpgRun(g, "", nil, "--quick-set-expire", g.Fingerprint, "2099-01-01")
@@ -573,6 +706,35 @@ func openpgpCases() []tcase {
 			c := w.commit(g)
 			return fixture{hash: c, keyrings: [][]byte{w.rebind(g, w.resign)}}
 		}),
+		no("openpgp/primary key that signed, now flagged certify-only", func(w *world) fixture {
+			g := testkeys.GPGKey(w.t, "Unflagged", "unflagged@example.com")
+			c := w.commit(g)
+			return fixture{hash: c, keyrings: [][]byte{w.edited(g, w.unflagPrimary)}}
+		}),
+		ok("openpgp/primary user ID self-signature signed again, unchanged", func(w *world) fixture {
+			g := testkeys.GPGKey(w.t, "Resigned", "resigned@example.com")
+			c := w.commit(g)
+			return fixture{hash: c, keyrings: [][]byte{w.edited(g, func(e *openpgp.Entity) {
+				for name, id := range e.Identities {
+					if err := id.SelfSignature.SignUserId(name, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+						w.t.Fatal(err)
+					}
+				}
+			})}}
+		}),
+		ok("openpgp/signature with a notation", pgpCommit(func(w *world) *testkeys.GPG {
+			return w.gpgWith(w.pgp, "--sig-notation", "reviewed@example.com=yes")
+		})),
+		no("openpgp/signature with a critical notation", pgpCommit(func(w *world) *testkeys.GPG {
+			return w.gpgWith(w.pgp, "--sig-notation", "'!reviewed@example.com=yes'")
+		})),
+		ok("openpgp/one of two user IDs revoked", pgpCommit(func(w *world) *testkeys.GPG {
+			g := testkeys.GPGKey(w.t, "Two Ids", "twoids@example.com")
+			w.gpgRun(g, "", nil, "--quick-add-uid", g.Fingerprint, "Old Id <old-id@example.com>")
+			w.gpgRun(g, "", nil, "--quick-revoke-uid", g.Fingerprint, "Old Id <old-id@example.com>")
+			g.ArmoredPublic = w.gpgRun(g, "", nil, "--armor", "--export", g.Fingerprint)
+			return g
+		})),
 		no("openpgp/key not in the keyring", func(w *world) fixture {
 			return fixture{hash: w.commit(w.pgpMallory), keyrings: [][]byte{w.pgp.ArmoredPublic}}
 		}),
@@ -707,6 +869,43 @@ func tagCases() []tcase {
 			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
 				fake := append(append([]byte{}, p...), "-----BEGIN PGP SIGNATURE-----\nnot a signature\n-----END PGP SIGNATURE-----\n"...)
 				return append(fake, w.pgp.Sign(w.t, fake)...)
+			})}
+		}),
+		ok("tags/openpgp with blanks after armor lines", func(w *world) fixture {
+			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
+				return append(p, mapLines(s, trailingBlanks)...)
+			})}
+		}),
+		ok("tags/ssh with blanks after body and END lines", func(w *world) fixture {
+			return fixture{tag: true, signers: aliceSigners(w), hash: w.rawTag(w.alice, func(p, s []byte) []byte {
+				return append(p, mapLines(s, func(i int, l string) string {
+					if i == 0 {
+						return l
+					}
+					return l + "  "
+				})...)
+			})}
+		}),
+		no("tags/header added after signing", func(w *world) fixture {
+			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
+				return append(withHeader(p, "x-note added later"), s...)
+			})}
+		}),
+		no("tags/openpgp signature glued to the message's last line", func(w *world) fixture {
+			return fixture{tag: true, keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, _ []byte) []byte {
+				p = bytes.TrimSuffix(p, []byte("\n"))
+				return append(p, w.pgp.Sign(w.t, p)...)
+			})}
+		}),
+		no("tags/ssh signature glued to the message's last line", func(w *world) fixture {
+			return fixture{tag: true, signers: aliceSigners(w), hash: w.rawTag(w.alice, func(p, _ []byte) []byte {
+				p = bytes.TrimSuffix(p, []byte("\n"))
+				return append(p, w.alice.Sign(w.t, p, "git")...)
+			})}
+		}),
+		no("tags/openpgp signature, then an ssh one", func(w *world) fixture {
+			return fixture{tag: true, signers: aliceSigners(w), keyrings: [][]byte{w.pgp.ArmoredPublic}, hash: w.rawTag(w.pgp, func(p, s []byte) []byte {
+				return append(append(p, s...), w.alice.Sign(w.t, p, "git")...)
 			})}
 		}),
 		stricter("tags/openpgp text mode", whyTextMode, func(w *world) fixture {

@@ -2,13 +2,17 @@ package difftest
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	_ "time/tzdata" // the zones below, whatever the host has installed
@@ -20,9 +24,11 @@ import (
 )
 
 // zones are the time zones every case runs under, for writ (time.Local)
-// and for git, gpg and ssh-keygen (TZ). New York has daylight saving time,
-// which is where local-time readings of validity windows go wrong.
-var zones = []string{"UTC", "America/New_York"}
+// and for git, gpg and ssh-keygen (TZ). New York has daylight saving time
+// in summer, where local-time readings of validity windows go wrong;
+// Dublin's zone data marks winter as the saving time (a negative one), so
+// git's reading of commit dates there is off the other way.
+var zones = []string{"UTC", "America/New_York", "Europe/Dublin"}
 
 // tcase is one case of the corpus.
 type tcase struct {
@@ -64,6 +70,13 @@ func TestDifferential(t *testing.T) {
 			t.Fatalf("%s is needed (scripts/deps.sh installs it): %v", tool, err)
 		}
 	}
+	for _, zone := range zones {
+		// TZ names a file of the system's zone database; without it the
+		// tools would run in UTC and the zones would not differ.
+		if _, err := os.Stat(filepath.Join("/usr/share/zoneinfo", zone)); zone != "UTC" && err != nil {
+			t.Fatalf("time zone %s is missing for git, gpg and ssh-keygen (scripts/deps.sh installs tzdata): %v", zone, err)
+		}
+	}
 	start := time.Now()
 	w := newWorld(t)
 	cs := corpus()
@@ -79,10 +92,7 @@ func TestDifferential(t *testing.T) {
 		names[c.name] = true
 		fixtures[i] = c.build(w)
 	}
-	refs := make([]*reference, len(cs))
-	for i := range cs {
-		refs[i] = newReference(t, w, fixtures[i])
-	}
+	refs := newReferences(t, w, fixtures)
 	built := time.Since(start)
 
 	results := make(map[string][]result, len(zones))
@@ -130,6 +140,11 @@ func check(t *testing.T, cs []tcase, results map[string][]result) {
 					t.Errorf("%s [%s]: writ reports signer %q, the reference %q", c.name, zone, r.writ.signer, r.ref.signer)
 				}
 			}
+			// The issue-17 cases are ones writ once accepted while git
+			// refused them in New York; they must stay such cases.
+			if strings.Contains(c.name, "(issue 17)") && zone == "America/New_York" && r.ref.ok {
+				t.Errorf("%s [%s]: the reference accepts it, so it no longer shows issue 17's disagreement", c.name, zone)
+			}
 			if r.writ.ok != c.accept {
 				t.Errorf("%s [%s]: writ accepts=%v, want %v (%s)", c.name, zone, r.writ.ok, c.accept, r.writ.detail)
 			}
@@ -151,7 +166,7 @@ func check(t *testing.T, cs []tcase, results map[string][]result) {
 	}
 	sort.Strings(rows)
 	table := fmt.Sprintf("%d cases under %s: both accept %d, both refuse %d, writ stricter %d.\n\n",
-		len(cs), strings.Join(zones, " and "), both, neither, len(rows)) +
+		len(cs), strings.Join(zones, ", "), both, neither, len(rows)) +
 		"| case | the reference accepts in | why writ refuses |\n|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	t.Logf("writ is stricter than the reference in %d cases:\n%s", len(rows), table)
 	if !t.Failed() {
@@ -264,30 +279,52 @@ type reference struct {
 	gnupg   string
 }
 
-func newReference(t *testing.T, w *world, fx fixture) *reference {
-	t.Helper()
-	// Short paths: gpg puts sockets in GNUPGHOME.
-	dir, err := os.MkdirTemp("", "dt-")
-	if err != nil {
+// newReferences makes the cases' reference trust material, importing the
+// keyrings with as many gpg processes at once as there are CPUs.
+func newReferences(t *testing.T, w *world, fxs []fixture) []*reference {
+	dir := t.TempDir()
+	refs := make([]*reference, len(fxs))
+	errs := make([]error, len(fxs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range fxs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			refs[i], errs[i] = newReference(w, fxs[i], filepath.Join(dir, fmt.Sprint(i)))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	return refs
+}
+
+func newReference(w *world, fx fixture, dir string) (*reference, error) {
 	r := &reference{w: w, fx: fx, signers: filepath.Join(dir, "allowed_signers"), gnupg: filepath.Join(dir, "g")}
-	if err := os.WriteFile(r.signers, []byte(fx.signers), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.MkdirAll(r.gnupg, 0o700); err != nil {
+		return nil, err
 	}
-	if err := os.Mkdir(r.gnupg, 0o700); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(r.signers, []byte(fx.signers), 0o600); err != nil {
+		return nil, err
 	}
 	for _, k := range fx.keyrings {
 		// A keyring gpg cannot import leaves it without the key; the
 		// verification then fails, which is the reference's verdict.
-		cmd := exec.Command("gpg", "--homedir", r.gnupg, "--batch", "--no-tty", "--import")
+		ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+		cmd := exec.CommandContext(ctx, "gpg", "--homedir", r.gnupg, "--batch", "--no-tty", "--import")
 		cmd.Stdin = bytes.NewReader(k)
 		_ = cmd.Run()
+		cancel()
 	}
-	return r
+	return r, nil
 }
+
+// toolTimeout bounds each run of git or gpg, so a tool waiting for input
+// fails the suite instead of stalling make test.
+const toolTimeout = time.Minute
 
 var (
 	sshGood  = regexp.MustCompile(`Good "git" signature for (.*) with `)
@@ -301,7 +338,9 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 	if r.fx.tag {
 		verb = "verify-tag"
 	}
-	cmd := exec.Command("git", "-C", r.w.repo.Path, "-c", "gpg.ssh.allowedSignersFile="+r.signers, verb, "--raw", r.fx.hash)
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "-C", r.w.repo.Path, "-c", "gpg.ssh.allowedSignersFile="+r.signers, verb, "--raw", r.fx.hash)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + r.w.home,
@@ -311,10 +350,16 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 		"GIT_CONFIG_GLOBAL=/dev/null",
 		"GIT_CONFIG_NOSYSTEM=1",
 	}
+	// git's own children (gpg, ssh-keygen) may hold the output open
+	// after git is killed: stop waiting for them soon after.
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	detail := strings.TrimSpace(out.String())
+	if ctx.Err() != nil {
+		t.Fatalf("git %s did not finish in %s: %s", verb, toolTimeout, detail)
+	}
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
 			t.Fatalf("git %s: %v", verb, err)
@@ -328,4 +373,26 @@ func (r *reference) judge(t *testing.T, zone string) verdict {
 		v.signer = m[1]
 	}
 	return v
+}
+
+// The two validity cases named for issue 17 are the disagreements it
+// reported: writ used to read a zone-less time as wall-clock time in the
+// host's zone, which put both commits inside their windows in New York,
+// while git refuses them there (the table in docs/testing.md lists the
+// zones where the reference accepts them: not New York). writ now refuses
+// such times.
+func TestIssue17DSTCasesWereAcceptedBefore(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range issue17DST {
+		old, err := time.ParseInLocation("200601021504", c.validAfter, ny)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.commit.Before(old) {
+			t.Errorf("%s: valid-after=%q read as %v: the commit at %v was outside the window even then", c.name, c.validAfter, old.UTC(), c.commit)
+		}
+	}
 }

@@ -43,6 +43,9 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	w := &world{t: t, dir: t.TempDir(), home: t.TempDir(), repo: testkeys.GitRepo(t), memo: map[string]string{}}
+	if h := w.repo.GitInput(t, []byte{}, "mktree"); h != emptyTree {
+		t.Fatalf("git mktree: %s, want the empty tree %s", h, emptyTree)
+	}
 	w.alice = testkeys.SSHKey(t, "alice@example.com")
 	w.bob = testkeys.SSHKey(t, "bob@example.com")
 	w.mallory = testkeys.SSHKey(t, "mallory@example.com")
@@ -73,28 +76,55 @@ func (w *world) once(key string, make func() string) string {
 	return h
 }
 
-// commitAt makes a commit dated at, signed by signer (nil, *GPG, *SSH)
-// the way git signs it.
+// emptyTree is the hash of git's empty tree; every commit of the corpus
+// has it (git commit-tree needs it stored, newWorld stores it).
+const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+// commitAt makes a root commit dated at with git commit-tree, signed by
+// signer (nil, *GPG, *SSH) the way git commit -S signs it. One git
+// process per commit keeps the corpus quick to build.
 func (w *world) commitAt(signer any, at time.Time) string {
 	w.n++
 	w.repo.When = at
-	return w.repo.Commit(w.t, map[string]string{"f": fmt.Sprint(w.n)}, fmt.Sprintf("case %d", w.n), signer)
+	var args []string
+	switch s := signer.(type) {
+	case nil:
+		args = []string{"commit-tree", "--no-gpg-sign"}
+	case *testkeys.GPG:
+		args = []string{"-c", "gpg.format=openpgp", "-c", "gpg.program=" + s.Program, "commit-tree", "-S" + s.SigningFingerprint}
+	case *testkeys.SSH:
+		args = []string{"-c", "gpg.format=ssh", "commit-tree", "-S" + s.PrivatePath}
+	default:
+		w.t.Fatalf("unsupported signer %T", signer)
+	}
+	return w.repo.Git(w.t, append(args, "-m", fmt.Sprintf("case %d", w.n), emptyTree)...)
 }
 
 func (w *world) commit(signer any) string { return w.commitAt(signer, t0) }
 
-// payload is an unsigned commit's bytes, ready to be signed by hand.
+// payload is an unsigned commit's bytes, as git writes them, ready to be
+// signed by hand (without a git process).
 func (w *world) payload(at time.Time) []byte {
-	return w.repo.RawObject(w.t, "commit", w.commitAt(nil, at))
+	w.n++
+	date := fmt.Sprintf("%d +0000", at.Unix())
+	return []byte("tree " + emptyTree + "\n" +
+		"author Test Author <author@example.com> " + date + "\n" +
+		"committer Test Committer <committer@example.com> " + date + "\n" +
+		fmt.Sprintf("\ncase %d\n", w.n))
 }
 
-// withSig stores payload with sig as its gpgsig header.
-func (w *world) withSig(payload, sig []byte) string { return w.repo.SignedCommit(w.t, payload, sig) }
+// withSig stores payload with sig as its gpgsig header (none if nil).
+func (w *world) withSig(payload, sig []byte) string {
+	if sig == nil {
+		return w.repo.WriteObject(w.t, "commit", payload)
+	}
+	return w.repo.SignedCommit(w.t, payload, sig)
+}
 
 // tag makes an annotated tag on a new commit, signed by signer with git
 // tag -s (nil: git tag -a).
 func (w *world) tag(signer any, at time.Time) string {
-	c := w.commitAt(nil, at)
+	c := w.withSig(w.payload(at), nil)
 	w.repo.When = at
 	return w.repo.Tag(w.t, fmt.Sprintf("v%d", w.n), c, signer)
 }
@@ -177,15 +207,23 @@ func (w *world) subkeyKey(name string) *testkeys.GPG {
 // whose owner (or an attacker holding a copy of the key file) changed
 // what gpg made.
 func (w *world) rebind(g *testkeys.GPG, edit func(e *openpgp.Entity, sub *openpgp.Subkey)) []byte {
+	return w.edited(g, func(e *openpgp.Entity) {
+		if len(e.Subkeys) != 1 {
+			w.t.Fatalf("%s: %d subkeys", g.UID, len(e.Subkeys))
+		}
+		edit(e, &e.Subkeys[0])
+	})
+}
+
+// edited is g's public key, armored, after edit changes the entity read
+// from gpg's export of the secret key.
+func (w *world) edited(g *testkeys.GPG, edit func(e *openpgp.Entity)) []byte {
 	secret := w.gpgRun(g, "", nil, "--export-secret-keys", g.Fingerprint)
 	e, err := openpgp.ReadEntity(packet.NewReader(bytes.NewReader(secret)))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if len(e.Subkeys) != 1 {
-		w.t.Fatalf("%s: %d subkeys", g.UID, len(e.Subkeys))
-	}
-	edit(e, &e.Subkeys[0])
+	edit(e)
 	var buf bytes.Buffer
 	aw, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
 	if err != nil {
@@ -203,6 +241,17 @@ func (w *world) rebind(g *testkeys.GPG, edit func(e *openpgp.Entity, sub *openpg
 func (w *world) resign(e *openpgp.Entity, sub *openpgp.Subkey) {
 	if err := sub.Sig.SignKey(sub.PublicKey, e.PrivateKey, nil); err != nil {
 		w.t.Fatal(err)
+	}
+}
+
+// unflagPrimary signs the primary user ID's self-signature again without
+// the sign flag, keeping its date.
+func (w *world) unflagPrimary(e *openpgp.Entity) {
+	for name, id := range e.Identities {
+		id.SelfSignature.FlagSign = false
+		if err := id.SelfSignature.SignUserId(name, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+			w.t.Fatal(err)
+		}
 	}
 }
 
