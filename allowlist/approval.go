@@ -301,6 +301,12 @@ func checkStatement(stmt []byte) error {
 // the terminal), a key held by ssh-agent (pass the public key file as
 // keyPath) or a FIDO security key (sk-ssh-ed25519).
 func SignSSH(ctx context.Context, statement []byte, keyPath string) ([]byte, error) {
+	return SignSSHNamespace(ctx, statement, keyPath, ApprovalNamespace)
+}
+
+// SignSSHNamespace is SignSSH for SSH namespace ns (SourceApprovalNamespace
+// for approvals of application commits).
+func SignSSHNamespace(ctx context.Context, statement []byte, keyPath, ns string) ([]byte, error) {
 	if err := checkStatement(statement); err != nil {
 		return nil, err
 	}
@@ -309,7 +315,7 @@ func SignSSH(ctx context.Context, statement []byte, keyPath string) ([]byte, err
 	}
 	// No file arguments: ssh-keygen signs standard input to standard output,
 	// so no temporary file holds the statement or the signature.
-	cmd := exec.CommandContext(ctx, "ssh-keygen", "-Y", "sign", "-n", ApprovalNamespace, "-f", keyPath)
+	cmd := exec.CommandContext(ctx, "ssh-keygen", "-Y", "sign", "-n", ns, "-f", keyPath)
 	cmd.Stdin = bytes.NewReader(statement)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -318,11 +324,11 @@ func SignSSH(ctx context.Context, statement []byte, keyPath string) ([]byte, err
 	}
 	sig := stdout.Bytes()
 	// Check what ssh-keygen made before anyone commits it.
-	parsed, err := parseSSHApproval(sig)
+	parsed, err := parseSSHApprovalIn(sig, ns)
 	if err != nil {
 		return nil, fmt.Errorf("ssh-keygen -Y sign produced an unusable signature: %w", err)
 	}
-	if err := sshsig.Verify(bytes.NewReader(statement), parsed, parsed.PublicKey, parsed.HashAlgorithm, ApprovalNamespace); err != nil {
+	if err := sshsig.Verify(bytes.NewReader(statement), parsed, parsed.PublicKey, parsed.HashAlgorithm, ns); err != nil {
 		return nil, fmt.Errorf("ssh-keygen -Y sign produced a signature that does not verify: %v", err)
 	}
 	return sig, nil
@@ -397,6 +403,11 @@ func isUpperHex(s string) bool {
 // trailing whitespace, in ApprovalNamespace. It does not verify the
 // signature.
 func parseSSHApproval(data []byte) (*sshsig.Signature, error) {
+	return parseSSHApprovalIn(data, ApprovalNamespace)
+}
+
+// parseSSHApprovalIn is parseSSHApproval for signatures in namespace ns.
+func parseSSHApprovalIn(data []byte, ns string) (*sshsig.Signature, error) {
 	if len(data) > MaxApprovalFileBytes {
 		return nil, fmt.Errorf("larger than %d bytes", MaxApprovalFileBytes)
 	}
@@ -414,8 +425,12 @@ func parseSSHApproval(data []byte) (*sshsig.Signature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("SSH signature: %v", err)
 	}
-	if sig.Namespace != ApprovalNamespace {
-		return nil, fmt.Errorf("SSH signature namespace is %q, want %q: sign approvals with `writ allowlist approve --ssh-key` (ssh-keygen -Y sign -n %s)", sig.Namespace, ApprovalNamespace, ApprovalNamespace)
+	if sig.Namespace != ns {
+		how := "writ allowlist approve --ssh-key"
+		if ns != ApprovalNamespace {
+			how = "writ source approve --ssh-key"
+		}
+		return nil, fmt.Errorf("SSH signature namespace is %q, want %q: sign approvals with `%s` (ssh-keygen -Y sign -n %s)", truncateHint(sig.Namespace), ns, how, ns)
 	}
 	return sig, nil
 }
@@ -695,6 +710,7 @@ func (e *ApprovalError) Unwrap() error { return e.Err }
 // ApprovalVerifier checks approval files against the trusted keys. Build it
 // once; Verify is safe for concurrent use.
 type ApprovalVerifier struct {
+	namespace  string // SSH namespace; ApprovalNamespace when empty
 	keys       *gitsig.Keys
 	sshTrusted map[string]bool // fingerprints of the trusted SSH and OpenPGP keys
 	sigstore   []sigstoreKey
@@ -880,7 +896,7 @@ func (v *ApprovalVerifier) verifySSH(statement, data []byte, now time.Time) (str
 	// Framing, namespace and the signature against the key it names come
 	// first, for errors that say what went wrong; trust is gitsig's to
 	// decide, and it verifies everything again.
-	sig, err := parseSSHApproval(data)
+	sig, err := parseSSHApprovalIn(data, v.sshNamespace())
 	if err != nil {
 		return "", err
 	}
@@ -893,14 +909,32 @@ func (v *ApprovalVerifier) verifySSH(statement, data []byte, now time.Time) (str
 	if !v.sshTrusted[fp] {
 		return "", fmt.Errorf("signed by SSH key %s, which is not among the trusted keys (trust.ssh_allowed_signers)", fp)
 	}
-	if err := sshsig.Verify(bytes.NewReader(statement), sig, sig.PublicKey, sig.HashAlgorithm, ApprovalNamespace); err != nil {
+	ns := v.sshNamespace()
+	if err := sshsig.Verify(bytes.NewReader(statement), sig, sig.PublicKey, sig.HashAlgorithm, ns); err != nil {
 		return "", explainMismatch(fmt.Errorf("the SSH signature by %s does not verify over this statement", fp))
 	}
-	s, err := v.keys.VerifySSH(statement, data, ApprovalNamespace, now)
+	s, err := v.keys.VerifySSH(statement, data, ns, now)
 	if err != nil {
 		return "", err
 	}
 	return s.Fingerprint, nil
+}
+
+// ForNamespace returns a copy of v that checks SSH approvals in namespace
+// ns instead of ApprovalNamespace (source approvals use
+// SourceApprovalNamespace), so a signature made for one purpose never
+// counts for another.
+func (v *ApprovalVerifier) ForNamespace(ns string) *ApprovalVerifier {
+	c := *v
+	c.namespace = ns
+	return &c
+}
+
+func (v *ApprovalVerifier) sshNamespace() string {
+	if v.namespace == "" {
+		return ApprovalNamespace
+	}
+	return v.namespace
 }
 
 // explainMismatch adds what a signature over another statement usually

@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-var topKeys = []string{"schema", "repository", "version", "expires", "signers", "jobs"}
+var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "jobs"}
 
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
@@ -51,6 +51,9 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	}
 	if n := m.get("signers"); n != nil {
 		p.signers(n, a)
+	}
+	if n := m.get("people"); n != nil {
+		p.people(n, a)
 	}
 	used := map[string]bool{}
 	if n := m.get("jobs"); n != nil {
@@ -130,7 +133,7 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 			p.errorf(k, "signer set %q has no keys: add openpgp or ssh keys", name)
 			continue
 		}
-		m, ok := p.keyed(v, "signer set "+strconv.Quote(name), "openpgp", "ssh")
+		m, ok := p.keyed(v, "signer set "+strconv.Quote(name), "openpgp", "ssh", "sigstore")
 		if !ok {
 			continue
 		}
@@ -139,6 +142,9 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 		}
 		if s := m.get("ssh"); s != nil {
 			p.sshKeys(s, set)
+		}
+		if s := m.get("sigstore"); s != nil {
+			p.sigstoreKeys(s, set)
 		}
 		if len(m) == 0 {
 			p.errorf(k, "signer set %q has no keys: add openpgp or ssh keys", name)
@@ -590,7 +596,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals")
 	if !ok {
 		return nil
 	}
@@ -607,8 +613,10 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	if v := m.get("signers"); v != nil {
 		names, nodes, _ := p.strList(v, "signers", "signer set", true)
 		for i, s := range names {
-			if a.Signers[s] == nil {
+			if set := a.Signers[s]; set == nil {
 				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(a))
+			} else if len(set.OpenPGP) == 0 && len(set.SSH) == 0 && len(set.Sigstore) > 0 {
+				p.errorf(nodes[i], "signer set %q holds only Sigstore keys, which sign no commit or tag: name it under source.approvals.signers, or add openpgp or ssh keys", s)
 			}
 		}
 		src.Signers = names
@@ -636,6 +644,9 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	}
 	if v := m.get("allow_rollback"); v != nil {
 		src.AllowRollback, _ = p.boolean(v, "allow_rollback")
+	}
+	if v := m.get("approvals"); v != nil {
+		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
 	return refs
 }

@@ -20,6 +20,9 @@ type DiffReport struct {
 	// Signers lists, sorted by name, every signer set that is added,
 	// removed, or gains, loses or changes keys.
 	Signers []SignerSetDiff
+	// People lists, sorted by name, every person added, removed or whose
+	// keys change (which changes how source approvals are counted).
+	People []FieldChange
 }
 
 // EnvironmentDiff is what changes in one environment.
@@ -70,6 +73,7 @@ type SignerSetDiff struct {
 func Diff(old, new *Allowlist) *DiffReport {
 	d := &DiffReport{Old: old, New: new}
 	d.Signers = diffSigners(old, new)
+	d.People = diffPeople(old, new)
 	changedSets := map[string]SignerSetDiff{}
 	for _, s := range d.Signers {
 		changedSets[s.Name] = s
@@ -104,6 +108,13 @@ func Diff(old, new *Allowlist) *DiffReport {
 					ch = append(ch, FieldChange{Field: "signer set " + s, Old: "", New: sd.summary()})
 				}
 			}
+			if ap, oap := ne.Source.Approvals, oe.Source.Approvals; ap != nil && oap != nil {
+				for _, s := range ap.Signers {
+					if sd, ok := changedSets[s]; ok && contains(oap.Signers, s) && !contains(ne.Source.Signers, s) {
+						ch = append(ch, FieldChange{Field: "approver set " + s, Old: "", New: sd.summary()})
+					}
+				}
+			}
 			if len(ch) > 0 {
 				ed.Changed = append(ed.Changed, EntryDiff{Old: oe, New: ne, Changes: ch})
 			}
@@ -129,7 +140,43 @@ func (d *DiffReport) Empty() bool {
 	if d.Old != nil && (d.Old.Repository != d.New.Repository || d.Old.Version != d.New.Version || !d.Old.Expires.Equal(d.New.Expires)) {
 		return false
 	}
-	return len(d.Environments) == 0 && len(d.Signers) == 0
+	return len(d.Environments) == 0 && len(d.Signers) == 0 && len(d.People) == 0
+}
+
+// diffPeople compares the people of two allowlists.
+func diffPeople(old, new *Allowlist) []FieldChange {
+	keys := func(a *Allowlist) map[string]string {
+		m := map[string]string{}
+		if a != nil {
+			for n, p := range a.People {
+				m[n] = visibleList(p.Keys)
+			}
+		}
+		return m
+	}
+	o, n := keys(old), keys(new)
+	all := map[string]bool{}
+	for k := range o {
+		all[k] = true
+	}
+	for k := range n {
+		all[k] = true
+	}
+	var out []FieldChange
+	for _, name := range sortedKeys(all) {
+		ov, oh := o[name]
+		nv, nh := n[name]
+		switch {
+		case !oh:
+			ov = "none"
+		case !nh:
+			nv = "none"
+		}
+		if ov != nv {
+			out = append(out, FieldChange{Field: "person " + Visible(name), Old: ov, New: nv})
+		}
+	}
+	return out
 }
 
 type envEntries struct {
@@ -230,7 +277,20 @@ func entryChanges(o, n *Entry) []FieldChange {
 	str("source.pin", osrc.Pin, nsrc.Pin)
 	str("source.descends_from", osrc.DescendsFrom, nsrc.DescendsFrom)
 	flag("source.allow_rollback", osrc.AllowRollback, nsrc.AllowRollback)
+	str("source.approvals", describeApprovals(osrc.Approvals), describeApprovals(nsrc.Approvals))
 	return ch
+}
+
+// describeApprovals is a one-line account of an entry's two-person rule.
+func describeApprovals(a *SourceApprovals) string {
+	if a == nil {
+		return "none"
+	}
+	s := fmt.Sprintf("%d of signers %s", a.Threshold, strings.Join(a.Signers, ", "))
+	if a.AuthorCounts {
+		s += ", the commit's signer counts"
+	}
+	return s
 }
 
 func equalStrings(a, b []string) bool {
@@ -498,6 +558,12 @@ func setKeys(s *SignerSet) map[string]keyInfo {
 	}
 	for _, l := range s.SSH {
 		m["ssh "+l] = keyInfo{desc: "ssh " + Visible(l)}
+	}
+	for _, k := range s.Sigstore {
+		m["sigstore "+k.Fingerprint] = keyInfo{
+			desc:    Visible(k.Fingerprint) + " (" + Visible(k.File) + ")",
+			content: k.File + "\x00" + string(k.PEM),
+		}
 	}
 	return m
 }

@@ -66,6 +66,12 @@ func (d *DiffReport) Markdown() string {
 			}
 		}
 	}
+	if len(d.People) > 0 {
+		b.WriteString("\n### People (who counts once among source approvers)\n\n")
+		for _, p := range d.People {
+			fmt.Fprintf(&b, "- %s: %s → %s\n", p.Field, code(p.Old), code(p.New))
+		}
+	}
 	if len(d.Signers) > 0 {
 		b.WriteString("\n### Signer sets\n\n")
 		for _, s := range d.Signers {

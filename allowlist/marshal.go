@@ -41,6 +41,13 @@ func Marshal(a *Allowlist) ([]byte, error) {
 			w.signerSet(n, a.Signers[n])
 		}
 	}
+	if len(a.People) > 0 {
+		w.line(0, "")
+		w.line(0, "people:")
+		for _, n := range sortedKeys(a.People) {
+			w.list(2, n, a.People[n].Keys, false)
+		}
+	}
 	w.line(0, "")
 	if len(a.Jobs) == 0 {
 		w.line(0, "jobs: []")
@@ -161,7 +168,7 @@ func (w *writer) list(indent int, key string, items []string, flowOK bool) {
 
 func (w *writer) signerSet(name string, s *SignerSet) {
 	w.line(2, w.key(name)+":")
-	if s == nil || (len(s.OpenPGP) == 0 && len(s.SSH) == 0) {
+	if s == nil || (len(s.OpenPGP) == 0 && len(s.SSH) == 0 && len(s.Sigstore) == 0) {
 		w.line(4, "ssh: []")
 		return
 	}
@@ -174,6 +181,13 @@ func (w *writer) signerSet(name string, s *SignerSet) {
 	}
 	if len(s.SSH) > 0 {
 		w.list(4, "ssh", s.SSH, false)
+	}
+	if len(s.Sigstore) > 0 {
+		files := make([]string, len(s.Sigstore))
+		for i, k := range s.Sigstore {
+			files[i] = k.File
+		}
+		w.list(4, "sigstore", files, false)
 	}
 }
 
@@ -237,6 +251,14 @@ func (w *writer) entry(e *Entry) {
 	}
 	if s.AllowRollback {
 		w.line(6, "allow_rollback: true")
+	}
+	if ap := s.Approvals; ap != nil {
+		w.line(6, "approvals:")
+		w.list(8, "signers", ap.Signers, true)
+		w.line(8, "threshold: "+strconv.Itoa(ap.Threshold))
+		if ap.AuthorCounts {
+			w.line(8, "author_counts: true")
+		}
 	}
 }
 

@@ -37,6 +37,11 @@ type Allowlist struct {
 	// Signers are the named signer sets for application source commits,
 	// keyed by set name.
 	Signers map[string]*SignerSet
+	// People maps a person's name to the fingerprints of the keys they hold
+	// (OpenPGP primary-key fingerprints in upper-case hex, SSH "SHA256:…"),
+	// so that source approvals count a person once however many keys they
+	// hold. A key listed under no person is a person of its own.
+	People map[string]*Person
 	// Jobs are the job entries in file order. Entry names are unique.
 	Jobs []*Entry
 }
@@ -48,7 +53,46 @@ type SignerSet struct {
 	OpenPGP []OpenPGPKey
 	// SSH lines in git's allowed_signers syntax.
 	SSH []string
-	Pos Pos
+	// Sigstore public keys, which can approve application commits
+	// (source.approvals) but sign no commit or tag.
+	Sigstore []SigstoreKey
+	Pos      Pos
+}
+
+// SigstoreKey is a PEM public key (ECDSA P-256 or Ed25519) kept in the
+// allowlist repository.
+type SigstoreKey struct {
+	// File is the path of the PEM file, relative to the repository root.
+	File string
+	// PEM is the file's content, loaded by the parser through its
+	// FileLoader.
+	PEM []byte
+	// Fingerprint is "sigstore:" and the hex SHA-256 of the DER public key
+	// (SigstoreFingerprint).
+	Fingerprint string
+}
+
+// Person is one entry of the allowlist's people: a name and the keys that
+// are theirs.
+type Person struct {
+	Name string
+	// Keys are key fingerprints, as Approval.Signer names them.
+	Keys []string
+	Pos  Pos
+}
+
+// PersonOf returns the name of the person holding the key with
+// fingerprint fp, or fp itself when no person lists it: counting by
+// PersonOf counts a person once however many keys they hold.
+func (a *Allowlist) PersonOf(fp string) string {
+	for _, p := range a.People {
+		for _, k := range p.Keys {
+			if k == fp {
+				return "person " + p.Name
+			}
+		}
+	}
+	return "key " + fp
 }
 
 // OpenPGPKey pins an armored public key kept in the allowlist repository.
@@ -167,6 +211,22 @@ type Source struct {
 	// DescendsFrom, if set, is a commit every admitted commit descends from.
 	DescendsFrom  string
 	AllowRollback bool
+	// Approvals, if set, requires signed approvals of the job's commit by
+	// distinct people (see SourceApprovals), in addition to Mode.
+	Approvals *SourceApprovals
+}
+
+// SourceApprovals is an entry's two-person rule: Threshold distinct people
+// of the Signers sets must have approved the job's commit for the job's
+// environment (see SourceStatement).
+type SourceApprovals struct {
+	// Signers names the signer sets whose keys may approve.
+	Signers []string
+	// Threshold is how many distinct people must approve, at least 1.
+	Threshold int
+	// AuthorCounts: the signer of the job's commit (or tag, in tag mode)
+	// counts as one approving person when their key is in Signers.
+	AuthorCounts bool
 }
 
 // Pos is a position in a file, 1-based.

@@ -206,6 +206,9 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	if err != nil {
 		return nil, err
 	}
+	if err := src.checkApprovals(req, a, d.Environment, signer, o.Now()); err != nil {
+		return nil, err
+	}
 	if err := src.checkAncestry(d, req, loc, last); err != nil {
 		return nil, err
 	}
@@ -327,10 +330,17 @@ func (o *Options) fetchSource(ctx context.Context, req *sourceRequest) (*sourceM
 	if o.Offline {
 		return src, nil
 	}
+	specs := []string{req.refspec}
+	if req.entry.Source.Approvals != nil {
+		// The approvals of the job's commit come with it, in the same
+		// fetch and under the same limits; the fetch prunes those the
+		// server no longer publishes.
+		specs = append(specs, approvalsRefspec(req.p.SHA))
+	}
 	fctx, cancel := context.WithTimeout(ctx, o.Config.Allowlist.FetchTimeout.Duration)
 	defer cancel()
 	start := time.Now()
-	err = m.Fetch(fctx, req.refspec)
+	err = m.Fetch(fctx, specs...)
 	if err == nil {
 		o.phase("fetch", start, "fetched %s %s from %s", req.kind, allowlist.Visible(clip(req.p.Ref)), repo)
 	} else {

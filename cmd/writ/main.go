@@ -86,6 +86,7 @@ type cli struct {
 
 	Executor  executorCmd  `cmd:"" help:"GitLab Runner custom executor stages (config, prepare, run, cleanup)."`
 	Allowlist allowlistCmd `cmd:"" help:"Lint, verify, approve, diff allowlists; derive entries from jobs."`
+	Source    sourceCmd    `cmd:"" help:"Approve application commits (the two-person rule) and show their approvals."`
 	Check     checkCmd     `cmd:"" help:"Decide offline whether a saved job payload would be admitted (exit 0 admit, 1 refuse)."`
 	Audit     auditCmd     `cmd:"" help:"Inspect the audit log."`
 	State     stateCmd     `cmd:"" help:"Inspect, export, migrate or repair the trust state (local or the fleet store)."`

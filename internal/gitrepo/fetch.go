@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -161,6 +162,34 @@ func (m *Mirror) fetch(ctx context.Context, specs []config.RefSpec) (err error) 
 		}
 		if err := m.writeRef(u); err != nil {
 			return err
+		}
+	}
+	return m.prune(specs, updates, local)
+}
+
+// prune removes the local refs a wildcard refspec maps to that the server
+// no longer advertises, as git fetch --prune does: what the mirror holds
+// under a wildcard is what the server publishes now (a withdrawn ref stops
+// counting), and an unchanged ref costs no transfer.
+func (m *Mirror) prune(specs []config.RefSpec, updates []refUpdate, local map[plumbing.ReferenceName]plumbing.Hash) error {
+	kept := make(map[plumbing.ReferenceName]bool, len(updates))
+	for _, u := range updates {
+		kept[u.name] = true
+	}
+	for _, s := range specs {
+		if !s.IsWildcard() {
+			continue
+		}
+		_, dst, _ := strings.Cut(string(s), ":")
+		prefix, suffix, _ := strings.Cut(dst, "*")
+		for name := range local {
+			n := name.String()
+			if kept[name] || !strings.HasPrefix(n, prefix) || !strings.HasSuffix(n[len(prefix):], suffix) {
+				continue
+			}
+			if err := m.repo.Storer.RemoveReference(name); err != nil {
+				return fmt.Errorf("%w: prune ref %s: %v", ErrDamaged, name, err)
+			}
 		}
 	}
 	return nil

@@ -51,6 +51,8 @@ type testRepos struct {
 	keys  *Keys
 	repos map[string]*testkeys.Repo
 	paths map[string]string // repo → project path on the git server
+	// approvers are the approval scenarios' keys (fixtures_approvals_test.go).
+	approvers map[Approver]*testkeys.SSH
 }
 
 func (r *testRepos) signer(by Signer) any {
