@@ -242,8 +242,25 @@ type cached struct {
 }
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
-func (a *Accepter) cachePath() string {
-	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.store")
+// cachePath names the verified store whose header has SHA-256 sum. Each
+// store has a name of its own, so the state (written after the store) names
+// either the new store or the previous one, which is kept until the state
+// has moved: a crash between the two writes loses nothing.
+func (a *Accepter) cachePath(sum string) string {
+	return filepath.Join(a.cfg.Paths.Cache, "allowlist-verified-"+sum+".store")
+}
+
+// pruneStores removes the verified stores other than keep's. A job still
+// reading one keeps its open file; one that had not opened it yet finds
+// the state's new store instead.
+func (a *Accepter) pruneStores(keep string) {
+	old, _ := filepath.Glob(filepath.Join(a.cfg.Paths.Cache, "allowlist-verified-*.store"))
+	for _, p := range old {
+		if p != a.cachePath(keep) {
+			_ = os.Remove(p)
+		}
+	}
+	_ = os.Remove(filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")) // an earlier writ's cache
 }
 
 // Current returns the accepted allowlist a job must be judged by. It fetches
@@ -430,9 +447,8 @@ func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 		return acc, rep, err
 	}
 
-	// Cache first, then state: a crash between the two leaves a state that
-	// still names the previous commit, whose cache no longer matches, so the
-	// head is simply verified again.
+	// Store first, then state: a crash between the two leaves the state
+	// naming the previous store, which is still there.
 	cacheSum, err := a.writeCache(c)
 	if err != nil {
 		return nil, rep, fmt.Errorf("%w: write verified cache: %v", ErrCannotDecide, err)
@@ -441,6 +457,7 @@ func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 	if err := a.writeState(ctx, nst); err != nil {
 		return nil, rep, fmt.Errorf("%w: write state: %w", ErrCannotDecide, err)
 	}
+	a.pruneStores(cacheSum)
 	acc, err := a.loadCache(nst)
 	if err != nil {
 		return nil, rep, err
@@ -751,7 +768,7 @@ func (a *Accepter) fallback(st *state, why string) (*Accepted, error) {
 }
 
 func (a *Accepter) loadCache(st *state) (*Accepted, error) {
-	vs, err := openVerified(a.cachePath(), st.CacheSHA256)
+	vs, err := openVerified(a.cachePath(st.CacheSHA256), st.CacheSHA256)
 	if err != nil {
 		return nil, fmt.Errorf("%w: no usable verified cache: %v", ErrCannotDecide, err)
 	}
@@ -788,7 +805,7 @@ func (a *Accepter) writeCache(c *cached) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return sum, fsutil.WriteFileAtomicParts(a.cachePath(), 0o600, parts...)
+	return sum, fsutil.WriteFileAtomicParts(a.cachePath(sum), 0o600, parts...)
 }
 
 func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *Accepted) {

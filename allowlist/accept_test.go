@@ -450,7 +450,10 @@ func TestRemoteDown(t *testing.T) {
 		w.repo.Commit(t, map[string]string{"allowlist.yaml": good(1)}, "v1", w.alice)
 		a := w.accepter()
 		mustAccept(t, a, 1)
-		p := filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.store")
+		p, err := a.StorePath()
+		if err != nil {
+			t.Fatal(err)
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,7 @@ func (a *Accepter) SetCachedSchema(schema string) error {
 	if err != nil {
 		return err
 	}
-	vs, err := openVerified(a.cachePath(), st.CacheSHA256)
+	vs, err := openVerified(a.cachePath(st.CacheSHA256), st.CacheSHA256)
 	if err != nil {
 		return err
 	}
@@ -29,4 +29,13 @@ func (a *Accepter) SetCachedSchema(schema string) error {
 		return err
 	}
 	return a.writeState(ctx, st)
+}
+
+// StorePath returns the path of the verified store the state names.
+func (a *Accepter) StorePath() (string, error) {
+	st, err := a.store.Allowlist(context.Background())
+	if err != nil {
+		return "", err
+	}
+	return a.cachePath(st.CacheSHA256), nil
 }

@@ -2,7 +2,6 @@ package allowlist_test
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -201,7 +200,6 @@ func TestFaultKill9DuringAcceptance(t *testing.T) {
 	kills := faultLoops(12, 100)
 	version := 1
 	inForce := int64(1)
-	window := 0
 	rng := rand.New(rand.NewPCG(1, 2))
 	start := time.Now()
 	for i := range kills {
@@ -218,18 +216,11 @@ func TestFaultKill9DuringAcceptance(t *testing.T) {
 		testfault.Kill9(cmd)
 		_ = cmd.Wait()
 
+		// Offline, with no check of the remote: a kill at any moment, even
+		// between writing the verified store and the state, leaves a version
+		// in force (each store has a name of its own; the state names one
+		// that exists).
 		acc, err := w.accepter().Cached()
-		if err != nil && errors.Is(err, allowlist.ErrCannotDecide) {
-			// Killed between writing the verified cache and the state: the
-			// state still names the previous version, whose cache was
-			// replaced. The next check verifies the head again (a gap while
-			// the remote is down; see the report of issue #12).
-			if window == 0 {
-				t.Logf("kill %d: %v", i, err)
-			}
-			window++
-			acc, _, err = w.accepter().Refresh(context.Background())
-		}
 		if err != nil || acc.Allowlist.Version < inForce || acc.Allowlist.Version > int64(version) {
 			t.Fatalf("kill %d: the accepted version is lost or wrong: %v %+v", i, err, acc)
 		}
@@ -250,5 +241,5 @@ func TestFaultKill9DuringAcceptance(t *testing.T) {
 			t.Fatalf("the audit log did not recover: %v", err)
 		}
 	}
-	t.Logf("%d kills in %v (%d between the verified cache and the state)", kills, time.Since(start).Round(time.Millisecond), window)
+	t.Logf("%d kills in %v", kills, time.Since(start).Round(time.Millisecond))
 }

@@ -84,9 +84,7 @@ func TestRetiredRootKeys(t *testing.T) {
 		}
 		// The verified cache is lost: the head is verified again, as of its
 		// acceptance (signature at its date, approvals when accepted).
-		if err := os.Remove(filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.store")); err != nil {
-			t.Fatal(err)
-		}
+		removeStore(t, w)
 		if acc := mustAccept(t, w.accepter(), 1); acc.Commit != v1 || len(acc.Approvers) != 2 {
 			t.Fatalf("after losing the cache: %+v", acc)
 		}
@@ -268,12 +266,22 @@ func TestFirstContactFloor(t *testing.T) {
 		w.cfg.Allowlist.MinVersion = 2
 		// The floor also holds for a head accepted before: its cache lost,
 		// version 1 is not accepted again.
-		if err := os.Remove(filepath.Join(w.cfg.Paths.Cache, "allowlist-verified.store")); err != nil {
-			t.Fatal(err)
-		}
+		removeStore(t, w)
 		acc, rep, err := w.accepter().Refresh(context.Background())
 		if acc != nil || !errors.Is(err, allowlist.ErrCannotDecide) || rep.Failed() == nil || rep.Failed().Rule != allowlist.RuleFloor {
 			t.Fatalf("v1 (%s) under a floor of 2: %v %+v %+v", v1, err, acc, rep)
 		}
 	})
+}
+
+// removeStore deletes the verified store the state names: the cache is lost.
+func removeStore(t *testing.T, w *world) {
+	t.Helper()
+	p, err := w.accepter().StorePath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
 }
