@@ -16,6 +16,7 @@ import (
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/executor"
+	"gitlab.com/writ-ci/writ/internal/companion"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
 )
 
@@ -134,15 +135,18 @@ func gitOut(ctx context.Context, dir string, env []string, stdin []byte, args ..
 }
 
 type sourceStatusCmd struct {
-	Dir         string `help:"Clone of the application repository, with the approvals fetched: git fetch origin '+refs/writ/approvals/<commit>/*:refs/writ/approvals/<commit>/*'." default:"." type:"existingdir"`
-	Allowlist   string `help:"The allowlist.yaml in force (key files are read relative to it)." required:"" type:"existingfile"`
-	Entry       string `help:"The allowlist entry the job runs under." required:""`
-	Commit      string `help:"The commit (default HEAD)."`
-	Environment string `help:"The environment the job deploys." required:""`
+	gitlabFlags
+	Dir              string `help:"Clone of the application repository, with the approvals fetched: git fetch origin '+refs/writ/approvals/<commit>/*:refs/writ/approvals/<commit>/*'." default:"." type:"existingdir"`
+	Allowlist        string `help:"The allowlist.yaml in force (key files are read relative to it)." xor:"allowlist" type:"existingfile"`
+	AllowlistProject string `help:"Instead of --allowlist: read it through the GitLab API from this project (a read_api token of a Reporter), as the application CI template's writ-approvals job does. Information only: GitLab chooses what it serves." xor:"allowlist"`
+	AllowlistBranch  string `help:"With --allowlist-project: the branch the environment follows (default: the project's default branch)."`
+	Entry            string `help:"The allowlist entry the job runs under." required:""`
+	Commit           string `help:"The commit (default HEAD)."`
+	Environment      string `help:"The environment the job deploys." required:""`
 }
 
 func (c *sourceStatusCmd) Run(ctx context.Context, g *globals) error {
-	a, _, err := readAllowlistFile(c.Allowlist)
+	a, err := c.allowlist(ctx, g)
 	if err != nil {
 		return exitCode(2, err)
 	}
@@ -185,6 +189,31 @@ func (c *sourceStatusCmd) Run(ctx context.Context, g *globals) error {
 		return exitCode(1, nil)
 	}
 	return nil
+}
+
+// allowlist reads the allowlist from --allowlist, or through the GitLab API
+// from --allowlist-project; then it says, first thing in the job log, that
+// this status is not what the runner counts.
+func (c *sourceStatusCmd) allowlist(ctx context.Context, g *globals) (*allowlist.Allowlist, error) {
+	if c.AllowlistProject == "" {
+		if c.Allowlist == "" {
+			return nil, errors.New("set --allowlist FILE or --allowlist-project PROJECT")
+		}
+		a, _, err := readAllowlistFile(c.Allowlist)
+		return a, err
+	}
+	conn, err := c.conn()
+	if err != nil {
+		return nil, err
+	}
+	gl, err := companion.ReadAllowlist(ctx, conn, c.AllowlistProject, c.AllowlistBranch)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(g.stdout, "information only: this status uses the allowlist GitLab serves (%s, branch %s, commit %s, version %d) and the approvals GitLab's git server serves; "+
+		"the runner counts neither: it verifies the approvals it fetches itself against the allowlist version its environment accepted.\n",
+		gl.Project, gl.Branch, gl.Commit, gl.Version)
+	return gl.Allowlist, nil
 }
 
 // commitSigner verifies the commit's signature with the entry's signers, as

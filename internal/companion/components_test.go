@@ -83,6 +83,7 @@ include:
       image: ` + testImage + `
       environment: production
       allowlist_project: acme/deploy-allowlist
+      approvals_entry: acme-web-deploy-production
   - local: templates/deploy.yml
     inputs:
       environment: production
@@ -134,7 +135,7 @@ func TestComponentsIgnoreProjectGlobals(t *testing.T) {
 	plainDoc, plain := expand(componentsCI)
 	hostileDoc, hostile := expand(componentsCI + hostileGlobals)
 
-	want := []string{"deploy", "writ-allowlist-lint", "writ-allowlist-version", "writ-allowlist-expiry", "writ-allowlist-approvals", "writ-allowlist-review-note", "writ-allowlist-check", "writ-allowlist-propose"}
+	want := []string{"deploy", "writ-allowlist-lint", "writ-allowlist-version", "writ-allowlist-expiry", "writ-allowlist-approvals", "writ-allowlist-review-note", "writ-allowlist-check", "writ-allowlist-propose", "writ-approvals"}
 	for _, name := range want {
 		p, ok := plain[name]
 		if !ok {

@@ -238,6 +238,7 @@ func TestTemplateExamplesExpand(t *testing.T) {
 	appJobs := map[string]string{
 		"writ-allowlist-check":   "writ propose --check --static-lint --token-env \"WRIT_READ_TOKEN\" --project \"$CI_PROJECT_ID\" --ref \"$WRIT_DEPLOY_REF\" --content-ref \"$CI_COMMIT_SHA\"",
 		"writ-allowlist-propose": "writ propose --token-env \"WRIT_PROPOSE_TOKEN\" --project \"$CI_PROJECT_ID\"",
+		"writ-approvals":         "writ source status --token-env \"WRIT_READ_TOKEN\" --allowlist-project \"$WRIT_ALLOWLIST_PROJECT\"",
 	}
 	for _, tc := range []struct {
 		example string
@@ -266,6 +267,9 @@ func TestTemplateExamplesExpand(t *testing.T) {
 			if c.Variables["WRIT_ENVIRONMENT"] != "production" || c.Variables["WRIT_SIGNERS"] != "web-team" || c.Variables["WRIT_ALLOWLIST_PROJECT"] != "acme/deploy-allowlist" {
 				t.Errorf("check job variables %v", c.Variables)
 			}
+			if v := jobs["writ-approvals"].Variables; v["WRIT_APPROVALS_ENTRY"] != "acme-web-deploy-production" || v["GIT_STRATEGY"] != "fetch" || jobs["writ-approvals"].AllowFailure != true {
+				t.Errorf("writ-approvals job: %+v", jobs["writ-approvals"])
+			}
 		}},
 		{"application-include.gitlab-ci.yml", appJobs, func(t *testing.T, jobs map[string]previewJob) {
 			d := jobs["deploy"]
@@ -274,6 +278,9 @@ func TestTemplateExamplesExpand(t *testing.T) {
 			}
 			if v := jobs["writ-allowlist-check"].Variables; v["WRIT_ENVIRONMENT"] != "production" || v["WRIT_DEPLOY_REF"] != "$CI_DEFAULT_BRANCH" {
 				t.Errorf("check job variables %v", v)
+			}
+			if v := jobs["writ-approvals"].Variables; v["WRIT_APPROVALS_ENTRY"] != "acme-web-deploy-production" || v["GIT_STRATEGY"] != "fetch" || jobs["writ-approvals"].AllowFailure != true {
+				t.Errorf("writ-approvals job: %+v", jobs["writ-approvals"])
 			}
 		}},
 	} {
@@ -376,14 +383,20 @@ func TestTemplateRules(t *testing.T) {
 	os.WriteFile(filepath.Join(r.Path, ".gitlab-ci.yml"), []byte(localize(string(src))), 0o644)
 	r.Commit(t, nil, "app ci", nil)
 	mr = list("CI_PIPELINE_SOURCE=merge_request_event", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=true")
-	if !strings.Contains(mr, "writ-allowlist-check") || strings.Contains(mr, "writ-allowlist-propose") {
+	if !strings.Contains(mr, "writ-allowlist-check") || strings.Contains(mr, "writ-allowlist-propose") || !strings.Contains(mr, "writ-approvals") {
 		t.Errorf("application merge request pipeline:\n%s", mr)
 	}
-	if l := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=true"); !strings.Contains(l, "writ-allowlist-propose") {
+	if l := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=true"); !strings.Contains(l, "writ-allowlist-propose") || !strings.Contains(l, "writ-approvals") {
 		t.Errorf("protected default branch lacks propose:\n%s", l)
 	}
 	if l := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=false"); strings.Contains(l, "writ-allowlist-propose") {
 		t.Errorf("unprotected default branch gets propose:\n%s", l)
+	}
+	// Without approvals_entry there is no writ-approvals job.
+	os.WriteFile(filepath.Join(r.Path, ".gitlab-ci.yml"), []byte(strings.Replace(localize(string(src)), "approvals_entry: acme-web-deploy-production", "", 1)), 0o644)
+	r.Commit(t, nil, "app ci without approvals", nil)
+	if l := list("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=main", "CI_DEFAULT_BRANCH=main", "CI_COMMIT_REF_PROTECTED=true"); strings.Contains(l, "writ-approvals") || !strings.Contains(l, "writ-allowlist-propose") {
+		t.Errorf("writ-approvals without approvals_entry:\n%s", l)
 	}
 }
 
