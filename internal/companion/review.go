@@ -105,6 +105,8 @@ type ReviewReport struct {
 	Diff string `json:"diff"`
 	// Changed is false when no entry changes in any environment.
 	Changed bool `json:"changed"`
+	// Policies are the two-person rules the merge request changes.
+	Policies []SourcePolicy `json:"source_policies,omitempty"`
 
 	// pos keeps what the merge request widgets need: lint problems with
 	// their positions, and the lines of version: and expires:.
@@ -168,6 +170,7 @@ func Evaluate(head, base Snapshot, envs []*Environment, horizon time.Duration, n
 		changedEnv[ed.Environment] = true
 	}
 	rep.Changed = len(report.Environments) > 0
+	rep.Policies = changedSourcePolicies(old, nw)
 
 	var files map[string][]byte
 	var filesErr error
@@ -346,6 +349,7 @@ func (r *ReviewReport) Markdown() string {
 			b.WriteString("```\n</details>\n")
 		}
 	}
+	b.WriteString(policyMarkdown(r.Policies))
 	b.WriteString("\n")
 	b.WriteString(r.Diff)
 	if !strings.HasSuffix(r.Diff, "\n") {
