@@ -242,6 +242,7 @@ type cached struct {
 }
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
+
 // cachePath names the verified store whose header has SHA-256 sum. Each
 // store has a name of its own, so the state (written after the store) names
 // either the new store or the previous one, which is kept until the state
