@@ -242,6 +242,7 @@ type cached struct {
 }
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
+
 // cachePath names the verified store whose header has SHA-256 sum. Each
 // store has a name of its own, so the state (written after the store) names
 // either the new store or the previous one, which is kept until the state
@@ -303,15 +304,11 @@ func (a *Accepter) unchanged(ctx context.Context) (*Accepted, bool) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration)
 	defer cancel()
-	al := a.cfg.Allowlist
-	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
-		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
-		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
-	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+	m, err := a.openMirror()
 	if err != nil {
 		return nil, false
 	}
-	head, err := m.RemoteRef(pctx, "refs/heads/"+al.Branch)
+	head, err := m.RemoteRef(pctx, "refs/heads/"+a.cfg.Allowlist.Branch)
 	if err != nil || head.String() != st.Commit {
 		return nil, false
 	}
@@ -468,14 +465,20 @@ func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 	return acc, rep, nil
 }
 
+// openMirror opens writ's mirror of the allowlist repository.
+func (a *Accepter) openMirror() (*gitrepo.Mirror, error) {
+	al := a.cfg.Allowlist
+	return gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
+		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
+		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+}
+
 func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration)
 	defer cancel()
 	al := a.cfg.Allowlist
-	m, err := gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
-		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
-		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
-	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+	m, err := a.openMirror()
 	if err != nil {
 		return nil, "", err
 	}

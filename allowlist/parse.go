@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	suggestpkg "gitlab.com/writ-ci/writ/internal/suggest"
 	"io"
 	"regexp"
 	"sort"
@@ -566,39 +567,7 @@ func contains(list []string, s string) bool {
 
 // suggest returns the allowed key closest to an unknown one, if it is close.
 func suggest(key string, allowed []string) string {
-	best, bestD := "", 3
-	for _, a := range allowed {
-		if d := editDistance(strings.ToLower(key), a, bestD); d < bestD {
-			best, bestD = a, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, or max if it is at
-// least max (keys are short; longer input stops early).
-func editDistance(a, b string, max int) int {
-	if len(a) > 64 || len(b) > 64 {
-		return max
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			c = min(c, prev[j]+1, cur[j-1]+1)
-			cur[j] = c
-		}
-		prev, cur = cur, prev
-	}
-	return min(prev[len(b)], max)
+	return suggestpkg.Closest(strings.ToLower(key), allowed, 3)
 }
 
 // str decodes a text scalar. Anything the YAML reader resolves to another

@@ -105,22 +105,38 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	return r, nil
 }
 
+// commands are the programs of a release, by their cmd/ directory. The
+// sandbox's init is Linux-only, like the sandbox.
+var commands = []struct {
+	name      string
+	linuxOnly bool
+}{{name: "writ"}, {name: "writ-sandbox-init", linuxOnly: true}}
+
 func buildPlatform(ctx context.Context, o Options, r *Result, goos, goarch string) ([]string, error) {
-	bin := fmt.Sprintf("writ_%s_%s_%s", strings.TrimPrefix(r.Version, "v"), goos, goarch)
-	fmt.Fprintf(o.Log, "release: building %s\n", bin)
-	if err := goBuild(ctx, o.Src, filepath.Join(o.Out, bin), goos, goarch, r); err != nil {
-		return nil, err
+	var names []string
+	built := map[string]string{}
+	for _, c := range commands {
+		if c.linuxOnly && goos != "linux" {
+			continue
+		}
+		bin := fmt.Sprintf("%s_%s_%s_%s", c.name, strings.TrimPrefix(r.Version, "v"), goos, goarch)
+		fmt.Fprintf(o.Log, "release: building %s\n", bin)
+		if err := goBuild(ctx, o.Src, filepath.Join(o.Out, bin), "./cmd/"+c.name, goos, goarch, r); err != nil {
+			return nil, err
+		}
+		sbom := bin + ".cdx.json"
+		if err := writeSBOM(filepath.Join(o.Out, bin), filepath.Join(o.Out, sbom), r); err != nil {
+			return nil, fmt.Errorf("SBOM of %s: %w", bin, err)
+		}
+		built[c.name] = filepath.Join(o.Out, bin)
+		names = append(names, bin, sbom)
 	}
-	sbom := bin + ".cdx.json"
-	if err := writeSBOM(filepath.Join(o.Out, bin), filepath.Join(o.Out, sbom), r); err != nil {
-		return nil, fmt.Errorf("SBOM of %s: %w", bin, err)
-	}
-	names := []string{bin, sbom}
 	if goos != "linux" {
 		return names, nil
 	}
+	bins := binaries{Writ: built["writ"], Init: built["writ-sandbox-init"]}
 	for _, format := range []string{"deb", "rpm"} {
-		name, err := writePackage(o, r, filepath.Join(o.Out, bin), goarch, format)
+		name, err := writePackage(o, r, bins, goarch, format)
 		if err != nil {
 			return nil, fmt.Errorf("%s package for %s: %w", format, goarch, err)
 		}
@@ -129,22 +145,23 @@ func buildPlatform(ctx context.Context, o Options, r *Result, goos, goarch strin
 	return names, nil
 }
 
-// goBuild builds a static, reproducible binary: no cgo, no paths of this
+// goBuild builds the command pkg as a static, reproducible binary, as
+// make build does: no cgo, no paths of this
 // machine (-trimpath), no build ID; version, commit, commit date and
 // whether the tree was modified through ldflags (the toolchain's own VCS
 // stamp is missing in git worktrees, and -trimpath drops -ldflags from the
 // build info, so they are set explicitly).
-func goBuild(ctx context.Context, src, out, goos, goarch string, r *Result) error {
-	const pkg = "gitlab.com/writ-ci/writ/internal/version."
+func goBuild(ctx context.Context, src, out, pkg, goos, goarch string, r *Result) error {
+	const v = "gitlab.com/writ-ci/writ/internal/version."
 	ldflags := fmt.Sprintf("-s -w -buildid= -X %sVersion=%s -X %sCommit=%s -X %sDate=%s -X %sModified=%t",
-		pkg, r.Version, pkg, r.Commit, pkg, r.Epoch.Format(time.RFC3339), pkg, r.Modified)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/writ")
+		v, r.Version, v, r.Commit, v, r.Epoch.Format(time.RFC3339), v, r.Modified)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=-mod=readonly")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s/%s: %v\n%s", goos, goarch, err, stderr.String())
+		return fmt.Errorf("go build %s %s/%s: %v\n%s", pkg, goos, goarch, err, stderr.String())
 	}
 	return nil
 }

@@ -16,32 +16,44 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// layout is the package's file system: who owns what, with which mode. It
-// is the install profile of docs/install.md ("job-user": the runner and
-// writ as root, job scripts as writ-job), made by the package manager
-// instead of by hand.
+// binaries are the programs a package installs, built for its platform.
+type binaries struct {
+	// Writ is cmd/writ; Init is cmd/writ-sandbox-init, which writ finds
+	// beside its own executable (executor.sandboxInit), so both go to
+	// /usr/bin.
+	Writ, Init string
+}
+
+// layoutEntry is one path of the package's file system: who owns it, with
+// which mode.
 type layoutEntry struct {
 	src, dst, typ string
 	owner, group  string
 	mode          os.FileMode
 }
 
-func layout(bin, staging, src string) []layoutEntry {
+// layout is the install layout of docs/install.md (the block under
+// <!-- install-layout -->), made by the package manager instead of by
+// hand: GitLab Runner and writ run as root and each job as a uid of the
+// sandbox's range, so everything is root's and writ's directories are
+// readable by root only. writ's own preflight (executor.CheckHost) checks
+// exactly these owners and modes before every job.
+func layout(bins binaries, staging, src string) []layoutEntry {
 	a := func(name string) string { return filepath.Join(staging, name) }
 	doc := func(name string) string { return filepath.Join(src, name) }
+	dir := func(dst string) layoutEntry {
+		return layoutEntry{dst: dst, typ: files.TypeDir, owner: "root", group: "root", mode: 0o700}
+	}
 	return []layoutEntry{
-		{src: bin, dst: "/usr/bin/writ", owner: "root", group: "root", mode: 0o755},
-		// Configuration and trust root: readable by writ, writable only by root.
-		{dst: "/etc/writ", typ: files.TypeDir, owner: "root", group: "writ", mode: 0o750},
-		{src: a("config.toml.example"), dst: "/etc/writ/config.toml.example", typ: files.TypeConfigNoReplace, owner: "root", group: "writ", mode: 0o640},
-		// State and builds: writ's; traversable (not listable) so the job
-		// user reaches its own build directory.
-		{dst: "/var/lib/writ", typ: files.TypeDir, owner: "writ", group: "writ", mode: 0o711},
-		{dst: "/var/lib/writ/builds", typ: files.TypeDir, owner: "writ", group: "writ", mode: 0o711},
-		{dst: "/var/cache/writ", typ: files.TypeDir, owner: "writ", group: "writ", mode: 0o700},
-		{dst: "/var/log/writ", typ: files.TypeDir, owner: "writ", group: "writ", mode: 0o750},
+		{src: bins.Writ, dst: "/usr/bin/writ", owner: "root", group: "root", mode: 0o755},
+		{src: bins.Init, dst: "/usr/bin/writ-sandbox-init", owner: "root", group: "root", mode: 0o755},
+		dir("/etc/writ"), // configuration and trust-root keys
+		{src: a("config.toml.example"), dst: "/etc/writ/config.toml.example", typ: files.TypeConfigNoReplace, owner: "root", group: "root", mode: 0o600},
+		dir("/var/lib/writ"),        // state: accepted version, marks, decisions, uid leases
+		dir("/var/lib/writ/builds"), // build directories (each job sees only its own)
+		dir("/var/cache/writ"),      // git mirrors, verified allowlist cache
+		dir("/var/log/writ"),        // the audit log
 		{src: a("gitlab-runner-writ.conf"), dst: "/usr/lib/systemd/system/gitlab-runner.service.d/writ.conf", owner: "root", group: "root", mode: 0o644},
-		{src: a("gitlab-runner-shared-user.conf"), dst: "/usr/share/writ/gitlab-runner-shared-user.conf", owner: "root", group: "root", mode: 0o644},
 		{src: doc("LICENSE"), dst: "/usr/share/doc/writ/LICENSE", typ: files.TypeRPMLicense, owner: "root", group: "root", mode: 0o644},
 		{src: doc("README.md"), dst: "/usr/share/doc/writ/README.md", owner: "root", group: "root", mode: 0o644},
 		{src: doc("SECURITY.md"), dst: "/usr/share/doc/writ/SECURITY.md", owner: "root", group: "root", mode: 0o644},
@@ -51,9 +63,9 @@ func layout(bin, staging, src string) []layoutEntry {
 	}
 }
 
-// writePackage builds the deb or rpm of bin for goarch into o.Out and
+// writePackage builds the deb or rpm of bins for goarch into o.Out and
 // returns its file name.
-func writePackage(o Options, r *Result, bin, goarch, format string) (string, error) {
+func writePackage(o Options, r *Result, bins binaries, goarch, format string) (string, error) {
 	staging, err := os.MkdirTemp("", "writ-pkg-")
 	if err != nil {
 		return "", err
@@ -63,7 +75,7 @@ func writePackage(o Options, r *Result, bin, goarch, format string) (string, err
 		return "", err
 	}
 	var contents files.Contents
-	for _, e := range layout(bin, staging, o.Src) {
+	for _, e := range layout(bins, staging, o.Src) {
 		typ := e.typ
 		if typ == files.TypeRPMLicense && format != "rpm" {
 			typ = ""
@@ -83,8 +95,9 @@ func writePackage(o Options, r *Result, bin, goarch, format string) (string, err
 			Recommends: []string{"gitlab-runner"},
 			Contents:   contents,
 			Umask:      0o022,
+			// No pre-install script: the sandbox profile needs no
+			// accounts (jobs run as uids of sandbox.uid_first/uid_count).
 			Scripts: nfpm.Scripts{
-				PreInstall:  filepath.Join(staging, "preinstall.sh"),
 				PostInstall: filepath.Join(staging, "postinstall.sh"),
 			},
 		},

@@ -5,6 +5,7 @@ import (
 	"debug/buildinfo"
 	"fmt"
 	"os"
+	"path"
 	"runtime/debug"
 	"time"
 
@@ -44,7 +45,7 @@ func newSBOM(bi *debug.BuildInfo, binSHA256 string, r *Result) *cdx.BOM {
 	main := cdx.Component{
 		BOMRef:     purl(bi.Main.Path, r.Version),
 		Type:       cdx.ComponentTypeApplication,
-		Name:       "writ",
+		Name:       path.Base(bi.Path), // writ, writ-sandbox-init
 		Version:    r.Version,
 		PackageURL: purl(bi.Main.Path, r.Version),
 		Hashes:     &[]cdx.Hash{{Algorithm: cdx.HashAlgoSHA256, Value: binSHA256}},

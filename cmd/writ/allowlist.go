@@ -375,13 +375,7 @@ func (c *approveCmd) Run(ctx context.Context, g *globals) error {
 	if !allowlist.ValidLabel(label) {
 		return fail(outcomeUsage, fmt.Errorf("label %q: use letters, digits, '.', '_' or '-' (set --label)", label))
 	}
-	file := filepath.Join(c.Dir, allowlist.FileName)
-	a, data, loaded, err := readAllowlistFiles(file)
-	if err != nil {
-		return exitCode(1, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
-	}
-	// The statement covers allowlist.yaml and every key file it loads.
-	stmt, err := allowlist.VersionStatement(a, data, loaded)
+	a, stmt, err := currentStatement(c.Dir)
 	if err != nil {
 		return err
 	}
@@ -491,4 +485,17 @@ func (c *entryCmd) Run(g *globals) error {
 		fmt.Fprintf(g.stderr, "writ allowlist entry: %d TODO(s) in the entry above need a maintainer's decision; writ allowlist lint refuses the entry until they are resolved\n", n)
 	}
 	return nil
+}
+
+// currentStatement lints the allowlist checked out in dir and returns it
+// with the statement an approval of it signs: allowlist.yaml and every key
+// file it loads.
+func currentStatement(dir string) (*allowlist.Allowlist, []byte, error) {
+	file := filepath.Join(dir, allowlist.FileName)
+	a, data, loaded, err := readAllowlistFiles(file)
+	if err != nil {
+		return nil, nil, fail(outcomeRefused, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
+	}
+	stmt, err := allowlist.VersionStatement(a, data, loaded)
+	return a, stmt, err
 }

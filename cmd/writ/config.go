@@ -101,7 +101,7 @@ func preflight(cfg *config.Config) []configCheck {
 	}
 	if cfg.Job.User != "" {
 		if _, err := user.Lookup(cfg.Job.User); err != nil {
-			add("job.user", "error", "%v: create the account (the packages create %q) or unset job.user", err, "writ-job")
+			add("job.user", "error", "%v: create the account or unset job.user (it applies only with sandbox.unsafe_no_sandbox = true)", err)
 		} else {
 			add("job.user", "ok", "account %s exists", cfg.Job.User)
 		}

@@ -2,11 +2,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
-
-	"gitlab.com/writ-ci/writ/allowlist"
 )
 
 // statementCmd prints the approval statement, so that an approver can sign
@@ -18,14 +14,8 @@ type statementCmd struct {
 }
 
 func (c *statementCmd) Run(g *globals) error {
-	file := filepath.Join(c.Dir, allowlist.FileName)
-	a, data, loaded, err := readAllowlistFiles(file)
-	if err != nil {
-		return exitCode(1, fmt.Errorf("%s does not lint; fix it before approving:\n%v", file, err))
-	}
-	// The same statement approve signs: allowlist.yaml and every key file
-	// it loads.
-	stmt, err := allowlist.VersionStatement(a, data, loaded)
+	// The same statement approve signs.
+	_, stmt, err := currentStatement(c.Dir)
 	if err != nil {
 		return err
 	}

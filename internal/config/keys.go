@@ -1,6 +1,7 @@
 package config
 
 import (
+	"gitlab.com/writ-ci/writ/internal/suggest"
 	"reflect"
 	"strings"
 )
@@ -40,30 +41,9 @@ func nearestKey(unknown string) string {
 		if k[strings.LastIndex(k, ".")+1:] == last {
 			return k
 		}
-		if d := editDistance(unknown, k); d < bestDist {
+		if d := suggest.EditDistance(unknown, k, bestDist); d < bestDist {
 			best, bestDist = k, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
