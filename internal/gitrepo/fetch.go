@@ -17,7 +17,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 )
@@ -105,7 +104,7 @@ func (m *Mirror) fetch(ctx context.Context, specs []config.RefSpec) (err error) 
 	if err != nil {
 		return err
 	}
-	cli, err := client.NewClient(ep)
+	cli, err := transportClient(ep)
 	if err != nil {
 		return err
 	}

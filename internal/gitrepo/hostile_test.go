@@ -139,6 +139,8 @@ func (h *hostile) serve(w http.ResponseWriter, req *http.Request) {
 		h.stall(req)
 	case mode == "pack":
 		h.servePack(w, req, isPack)
+	case mode == "endless-refs" && strings.HasSuffix(req.URL.Path, "/info/refs"):
+		serveEndlessRefs(w, req)
 	case (mode == "truncate" || mode == "stall-mid") && isPack:
 		cw := &cutWriter{ResponseWriter: w, left: h.cut}
 		h.backend.ServeHTTP(cw, req)
@@ -567,4 +569,38 @@ func TestFetchEmptyDeflateBlocksStayBounded(t *testing.T) {
 		}
 		assertClean(t, m, "")
 	}
+}
+
+// serveEndlessRefs answers info/refs with a well-formed list of refs that
+// never ends (until the client hangs up or 1 GiB has gone).
+func serveEndlessRefs(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+	pkt := func(s string) string { return fmt.Sprintf("%04x%s", len(s)+4, s) }
+	io.WriteString(w, pkt("# service=git-upload-pack\n")+"0000")
+	io.WriteString(w, pkt(strings.Repeat("a", 40)+" HEAD\x00multi_ack side-band-64k ofs-delta\n"))
+	for i := 0; i < 1<<24 && req.Context().Err() == nil; i++ {
+		if _, err := io.WriteString(w, pkt(fmt.Sprintf("%040x refs/heads/b%09d\n", i, i))); err != nil {
+			return
+		}
+	}
+}
+
+// TestFetchRefusesEndlessRefList: a server's list of refs is read with a
+// bound, before any of it is kept; the honest server is fetched again.
+func TestFetchRefusesEndlessRefList(t *testing.T) {
+	t.Parallel()
+	r, hs := linearRepo(t, 2)
+	h := newHostile(t, r)
+	m := mustMirror(t, h.url, Auth{})
+	honestAgain(t, h, m, hs[1])
+	h.set("endless-refs")
+	err := m.Fetch(ctxTimeout(t, 60*time.Second), mainSpec)
+	if !errors.Is(err, ErrAdvertisementTooLarge) {
+		t.Fatalf("fetch from a server with an endless list of refs: %v", err)
+	}
+	if _, err := m.RemoteRef(ctxTimeout(t, 60*time.Second), "refs/heads/main"); !errors.Is(err, ErrAdvertisementTooLarge) {
+		t.Fatalf("peek at a server with an endless list of refs: %v", err)
+	}
+	assertClean(t, m, hs[1])
+	honestAgain(t, h, m, hs[1])
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 )
 
 // RemoteRef asks the remote which commit or tag the full ref name points at,
@@ -28,7 +27,7 @@ func (m *Mirror) RemoteRef(ctx context.Context, name string) (_ plumbing.Hash, e
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	cli, err := client.NewClient(ep)
+	cli, err := transportClient(ep)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
