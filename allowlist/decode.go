@@ -596,11 +596,12 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals")
 	if !ok {
 		return nil
 	}
-	p.require(n, m, "source", "repository", "signers", "mode")
+	p.require(n, m, "source", "repository", "mode")
+	p.sourceSignature(m.get("signature"), src)
 	if v := m.get("repository"); v != nil {
 		if s, ok := p.reqStr(v, "repository"); ok {
 			if msg := checkRepoURL(s); msg != "" {
@@ -648,6 +649,7 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	if v := m.get("approvals"); v != nil {
 		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
+	p.checkSourceSignature(n, m, src)
 	return refs
 }
 

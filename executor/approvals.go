@@ -120,27 +120,47 @@ func approvalFiles(st storer.EncodedObjectStorer, h plumbing.Hash) (map[string][
 // checkApprovals counts the approvals of the job's commit for this
 // environment (after its signature is verified) and refuses when fewer
 // distinct people than the entry's threshold approved.
-func (s *sourceMirror) checkApprovals(req *sourceRequest, a *allowlist.Allowlist, env string, signer gitsig.Signer, now time.Time) error {
+// It returns the tally, nil when the entry requires no approvals.
+func (s *sourceMirror) checkApprovals(req *sourceRequest, a *allowlist.Allowlist, env string, signer gitsig.Signer, now time.Time) (*allowlist.SourceTally, error) {
 	e := req.entry
 	if e.Source.Approvals == nil {
-		return nil
-	}
-	approvals, err := s.readApprovals(req.p.SHA)
-	if err != nil {
-		return err
+		return nil, nil
 	}
 	var author *gitsig.Signer
 	if signer.Fingerprint != "" {
 		author = &signer
 	}
-	t, err := a.TallySourceApprovals(e, req.p.SHA, env, author, approvals, now)
+	return s.tallyCommit(e, a, req.p.SHA, env, author, now)
+}
+
+// tallyCommit counts the approvals of commit for env in the mirror and
+// refuses when they are short of the entry's threshold.
+func (s *sourceMirror) tallyCommit(e *allowlist.Entry, a *allowlist.Allowlist, commit, env string, author *gitsig.Signer, now time.Time) (*allowlist.SourceTally, error) {
+	approvals, err := s.readApprovals(commit)
 	if err != nil {
-		return &Failure{Check: CheckApprovals, Message: err.Error(), Hint: "fix the entry's source.approvals in the allowlist"}
+		return nil, err
+	}
+	t, err := a.TallySourceApprovals(e, commit, env, author, approvals, now)
+	if err != nil {
+		return nil, &Failure{Check: CheckApprovals, Message: err.Error(), Hint: "fix the entry's source.approvals in the allowlist"}
 	}
 	if t.Needed() == 0 {
-		return nil
+		return &t, nil
 	}
-	return approvalsFailure(e, req.p.SHA, env, &t, len(approvals))
+	return nil, approvalsFailure(e, commit, env, &t, len(approvals))
+}
+
+// approvedBy names who vouched for a commit admitted without an author
+// signature, for the admission banner and the audit record.
+func approvedBy(t *allowlist.SourceTally) string {
+	if t == nil {
+		return "nobody"
+	}
+	people := make([]string, len(t.Valid))
+	for i, v := range t.Valid {
+		people[i] = v.Person
+	}
+	return "approved by " + strings.Join(people, ", ")
 }
 
 // approvalsFailure is the refusal of a commit short of approvals: what
