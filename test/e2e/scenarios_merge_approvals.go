@@ -42,12 +42,7 @@ func requireMergeApprovals(f *Fixture, ar ApprovalRepos, mode string) error {
 		return err
 	}
 	edit := func(y string) string {
-		set := "  approvers:\n    ssh:\n"
-		for _, k := range []Approver{Carol, Carol2, Dave} {
-			set += "      - " + yamlQuote(ar.ApproverLine(k)) + "\n"
-		}
-		y = strings.Replace(y, "\nsigners:\n", "\nsigners:\n"+set, 1)
-		y = strings.Replace(y, "\njobs:\n", "\npeople:\n  carol: ["+yamlQuote(ar.ApproverFingerprint(Carol))+", "+yamlQuote(ar.ApproverFingerprint(Carol2))+"]\n\njobs:\n", 1)
+		y = addApprovers(y, ar)
 		// The production entry is the first; its signers line is the
 		// first in the file.
 		return strings.Replace(y, "      signers: [app-team]\n      mode: commit\n      descends_from: "+f.Hist.Reviewed+"\n",
@@ -56,6 +51,17 @@ func requireMergeApprovals(f *Fixture, ar ApprovalRepos, mode string) error {
 	}
 	_, err = publishApproved(f, tr, edit, nil)
 	return err
+}
+
+// addApprovers adds the approvers signer set (carol's two keys, dave's)
+// and carol as a person to allowlist y.
+func addApprovers(y string, ar ApprovalRepos) string {
+	set := "  approvers:\n    ssh:\n"
+	for _, k := range []Approver{Carol, Carol2, Dave} {
+		set += "      - " + yamlQuote(ar.ApproverLine(k)) + "\n"
+	}
+	y = strings.Replace(y, "\nsigners:\n", "\nsigners:\n"+set, 1)
+	return strings.Replace(y, "\njobs:\n", "\npeople:\n  carol: ["+yamlQuote(ar.ApproverFingerprint(Carol))+", "+yamlQuote(ar.ApproverFingerprint(Carol2))+"]\n\njobs:\n", 1)
 }
 
 // mergeToMain merges a feature branch off main's head carrying files (a
