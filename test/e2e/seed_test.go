@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/sandbox/image/imagetest"
 )
 
@@ -54,44 +55,41 @@ output "deployed" {
 const seedSettings = `env_name = "production"
 `
 
-// seedTarget is the auto-scaling group the deploy targets: login.gov's
-// jobs name it in a CI_-prefixed user variable, CI_ASG_TARGET.
-const seedTarget = "idp-production-asg"
+// seedExample is docs/allowlist.md's worked example, whose entry this
+// test runs (allowlist.TestSeedExample keeps the docs identical to it).
+const seedExample = "../../allowlist/testdata/seed/allowlist.yaml"
 
-// seedScript is the job's script, as .gitlab-ci.yml would write it and as
-// the allowlist entry admits it.
-var seedScript = []string{
-	"cd terraform",
-	"terraform init -input=false -no-color",
-	`terraform plan -input=false -no-color -var-file=../settings/production.tfvars -var "asg_target=$ASG_TARGET" -out=../plan.tfplan`,
-	"terraform apply -input=false -no-color ../plan.tfplan",
-	"cd ..",
-	`test -s plan.tfplan && echo "plan kept: plan.tfplan"`,
-	`printf '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites><testsuite name="terraform" tests="1" failures="0"><testcase classname="deploy" name="apply %s"/></testsuite></testsuites>\n' "$CI_COMMIT_SHORT_SHA" > junit.xml`,
-	"cat junit.xml",
-}
+// The worked example's values this world replaces with its own.
+const (
+	seedExampleRepository = "https://gitlab.example.com/idp/deploy.git"
+	seedExampleImage      = "registry.example.com/idp/deploy-image@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+	seedExampleBase       = "'4b825dc642cb6eb9a060e54bf8d69288fbee4904'"
+)
 
-// seedJob is the job's name in .gitlab-ci.yml.
-const seedJob = "terraform-apply"
-
-// seedEntry is the allowlist entry for the seed's job, admitting image.
-func seedEntry(f *Fixture, image string) string {
-	var b strings.Builder
-	b.WriteString("\n  - name: idp-terraform-production\n    match:\n      project: " + LegitProject + "\n      job: " + seedJob +
-		"\n      environments: [" + LegitEnvironment + "]\n      refs: [refs/heads/" + LegitRef + "]\n    definition:\n")
-	if image != "" {
-		b.WriteString("      image: " + image + "\n")
+// seedEntry returns the worked example's entry, for this world's
+// repository, image and history, and the entry as parsed (for the job
+// GitLab sends, which .gitlab-ci.yml writes as the entry admits it).
+func seedEntry(t *testing.T, f *Fixture, image string) (string, *allowlist.Entry) {
+	t.Helper()
+	data, err := os.ReadFile(seedExample)
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.WriteString("      script:\n")
-	for _, l := range seedScript {
-		b.WriteString("        - " + yamlQuote(l) + "\n")
+	a, err := allowlist.Parse(allowlist.FileName, data, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.WriteString("      variables:\n        ASG_TARGET: {value: " + seedTarget + "}\n        CHECKPOINT_DISABLE: {value: \"1\"}\n" +
-		"        TF_IN_AUTOMATION: {value: \"1\"}\n")
-	b.WriteString("      network: none\n      timeout: 10m\n")
-	b.WriteString("    source:\n      repository: " + f.Repos.SourceURL(RepoApp) + "\n      mode: strict\n      signature: none\n" +
-		"      descends_from: " + f.Hist.Head + "\n      approvals:\n        signers: [approvers]\n        threshold: 2\n")
-	return b.String()
+	_, entry, ok := strings.Cut(string(data), "\njobs:\n")
+	if !ok || len(a.Jobs) != 1 {
+		t.Fatalf("%s: want one entry under jobs", seedExample)
+	}
+	for _, r := range [][2]string{{seedExampleRepository, f.Repos.SourceURL(RepoApp)}, {seedExampleImage, image}, {seedExampleBase, f.Hist.Head}} {
+		if !strings.Contains(entry, r[0]) {
+			t.Fatalf("%s no longer holds %s", seedExample, r[0])
+		}
+		entry = strings.ReplaceAll(entry, r[0], r[1])
+	}
+	return "\n" + entry, a.Jobs[0]
 }
 
 // seedImage pushes the job's image to a registry on 127.0.0.1 and returns
@@ -128,7 +126,8 @@ func TestSeedPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	image := seedImage(t, terraform)
-	if _, err := publishApproved(f, tr, func(y string) string { return addApprovers(y, ar) + seedEntry(f, image) }, nil); err != nil {
+	entry, want := seedEntry(t, f, image)
+	if _, err := publishApproved(f, tr, func(y string) string { return addApprovers(y, ar) + entry }, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := os.ReadFile(e.Config)
@@ -153,11 +152,13 @@ func TestSeedPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := f.W.Payload(Job{Project: LegitProject, Name: seedJob, Environment: LegitEnvironment,
-		RepoURL: f.Repos.URL(RepoApp), Ref: LegitRef, Sha: m, Script: seedScript, Timeout: 600})
+	// The job as GitLab sends it: .gitlab-ci.yml writes what the entry
+	// admits.
+	p := f.W.Payload(Job{Project: want.Match.Project, Name: want.Match.Job, Environment: LegitEnvironment,
+		RepoURL: f.Repos.URL(RepoApp), Ref: LegitRef, Sha: m, Script: want.Definition.Script, Timeout: 600})
 	p.Image = &Image{Name: image}
-	for k, v := range map[string]string{"ASG_TARGET": seedTarget, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"} {
-		p.SetVar(k, v)
+	for _, v := range want.Definition.Variables {
+		p.SetVar(v.Name, v.Value)
 	}
 	o := f.W.RunJob(testCtx(t), p)
 	trace := plainTrace(o.Trace)
@@ -165,14 +166,14 @@ func TestSeedPipeline(t *testing.T) {
 		t.Fatalf("the seed's deploy failed:\n%s", o)
 	}
 	for _, want := range []string{
-		"writ: admitted by entry \"idp-terraform-production\"",
+		"writ: admitted by entry \"" + want.Name + "\"",
 		"no author signature: approved by person carol, key SHA256:",
 		"writ: image " + image + " fetched and verified",
 		"Terraform has been successfully initialized!",
 		"\nplan kept: plan.tfplan\n",
 		"Apply complete! Resources: 1 added, 0 changed, 0 destroyed.",
-		`deployed = "production:` + seedTarget + `"`,
-		`<testcase classname="deploy" name="apply ` + m[:8] + `"/>`,
+		`deployed = "production:idp-production-asg"`,
+		`<testcase name="apply ` + m[:8] + `"/>`,
 	} {
 		if !strings.Contains(trace, want) {
 			t.Errorf("trace lacks %q", want)
