@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
@@ -53,10 +54,20 @@ func (o *Options) checkApprovedHistory(ctx context.Context, req *sourceRequest, 
 	if err := o.fetchApprovalsOf(ctx, src, chain); err != nil {
 		return err
 	}
+	// One pass over the mirror's refs finds every commit's approvals.
+	index, err := approvalIndex(src.m.Repo())
+	if err != nil {
+		return err
+	}
 	var first error
 	short := 0
 	for _, c := range chain {
-		if _, err := src.tallyCommit(e, a, c.Hash.String(), env, nil, o.Now()); err != nil {
+		commit := c.Hash.String()
+		approvals, err := approvalsAt(src.m.Repo(), commit, index[commit])
+		if approvals, err = src.tooMany(commit, approvals, err); err == nil {
+			_, err = tallyCommit(e, a, commit, env, nil, approvals, o.Now())
+		}
+		if err != nil {
 			var f *Failure
 			if !errors.As(err, &f) {
 				return err
@@ -75,6 +86,24 @@ func (o *Options) checkApprovedHistory(ctx context.Context, req *sourceRequest, 
 			Message: fmt.Sprintf("strict mode with signature: none: %d of the %d first-parent commits since %s are not approved by enough people", short, len(chain), orNone(base))})
 	}
 	return first
+}
+
+// approvalIndex lists the approval refs in r by the commit they approve,
+// in one pass over r's references.
+func approvalIndex(r *git.Repository) (map[string][]*plumbing.Reference, error) {
+	iter, err := r.Storer.IterReferences()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]*plumbing.Reference{}
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		rest, ok := strings.CutPrefix(ref.Name().String(), allowlist.SourceApprovalRefPrefix)
+		if commit, _, ok2 := strings.Cut(rest, "/"); ok && ok2 {
+			out[commit] = append(out[commit], ref)
+		}
+		return nil
+	})
+	return out, err
 }
 
 func indexOf(chain []*object.Commit, c *object.Commit) int {

@@ -24,7 +24,7 @@ type mergeWorld struct {
 	dir       string
 }
 
-func newMergeWorld(t *testing.T) *mergeWorld {
+func newMergeWorld(t testing.TB) *mergeWorld {
 	t.Helper()
 	w := &mergeWorld{repo: testkeys.GitRepo(t), dir: t.TempDir(), forge: testkeys.SSHKey(t, "gitlab@example.com")}
 	w.src = "file://" + w.repo.Path
@@ -38,7 +38,7 @@ func newMergeWorld(t *testing.T) *mergeWorld {
 // merge makes a feature branch off main with files, signed by a developer
 // key, and GitLab's merge commit of it into main (signed by by, nil for
 // unsigned), and moves main there.
-func (w *mergeWorld) merge(t *testing.T, files map[string]string, by any) string {
+func (w *mergeWorld) merge(t testing.TB, files map[string]string, by any) string {
 	t.Helper()
 	r := w.repo
 	main := r.Git(t, "rev-parse", "refs/heads/main")
@@ -47,7 +47,7 @@ func (w *mergeWorld) merge(t *testing.T, files map[string]string, by any) string
 	return w.mergeOf(t, main, feature, by)
 }
 
-func (w *mergeWorld) mergeOf(t *testing.T, first, second string, by any) string {
+func (w *mergeWorld) mergeOf(t testing.TB, first, second string, by any) string {
 	t.Helper()
 	r := w.repo
 	r.Git(t, "checkout", "-q", "--detach", first)
@@ -65,7 +65,7 @@ func (w *mergeWorld) mergeOf(t *testing.T, first, second string, by any) string 
 
 // push commits straight onto main, unsigned: what a compromised forge
 // can do between two merges.
-func (w *mergeWorld) push(t *testing.T, files map[string]string) string {
+func (w *mergeWorld) push(t testing.TB, files map[string]string) string {
 	t.Helper()
 	r := w.repo
 	r.Git(t, "checkout", "-q", "--detach", "refs/heads/main")
@@ -74,7 +74,7 @@ func (w *mergeWorld) push(t *testing.T, files map[string]string) string {
 	return c
 }
 
-func (w *mergeWorld) approve(t *testing.T, commit string, who ...int) {
+func (w *mergeWorld) approve(t testing.TB, commit string, who ...int) {
 	t.Helper()
 	for _, i := range who {
 		publishTestApproval(t, w.repo, w.approvers[i], w.src, commit, fmt.Sprintf("approver%d", i), "prod")
@@ -83,7 +83,7 @@ func (w *mergeWorld) approve(t *testing.T, commit string, who ...int) {
 
 // options is writ deciding under an entry with signature: none in mode,
 // requiring threshold approvers; state persists across calls.
-func (w *mergeWorld) options(t *testing.T, mode string, threshold int) Options {
+func (w *mergeWorld) options(t testing.TB, mode string, threshold int) Options {
 	t.Helper()
 	var lines []string
 	for _, k := range w.approvers {
