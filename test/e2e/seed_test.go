@@ -179,6 +179,15 @@ func TestSeedPipeline(t *testing.T) {
 			t.Errorf("trace lacks %q", want)
 		}
 	}
+	// The audit log names who vouched for the commit.
+	recs, err := e.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit, ok := hasEvent(jobRecords(recs, p.ID), "admit")
+	if signer, _ := admit.Fields["signer"].(string); !ok || !strings.HasPrefix(signer, "approved by person carol, key SHA256:") || admit.Fields["sha"] != m {
+		t.Errorf("audit admission record %+v", admit)
+	}
 	if t.Failed() {
 		t.Logf("%s", o)
 	}
