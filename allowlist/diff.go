@@ -278,6 +278,10 @@ func entryChanges(o, n *Entry) []FieldChange {
 	str("source.descends_from", osrc.DescendsFrom, nsrc.DescendsFrom)
 	flag("source.allow_rollback", osrc.AllowRollback, nsrc.AllowRollback)
 	str("source.approvals", describeApprovals(osrc.Approvals), describeApprovals(nsrc.Approvals))
+	ogit, oextra := describeSourceExtensions(osrc)
+	ngit, nextra := describeSourceExtensions(nsrc)
+	str("source.git", ogit, ngit)
+	str("source.extra", oextra, nextra)
 	return ch
 }
 

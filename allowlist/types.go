@@ -214,6 +214,10 @@ type Source struct {
 	// Approvals, if set, requires signed approvals of the job's commit by
 	// distinct people (see SourceApprovals), in addition to Mode.
 	Approvals *SourceApprovals
+	// Git and Extra: a .git in the checkout, and further verified
+	// repositories checked out into it (see sources.go).
+	Git   GitMode        `json:",omitempty"`
+	Extra []*ExtraSource `json:",omitempty"`
 }
 
 // SourceApprovals is an entry's two-person rule: Threshold distinct people
