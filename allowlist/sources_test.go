@@ -10,14 +10,14 @@ import (
 // document's source (after line 22): lines 23 to 31.
 func extraLines(item ...string) edit {
 	lines := []string{
-		"      git: read-only",                                              // 23
-		"      extra:",                                                      // 24
-		"        - path: settings",                                          // 25
-		"          ref: refs/heads/main",                                    // 26
-		"          submodule: true",                                         // 27
+		"      git: read-only",           // 23
+		"      extra:",                   // 24
+		"        - path: settings",       // 25
+		"          ref: refs/heads/main", // 26
+		"          submodule: true",      // 27
 		"          repository: https://gitlab.example.com/acme/settings.git", // 28
-		"          signers: [web-team]",                                     // 29
-		"          mode: commit",                                            // 30
+		"          signers: [web-team]",                                      // 29
+		"          mode: commit",                                             // 30
 	}
 	return addAfter(22, append(lines, item...)...)
 }
