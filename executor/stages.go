@@ -195,6 +195,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 	}
 	if d.Admitted {
 		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
+		s.Sources = d.Sources
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
 		}
@@ -539,7 +540,10 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 	if gitrepo.IsDamage(err) {
 		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return o.checkoutSources(ctx, s, dir, m)
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -799,6 +803,9 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if d.Signer != "" {
 		f["signer"] = d.Signer
+	}
+	if len(d.Sources) > 0 {
+		f["sources"] = d.Sources
 	}
 	if d.Entry != nil {
 		// What `writ state repair` needs to rebuild the entry's mark.
