@@ -23,7 +23,12 @@ type settingsEnv struct {
 
 func newSettingsEnv(t *testing.T) *settingsEnv {
 	t.Helper()
-	e := &settingsEnv{env: newEnv(t)}
+	return withSettings(t, newEnv(t))
+}
+
+func withSettings(t *testing.T, base *env) *settingsEnv {
+	t.Helper()
+	e := &settingsEnv{env: base}
 	e.settings = testkeys.GitRepo(t)
 	e.settings.Commit(t, map[string]string{"prod.tfvars": "region = \"old\"\n"}, "first settings", e.signer)
 	e.settingsHead = e.settings.Commit(t, map[string]string{"prod.tfvars": "region = \"us-west-2\"\n"}, "settings", e.signer)
@@ -84,6 +89,21 @@ func TestExtraSourceSubmodule(t *testing.T) {
 	if !strings.Contains(string(b), `"path":"settings"`) || !strings.Contains(string(b), `"commit":"`+e.settingsHead+`"`) || !strings.Contains(string(b), `"submodule":true`) {
 		t.Fatalf("admit record's sources: %s", b)
 	}
+}
+
+// In the sandbox, the job's uid owns both checkouts and their .git, and
+// git works there as in any clone.
+func TestContainedExtraSource(t *testing.T) {
+	base, _ := containedEnv(t)
+	t.Parallel()
+	e := withSettings(t, base)
+	e.entry.Script = append(e.entry.Script[:len(e.entry.Script)-1], "git -C settings log --oneline | wc -l | grep -qx 2", "echo contained-$((1))-ok")
+	e.write()
+	j := e.job(905, e.appHead)
+	if r := j.runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("job failed: %+v\n%s", r, j.log.String())
+	}
+	mustContain(t, j.log.String(), `region = "us-west-2"`, "contained-1-ok")
 }
 
 // A gitlink the entry names no source for stays an empty directory, and
