@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -256,7 +257,7 @@ func (o *Options) checkoutSources(ctx context.Context, s *Snapshot, dir string, 
 		if err := o.checkoutExtra(ctx, v, dir, readOnlyGit); err != nil {
 			return fmt.Errorf("source.extra %s: %w", v.Path, err)
 		}
-		fmt.Fprintf(o.Stdout, "writ: checked out verified commit %s of %s (%s) into %s\n", v.Commit, v.Repository, v.Ref, v.Path)
+		writeExtraCheckedOut(o.Stdout, v)
 	}
 	links, err := m.Gitlinks(s.Commit)
 	if err != nil {
@@ -270,9 +271,20 @@ func (o *Options) checkoutSources(ctx context.Context, s *Snapshot, dir string, 
 	}
 	sort.Strings(empty)
 	for _, p := range empty {
-		fmt.Fprintf(o.Stdout, "writ: submodule %s is left empty: the allowlist entry names no source for it (source.extra), and writ never uses .gitmodules\n", p)
+		writeSubmoduleEmpty(o.Stdout, p)
 	}
 	return nil
+}
+
+// writeExtraCheckedOut is get_sources' line for an extra source.
+func writeExtraCheckedOut(w io.Writer, v VerifiedSource) {
+	fmt.Fprintf(w, "writ: checked out verified commit %s of %s (%s) into %s\n", v.Commit, v.Repository, v.Ref, v.Path)
+}
+
+// writeSubmoduleEmpty is get_sources' line for a gitlink the entry does
+// not name.
+func writeSubmoduleEmpty(w io.Writer, path string) {
+	fmt.Fprintf(w, "writ: submodule %s is left empty: the allowlist entry names no source for it (source.extra), and writ never uses .gitmodules\n", path)
 }
 
 // gitRefs are the refs a checkout's .git carries for the verified full
