@@ -260,3 +260,37 @@ func (w *writer) sourceExtensions(s Source) {
 		}
 	}
 }
+
+// extraSignerSets are the signer sets an entry's extra sources name, as
+// signers or approvers, each once.
+func extraSignerSets(s Source) []string {
+	var out []string
+	for _, x := range s.Extra {
+		names := x.Policy.Signers
+		if x.Policy.Approvals != nil {
+			names = append(append([]string(nil), names...), x.Policy.Approvals.Signers...)
+		}
+		for _, n := range names {
+			if !contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// extraSignerChanges reports the changed signer sets that an entry's extra
+// sources use in both versions and its own source does not (those are
+// reported already): their keys decide what the extra checkouts hold.
+func extraSignerChanges(o, n *Entry, changed map[string]SignerSetDiff) []FieldChange {
+	var ch []FieldChange
+	old := extraSignerSets(o.Source)
+	for _, s := range extraSignerSets(n.Source) {
+		sd, ok := changed[s]
+		if !ok || !contains(old, s) || contains(n.Source.Signers, s) || (n.Source.Approvals != nil && contains(n.Source.Approvals.Signers, s)) {
+			continue
+		}
+		ch = append(ch, FieldChange{Field: "source.extra signer set " + s, Old: "", New: sd.summary()})
+	}
+	return ch
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"gitlab.com/writ-ci/writ/internal/testkeys"
 )
 
 // extraLines is source.git and one source.extra item appended to the base
@@ -125,5 +127,37 @@ func TestDiffShowsExtraSources(t *testing.T) {
 	if len(ch) != 2 || ch[0].Field != "source.git" || ch[0].Old != "read-only" || ch[0].New != "none" ||
 		ch[1].Field != "source.extra" || !strings.Contains(ch[1].New, "the submodule's gitlink, which must be 0123456789abcdef0123456789abcdef01234567") {
 		t.Fatalf("changes %+v", ch)
+	}
+}
+
+// A key change in a signer set only an extra source uses is shown on the
+// entry, and the set is reported as used by it.
+func TestDiffShowsExtraSignerSetChanges(t *testing.T) {
+	t.Parallel()
+	doc := func(key string) string {
+		d := edited(addAfter(8, "  settings-team:", "    ssh:", "      - "+key), extraLines())
+		return strings.Replace(d, "          signers: [web-team]\n          mode: commit\n", "          signers: [settings-team]\n          mode: commit\n", 1)
+	}
+	other := testkeys.SSHKey(t, "erin@example.com").AllowedSignersLine("")
+	old, err := Parse(FileName, []byte(doc(bobSSH)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := Parse(FileName, []byte(doc(other)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Diff(old, next)
+	if len(d.Environments) != 1 || len(d.Environments[0].Changed) != 1 {
+		t.Fatalf("diff %+v", d)
+	}
+	ch := d.Environments[0].Changed[0].Changes
+	if len(ch) != 1 || ch[0].Field != "source.extra signer set settings-team" {
+		t.Fatalf("changes %+v", ch)
+	}
+	for _, s := range d.Signers {
+		if s.Name == "settings-team" && (len(s.UsedBy) != 1 || s.UsedBy[0] != "web-deploy") {
+			t.Fatalf("settings-team used by %v", s.UsedBy)
+		}
 	}
 }
