@@ -40,8 +40,8 @@ type ExtraSource struct {
 	// no pin, the tip of Ref.
 	Submodule bool
 	// Policy is how the commit must be signed, as for the main source:
-	// repository, signers, mode, pin, descends_from and approvals.
-	// allow_rollback, git and extra do not apply to an extra source.
+	// repository, signers, mode, pin, descends_from, allow_rollback and
+	// approvals. git and extra do not apply to an extra source.
 	Policy Source
 	Pos    Pos
 }
@@ -49,8 +49,8 @@ type ExtraSource struct {
 // extraKeys are the keys of one source.extra item; sourcePolicyKeys those
 // of them the main source's decoder reads.
 var (
-	extraKeys        = []string{"path", "ref", "submodule", "repository", "signers", "mode", "pin", "descends_from", "approvals"}
-	sourcePolicyKeys = []string{"repository", "signers", "mode", "pin", "descends_from", "approvals"}
+	extraKeys        = []string{"path", "ref", "submodule", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals"}
+	sourcePolicyKeys = []string{"repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals"}
 )
 
 // sourceExtensions decodes source.git and source.extra from the source
@@ -213,6 +213,9 @@ func DescribeExtraSource(x *ExtraSource) string {
 	if x.Policy.DescendsFrom != "" {
 		s += ", descending from " + x.Policy.DescendsFrom
 	}
+	if x.Policy.AllowRollback {
+		s += ", rollback allowed"
+	}
 	if x.Policy.Approvals != nil {
 		s += ", approvals " + describeApprovals(x.Policy.Approvals)
 	}
@@ -249,6 +252,9 @@ func (w *writer) sourceExtensions(s Source) {
 		}
 		if pol.DescendsFrom != "" {
 			w.kv(10, "descends_from", pol.DescendsFrom)
+		}
+		if pol.AllowRollback {
+			w.line(10, "allow_rollback: true")
 		}
 		if ap := pol.Approvals; ap != nil {
 			w.line(10, "approvals:")

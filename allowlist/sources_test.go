@@ -33,6 +33,7 @@ func TestParseExtraSources(t *testing.T) {
 		"          signers: [web-team]",
 		"          mode: tag",
 		"          pin: 0123456789abcdef0123456789abcdef01234567",
+		"          allow_rollback: true",
 	))
 	a, warns, err := Lint(FileName, []byte(doc), nil)
 	if err != nil || len(warns) > 0 {
@@ -47,7 +48,7 @@ func TestParseExtraSources(t *testing.T) {
 		s.Policy.Mode != ModeCommit || s.Policy.Signers[0] != "web-team" || s.Pos != (Pos{Line: 25, Column: 11}) {
 		t.Fatalf("settings %+v", s)
 	}
-	if tools.Submodule || tools.Policy.Pin != "0123456789abcdef0123456789abcdef01234567" || tools.Policy.Mode != ModeTag {
+	if tools.Submodule || tools.Policy.Pin != "0123456789abcdef0123456789abcdef01234567" || tools.Policy.Mode != ModeTag || !tools.Policy.AllowRollback {
 		t.Fatalf("tools %+v", tools)
 	}
 	out, err := Marshal(a)
@@ -79,7 +80,7 @@ func TestParseRefusesExtraSources(t *testing.T) {
 	for _, c := range []negCase{
 		{"git mode", edited(setLine(22, "      mode: commit\n      git: writable")), []string{`23:12|git "writable": use read-only`}},
 		{"extra not a list", edited(addAfter(22, "      extra: settings")), []string{"23:14|source.extra must be a list"}},
-		{"unknown key", edited(extraLines("          allow_rollback: true")), []string{`31:11|unknown key "allow_rollback" in a source.extra item`}},
+		{"unknown key", edited(extraLines("          git: read-only")), []string{`31:11|unknown key "git" in a source.extra item`}},
 		{"missing policy", edited(addAfter(22, "      extra:", "        - path: settings", "          ref: refs/heads/main")),
 			[]string{`24:11|source.extra item: missing required key "repository"`, `24:11|missing required key "signers"`, `24:11|missing required key "mode"`}},
 		{"absolute path", edited(setLine(25, "        - path: /etc"), extraLines()), []string{`25:17|path "/etc" is absolute`}},

@@ -28,8 +28,9 @@ type VerifiedSource struct {
 	// Repository is the entry's URL for it; the tree's .gitmodules is
 	// never read.
 	Repository string `json:"repository"`
-	// Ref is the full ref the commit was verified on.
-	Ref string `json:"ref"`
+	// Ref is the full ref the commit was verified on, by Mode.
+	Ref  string               `json:"ref"`
+	Mode allowlist.SourceMode `json:"mode"`
 	// Commit is the verified commit.
 	Commit string `json:"commit"`
 	// Signer is the verified signer of the commit or tag.
@@ -143,12 +144,18 @@ func describeMode(found bool, mode filemode.FileMode) string {
 // verifyExtraSource verifies one extra source through verifySource, as if
 // it were a job of the entry for the extra's ref and commit: the extra's
 // policy is a Source, so signature modes, pin, descends_from and
-// approvals mean exactly what they mean for the main source. Extra
-// sources keep no high-water mark: a submodule's commit is bound by the
-// job's own verified commit (and its mark), a pin by the entry.
+// approvals mean exactly what they mean for the main source.
+//
+// Each extra source has a high-water mark of its own (ExtraSourceMark): a
+// commit admitted before is verified as of its signing (a retired key does
+// not undo it), strict mode walks from it, and a branch tip must descend
+// from it unless the item allows rollback. A submodule's or a pin's commit
+// is chosen by signed data (the job's verified commit, the entry), so
+// going back there is deliberate and never a rollback.
 func (o *Options) verifyExtraSource(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist, x *allowlist.ExtraSource, gitlink string) (VerifiedSource, error) {
 	kind, name, _ := allowlist.SplitRef(x.Ref)
-	xe := &allowlist.Entry{Name: e.Name, Match: e.Match, Definition: e.Definition, Source: x.Policy, Pos: x.Pos}
+	xe := &allowlist.Entry{Name: ExtraSourceMark(e.Name, x.Path), Match: e.Match, Definition: e.Definition, Source: x.Policy, Pos: x.Pos}
+	xe.Source.AllowRollback = x.Policy.AllowRollback || x.Submodule || x.Policy.Pin != ""
 	xp := &Payload{ID: p.ID, Project: p.Project, JobName: p.JobName, Ref: name, RefType: kind, Digest: p.Digest}
 	xd := &Decision{Mode: d.Mode, Environment: d.Environment, Job: d.Job, Ref: x.Ref}
 	what := "the tip of " + x.Ref
@@ -164,11 +171,15 @@ func (o *Options) verifyExtraSource(ctx context.Context, d *Decision, p *Payload
 		}
 		xp.SHA = tip
 	}
-	res, err := o.verifySource(ctx, xd, xp, xe, a, nil)
+	last, _, err := o.readHighWater(ctx, xe.Name)
+	if err != nil {
+		return VerifiedSource{}, err
+	}
+	res, err := o.verifySource(ctx, xd, xp, xe, a, last)
 	if err != nil || len(xd.Failures) > 0 {
 		return VerifiedSource{}, extraFailures(x, what, err, xd.Failures)
 	}
-	return VerifiedSource{Path: x.Path, Repository: x.Policy.Repository, Ref: x.Ref, Commit: xp.SHA, Signer: res.signer, Submodule: x.Submodule}, nil
+	return VerifiedSource{Path: x.Path, Repository: x.Policy.Repository, Ref: x.Ref, Mode: x.Policy.Mode, Commit: xp.SHA, Signer: res.signer, Submodule: x.Submodule}, nil
 }
 
 // extraFailures names the extra source in each refusal of its
@@ -358,4 +369,33 @@ func extraTarget(dir, rel string, submodule bool) (string, error) {
 		}
 	}
 	return cur, nil
+}
+
+// ExtraSourceMark is the state's name for the high-water mark of entry's
+// extra source at path (`writ state repair` rebuilds it from the audit
+// log's sources). Entry names hold no space, so it is never an entry's own.
+func ExtraSourceMark(entry, path string) string {
+	return entry + " source.extra " + path
+}
+
+// recordExtraSources moves each admitted extra source's mark to its
+// verified commit. The caller holds the entry lock. A mark moved by
+// another host meanwhile means writ cannot decide now (the runner
+// retries); a mark already at the commit moves nothing.
+func (o *Options) recordExtraSources(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry) error {
+	for _, v := range d.Sources {
+		name := ExtraSourceMark(e.Name, v.Path)
+		_, ent, err := o.readHighWater(ctx, name)
+		if err != nil {
+			return err
+		}
+		if ent.Holds(v.Repository, v.Commit) {
+			continue
+		}
+		hw := &highWater{Entry: name, Repository: v.Repository, Mode: v.Mode, Commit: v.Commit, Job: p.ID, Time: o.Now().UTC()}
+		if err := o.writeHighWater(ctx, ent, hw); err != nil {
+			return fmt.Errorf("record the admitted commit of source.extra %s: %w", v.Path, err)
+		}
+	}
+	return nil
 }

@@ -1,12 +1,14 @@
 package executor
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"gitlab.com/writ-ci/writ/internal/state"
 	"gitlab.com/writ-ci/writ/internal/testkeys"
 )
 
@@ -225,5 +227,63 @@ func TestExtraSourceGitIsFresh(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(e.builds, en.Name(), "settings", ".git")); err == nil {
 			t.Fatalf("build directory %s left after cleanup", en.Name())
 		}
+	}
+}
+
+// An extra source that takes a branch tip has its own high-water mark: a
+// server serving an older signed tip is refused, unless the item allows
+// rollback.
+func TestExtraSourceTipRollback(t *testing.T) {
+	t.Parallel()
+	e := newSettingsEnv(t)
+	tipItem := func(extra ...string) []string {
+		return append([]string{"extra:", "  - path: tools", "    ref: refs/heads/main",
+			"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}, extra...)
+	}
+	e.entry.SourceExtra = tipItem()
+	e.entry.Script = []string{"cat tools/prod.tfvars", "touch " + e.canary}
+	e.write()
+	if r := e.job(930, e.head).runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("first job: %+v", r)
+	}
+	st, err := state.NewLocal(e.state).Entry(context.Background(), ExtraSourceMark("app-build", "tools"))
+	if err != nil || st.Last == nil || st.Last.Commit != e.settingsHead || st.Last.Repository != "file://"+e.settings.Path || st.Last.Job != "930" {
+		t.Fatalf("mark of the extra source: %+v %v", st.Last, err)
+	}
+	older := strings.TrimSpace(e.settings.Git(t, "rev-parse", e.settingsHead+"^"))
+	e.settings.Git(t, "update-ref", "refs/heads/main", older)
+	j := e.job(931, e.head)
+	if r := j.runAll(); r.prepare != 1 {
+		t.Fatalf("rollback of the extra source admitted: %+v\n%s", r, j.log.String())
+	}
+	mustContain(t, j.log.String(), "Failed check: rollback", "source.extra tools", "is not "+e.settingsHead+" or a descendant of it")
+	if err := os.Remove(e.canary); err != nil {
+		t.Fatal(err)
+	}
+	j.assertNothingRan()
+
+	e.entry.SourceExtra = tipItem("    allow_rollback: true")
+	e.write()
+	if r := e.job(932, e.head).runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("allow_rollback: %+v", r)
+	}
+}
+
+// A submodule moved back to an older commit by a newer signed deploy
+// commit is a signed decision, not a rollback.
+func TestExtraSourceSubmoduleRevert(t *testing.T) {
+	t.Parallel()
+	e := newSettingsEnv(t)
+	e.write()
+	if r := e.job(940, e.appHead).runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("first job: %+v", r)
+	}
+	older := strings.TrimSpace(e.settings.Git(t, "rev-parse", e.settingsHead+"^"))
+	reverted := e.withGitlink(t, "settings", older)
+	e.entry.Script = []string{"grep -q old settings/prod.tfvars", "touch " + e.canary}
+	e.write()
+	j := e.job(941, reverted)
+	if r := j.runAll(); r.prepare != 0 || r.build != 0 {
+		t.Fatalf("revert refused: %+v\n%s", r, j.log.String())
 	}
 }
