@@ -98,6 +98,10 @@ func (o *Options) extraSourceLayout(ctx context.Context, p *Payload, e *allowlis
 			m.MarkDamaged(err.Error())
 			return nil, fmt.Errorf("writ's mirror of %s is damaged (%v); the next attempt rebuilds it", e.Source.Repository, err)
 		}
+		if err != nil && !errors.Is(err, gitrepo.ErrNotDirectory) {
+			// verifySource found the commit and its tree a moment ago.
+			return nil, fmt.Errorf("read the job's commit %s in the mirror of %s: %w", p.SHA, e.Source.Repository, err)
+		}
 		f := &Failure{Check: CheckSource}
 		switch {
 		case err != nil:

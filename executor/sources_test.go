@@ -182,6 +182,21 @@ func TestExtraSourceRefusals(t *testing.T) {
 				"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}
 			return e.head
 		}, []string{"Failed check: signature", "source.extra tools", "commit from the tip of refs/heads/main", "unsigned tip"}},
+		{"path below a file of the tree", func(t *testing.T, e *settingsEnv) string {
+			e.entry.SourceExtra = []string{"extra:", "  - path: main.sh/tools", "    ref: refs/heads/main",
+				"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}
+			return e.head
+		}, []string{"Failed check: source", "source.extra main.sh/tools: cannot be checked out there", "is not a directory", "choose a path"}},
+		{"path taken by a file of the tree", func(t *testing.T, e *settingsEnv) string {
+			e.entry.SourceExtra = []string{"extra:", "  - path: main.sh", "    ref: refs/heads/main",
+				"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}
+			return e.head
+		}, []string{"Failed check: source", "already has a file at that path"}},
+		{"gitlink the item does not take", func(t *testing.T, e *settingsEnv) string {
+			e.entry.SourceExtra = []string{"extra:", "  - path: settings", "    ref: refs/heads/main",
+				"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}
+			return e.appHead
+		}, []string{"Failed check: source", "has a submodule at settings, and the entry does not take its commit from it", "submodule: true"}},
 		{"extra ref missing", func(t *testing.T, e *settingsEnv) string {
 			e.entry.SourceExtra = []string{"extra:", "  - path: tools", "    ref: refs/heads/release",
 				"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}

@@ -168,10 +168,14 @@ func statEntry(e *index.Entry, p string) {
 	}
 }
 
+// ErrNotDirectory is wrapped by PathEntry's error when a component of the
+// path is not a directory in the tree, so nothing can be placed below it.
+var ErrNotDirectory = errors.New("not a directory")
+
 // PathEntry returns the mode and object of the entry at p (slash-separated)
 // in commit's tree, without following symlinks. found is false when no
 // entry has that path; a component before the last that exists but is not
-// a directory is an error, since nothing can be placed below it.
+// a directory is an error wrapping ErrNotDirectory.
 func (m *Mirror) PathEntry(commit, p string) (mode filemode.FileMode, hash string, found bool, err error) {
 	if err := checkPath(p); err != nil {
 		return 0, "", false, err
@@ -199,7 +203,7 @@ func (m *Mirror) PathEntry(commit, p string) (mode filemode.FileMode, hash strin
 		case i == len(comps)-1:
 			return e.Mode, e.Hash.String(), true, nil
 		case e.Mode != filemode.Dir:
-			return 0, "", false, fmt.Errorf("%s in commit %s is not a directory (mode %s)", strings.Join(comps[:i+1], "/"), commit, e.Mode)
+			return 0, "", false, fmt.Errorf("%s in commit %s is %w (mode %s)", strings.Join(comps[:i+1], "/"), commit, ErrNotDirectory, e.Mode)
 		}
 		if tree, err = m.repo.TreeObject(e.Hash); err != nil {
 			return 0, "", false, fmt.Errorf("%s in commit %s: %w", strings.Join(comps[:i+1], "/"), commit, err)

@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,8 +119,8 @@ func TestPathEntryAndGitlinks(t *testing.T) {
 	if _, _, found, err := m.PathEntry(first, "vendor/settings"); err != nil || found {
 		t.Fatalf("absent path: %v %v", found, err)
 	}
-	if _, _, _, err := m.PathEntry(head, "a.txt/below"); err == nil {
-		t.Fatal("a path below a file was accepted")
+	if _, _, _, err := m.PathEntry(head, "a.txt/below"); !errors.Is(err, ErrNotDirectory) {
+		t.Fatalf("a path below a file: %v", err)
 	}
 	if _, _, _, err := m.PathEntry(head, "../x"); err == nil {
 		t.Fatal("a path leaving the tree was accepted")
