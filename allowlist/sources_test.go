@@ -2,6 +2,7 @@ package allowlist
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -161,4 +162,29 @@ func TestDiffShowsExtraSignerSetChanges(t *testing.T) {
 			t.Fatalf("settings-team used by %v", s.UsedBy)
 		}
 	}
+}
+
+// FuzzSourcePath: a source.extra path the allowlist accepts stays below
+// the build directory it is joined to, names no .git, and has only
+// ordinary components (what gitrepo.PathEntry and the executor's checkout
+// expect of it).
+func FuzzSourcePath(f *testing.F) {
+	for _, s := range []string{"settings", "vendor/modules", "a/../b", "./x", "x/", ".GIT/hooks", "a//b", "/etc", "a\\b", "..", "a/.git", "é/ü", "a\x00b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if checkSourcePath(p) != "" {
+			return
+		}
+		root := "/builds/123"
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if !strings.HasPrefix(full, root+"/") || full != root+"/"+p {
+			t.Fatalf("%q is joined to %q", p, full)
+		}
+		for _, c := range strings.Split(p, "/") {
+			if c == "" || c == "." || c == ".." || strings.EqualFold(c, ".git") || strings.ContainsRune(c, 0) {
+				t.Fatalf("%q: component %q accepted", p, c)
+			}
+		}
+	})
 }
