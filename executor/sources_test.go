@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/state"
 	"gitlab.com/writ-ci/writ/internal/testkeys"
 )
@@ -300,5 +301,37 @@ func TestExtraSourceSubmoduleRevert(t *testing.T) {
 	j := e.job(941, reverted)
 	if r := j.runAll(); r.prepare != 0 || r.build != 0 {
 		t.Fatalf("revert refused: %+v\n%s", r, j.log.String())
+	}
+}
+
+// writ check verifies extra sources as prepare does, prints them, works
+// offline from warm mirrors, and records no mark.
+func TestCheckExtraSources(t *testing.T) {
+	t.Parallel()
+	e := newSettingsEnv(t)
+	e.entry.SourceExtra = append(e.entry.SourceExtra, "  - path: tools", "    ref: refs/heads/main",
+		"    repository: "+q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit")
+	e.write()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	opts := Options{Config: cfg, Allowlist: &dirSource{dir: e.alDir}, Stdout: &out}
+	payload := makePayload(t, 1, e.appHead, e.entry.Script)
+	for _, offline := range []bool{false, true} {
+		out.Reset()
+		opts.Offline = offline
+		d, err := Check(context.Background(), opts, payload)
+		if err != nil || !d.Admitted || len(d.Sources) != 2 {
+			t.Fatalf("offline %v: %v %+v\n%s", offline, err, d, out.String())
+		}
+		mustContain(t, out.String(), "Extra:      settings: file://"+e.settings.Path+" at "+e.settingsHead+" on refs/heads/main, signed by ssh ",
+			"Extra:      tools: file://"+e.settings.Path+" at "+e.settingsHead)
+	}
+	for _, path := range []string{"settings", "tools"} {
+		if st, err := state.NewLocal(e.state).Entry(context.Background(), ExtraSourceMark("app-build", path)); err != nil || st.Last != nil {
+			t.Fatalf("check recorded a mark for %s: %+v %v", path, st, err)
+		}
 	}
 }

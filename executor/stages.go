@@ -342,6 +342,9 @@ func writeCheckReport(w io.Writer, d *Decision) {
 	if d.Signer != "" {
 		fmt.Fprintf(&b, "Signer:     %s\n", d.Signer)
 	}
+	for _, v := range d.Sources {
+		fmt.Fprintf(&b, "Extra:      %s: %s at %s on %s, signed by %s\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
+	}
 	for i, f := range d.Failures {
 		fmt.Fprintf(&b, "\n%d. %s: %s\n", i+1, f.Check, f.Message)
 		if f.Expected != "" || f.Received != "" {
