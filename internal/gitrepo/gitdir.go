@@ -116,7 +116,20 @@ func (m *Mirror) copyHistory(st *filesystem.Storage, commit plumbing.Hash) error
 		w.Close()
 		return err
 	}
-	return w.Close()
+	if err := w.Close(); err != nil {
+		return err
+	}
+	// Closing indexes the new pack by hashing each object's content, so an
+	// object the mirror damaged lands under its true name, never under the
+	// name the history gives it: what the checkout shows must be there.
+	c, err := object.GetCommit(st, commit)
+	if err != nil {
+		return fmt.Errorf("%w: commit %s is not intact in the copied history: %v", ErrDamaged, commit, err)
+	}
+	if _, err := object.GetTree(st, c.TreeHash); err != nil {
+		return fmt.Errorf("%w: the tree of commit %s is not intact in the copied history: %v", ErrDamaged, commit, err)
+	}
+	return nil
 }
 
 // writeIndex writes the index of c's tree, with the stat data of the files
