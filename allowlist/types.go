@@ -214,8 +214,8 @@ type Source struct {
 	// Approvals, if set, requires signed approvals of the job's commit by
 	// distinct people (see SourceApprovals), in addition to Mode.
 	Approvals *SourceApprovals
-	// Git and Extra: a .git in the checkout, and further verified
-	// repositories checked out into it (see sources.go).
+	// Git says whether the checkout carries a .git (GitMode); Extra are
+	// further verified repositories checked out into it (ExtraSource).
 	Git   GitMode        `json:",omitempty"`
 	Extra []*ExtraSource `json:",omitempty"`
 }
