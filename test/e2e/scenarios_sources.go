@@ -218,6 +218,46 @@ func init() {
 			Writ: refuse("source", `is not on branch "main" of the entry's repository https://`),
 		},
 		Scenario{
+			// Not refused: writ leaves a submodule the entry does not name
+			// empty (docs/allowlist.md says why), so the attack's code is
+			// never there to run; the pass-through run shows it would.
+			Name: "submodule-not-named-by-entry", Category: CatSource, Robustness: true,
+			Description: "The deploy's script runs an optional hook (hooks/pre-deploy.sh) when present; a signed deploy commit adds a submodule at hooks from the attacker's server, which GitLab's runner clones. The entry names only the settings submodule.",
+			Mutate: func(f *Fixture) error {
+				script := func() []string {
+					return append(submoduleScript(), "test ! -f hooks/pre-deploy.sh || bash hooks/pre-deploy.sh")
+				}
+				s, err := withSettings(f, script, submoduleEntry)
+				if err != nil {
+					return err
+				}
+				hook, err := s.sr.NewRepo(RepoEvilSettings, "evil/hooks", map[string]string{"pre-deploy.sh": "#!/bin/bash\n" + f.Canary.Code() + "\n"}, Foreign)
+				if err != nil {
+					return err
+				}
+				gitmodules := "[submodule \"settings\"]\n\tpath = settings\n\turl = ../settings.git\n" +
+					"[submodule \"hooks\"]\n\tpath = hooks\n\turl = " + f.Repos.URL(RepoEvilSettings) + "\n"
+				sha, err := s.sr.CommitGitlinks(RepoApp, f.Hist.Head, map[string]string{"settings": s.Head, "hooks": hook},
+					map[string]string{".gitmodules": gitmodules}, "add deploy hooks", Trusted)
+				if err != nil {
+					return err
+				}
+				if err := f.Repos.SetBranch(RepoApp, LegitRef, sha); err != nil {
+					return err
+				}
+				setSha(f.Payload, sha)
+				return nil
+			},
+			Writ: Expectation{Verdict: Admit, Reason: "writ: submodule hooks is left empty", Detail: LegitDone},
+			PassThrough: func(f *Fixture, o Outcome) error {
+				if !f.Canary.Fired() {
+					return fmt.Errorf("the hook from the unnamed submodule did not run")
+				}
+				return nil
+			},
+			Shows: "GitLab's runner cloned the unnamed submodule and ran its hook (canary fired)",
+		},
+		Scenario{
 			Name: "extra-source-unsigned-tip", Category: CatSource,
 			Description: "The entry checks out acme/settings' main tip at tools (no submodule); GitLab's server serves an unsigned tip whose check.sh runs the canary. A job left to fetch it itself (`git clone`, as GitLab's runner would have it) runs it.",
 			Mutate: func(f *Fixture) error {
