@@ -596,7 +596,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
 	if !ok {
 		return nil
 	}
@@ -648,6 +648,7 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	if v := m.get("approvals"); v != nil {
 		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
+	refs = append(refs, p.sourceExtensions(m, src, a)...)
 	return refs
 }
 

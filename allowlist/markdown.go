@@ -141,6 +141,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 		src += ", **rollback allowed**"
 	}
 	b.WriteString(src + "\n")
+	for _, x := range s.Extra {
+		fmt.Fprintf(b, "- extra source %s\n", code(DescribeExtraSource(x)))
+	}
 	writeScript(b, "script", d.Script)
 	if len(d.AfterScript) > 0 {
 		writeScript(b, "after_script", d.AfterScript)

@@ -260,6 +260,7 @@ func (w *writer) entry(e *Entry) {
 			w.line(8, "author_counts: true")
 		}
 	}
+	w.sourceExtensions(s)
 }
 
 func (w *writer) variable(indent int, v Variable) {

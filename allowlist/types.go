@@ -214,6 +214,10 @@ type Source struct {
 	// Approvals, if set, requires signed approvals of the job's commit by
 	// distinct people (see SourceApprovals), in addition to Mode.
 	Approvals *SourceApprovals
+	// Git says whether the checkout carries a .git (GitMode); Extra are
+	// further verified repositories checked out into it (ExtraSource).
+	Git   GitMode        `json:",omitempty"`
+	Extra []*ExtraSource `json:",omitempty"`
 }
 
 // SourceApprovals is an entry's two-person rule: Threshold distinct people

@@ -108,6 +108,8 @@ type Decision struct {
 	Variables []AdmittedVariable `json:"-"`
 	// Signer is the verified signer of the commit or tag, when verified.
 	Signer string `json:"signer,omitempty"`
+	// Sources are the entry's verified further repositories (source.extra).
+	Sources []VerifiedSource `json:"sources,omitempty"`
 	// PayloadDigest is the hex SHA-256 of the payload bytes.
 	PayloadDigest string `json:"payload_sha256,omitempty"`
 	// Suggestion is an entry that would admit the job's definition as

@@ -120,6 +120,9 @@ func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 	fmt.Fprintf(w, "%swrit: admitted%s by entry %q of allowlist version %d (commit %s) in environment %q\n",
 		ansiBoldGreen, ansiReset, s.Entry.Name, s.Allowlist.Version, short(s.Allowlist.Commit), s.Environment)
 	fmt.Fprintf(w, "writ: source %s at %s, verified (%s, signed by %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
+	for _, v := range s.Sources {
+		fmt.Fprintf(w, "writ: source.extra %s: %s at %s on %s, verified (signed by %s)\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
+	}
 	if version != "" {
 		fmt.Fprintf(w, "writ: judged by writ %s\n", version)
 	}

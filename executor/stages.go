@@ -195,6 +195,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 	}
 	if d.Admitted {
 		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
+		s.Sources = d.Sources
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
 		}
@@ -340,6 +341,9 @@ func writeCheckReport(w io.Writer, d *Decision) {
 	writeJobLines(&b, d)
 	if d.Signer != "" {
 		fmt.Fprintf(&b, "Signer:     %s\n", d.Signer)
+	}
+	for _, v := range d.Sources {
+		fmt.Fprintf(&b, "Extra:      %s: %s at %s on %s, signed by %s\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
 	}
 	for i, f := range d.Failures {
 		fmt.Fprintf(&b, "\n%d. %s: %s\n", i+1, f.Check, f.Message)
@@ -539,7 +543,10 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 	if gitrepo.IsDamage(err) {
 		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return o.checkoutSources(ctx, s, dir, m)
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -799,6 +806,9 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if d.Signer != "" {
 		f["signer"] = d.Signer
+	}
+	if len(d.Sources) > 0 {
+		f["sources"] = d.Sources
 	}
 	if d.Entry != nil {
 		// What `writ state repair` needs to rebuild the entry's mark.
