@@ -434,10 +434,11 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	case stage == "restore_cache" || stage == "download_artifacts":
 		fmt.Fprintf(w, "writ: %s skipped: writ never lets unsigned content (caches, artifacts) into the build directory\n", stage)
 		return 0, "skipped"
-	case stage == "archive_cache" || stage == "archive_cache_on_failure" ||
-		stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
-		fmt.Fprintf(w, "writ: %s skipped: writ does not save caches or upload artifacts\n", stage)
+	case stage == "archive_cache" || stage == "archive_cache_on_failure":
+		fmt.Fprintf(w, "writ: %s skipped: %s\n", stage, cacheRefusal)
 		return 0, "skipped"
+	case stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
+		return o.uploadStage(ctx, s, stage)
 	case stage == "cleanup_file_variables":
 		fmt.Fprintln(w, "writ: file variables are removed with the job's state at cleanup")
 		return 0, "ok"
