@@ -76,7 +76,7 @@ func checkUploads(d *Decision, p *Payload, u *allowlist.Uploads) {
 		d.fail(Failure{Check: CheckArtifacts,
 			Message:  fmt.Sprintf("the job has %d artifact(s), the allowlist entry's uploads list %d", len(p.ArtifactList), len(u.Artifacts)),
 			Expected: describeEntryArtifacts(u.Artifacts), Received: describePayloadArtifacts(p.ArtifactList),
-			Hint:     uploadsHint})
+			Hint: uploadsHint})
 		return
 	}
 	for i := range u.Artifacts {
