@@ -138,7 +138,11 @@ func (p *parser) maxBytes(n *yaml.Node) int64 {
 		return 0
 	}
 	bad := func() int64 {
-		p.errorf(n, "max_bytes must be a whole number of bytes from 1 to %d (4 GiB), not %s", MaxUploadBytes, describe(n))
+		what := describe(n)
+		if n.Kind == yaml.ScalarNode {
+			what = n.Value
+		}
+		p.errorf(n, "max_bytes must be a whole number of bytes from 1 to %d (4 GiB), not %s", MaxUploadBytes, what)
 		return 0
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || !decimal.MatchString(n.Value) {
