@@ -2,6 +2,8 @@ package allowlist
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -155,4 +157,29 @@ func FuzzCheckUploadPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDocsUploadsExample: the worked example in docs/allowlist.md's
+// Uploads section is an entry Parse accepts, with the uploads it describes.
+func TestDocsUploadsExample(t *testing.T) {
+	t.Parallel()
+	md, err := os.ReadFile(filepath.Join("..", "docs", "allowlist.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(md), "### Uploads: what the job sends to GitLab\n")
+	if !ok {
+		t.Fatal("docs/allowlist.md has no Uploads section")
+	}
+	_, block, _ := strings.Cut(section, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```\n")
+	doc := minimalHeader + "signers:\n  infra-team:\n    ssh: [" + bobSSH + "]\njobs:\n" + block
+	a, err := Parse(FileName, []byte(doc), nil)
+	if err != nil {
+		t.Fatalf("the docs' uploads example does not parse: %v\n%s", err, doc)
+	}
+	u := a.Jobs[0].Definition.Uploads
+	if u == nil || u.MaxBytes != 50<<20 || len(u.Artifacts) != 3 || u.Artifacts[2].Type != ArtifactTerraform {
+		t.Fatalf("uploads %+v", u)
+	}
 }

@@ -382,3 +382,35 @@ func jsonText(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestEntryFromPayloadUploads: the suggested entry for a job with
+// artifacts lists them as uploads that admit the same payload, unless an
+// entry cannot state them (untracked), where it falls back to artifacts:
+// true.
+func TestEntryFromPayloadUploads(t *testing.T) {
+	t.Parallel()
+	p, err := DecodePayload(makePayload(t, 7, strings.Repeat("a", 40), []string{"true"}, withKey("artifacts", payloadArtifacts())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := EntryFromPayload(p, "prod")
+	u := e.Definition.Uploads
+	if u == nil || e.Definition.Artifacts || u.MaxBytes != DefaultUploadMaxBytes || len(u.Artifacts) != 2 ||
+		u.Artifacts[0].Name != "plan" || u.Artifacts[0].ExpireIn != "1 year" || u.Artifacts[1].When != "always" {
+		t.Fatalf("suggested uploads %+v", u)
+	}
+	d := &Decision{}
+	checkUploads(d, p, u)
+	if len(d.Failures) > 0 {
+		t.Fatalf("the suggested uploads refuse the payload they came from: %+v", d.Failures)
+	}
+	untracked := payloadArtifacts()
+	untracked[0].(map[string]any)["untracked"] = true
+	p, err = DecodePayload(makePayload(t, 7, strings.Repeat("a", 40), []string{"true"}, withKey("artifacts", untracked)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := EntryFromPayload(p, "prod"); e.Definition.Uploads != nil || !e.Definition.Artifacts {
+		t.Fatalf("untracked artifacts suggested as %+v, artifacts %t", e.Definition.Uploads, e.Definition.Artifacts)
+	}
+}
