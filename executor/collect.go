@@ -24,6 +24,10 @@ import (
 const (
 	maxCollectFiles = 100000
 	maxCollectDepth = 64
+	// maxCollectVisits bounds the directory entries one stage looks at, so
+	// a job that leaves millions of directories under a ** path costs
+	// bounded time.
+	maxCollectVisits = 1000000
 )
 
 // collectError says why an upload was refused: something in the build
@@ -46,6 +50,8 @@ type buildTree struct {
 	// paths is uploaded once.
 	seen  map[string]bool
 	files []string
+	// visits counts directory entries read, against maxCollectVisits.
+	visits int
 }
 
 // openBuildTree opens dir (which writ created and whose parent only root
@@ -240,8 +246,12 @@ func (t *buildTree) eachChild(dir *os.File, fn func(name string, isDir bool) err
 				dirs[e.Name()] = true
 			}
 		}
+		t.visits += len(ents)
 		if len(names) > maxCollectFiles {
 			return refusef("a directory of the build directory holds more than %d entries", maxCollectFiles)
+		}
+		if t.visits > maxCollectVisits {
+			return refusef("the upload paths reach more than %d directory entries: name narrower paths", maxCollectVisits)
 		}
 		if errors.Is(err, io.EOF) || (err == nil && len(ents) == 0) {
 			break

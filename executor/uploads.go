@@ -33,20 +33,20 @@ const EventUpload = "upload"
 // cacheRefusal is why writ never saves a cache.
 const cacheRefusal = "writ never saves a cache: GitLab restores a cache into later jobs unsigned, so writ never restores one either; keep files of a job with the entry's uploads instead"
 
-// UploadedFile is one file of an uploaded artifact, as the audit log
+// uploadedFile is one file of an uploaded artifact, as the audit log
 // records it.
-type UploadedFile struct {
+type uploadedFile struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 }
 
-// UploadedArtifact is one artifact an upload stage sent (or would have).
-type UploadedArtifact struct {
+// uploadedArtifact is one artifact an upload stage sent (or would have).
+type uploadedArtifact struct {
 	Type     string         `json:"type"`
 	Format   string         `json:"format"`
 	Filename string         `json:"filename"`
-	Files    []UploadedFile `json:"files"`
+	Files    []uploadedFile `json:"files"`
 	// Bytes and SHA256 describe the archive as sent.
 	Bytes  int64  `json:"archive_bytes"`
 	SHA256 string `json:"archive_sha256"`
@@ -85,7 +85,7 @@ func (o *Options) uploadStage(ctx context.Context, s *Snapshot, stage string) (i
 		return 0, "skipped"
 	}
 	done, err := o.upload(ctx, s, up.MaxBytes, arts)
-	fields := map[string]any{"stage": stage, "artifacts": done}
+	fields := map[string]any{"stage": stage, "artifacts": auditArtifacts(done)}
 	if err != nil {
 		var ce *collectError
 		code, status := o.systemFailure(), "error"
@@ -111,7 +111,7 @@ func (o *Options) uploadStage(ctx context.Context, s *Snapshot, stage string) (i
 
 // upload collects every artifact first and sends them only when all are
 // within bounds, so a refused upload sends nothing.
-func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts []allowlist.Artifact) ([]UploadedArtifact, error) {
+func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts []allowlist.Artifact) ([]uploadedArtifact, error) {
 	w := o.Stdout
 	base := strings.TrimRight(o.Config.GitLab.URL, "/")
 	if base == "" {
@@ -131,7 +131,7 @@ func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts 
 	}
 	defer tree.Close()
 	budget := maxBytes
-	var done []UploadedArtifact
+	var done []uploadedArtifact
 	defer func() {
 		for _, a := range done {
 			if a.archive != "" {
@@ -190,8 +190,8 @@ func (o *Options) jobToken() (string, error) {
 
 // archiveArtifact writes artifact a's files into an archive in writ's job
 // directory, charging their bytes to budget.
-func (o *Options) archiveArtifact(tree *buildTree, s *Snapshot, i int, a allowlist.Artifact, budget *int64) (UploadedArtifact, error) {
-	ua := UploadedArtifact{Type: string(a.Type), Format: a.Format(), Filename: artifactFilename(a), expireIn: a.ExpireIn}
+func (o *Options) archiveArtifact(tree *buildTree, s *Snapshot, i int, a allowlist.Artifact, budget *int64) (uploadedArtifact, error) {
+	ua := uploadedArtifact{Type: string(a.Type), Format: a.Format(), Filename: artifactFilename(a), expireIn: a.ExpireIn}
 	for _, p := range a.Paths {
 		n, err := tree.match(p)
 		if err != nil {
@@ -225,7 +225,7 @@ func (o *Options) archiveArtifact(tree *buildTree, s *Snapshot, i int, a allowli
 	return ua, err
 }
 
-func writeZip(w io.Writer, tree *buildTree, files []string, budget *int64, ua *UploadedArtifact) error {
+func writeZip(w io.Writer, tree *buildTree, files []string, budget *int64, ua *uploadedArtifact) error {
 	zw := zip.NewWriter(w)
 	for _, p := range files {
 		hdr := &zip.FileHeader{Name: p, Method: zip.Deflate, Modified: time.Unix(0, 0).UTC()}
@@ -243,7 +243,7 @@ func writeZip(w io.Writer, tree *buildTree, files []string, budget *int64, ua *U
 
 // writeGzip writes one gzip member per file, named like the runner's gzip
 // artifacts (the base name, and the path as the comment).
-func writeGzip(w io.Writer, tree *buildTree, files []string, budget *int64, ua *UploadedArtifact) error {
+func writeGzip(w io.Writer, tree *buildTree, files []string, budget *int64, ua *uploadedArtifact) error {
 	for _, p := range files {
 		gz := gzip.NewWriter(w)
 		gz.Name, gz.Comment = gzipText(path.Base(p)), gzipText(p)
@@ -270,7 +270,7 @@ func gzipText(s string) string {
 
 // copyFile copies the collected file p into w, at most *budget bytes of
 // it, and records its size and digest.
-func copyFile(w io.Writer, tree *buildTree, p string, budget *int64, ua *UploadedArtifact) error {
+func copyFile(w io.Writer, tree *buildTree, p string, budget *int64, ua *uploadedArtifact) error {
 	f, _, err := tree.openFile(p)
 	if err != nil {
 		return err
@@ -285,7 +285,7 @@ func copyFile(w io.Writer, tree *buildTree, p string, budget *int64, ua *Uploade
 		return refusef("the files to upload are larger than the entry's max_bytes (reached at %s)", p)
 	}
 	*budget -= n
-	ua.Files = append(ua.Files, UploadedFile{Path: p, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))})
+	ua.Files = append(ua.Files, uploadedFile{Path: p, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))})
 	return nil
 }
 
@@ -322,7 +322,7 @@ const maxUploadAttempts = 3
 // as multipart form field "file", with artifact_format, artifact_type and
 // expire_in as query parameters. Only 201 Created is success; a redirect
 // is not followed (the token goes nowhere but gitlab.url).
-func (o *Options) send(ctx context.Context, base, id, token string, ua *UploadedArtifact) (int, error) {
+func (o *Options) send(ctx context.Context, base, id, token string, ua *uploadedArtifact) (int, error) {
 	q := url.Values{}
 	q.Set("artifact_format", ua.Format)
 	q.Set("artifact_type", ua.Type)
@@ -354,7 +354,7 @@ func (o *Options) send(ctx context.Context, base, id, token string, ua *Uploaded
 }
 
 // post makes one attempt; retry says whether another may succeed.
-func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token string, ua *UploadedArtifact) (int, bool, error) {
+func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token string, ua *uploadedArtifact) (int, bool, error) {
 	f, err := os.Open(ua.archive)
 	if err != nil {
 		return 0, false, err
@@ -396,6 +396,37 @@ func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token
 		return resp.StatusCode, false, fmt.Errorf("GitLab answered %s: the artifact is larger than the instance or project allows", resp.Status)
 	}
 	return resp.StatusCode, false, fmt.Errorf("GitLab answered %s: %s", resp.Status, allowlist.Visible(strings.TrimSpace(string(body))))
+}
+
+// maxAuditFiles bounds the files an upload record lists one by one; the
+// manifest digest covers them all.
+const maxAuditFiles = 1000
+
+// auditArtifacts is what the audit log keeps of each artifact: every file
+// (up to maxAuditFiles, then only the count), and manifest_sha256, the
+// SHA-256 of "path NUL size NUL sha256 LF" for every file in upload order,
+// which binds the complete list however long it is.
+func auditArtifacts(done []uploadedArtifact) []map[string]any {
+	out := make([]map[string]any, 0, len(done))
+	for _, a := range done {
+		h := sha256.New()
+		for _, f := range a.Files {
+			fmt.Fprintf(h, "%s\x00%d\x00%s\n", f.Path, f.Size, f.SHA256)
+		}
+		m := map[string]any{"type": a.Type, "format": a.Format, "filename": a.Filename,
+			"files_total": len(a.Files), "manifest_sha256": hex.EncodeToString(h.Sum(nil)),
+			"archive_bytes": a.Bytes, "archive_sha256": a.SHA256}
+		if a.Status != 0 {
+			m["http_status"] = a.Status
+		}
+		files := a.Files
+		if len(files) > maxAuditFiles {
+			files = files[:maxAuditFiles]
+		}
+		m["files"] = files
+		out = append(out, m)
+	}
+	return out
 }
 
 func (o *Options) auditUpload(ctx context.Context, id, reason string, fields map[string]any) error {
