@@ -414,3 +414,74 @@ func TestEntryFromPayloadUploads(t *testing.T) {
 		t.Fatalf("untracked artifacts suggested as %+v, artifacts %t", e.Definition.Uploads, e.Definition.Artifacts)
 	}
 }
+
+// TestUploadsFollowTheOutcome: after a failed script only the artifacts
+// for failure (on_failure, always) are uploaded.
+func TestUploadsFollowTheOutcome(t *testing.T) {
+	t.Parallel()
+	g := newFakeGitLab(t)
+	script := []string{"printf x > a.txt && printf y > b.txt && printf z > c.txt", "exit 3"}
+	const uploads = "uploads:\n  max_bytes: 100\n  artifacts:\n" +
+		"    - {type: archive, name: ok, paths: [a.txt], when: on_success}\n" +
+		"    - {type: archive, name: bad, paths: [b.txt], when: on_failure}\n" +
+		"    - {type: junit, paths: [c.txt], when: always}"
+	e := uploadsEnv(t, g, script, uploads)
+	arts := []any{
+		map[string]any{"name": "ok", "paths": []any{"a.txt"}, "when": "on_success", "artifact_type": "archive", "artifact_format": "zip"},
+		map[string]any{"name": "bad", "paths": []any{"b.txt"}, "when": "on_failure", "artifact_type": "archive", "artifact_format": "zip"},
+		map[string]any{"paths": []any{"c.txt"}, "when": "always", "artifact_type": "junit", "artifact_format": "gzip"},
+	}
+	j := e.newJob(e.payload(5400, e.head, withScript(script...), withKey("artifacts", arts)))
+	if r := j.runAll(); r.build == 0 {
+		t.Fatalf("the script did not fail\n%s", j.log.String())
+	}
+	var names []string
+	for _, u := range g.uploads() {
+		names = append(names, u.Filename)
+	}
+	if !slices.Equal(names, []string{"bad.zip", "artifacts.gz"}) {
+		t.Fatalf("uploaded %q after a failure, want bad.zip and artifacts.gz\n%s", names, j.log.String())
+	}
+}
+
+// TestUploadsAnswers: a refusal by GitLab fails the stage with GitLab's
+// status; a redirect is not followed, so the job token goes nowhere else.
+func TestUploadsAnswers(t *testing.T) {
+	t.Parallel()
+	var elsewhere sync.Mutex
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Lock()
+		leaked = append(leaked, r.Header.Get("JOB-TOKEN"))
+		elsewhere.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(other.Close)
+	for name, tc := range map[string]struct {
+		handler http.HandlerFunc
+		want    string
+	}{
+		"forbidden": {func(w http.ResponseWriter, r *http.Request) { http.Error(w, "403 Forbidden", http.StatusForbidden) }, "GitLab answered 403 Forbidden"},
+		"redirect": {func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		}, "GitLab answered 307 Temporary Redirect"},
+		"too large": {func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusRequestEntityTooLarge) }, "larger than the instance or project allows"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(tc.handler)
+			t.Cleanup(srv.Close)
+			e := uploadsEnv(t, &fakeGitLab{Server: srv}, uploadScript, twoUploads)
+			j := e.newJob(e.payload(5500, e.head, withScript(uploadScript...), withKey("artifacts", payloadArtifacts())))
+			j.runAll()
+			if !strings.Contains(j.log.String(), tc.want) {
+				t.Fatalf("the log does not say %q:\n%s", tc.want, j.log.String())
+			}
+		})
+	}
+	elsewhere.Lock()
+	defer elsewhere.Unlock()
+	if len(leaked) > 0 {
+		t.Fatalf("the redirect target received %d request(s) with tokens %q", len(leaked), leaked)
+	}
+}
