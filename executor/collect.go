@@ -52,6 +52,10 @@ type buildTree struct {
 	files []string
 	// visits counts directory entries read, against maxCollectVisits.
 	visits int
+	// parent is the open directory of the file openFile opened last, and
+	// parentPath its path: files come in path order, so most share it.
+	parent     *os.File
+	parentPath string
 }
 
 // openBuildTree opens dir (which writ created and whose parent only root
@@ -64,7 +68,12 @@ func openBuildTree(dir string, uid int64) (*buildTree, error) {
 	return &buildTree{root: os.NewFile(uintptr(fd), dir), uid: uid, seen: map[string]bool{}}, nil
 }
 
-func (t *buildTree) Close() error { return t.root.Close() }
+func (t *buildTree) Close() error {
+	if t.parent != nil {
+		t.parent.Close()
+	}
+	return t.root.Close()
+}
 
 // match adds every file pattern (an allowlist.CheckUploadPath path)
 // matches, in a stable order, and returns how many it added. A directory
@@ -274,24 +283,11 @@ func (t *buildTree) eachChild(dir *os.File, fn func(name string, isDir bool) err
 // still a regular file of the job's. O_NONBLOCK keeps a file swapped for a
 // pipe from blocking the open.
 func (t *buildTree) openFile(p string) (*os.File, int64, error) {
-	segs := strings.Split(p, "/")
-	dir, err := t.dup()
+	dir, err := t.parentOf(p)
 	if err != nil {
 		return nil, 0, err
 	}
-	for i, s := range segs[:len(segs)-1] {
-		next, err := t.openDir(dir, strings.Join(segs[:i+1], "/"))
-		dir.Close()
-		if err != nil {
-			return nil, 0, err
-		}
-		if next == nil {
-			return nil, 0, refusef("%s changed while writ was uploading it (directory %s is gone)", p, s)
-		}
-		dir = next
-	}
-	defer dir.Close()
-	fd, err := unix.Openat(int(dir.Fd()), segs[len(segs)-1], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	fd, err := unix.Openat(int(dir.Fd()), path.Base(p), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, 0, refusef("%s is a symbolic link: writ never follows one in the build directory (it could lead out of it)", p)
 	}
@@ -309,6 +305,39 @@ func (t *buildTree) openFile(p string) (*os.File, int64, error) {
 		return nil, 0, err
 	}
 	return f, st.Size, nil
+}
+
+// parentOf returns the open directory holding p, walked from the root one
+// name at a time like every other step, and kept for the next file.
+func (t *buildTree) parentOf(p string) (*os.File, error) {
+	parent := path.Dir(p)
+	if t.parent != nil && t.parentPath == parent {
+		return t.parent, nil
+	}
+	if t.parent != nil {
+		t.parent.Close()
+		t.parent, t.parentPath = nil, ""
+	}
+	dir, err := t.dup()
+	if err != nil {
+		return nil, err
+	}
+	if parent != "." {
+		segs := strings.Split(parent, "/")
+		for i, s := range segs {
+			next, err := t.openDir(dir, strings.Join(segs[:i+1], "/"))
+			dir.Close()
+			if err != nil {
+				return nil, err
+			}
+			if next == nil {
+				return nil, refusef("%s changed while writ was uploading it (directory %s is gone)", p, s)
+			}
+			dir = next
+		}
+	}
+	t.parent, t.parentPath = dir, parent
+	return dir, nil
 }
 
 func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[`) }
