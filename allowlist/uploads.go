@@ -219,8 +219,8 @@ func CheckUploadPath(s string) string {
 		return "is empty"
 	case len(s) > maxUploadPathBytes:
 		return fmt.Sprintf("is longer than %d bytes", maxUploadPathBytes)
-	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
-		return "holds a control character or bytes that are not UTF-8"
+	case !utf8.ValidString(s) || strings.ContainsFunc(s, invisible):
+		return "holds a control or invisible formatting character, or bytes that are not UTF-8"
 	case strings.HasPrefix(s, "/"):
 		return "is absolute: write it relative to the build directory"
 	case strings.Contains(s, `\`):
@@ -248,14 +248,18 @@ func CheckUploadPath(s string) string {
 	return ""
 }
 
+// invisible reports control and formatting characters (bidi overrides,
+// zero-width spaces): a path or name holding one reads as another.
+func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+
 // checkArtifactName returns why s cannot be an artifact name, or "".
 // GitLab names the uploaded file after it.
 func checkArtifactName(s string) string {
 	switch {
 	case len(s) > 255:
 		return "is longer than 255 bytes"
-	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
-		return "holds a control character or bytes that are not UTF-8"
+	case !utf8.ValidString(s) || strings.ContainsFunc(s, invisible):
+		return "holds a control or invisible formatting character, or bytes that are not UTF-8"
 	case strings.ContainsAny(s, `/\$`):
 		return "holds /, \\ or $: write a plain file name (writ never expands variables in it)"
 	case s == "." || s == "..":

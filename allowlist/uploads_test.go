@@ -183,3 +183,39 @@ func TestDocsUploadsExample(t *testing.T) {
 		t.Fatalf("uploads %+v", u)
 	}
 }
+
+// FuzzMarshalUploads: an entry whose uploads hold s as a path and a name
+// marshals to text that parses back to the same uploads whenever Parse
+// accepts them, and is refused otherwise.
+func FuzzMarshalUploads(f *testing.F) {
+	for _, s := range append(trickyStrings, "a\u202eb", "a\u200bb", "out/**/*.json", "plan", "[a-z]*.xml", "a b", "#x", "- x", "'q'", `"q"`, "a: b") {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := &Uploads{MaxBytes: 1, Artifacts: []Artifact{{Type: ArtifactJUnit, Name: s, Paths: []string{s}, When: "always"}}}
+		e := &Entry{
+			Name:       "fuzz",
+			Match:      Match{Project: "acme/web", Job: "job", Environments: []string{"production"}, Refs: []string{"refs/heads/main"}},
+			Definition: Definition{Script: []string{"true"}, Uploads: want},
+			Source:     Source{Repository: "https://gitlab.example.com/acme/web.git", Signers: []string{"web-team"}, Mode: ModeCommit},
+		}
+		out, err := MarshalEntry(e)
+		if err != nil {
+			return // not UTF-8: refused before any text is written
+		}
+		a, err := Parse(FileName, []byte(minimalHeader+"signers:\n  web-team:\n    ssh: ["+bobSSH+"]\njobs:\n"+string(out)), nil)
+		acceptable := s != "" && CheckUploadPath(s) == "" && checkArtifactName(s) == "" && len(s) <= MaxStringBytes
+		if !acceptable {
+			if err == nil {
+				t.Fatalf("Parse accepted uploads %q", s)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Parse(MarshalEntry(%q)): %v\n%s", s, err, out)
+		}
+		if got := a.Jobs[0].Definition.Uploads; !reflect.DeepEqual(got, want) {
+			t.Fatalf("round trip of %q: %+v\n%s", s, got, out)
+		}
+	})
+}
