@@ -186,6 +186,8 @@ func (p *parser) artifact(n *yaml.Node) (Artifact, bool) {
 		for i, s := range paths {
 			if msg := CheckUploadPath(s); msg != "" {
 				p.errorf(nodes[i], "path %q %s", s, msg)
+			} else if wholeTree(s) {
+				p.add(&p.warns, nodes[i].Line, nodes[i].Column, "path %q uploads every file of the build directory, including whatever a tool leaves there (credentials, state): name the files or directories to keep", s)
 			}
 		}
 		a.Paths = paths
@@ -246,6 +248,17 @@ func CheckUploadPath(s string) string {
 		}
 	}
 	return ""
+}
+
+// wholeTree reports a path that matches every file at the top of the
+// build directory, or below it.
+func wholeTree(s string) bool {
+	for _, seg := range strings.Split(s, "/") {
+		if seg != "*" && seg != "**" {
+			return false
+		}
+	}
+	return true
 }
 
 // invisible reports control and formatting characters (bidi overrides,

@@ -124,6 +124,17 @@ func TestParseUploadsErrors(t *testing.T) {
 	}
 }
 
+func TestUploadsWholeTreeWarns(t *testing.T) {
+	t.Parallel()
+	_, warns, err := Lint(FileName, []byte(uploadsDoc("      uploads:\n        max_bytes: 1\n        artifacts: [{type: archive, paths: ['**/*', out]}]\n")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns.Error(), `19:45: path "**/*" uploads every file of the build directory`) {
+		t.Fatalf("warnings: %v", warns)
+	}
+}
+
 func TestCheckUploadPath(t *testing.T) {
 	t.Parallel()
 	for _, ok := range []string{"plan.tfplan", "out", "out/**/*.json", "**/junit.xml", "reports/[a-z]*.xml", ".terraform.lock.hcl", "a b/c"} {
