@@ -52,7 +52,9 @@ func (u uploadsSetup) script() []string { return append([]string{LegitScript}, u
 func (u uploadsSetup) artifacts() []Artifact {
 	return []Artifact{
 		{Name: "plan", Paths: []string{"plan"}, When: "on_success", Type: "archive", Format: "zip", ExpireIn: "1 year"},
-		{Paths: []string{u.JUnit}, When: "always", Type: "junit", Format: "gzip", ExpireIn: "1 year"},
+		// GitLab names a report itself (Ci::JobArtifact::DEFAULT_FILE_NAMES)
+		// and uploads it whatever the job's outcome.
+		{Name: "junit.xml", Paths: []string{u.JUnit}, When: "always", Type: "junit", Format: "gzip", ExpireIn: "1 year"},
 	}
 }
 
@@ -72,7 +74,7 @@ func (u uploadsSetup) apply(f *Fixture) error {
 			"        max_bytes: 1048576\n"+
 			"        artifacts:\n"+
 			"          - type: archive\n            name: plan\n            paths: [plan]\n            when: on_success\n            expire_in: 1 year\n"+
-			"          - type: junit\n            paths: ["+yamlQuote(u.JUnit)+"]\n            when: always\n            expire_in: 1 year\n", 1)
+			"          - type: junit\n            name: junit.xml\n            paths: ["+yamlQuote(u.JUnit)+"]\n            when: always\n            expire_in: 1 year\n", 1)
 	})
 	if err != nil {
 		return err
@@ -221,7 +223,7 @@ func init() {
 			Mutate:      func(f *Fixture) error { return defaultUploads().apply(f) },
 			Shows:       "the runner's own uploader sends the same plan archive and JUnit report",
 			PassThrough: func(f *Fixture, o Outcome) error { return uploadedExactly(o) },
-			Writ:        Expectation{Verdict: Admit, Reason: "writ: admitted", Detail: "writ: uploaded junit artifact artifacts.gz (1 file(s)"},
+			Writ:        Expectation{Verdict: Admit, Reason: "writ: admitted", Detail: "writ: uploaded junit artifact junit.xml.gz (1 file(s)"},
 			WritCheck: func(f *Fixture, o Outcome) error {
 				if err := uploadedExactly(o); err != nil {
 					return err
