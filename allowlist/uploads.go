@@ -215,6 +215,7 @@ func (p *parser) artifact(n *yaml.Node) (Artifact, bool) {
 // names files inside the build directory, whatever the job does: relative,
 // no "." or ".." segment, no variable (writ never expands one in a path),
 // and glob syntax that path.Match reads, with "**" only as a whole segment.
+// One trailing "/" says the path names directories.
 func CheckUploadPath(s string) string {
 	switch {
 	case s == "":
@@ -232,10 +233,12 @@ func CheckUploadPath(s string) string {
 	case strings.ContainsAny(s, "{}"):
 		return "holds { or }: brace alternatives are not supported; list each path"
 	}
-	for _, seg := range strings.Split(s, "/") {
+	// One trailing slash names a directory, as GitLab users write it
+	// (paths: [public/]); the entry states the path as GitLab sends it.
+	for _, seg := range strings.Split(strings.TrimSuffix(s, "/"), "/") {
 		switch {
 		case seg == "":
-			return "has an empty segment (// or a leading or trailing /): write each directory once"
+			return "has an empty segment (//, a leading / or two trailing /): write each directory once"
 		case seg == "." || seg == "..":
 			return fmt.Sprintf("has a %q segment: write the path from the build directory down, without . or ..", seg)
 		case seg == "**":

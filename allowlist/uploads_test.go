@@ -99,7 +99,7 @@ func TestParseUploadsErrors(t *testing.T) {
 		"double star":     {head + "            paths: [out/**.json]\n", "write ** as a whole segment"},
 		"bad glob":        {head + "            paths: [\"out/[a\"]\n", "malformed pattern"},
 		"braces":          {head + "            paths: [\"out/{a,b}\"]\n", "brace alternatives are not supported"},
-		"trailing slash":  {head + "            paths: [out/]\n", "empty segment"},
+		"two slashes":     {head + "            paths: [out//]\n", "empty segment"},
 		"no paths":        {head, `missing required key "paths"`},
 		"empty paths":     {head + "            paths: []\n", "paths is empty"},
 		"duplicate path":  {head + "            paths: [a, a]\n", `path "a" is listed twice`},
@@ -137,12 +137,12 @@ func TestUploadsWholeTreeWarns(t *testing.T) {
 
 func TestCheckUploadPath(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"plan.tfplan", "out", "out/**/*.json", "**/junit.xml", "reports/[a-z]*.xml", ".terraform.lock.hcl", "a b/c"} {
+	for _, ok := range []string{"plan.tfplan", "out", "out/**/*.json", "**/junit.xml", "reports/[a-z]*.xml", ".terraform.lock.hcl", "a b/c", "public/", "out/**/"} {
 		if msg := CheckUploadPath(ok); msg != "" {
 			t.Errorf("%q refused: %s", ok, msg)
 		}
 	}
-	for _, bad := range []string{"", "/", "..", "a/..", "./a", "a//b", "a/", "/a", `a\b`, "a\x00b", "a\nb", "$X", "a/**b", "a{b}", "[", strings.Repeat("a", 1025)} {
+	for _, bad := range []string{"", "/", "..", "a/..", "./a", "a//b", "a//", "/", "/a", `a\b`, "a\x00b", "a\nb", "$X", "a/**b", "a{b}", "[", strings.Repeat("a", 1025)} {
 		if CheckUploadPath(bad) == "" {
 			t.Errorf("%q accepted", bad)
 		}
@@ -162,7 +162,7 @@ func FuzzCheckUploadPath(f *testing.F) {
 		if strings.HasPrefix(s, "/") || strings.Contains(s, "$") || strings.Contains(s, `\`) || strings.Contains(s, "\x00") {
 			t.Fatalf("accepted %q", s)
 		}
-		for _, seg := range strings.Split(s, "/") {
+		for _, seg := range strings.Split(strings.TrimSuffix(s, "/"), "/") {
 			if seg == "" || seg == "." || seg == ".." {
 				t.Fatalf("accepted %q with segment %q", s, seg)
 			}

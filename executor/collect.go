@@ -52,6 +52,8 @@ type buildTree struct {
 	files []string
 	// visits counts directory entries read, against maxCollectVisits.
 	visits int
+	// dirsOnly: the pattern being matched ends in "/".
+	dirsOnly bool
 	// parent is the open directory of the file openFile opened last, and
 	// parentPath its path: files come in path order, so most share it.
 	parent     *os.File
@@ -85,7 +87,13 @@ func (t *buildTree) match(pattern string) (int, error) {
 		return 0, err
 	}
 	defer dir.Close()
-	if err := t.walk(dir, "", strings.Split(pattern, "/"), 0); err != nil {
+	// A trailing slash names directories only: "out/" matches no file.
+	segs := strings.Split(pattern, "/")
+	t.dirsOnly = segs[len(segs)-1] == ""
+	if t.dirsOnly {
+		segs = segs[:len(segs)-1]
+	}
+	if err := t.walk(dir, "", segs, 0); err != nil {
 		return 0, err
 	}
 	return len(t.files) - before, nil
@@ -133,7 +141,7 @@ func (t *buildTree) walk(dir *os.File, rel string, segs []string, depth int) err
 
 // step matches rest below the entry name of dir.
 func (t *buildTree) step(dir *os.File, rel, name string, rest []string, depth int) error {
-	if len(rest) == 0 {
+	if len(rest) == 0 && !t.dirsOnly {
 		return t.addEntry(dir, rel, name, depth)
 	}
 	return t.descend(dir, rel, name, rest, depth)

@@ -295,6 +295,9 @@ func TestCollectMatches(t *testing.T) {
 		"[ab].*":     {"a.xml", "b.txt"},
 		"d/?/y.xml":  {"d/e/y.xml"},
 		"d/e/y.xml":  {"d/e/y.xml"},
+		"d/":         {"d/e/y.xml", "d/e/z.txt", "d/x.xml"},
+		"a.xml/":     nil,
+		"d/*/":       {"d/e/y.xml", "d/e/z.txt"},
 	} {
 		tree, err := openBuildTree(dir, -1)
 		if err != nil {
