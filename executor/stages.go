@@ -300,6 +300,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
+	checkUploadTarget(d, entry, o.Config.GitLab.URL)
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {

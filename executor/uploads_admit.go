@@ -151,6 +151,17 @@ func describePayloadArtifacts(as []Artifact) string {
 	return strings.Join(out, "; ")
 }
 
+// checkUploadTarget refuses, before anything runs, a job whose entry
+// uploads when this host's config names no GitLab to upload to: the deploy
+// would run and its plan be lost.
+func checkUploadTarget(d *Decision, e *allowlist.Entry, gitlabURL string) {
+	if e.Definition.Uploads != nil && gitlabURL == "" {
+		d.fail(Failure{Check: CheckArtifacts,
+			Message: "the allowlist entry uploads artifacts, but this runner host's writ config names no GitLab to upload them to (gitlab.url)",
+			Hint:    "ask the runner's owners to set gitlab.url in writ's config to the url of the runner's config.toml"})
+	}
+}
+
 // DefaultUploadMaxBytes is the max_bytes of an entry that EntryFromPayload
 // suggests for a job with artifacts: a starting point for the reviewer.
 const DefaultUploadMaxBytes = 100 << 20

@@ -266,10 +266,10 @@ func TestUploadsWithoutGitLabURL(t *testing.T) {
 	e.entry.Extra = strings.Split(twoUploads, "\n")
 	e.write()
 	j := e.newJob(e.payload(5300, e.head, withScript(uploadScript...), withKey("artifacts", payloadArtifacts())))
-	j.runAll()
-	if !strings.Contains(j.log.String(), "gitlab.url is not set in writ's config") {
-		t.Fatalf("no reason in the log:\n%s", j.log.String())
+	if r := j.runAll(); r.prepare != 1 || !strings.Contains(j.log.String(), "names no GitLab to upload them to (gitlab.url)") {
+		t.Fatalf("prepare %d, want a refusal naming gitlab.url:\n%s", r.prepare, j.log.String())
 	}
+	j.assertNothingRan()
 }
 
 func TestCollectMatches(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 // controls.
 type GitLab struct {
 	// URL of the GitLab instance (the url of the runner's [[runners]]
-	// section), https:// (http:// only on a loopback address). Required
-	// for entries with uploads; without it they fail at upload time.
+	// section), https:// (http:// only on a loopback address). Without
+	// it, jobs whose entry has uploads are refused at admission.
 	URL string `toml:"url"`
 	// UploadTimeout bounds one artifact upload.
 	UploadTimeout Duration `toml:"upload_timeout"`
