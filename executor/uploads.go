@@ -155,6 +155,13 @@ func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts 
 			return done, fmt.Errorf("upload %s artifact %s to %s: %w", a.Type, a.Filename, base, err)
 		}
 		fmt.Fprintf(w, "writ: uploaded %s artifact %s (%d file(s), %d bytes, sha256 %s) to %s\n", a.Type, a.Filename, len(a.Files), a.Bytes, a.SHA256, base)
+		for i, f := range a.Files {
+			if i == maxLoggedFiles {
+				fmt.Fprintf(w, "writ:   … and %d more (the audit log lists them)\n", len(a.Files)-i)
+				break
+			}
+			fmt.Fprintf(w, "writ:   %s (%d bytes, sha256 %s)\n", allowlist.Visible(f.Path), f.Size, f.SHA256)
+		}
 	}
 	return done, nil
 }
@@ -397,6 +404,9 @@ func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token
 	}
 	return resp.StatusCode, false, fmt.Errorf("GitLab answered %s: %s", resp.Status, allowlist.Visible(strings.TrimSpace(string(body))))
 }
+
+// maxLoggedFiles bounds the files the job log lists per artifact.
+const maxLoggedFiles = 20
 
 // maxAuditFiles bounds the files an upload record lists one by one; the
 // manifest digest covers them all.
