@@ -122,6 +122,8 @@ func TestUploadsSendExactlyTheEntrysFiles(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("%d uploads, want 2\n%s", len(got), j.log.String())
 	}
+	mustContain(t, j.log.String(), "writ: uploaded archive artifact plan.zip (2 file(s)", "writ:   out/plan.txt (4 bytes, sha256 ",
+		"writ: uploaded junit artifact artifacts.gz (1 file(s)", "writ:   report.xml (12 bytes, sha256 ")
 	zipUp, junit := got[0], got[1]
 	if zipUp.Path != "/api/v4/jobs/5001/artifacts" || zipUp.Token != "glcbt-64_test-job-token" || zipUp.Format != "zip" ||
 		zipUp.Type != "archive" || zipUp.ExpireIn != "1 year" || zipUp.Filename != "plan.zip" {
