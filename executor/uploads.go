@@ -84,15 +84,22 @@ func (o *Options) uploadStage(ctx context.Context, s *Snapshot, stage string) (i
 		fmt.Fprintf(w, "writ: %s skipped: no artifact of the entry's uploads is for a job that %s\n", stage, map[bool]string{true: "succeeded", false: "failed"}[success])
 		return 0, "skipped"
 	}
-	done, err := o.upload(ctx, s, up.MaxBytes, arts)
-	fields := map[string]any{"stage": stage, "artifacts": auditArtifacts(done)}
+	done, sent, err := o.upload(ctx, s, up.MaxBytes, arts)
+	fields := map[string]any{"stage": stage, "artifacts": auditArtifacts(done), "uploaded": sent}
 	if err != nil {
 		var ce *collectError
 		code, status := o.systemFailure(), "error"
 		if errors.As(err, &ce) {
 			code, status = o.buildFailure(), "refused"
 		}
-		fmt.Fprintf(w, "%sERROR: writ: upload refused, nothing was uploaded%s: %v\n", ansiBoldRed, ansiReset, err)
+		switch {
+		case status == "refused":
+			fmt.Fprintf(w, "%sERROR: writ: upload refused, nothing was uploaded%s: %v\n", ansiBoldRed, ansiReset, err)
+		case sent == 0:
+			fmt.Fprintf(w, "%sERROR: writ: upload failed, nothing was uploaded%s: %v\n", ansiBoldRed, ansiReset, err)
+		default:
+			fmt.Fprintf(w, "%sERROR: writ: upload failed after %d artifact(s) were uploaded%s: %v\n", ansiBoldRed, sent, ansiReset, err)
+		}
 		if status == "refused" {
 			fmt.Fprintln(w, "writ uploads only regular files of the job's own inside the build directory, within the entry's max_bytes; change what the job leaves at the entry's upload paths, or get the entry changed.")
 			o.writeExitCode(code)
@@ -111,27 +118,25 @@ func (o *Options) uploadStage(ctx context.Context, s *Snapshot, stage string) (i
 
 // upload collects every artifact first and sends them only when all are
 // within bounds, so a refused upload sends nothing.
-func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts []allowlist.Artifact) ([]uploadedArtifact, error) {
-	w := o.Stdout
+func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts []allowlist.Artifact) (done []uploadedArtifact, sent int, err error) {
 	base := strings.TrimRight(o.Config.GitLab.URL, "/")
 	if base == "" {
-		return nil, errors.New("gitlab.url is not set in writ's config: writ sends uploads only to the GitLab the runner host's owners configured (set it to the url of the runner's config.toml)")
+		return nil, 0, errors.New("gitlab.url is not set in writ's config: writ sends uploads only to the GitLab the runner host's owners configured (set it to the url of the runner's config.toml)")
 	}
 	token, err := o.jobToken()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	uid, err := o.uploadOwner(s)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	tree, err := openBuildTree(s.BuildDir, uid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer tree.Close()
 	budget := maxBytes
-	var done []uploadedArtifact
 	defer func() {
 		for _, a := range done {
 			if a.archive != "" {
@@ -143,7 +148,7 @@ func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts 
 		ua, err := o.archiveArtifact(tree, s, i, a, &budget)
 		done = append(done, ua)
 		if err != nil {
-			return done, err
+			return done, 0, err
 		}
 	}
 	for i := range done {
@@ -152,18 +157,25 @@ func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts 
 			continue
 		}
 		if a.Status, err = o.send(ctx, base, s.Job.ID, token, a); err != nil {
-			return done, fmt.Errorf("upload %s artifact %s to %s: %w", a.Type, a.Filename, base, err)
+			return done, sent, fmt.Errorf("upload %s artifact %s to %s: %w", a.Type, a.Filename, base, err)
 		}
-		fmt.Fprintf(w, "writ: uploaded %s artifact %s (%d file(s), %d bytes, sha256 %s) to %s\n", a.Type, a.Filename, len(a.Files), a.Bytes, a.SHA256, base)
-		for i, f := range a.Files {
-			if i == maxLoggedFiles {
-				fmt.Fprintf(w, "writ:   … and %d more (the audit log lists them)\n", len(a.Files)-i)
-				break
-			}
-			fmt.Fprintf(w, "writ:   %s (%d bytes, sha256 %s)\n", allowlist.Visible(f.Path), f.Size, f.SHA256)
-		}
+		sent++
+		o.logUploaded(a, base)
 	}
-	return done, nil
+	return done, sent, nil
+}
+
+// logUploaded tells the job log what left the runner host.
+func (o *Options) logUploaded(a *uploadedArtifact, base string) {
+	w := o.Stdout
+	fmt.Fprintf(w, "writ: uploaded %s artifact %s (%d file(s), %d bytes, sha256 %s) to %s\n", a.Type, a.Filename, len(a.Files), a.Bytes, a.SHA256, base)
+	for n, f := range a.Files {
+		if n == maxLoggedFiles {
+			fmt.Fprintf(w, "writ:   … and %d more (the audit log lists them)\n", len(a.Files)-n)
+			break
+		}
+		fmt.Fprintf(w, "writ:   %s (%d bytes, sha256 %s)\n", allowlist.Visible(f.Path), f.Size, f.SHA256)
+	}
 }
 
 // uploadOwner is the uid every uploaded file must belong to: the job's
