@@ -380,6 +380,9 @@ func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token
 	}
 	defer f.Close()
 	pr, pw := io.Pipe()
+	// Closing the read end ends the writer below however the request
+	// ends (GitLab may answer before reading the whole body).
+	defer pr.Close()
 	mw := multipart.NewWriter(pw)
 	go func() {
 		part, err := mw.CreateFormFile("file", ua.Filename)
@@ -393,7 +396,6 @@ func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token
 	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, pr)
 	if err != nil {
-		pr.Close()
 		return 0, false, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
@@ -401,7 +403,6 @@ func (o *Options) post(ctx context.Context, client *http.Client, endpoint, token
 	req.Header.Set("User-Agent", "writ/"+o.Version)
 	resp, err := client.Do(req)
 	if err != nil {
-		pr.Close()
 		return 0, true, err
 	}
 	defer resp.Body.Close()
