@@ -156,13 +156,9 @@ type Definition struct {
 	// Variables are the only job variables that reach the job.
 	Variables []Variable
 	// Timeout bounds the script; zero means the executor's default.
-	Timeout time.Duration
-	// Artifacts: the job may declare artifacts, and writ uploads none
-	// (without Uploads). With Uploads it must be false.
-	Artifacts bool
-	// Uploads, if set, are the only files writ uploads after the script;
-	// GitLab's artifacts must then equal Uploads.Artifacts.
-	Uploads      *Uploads
+	Timeout      time.Duration
+	Artifacts    bool
+	Uploads      *Uploads // if set, the only files writ uploads; GitLab's artifacts must equal them
 	Cache        bool
 	Dependencies bool
 	// Network is the job's network in writ's sandbox: "host" (the host's
