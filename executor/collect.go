@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"gitlab.com/writ-ci/writ/allowlist"
 )
 
 // Bounds on one upload stage's walk.
@@ -81,6 +83,11 @@ func (t *buildTree) Close() error {
 // matches, in a stable order, and returns how many it added. A directory
 // that matches adds its whole tree.
 func (t *buildTree) match(pattern string) (int, error) {
+	// Parse refused such a path already; an entry built otherwise must not
+	// name a way out either.
+	if msg := allowlist.CheckUploadPath(pattern); msg != "" {
+		return 0, refusef("upload path %q %s", allowlist.Visible(pattern), msg)
+	}
 	before := len(t.files)
 	dir, err := t.dup()
 	if err != nil {
@@ -117,6 +124,10 @@ func (t *buildTree) walk(dir *os.File, rel string, segs []string, depth int) err
 	}
 	seg, rest := segs[0], segs[1:]
 	if seg == "**" {
+		if len(rest) == 0 {
+			// A trailing ** is the whole tree below.
+			return t.addTree(dir, rel, depth)
+		}
 		// Zero directories, then each subdirectory with ** still to match.
 		if err := t.walk(dir, rel, rest, depth); err != nil {
 			return err

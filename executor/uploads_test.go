@@ -297,6 +297,7 @@ func TestCollectMatches(t *testing.T) {
 		"[ab].*":     {"a.xml", "b.txt"},
 		"d/?/y.xml":  {"d/e/y.xml"},
 		"d/e/y.xml":  {"d/e/y.xml"},
+		"d/**":       {"d/e/y.xml", "d/e/z.txt", "d/x.xml"},
 		"d/":         {"d/e/y.xml", "d/e/z.txt", "d/x.xml"},
 		"a.xml/":     nil,
 		"d/*/":       {"d/e/y.xml", "d/e/z.txt"},
@@ -335,6 +336,11 @@ func TestCollectRefusesOtherOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tree.Close()
+	for _, bad := range []string{"../x", "/etc/passwd", "a/../../x"} {
+		if _, err := tree.match(bad); err == nil || !strings.Contains(err.Error(), "upload path") {
+			t.Errorf("match(%q): %v", bad, err)
+		}
+	}
 	if _, err := tree.match("plan"); err == nil || !strings.Contains(err.Error(), "owned by uid 4242, not by the job") {
 		t.Fatalf("err = %v", err)
 	}
