@@ -268,6 +268,7 @@ func entryChanges(o, n *Entry) []FieldChange {
 		ch = append(ch, FieldChange{Field: "definition.timeout", Old: describeTimeout(od.Timeout), New: describeTimeout(nd.Timeout)})
 	}
 	flag("definition.artifacts", od.Artifacts, nd.Artifacts)
+	str("definition.uploads", DescribeUploads(od.Uploads), DescribeUploads(nd.Uploads))
 	flag("definition.cache", od.Cache, nd.Cache)
 	flag("definition.dependencies", od.Dependencies, nd.Dependencies)
 	str("definition.network", od.Network, nd.Network)

@@ -130,6 +130,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	if d.Network != "" {
 		fmt.Fprintf(b, "- network: %s\n", code(d.Network))
 	}
+	if d.Uploads != nil {
+		fmt.Fprintf(b, "- uploads: %s\n", code(DescribeUploads(d.Uploads)))
+	}
 	src := fmt.Sprintf("- source: %s, mode %s, signed by %s", code(s.Repository), code(string(s.Mode)), codeList(s.Signers))
 	if s.Pin != "" {
 		src += ", pinned to " + code(s.Pin)

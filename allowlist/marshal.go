@@ -237,6 +237,9 @@ func (w *writer) entry(e *Entry) {
 			w.line(6, f.key+": true")
 		}
 	}
+	if d.Uploads != nil {
+		w.uploads(6, d.Uploads)
+	}
 
 	s := e.Source
 	w.line(4, "source:")

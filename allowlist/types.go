@@ -158,6 +158,7 @@ type Definition struct {
 	// Timeout bounds the script; zero means the executor's default.
 	Timeout      time.Duration
 	Artifacts    bool
+	Uploads      *Uploads // if set, the only files writ uploads; GitLab's artifacts must equal them
 	Cache        bool
 	Dependencies bool
 	// Network is the job's network in writ's sandbox: "host" (the host's

@@ -301,6 +301,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
+	checkUploadTarget(d, entry, o.Config.GitLab.URL)
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
@@ -438,10 +439,11 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	case stage == "restore_cache" || stage == "download_artifacts":
 		fmt.Fprintf(w, "writ: %s skipped: writ never lets unsigned content (caches, artifacts) into the build directory\n", stage)
 		return 0, "skipped"
-	case stage == "archive_cache" || stage == "archive_cache_on_failure" ||
-		stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
-		fmt.Fprintf(w, "writ: %s skipped: writ does not save caches or upload artifacts\n", stage)
+	case stage == "archive_cache" || stage == "archive_cache_on_failure":
+		fmt.Fprintf(w, "writ: %s skipped: %s\n", stage, cacheRefusal)
 		return 0, "skipped"
+	case stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
+		return o.uploadStage(ctx, s, stage)
 	case stage == "cleanup_file_variables":
 		fmt.Fprintln(w, "writ: file variables are removed with the job's state at cleanup")
 		return 0, "ok"
