@@ -403,7 +403,7 @@ func (p *parser) match(n *yaml.Node, mt *Match) (refNodes []*yaml.Node) {
 }
 
 func (p *parser) definition(n *yaml.Node, d *Definition) {
-	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "cache", "dependencies", "network")
+	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "uploads", "cache", "dependencies", "network")
 	if !ok {
 		return
 	}
@@ -448,6 +448,12 @@ func (p *parser) definition(n *yaml.Node, d *Definition) {
 	for key, dst := range map[string]*bool{"artifacts": &d.Artifacts, "cache": &d.Cache, "dependencies": &d.Dependencies} {
 		if v := m.get(key); v != nil {
 			*dst, _ = p.boolean(v, key)
+		}
+	}
+	if v := m.get("uploads"); v != nil {
+		d.Uploads = p.uploads(v)
+		if d.Artifacts {
+			p.errorf(m.get("artifacts"), "artifacts: true lets GitLab's artifacts through without uploading them; with uploads, GitLab's artifacts must equal uploads.artifacts: remove artifacts: true")
 		}
 	}
 }
@@ -596,7 +602,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
 	if !ok {
 		return nil
 	}
@@ -650,6 +656,7 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
 	p.checkSourceSignature(n, m, src)
+	refs = append(refs, p.sourceExtensions(m, src, a)...)
 	return refs
 }
 

@@ -237,6 +237,9 @@ func (w *writer) entry(e *Entry) {
 			w.line(6, f.key+": true")
 		}
 	}
+	if d.Uploads != nil {
+		w.uploads(6, d.Uploads)
+	}
 
 	s := e.Source
 	w.line(4, "source:")
@@ -265,6 +268,7 @@ func (w *writer) entry(e *Entry) {
 			w.line(8, "author_counts: true")
 		}
 	}
+	w.sourceExtensions(s)
 }
 
 func (w *writer) variable(indent int, v Variable) {

@@ -124,6 +124,9 @@ func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 	} else {
 		fmt.Fprintf(w, "writ: source %s at %s, verified (%s, signed by %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
 	}
+	for _, v := range s.Sources {
+		fmt.Fprintf(w, "writ: source.extra %s: %s at %s on %s, verified (signed by %s)\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
+	}
 	if version != "" {
 		fmt.Fprintf(w, "writ: judged by writ %s\n", version)
 	}

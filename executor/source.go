@@ -404,8 +404,11 @@ func (s *sourceMirror) missing(req *sourceRequest, what string, err error) error
 // notOnRef refuses a commit the job's ref does not lead to.
 func (s *sourceMirror) notOnRef(req *sourceRequest) error {
 	p := req.p
-	return &Failure{Check: CheckSource, Message: fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s (writ never fetches from GitLab's repository %s)",
-		p.SHA, req.kind, p.Ref, s.repo, p.RepoURL),
+	msg := fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s", p.SHA, req.kind, p.Ref, s.repo)
+	if p.RepoURL != "" {
+		msg += fmt.Sprintf(" (writ never fetches from GitLab's repository %s)", p.RepoURL)
+	}
+	return &Failure{Check: CheckSource, Message: msg,
 		Hint: "push the commit to that ref of the repository the allowlist entry names"}
 }
 

@@ -54,6 +54,7 @@ type Config struct {
 	Fetch     Fetch           `toml:"fetch"`
 	Log       Log             `toml:"log"`
 	State     State           `toml:"state"`
+	GitLab    GitLab          `toml:"gitlab"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -440,6 +441,7 @@ func (c *Config) defaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.defaultsGitLab()
 }
 
 func (c *Config) validate() error {
@@ -507,6 +509,7 @@ func (c *Config) validate() error {
 		}
 	}
 	c.validateState(bad)
+	c.validateGitLab(bad)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
