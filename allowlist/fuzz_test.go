@@ -128,8 +128,8 @@ func FuzzMarshalEntry(f *testing.F) {
 			Definition: Definition{
 				Script:      []string{s, "echo ok"},
 				AfterScript: []string{s},
-				Variables: []Variable{{Name: "V", Value: s, HasValue: true}, {Name: "F", Value: s, HasValue: true, File: true},
-					{Name: "LD_X", Value: s, HasValue: true, File: true, Dangerous: true}},
+				Variables: []Variable{{Name: "V", Value: s, HasValue: true, Raw: strings.Contains(s, "$")}, {Name: "F", Value: s, HasValue: true, File: true, Raw: true},
+					{Name: "LD_X", Value: s, HasValue: true, File: true, Raw: true, Dangerous: true}},
 			},
 			Source: Source{Repository: "https://gitlab.example.com/acme/web.git", Signers: []string{"web-team"}, Mode: ModeCommit},
 		}
