@@ -81,6 +81,8 @@ type AdmittedVariable struct {
 	// File: the runner marks it a file variable; the job sees a path to a
 	// 0600 file holding Value.
 	File bool `json:"file,omitempty"`
+	// raw: the entry's raw flag; expandVariables leaves the value as it is.
+	raw bool
 }
 
 // Decision is the outcome of admission for one job.
@@ -106,6 +108,9 @@ type Decision struct {
 	Failures []Failure `json:"failures,omitempty"`
 	// Variables are the admitted variables (values withheld from JSON).
 	Variables []AdmittedVariable `json:"-"`
+	// Image is the entry's image as GitLab Runner would expand it, from the
+	// entry's pinned values (allowlist.ExpandImage): what runs.
+	Image string `json:"image,omitempty"`
 	// Signer is the verified signer of the commit or tag, when verified.
 	Signer string `json:"signer,omitempty"`
 	// PayloadDigest is the hex SHA-256 of the payload bytes.
@@ -130,22 +135,12 @@ func (d *Decision) FailedChecks() []string {
 
 func (d *Decision) fail(f Failure) { d.Failures = append(d.Failures, f) }
 
-// predefinedNames are GitLab predefined variables outside the CI_ and
-// GITLAB_ prefixes. Like those, they are tolerated in the payload and never
-// reach the job: writ derives the CI_ values a job sees from verified data.
-var predefinedNames = map[string]bool{
-	"CI":              true,
-	"CHAT_CHANNEL":    true,
-	"CHAT_INPUT":      true,
-	"CHAT_USER_ID":    true,
-	"TRIGGER_PAYLOAD": true,
-}
-
 // IsPredefined reports whether a variable key is GitLab predefined metadata
-// that writ tolerates in a payload without passing it to the job.
-func IsPredefined(key string) bool {
-	return strings.HasPrefix(key, "CI_") || strings.HasPrefix(key, "GITLAB_") || predefinedNames[key]
-}
+// that writ tolerates in a payload without passing it to the job: a name
+// GitLab or GitLab Runner defines (allowlist.Predefined). A user variable
+// that merely starts with CI_ or GITLAB_ is not predefined: like any other
+// it reaches the job only when the entry names it.
+func IsPredefined(key string) bool { return allowlist.Predefined(key) }
 
 // checkDefinition compares the payload with the entry's definition and
 // returns the variables that reach the job. hostEnv is the environment's
@@ -217,7 +212,7 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 			d.fail(Failure{Check: a.check, Message: fmt.Sprintf("the job has %d %s item(s); the entry allows none", a.n, a.check), Hint: a.hint})
 		}
 	}
-	return checkVariables(d, p, def.Variables, hostEnv)
+	return checkVariables(d, p, def.AllVariables(), hostEnv)
 }
 
 // compareLines requires got to equal want line for line, byte for byte, and
@@ -318,12 +313,19 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 			if IsPredefined(v.Key) {
 				continue
 			}
-			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is not allowed by the allowlist entry", key),
+			f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is not allowed by the allowlist entry", key),
 				Expected: "(not named by the entry)", Received: key,
-				Hint: "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"})
+				Hint: "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"}
+			if strings.HasPrefix(v.Key, "CI_") || strings.HasPrefix(v.Key, "GITLAB_") {
+				// Dropping it would leave a script that filters on it
+				// acting on everything.
+				f.Message = fmt.Sprintf("variable %s is not a variable GitLab defines, so it is a user variable, and the allowlist entry does not name it", key)
+				f.Hint = "get the entry to name it with a pinned value or pattern (writ allowlist entry includes it), or remove it from GitLab; if GitLab now defines it, upgrade writ"
+			}
+			d.fail(f)
 			continue
 		}
-		if !variableNameAdmissible(d, a, hostEnv) || !variableKindMatches(d, a, v) {
+		if !variableNameAdmissible(d, a, hostEnv) || !variableKindMatches(d, a, v) || !variableRawMatches(d, a, v) {
 			continue
 		}
 		if strings.IndexByte(v.Value, 0) >= 0 {
@@ -339,7 +341,7 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 		if a.HasValue {
 			value = a.Value
 		}
-		out = append(out, AdmittedVariable{Name: v.Key, Value: value, File: a.File})
+		out = append(out, AdmittedVariable{Name: v.Key, Value: value, File: a.File, raw: a.Raw})
 	}
 	// A pinned value is part of the signed definition: the job gets it even
 	// when GitLab leaves the variable out, so omitting a variable cannot
@@ -347,7 +349,7 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 	for i := range allowed {
 		a := &allowed[i]
 		if a.HasValue && !seen[a.Name] && variableNameAdmissible(d, a, hostEnv) {
-			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value, File: a.File})
+			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value, File: a.File, raw: a.Raw})
 		}
 	}
 	return out
@@ -392,6 +394,25 @@ func variableKindMatches(d *Decision, a *allowlist.Variable, v Variable) bool {
 		Message:  fmt.Sprintf("variable %s is %s, but the allowlist entry makes it %s", allowlist.Visible(clip(v.Key)), kind(v.File), kind(a.File)),
 		Expected: kind(a.File), Received: kind(v.File),
 		Hint: "set the variable's type in GitLab's CI/CD settings to the entry's (Variable or File), or get the entry's file: changed"})
+	return false
+}
+
+// variableRawMatches refuses a variable GitLab expands when the entry says
+// raw, or the reverse: expansion changes what the job sees.
+func variableRawMatches(d *Decision, a *allowlist.Variable, v Variable) bool {
+	if v.Raw == a.Raw {
+		return true
+	}
+	kind := func(raw bool) string {
+		if raw {
+			return "raw ($NAME references stay as written)"
+		}
+		return "expanded ($NAME references are replaced)"
+	}
+	d.fail(Failure{Check: CheckVariables,
+		Message:  fmt.Sprintf("variable %s is %s, but the allowlist entry makes it %s", allowlist.Visible(clip(v.Key)), kind(v.Raw), kind(a.Raw)),
+		Expected: kind(a.Raw), Received: kind(v.Raw),
+		Hint: "set the variable's \"Expand variable reference\" in GitLab's CI/CD settings (expand: in .gitlab-ci.yml) to match the entry, or get the entry's raw: changed"})
 	return false
 }
 
@@ -463,7 +484,7 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 			continue
 		}
 		seen[v.Key] = true
-		av := allowlist.Variable{Name: v.Key, File: v.File}
+		av := allowlist.Variable{Name: v.Key, File: v.File, Raw: v.Raw}
 		if v.Public && !v.Masked && !v.File {
 			av.Value, av.HasValue = v.Value, true
 		} else {

@@ -182,10 +182,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		o.dropClaim(ctx)
 		return nil, o.systemFailure(), false
 	}
-	timeout := o.Config.Job.DefaultTimeout.Duration
-	if d.Entry != nil && d.Entry.Definition.Timeout > 0 {
-		timeout = d.Entry.Definition.Timeout
-	}
+	timeout := o.jobTimeout(d.Entry)
 	s := &Snapshot{
 		Format: snapshotFormat, CreatedAt: o.Now().UTC(), Mode: d.Mode,
 		Admitted: d.Admitted, PassThrough: passThrough, Environment: d.Environment,
@@ -194,7 +191,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		Failures: d.Failures,
 	}
 	if d.Admitted {
-		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
+		s.Commit, s.Repository, s.Signer, s.Variables, s.Image = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables, d.Image
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
 		}
@@ -300,6 +297,14 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
+	// What runs is the entry's image and values as the runner would
+	// expand them, from admitted and verified data only.
+	if img, err := allowlist.ExpandImage(&entry.Definition, entry.Definition.Image); err != nil {
+		d.fail(Failure{Check: CheckImage, Message: "the entry's image " + err.Error(), Hint: "get the entry's image fixed (writ allowlist lint says how)"})
+	} else {
+		d.Image = img
+	}
+	d.Variables = o.expandVariables(d, p, entry, d.Variables, o.admissionSnapshot(d, p))
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
@@ -572,7 +577,7 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 // uid, or (unsafe_no_sandbox) on the host as writ or job.user.
 func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage string, lines []string) (starter, error) {
 	script := []byte(buildScript(lines))
-	env := o.jobEnv(s)
+	env := o.jobEnv(s, stage)
 	if o.contained() {
 		uid, err := o.stageUID(s.Job.ID)
 		if err != nil {
@@ -633,6 +638,11 @@ func (o *Options) scriptResult(ctx context.Context, id, stage string, res runRes
 	}
 	if stage == "build_script" {
 		o.auditOutcome(ctx, id, status, jobCode, "")
+		jobStatus := status
+		if status == "timeout" {
+			jobStatus = statusTimedout // the runner's name for it
+		}
+		o.recordJobStatus(id, jobStatus)
 	}
 	if status == "success" {
 		return 0
