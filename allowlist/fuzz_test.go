@@ -57,10 +57,14 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("accepted branch %q in tag mode", r)
 				}
 			}
-			for _, v := range e.Definition.Variables {
+			for _, v := range e.Definition.AllVariables() {
 				if ReservedName(v.Name) != "" || (DangerousName(v.Name) != "" && !v.Dangerous) || v.Pattern == TODOPattern {
 					t.Fatalf("accepted variable %+v", v)
 				}
+			}
+			// What runs is an image pinned by digest, fixed by the entry.
+			if img, err := ExpandImage(&e.Definition, e.Definition.Image); err != nil || (img != "" && checkImage(img) != "") {
+				t.Fatalf("accepted image %q: %q %v", e.Definition.Image, img, err)
 			}
 		}
 		for _, e := range a.Jobs {
