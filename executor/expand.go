@@ -217,8 +217,10 @@ func (o *Options) expandVariables(d *Decision, p *Payload, e *allowlist.Entry, v
 // values writ provides at admission (the snapshot proper is written once
 // the decision is complete).
 func (o *Options) admissionSnapshot(d *Decision, p *Payload) *Snapshot {
+	job := d.Job
+	job.ID = p.ID // the id the job's files are named by
 	return &Snapshot{
-		Environment: d.Environment, Job: d.Job, Ref: d.Ref, Allowlist: d.Allowlist, Entry: d.Entry,
+		Environment: d.Environment, Job: job, Ref: d.Ref, Allowlist: d.Allowlist, Entry: d.Entry,
 		Commit: p.SHA, BuildDir: o.buildDir(p.ID), Timeout: o.jobTimeout(d.Entry), Image: d.Image,
 	}
 }
