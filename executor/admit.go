@@ -498,6 +498,22 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 	return e
 }
 
+// IncludeVariableSets makes e, an entry built by EntryFromPayload from p,
+// include the variable sets names, whose variables are included (as
+// allowlist.Definition.Included holds them): a variable of the job that
+// an included rule admits as it is (same kind, raw flag and an admitted
+// value) is left to the set. One a set admits otherwise stays in the
+// entry, where lint reports the clash for a maintainer to resolve.
+func IncludeVariableSets(e *allowlist.Entry, p *Payload, names []string, included []allowlist.Variable) {
+	e.Definition.VariableSets = slices.Clone(names)
+	e.Definition.Included = included
+	e.Definition.Variables = slices.DeleteFunc(e.Definition.Variables, func(v allowlist.Variable) bool {
+		return slices.ContainsFunc(included, func(iv allowlist.Variable) bool {
+			return iv.Name == v.Name && iv.File == v.File && iv.Raw == v.Raw && admitsValue(iv, payloadValue(p, v.Name))
+		})
+	})
+}
+
 var nameUnsafe = regexp.MustCompile(`[^a-z0-9]+`)
 
 func suggestedName(project, job, env string) string {
