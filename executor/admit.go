@@ -185,7 +185,12 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 		d.fail(Failure{Check: CheckSecrets, Message: fmt.Sprintf("the job requests %d CI secret(s) (secrets:); writ does not deliver secrets from external secret managers", p.Secrets),
 			Hint: "remove secrets: from the job; provide what the job needs through writ's environment configuration (job.env) on the runner host"})
 	}
-	checkImage(d, "image", CheckImage, def.Image, p.Image)
+	// GitLab Runner writes the payload with the image and services already
+	// expanded (from GitLab's variables); what must equal them is the
+	// entry's references expanded from its pinned values, which is what
+	// runs.
+	d.Image = expandedImage(d, "image", CheckImage, def, def.Image)
+	checkImage(d, "image", CheckImage, d.Image, p.Image)
 	if len(p.Services) != len(def.Services) {
 		d.fail(Failure{Check: CheckServices,
 			Message:  fmt.Sprintf("the job has %d service(s), the entry allows %d", len(p.Services), len(def.Services)),
@@ -194,7 +199,8 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 			Hint:     "make services: list exactly the entry's digest-pinned images"})
 	} else {
 		for i := range p.Services {
-			checkImage(d, fmt.Sprintf("services[%d]", i), CheckServices, def.Services[i], p.Services[i])
+			what := fmt.Sprintf("services[%d]", i)
+			checkImage(d, what, CheckServices, expandedImage(d, what, CheckServices, def, def.Services[i]), p.Services[i])
 		}
 	}
 	type allowance struct {
@@ -265,6 +271,20 @@ func imageNames(imgs []Image) []string {
 		out[i] = img.Name
 	}
 	return out
+}
+
+// expandedImage is the entry's image or service reference ref as GitLab
+// Runner expands it, from the entry's pinned values
+// (allowlist.ExpandImage). Parse refuses an entry whose reference cannot be
+// expanded so; one built otherwise fails the check.
+func expandedImage(d *Decision, what, check string, def *allowlist.Definition, ref string) string {
+	img, err := allowlist.ExpandImage(def, ref)
+	if err != nil {
+		d.fail(Failure{Check: check, Message: fmt.Sprintf("the entry's %s %s", what, err.Error()),
+			Hint: "get the entry fixed: writ allowlist lint says what to change"})
+		return ref
+	}
+	return img
 }
 
 func checkImage(d *Decision, what, check, want string, got Image) {

@@ -235,3 +235,30 @@ func TestJobStatus(t *testing.T) {
 		t.Errorf("unknown record: %q", got)
 	}
 }
+
+// TestImageComparedExpanded: GitLab Runner writes the payload's image
+// already expanded; admission compares it with the entry's image expanded
+// from its pinned values, and that is the image that runs.
+func TestImageComparedExpanded(t *testing.T) {
+	t.Parallel()
+	digest := "sha256:" + strings.Repeat("d", 64)
+	e := testEntry()
+	e.Definition.Image = "reg.example.com/app@$DIGEST"
+	e.Definition.Variables = append(e.Definition.Variables, allowlist.Variable{Name: "DIGEST", Value: digest, HasValue: true})
+	for _, c := range []struct {
+		image string
+		ok    bool
+	}{
+		{"reg.example.com/app@" + digest, true},
+		{"reg.example.com/app@$DIGEST", false}, // not what the runner writes
+		{"reg.example.com/app@sha256:" + strings.Repeat("e", 64), false},
+	} {
+		p := decodeT(t, makePayload(t, 1, strings.Repeat("a", 40), e.Definition.Script, withVar("REGION", "eu"), withVar("DIGEST", digest),
+			withKey("image", map[string]any{"name": c.image})))
+		d := &Decision{}
+		checkDefinition(d, p, e, nil)
+		if ok := len(d.Failures) == 0; ok != c.ok || d.Image != "reg.example.com/app@"+digest {
+			t.Errorf("image %q: admitted %v (image %q), failures %+v", c.image, ok, d.Image, d.Failures)
+		}
+	}
+}

@@ -297,13 +297,8 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
-	// What runs is the entry's image and values as the runner would
-	// expand them, from admitted and verified data only.
-	if img, err := allowlist.ExpandImage(&entry.Definition, entry.Definition.Image); err != nil {
-		d.fail(Failure{Check: CheckImage, Message: "the entry's image " + err.Error(), Hint: "get the entry's image fixed (writ allowlist lint says how)"})
-	} else {
-		d.Image = img
-	}
+	// What runs is the entry's values as the runner would expand them,
+	// from admitted and verified data only.
 	d.Variables = o.expandVariables(d, p, entry, d.Variables, o.admissionSnapshot(d, p))
 	d.Suggestion = suggestion(p, env, entry, nil)
 
