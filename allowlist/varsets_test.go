@@ -2,6 +2,7 @@ package allowlist
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -154,5 +155,47 @@ func TestReservedCINames(t *testing.T) {
 		if ReservedName(n) == "" {
 			t.Errorf("%s, which writ sets, is not reserved", n)
 		}
+	}
+}
+
+// TestDocsVariableSetsExample: the variable sets example in
+// docs/allowlist.md lints clean, and expands as the text under it says.
+func TestDocsVariableSetsExample(t *testing.T) {
+	t.Parallel()
+	md, err := os.ReadFile("../docs/allowlist.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(md), "<!-- CHECKED: variable sets example (allowlist.TestDocsVariableSetsExample) -->\n```yaml\n")
+	if !ok {
+		t.Fatal("docs/allowlist.md has no variable sets example")
+	}
+	yml, _, _ := strings.Cut(rest, "```\n")
+	a, warns, err := Lint(FileName, []byte(yml), nil)
+	if err != nil || len(warns) > 0 {
+		t.Fatalf("the example does not lint clean: %v %v", err, warns)
+	}
+	d := &a.Jobs[0].Definition
+	img, err := ExpandImage(d, d.Image)
+	if err != nil || !strings.HasPrefix(img, "123456789012.dkr.ecr.us-west-2.amazonaws.com/deploy@sha256:0123") || !strings.Contains(rest, "runs\nin `"+img[:len("123456789012.dkr.ecr.us-west-2.amazonaws.com/deploy@sha256:0123")]+"…`") {
+		t.Errorf("image %q %v", img, err)
+	}
+}
+
+// TestDocsListProvidedVariables: docs/allowlist.md's table of the
+// variables writ provides is ProvidedNames with their sources, row for row.
+func TestDocsListProvidedVariables(t *testing.T) {
+	t.Parallel()
+	md, err := os.ReadFile("../docs/allowlist.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	want.WriteString("| variable | value and source |\n|---|---|\n")
+	for _, n := range ProvidedNames() {
+		want.WriteString("| `" + n + "` | " + strings.ReplaceAll(ProvidedSource(n), "|", `\|`) + " |\n")
+	}
+	if !strings.Contains(string(md), want.String()) {
+		t.Errorf("docs/allowlist.md lacks the table of provided variables; want:\n%s", want.String())
 	}
 }

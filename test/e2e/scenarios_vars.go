@@ -154,6 +154,18 @@ func init() {
 			Writ:  Expectation{Verdict: Admit, Reason: "writ: admitted", Detail: varsAfterOut},
 		},
 		Scenario{
+			Name: "var-image-digest-swapped", Category: CatImage,
+			Description: "The vars job's image is written registry.example.com/deploy@$IMAGE_DIGEST; GitLab sends IMAGE_DIGEST with another digest, so the runner expands the image to one the attacker built.",
+			Mutate: func(f *Fixture) error {
+				f.Payload = f.varsPayload()
+				other := "sha256:" + strings.Repeat("e", 64)
+				f.Payload.SetVar("IMAGE_DIGEST", other)
+				f.W.AddImage("registry.example.com/deploy@"+other, f.Canary.Code())
+				return publishAllowlist(f, varsAllowlist(f))
+			},
+			Writ: refuse("image", "image differs from the allowlist entry"),
+		},
+		Scenario{
 			Name: "var-reference-pulls-gitlab-value", Category: CatVariables,
 			Description: "NOTE's pattern admits a note with $ references; GitLab sends NOTE=\"release ${CI_COMMIT_TITLE}\", so the runner fills in GitLab's own CI_COMMIT_TITLE, a value no entry admits.",
 			Mutate: func(f *Fixture) error {
