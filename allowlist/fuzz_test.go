@@ -23,6 +23,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(example)
 	f.Add([]byte(edited()))
+	f.Add([]byte(setsDoc()))
 	load := mapLoader(map[string][]byte{"keys/alice.asc": armored})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, warns, err := Lint(FileName, data, load)

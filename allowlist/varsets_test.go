@@ -199,3 +199,12 @@ func TestDocsListProvidedVariables(t *testing.T) {
 		t.Errorf("docs/allowlist.md lacks the table of provided variables; want:\n%s", want.String())
 	}
 }
+
+// TestVariableSetsSplitParse: a large allowlist, read one entry at a
+// time, resolves variable sets as the whole-file parse does.
+func TestVariableSetsSplitParse(t *testing.T) {
+	t.Parallel()
+	if !checkSplit(t, []byte(setsDoc()), nil) {
+		t.Fatal("the split parse did not apply")
+	}
+}
