@@ -208,3 +208,23 @@ func TestVariableSetsSplitParse(t *testing.T) {
 		t.Fatal("the split parse did not apply")
 	}
 }
+
+// TestDiffShowsSetChangesOnEntries: a change to a variable set is a change
+// to every entry that includes it, and the review says so.
+func TestDiffShowsSetChangesOnEntries(t *testing.T) {
+	t.Parallel()
+	old, err := Parse(FileName, []byte(setsDoc()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := Parse(FileName, []byte(setsDoc(setLine(11, "    AWS_ACCOUNT_ID: {value: '999999999999'}"))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := Diff(old, changed).Markdown()
+	for _, want := range []string{"definition.variables.AWS_ACCOUNT_ID", `value "123456789012"`, `value "999999999999"`} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the diff lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -805,6 +805,10 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	if d.Signer != "" {
 		f["signer"] = d.Signer
 	}
+	if d.Admitted && d.Image != "" {
+		// The image that runs, as writ expanded it from the entry.
+		f["image"] = d.Image
+	}
 	if d.Entry != nil {
 		// What `writ state repair` needs to rebuild the entry's mark.
 		f["repository"] = d.Entry.Source.Repository
