@@ -32,6 +32,27 @@ func Expand(s string, lookup func(name string) string) string {
 	})
 }
 
+// ExpandMax is Expand for text from an untrusted source: ok is false, and
+// the result incomplete, when the values looked up would add more than max
+// bytes in all. One short reference to a long value, repeated, would
+// otherwise grow without bound ($A$A$A… with A a megabyte).
+func ExpandMax(s string, lookup func(name string) string, max int) (out string, ok bool) {
+	added := 0
+	ok = true
+	out = Expand(s, func(name string) string {
+		if !ok {
+			return ""
+		}
+		v := lookup(name)
+		if added += len(v); added > max {
+			ok = false
+			return ""
+		}
+		return v
+	})
+	return out, ok
+}
+
 // References returns the names s refers to, in order of first use, each
 // once: the names Expand would look up. "$$" and the shell's special names
 // are not references.

@@ -77,6 +77,9 @@ func FuzzExpand(f *testing.F) {
 			}
 			return "<" + n + ">"
 		})
+		if got, ok := ExpandMax(s, func(n string) string { return "<" + n + ">" }, len(s)*4+16); !ok || got != out {
+			t.Fatalf("ExpandMax(%q) = %q %v, Expand %q", s, got, ok, out)
+		}
 		if refs := References(s); !slices.Equal(refs, looked) {
 			t.Fatalf("References(%q) = %q, Expand looked up %q", s, refs, looked)
 		}
@@ -88,4 +91,19 @@ func FuzzExpand(f *testing.F) {
 			t.Fatalf("Expand(%q) = %q, want the literal %q", escaped, got, s)
 		}
 	})
+}
+
+func TestExpandMaxBounds(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 1000)
+	if out, ok := ExpandMax(strings.Repeat("$A", 1000), func(string) string { return long }, 10000); ok || len(out) > 12000 {
+		t.Errorf("ok %v, %d bytes", ok, len(out))
+	}
+	d := &Definition{Variables: []Variable{{Name: "A", Value: long, HasValue: true}, {Name: "B", Value: strings.Repeat("$A", 100), HasValue: true}}}
+	if _, err := ExpandImage(d, "x@$B"); err == nil || !strings.Contains(err.Error(), "expands to more than") {
+		t.Errorf("image through B: %v", err)
+	}
+	if _, err := ExpandImage(d, strings.Repeat("$A", 100)); err == nil || !strings.Contains(err.Error(), "expands to more than") {
+		t.Errorf("image: %v", err)
+	}
 }

@@ -178,8 +178,11 @@ func ExpandImage(d *Definition, ref string) (string, error) {
 		return nil
 	}
 	// One level, as the runner: the image sees the variables' expanded
-	// values, and those were expanded against the unexpanded ones.
-	out := Expand(ref, func(name string) string {
+	// values, and those were expanded against the unexpanded ones. Every
+	// step is bounded: a valid reference is short, and the text may not
+	// be signed yet.
+	const max = 4096
+	out, ok := ExpandMax(ref, func(name string) string {
 		v := pinned(name)
 		if v == nil {
 			return ""
@@ -187,13 +190,20 @@ func ExpandImage(d *Definition, ref string) (string, error) {
 		if v.Raw {
 			return v.Value
 		}
-		return Expand(v.Value, func(inner string) string {
+		val, ok := ExpandMax(v.Value, func(inner string) string {
 			if w := pinned(inner); w != nil {
 				return w.Value
 			}
 			return ""
-		})
-	})
+		}, max)
+		if !ok && bad == nil {
+			bad = fmt.Errorf("expands to more than %d bytes", max)
+		}
+		return val
+	}, max)
+	if bad == nil && !ok {
+		bad = fmt.Errorf("expands to more than %d bytes", max)
+	}
 	if bad != nil {
 		return "", bad
 	}

@@ -176,16 +176,31 @@ func (o *Options) expandVariables(d *Decision, p *Payload, e *allowlist.Entry, v
 	}
 	prov := o.provided(s, statusRunning)
 	out := make([]AdmittedVariable, 0, len(vars))
+	budget := maxExpansionBytes
 	for _, v := range vars {
 		if v.raw {
 			out = append(out, v)
 			continue
 		}
 		reported := map[string]bool{}
+		refuse := func(name, why string) {
+			if !reported[name] {
+				reported[name] = true
+				d.fail(Failure{Check: CheckVariables,
+					Message:  fmt.Sprintf("variable %s refers to $%s, %s", allowlist.Visible(clip(v.Name)), allowlist.Visible(clip(name)), why),
+					Expected: "(a reference to an admitted variable)", Received: "$" + allowlist.Visible(clip(name)),
+					Hint: "get the entry to admit " + allowlist.Visible(clip(name)) + ", or change the value to refer only to admitted variables (write $$ for a literal $)"})
+			}
+		}
 		// Against the unexpanded values, one level deep, as the runner.
-		v.Value = allowlist.Expand(v.Value, func(name string) string {
+		value, ok := allowlist.ExpandMax(v.Value, func(name string) string {
 			if allowlist.ProvidedSource(name) != "" {
-				return prov[name]
+				val, set := prov[name]
+				if !set && sent[name] {
+					// The runner would use GitLab's; writ has none to give.
+					refuse(name, "which GitLab sends but writ sets only from its own data, and this job has none (for the URLs: job.server_url in writ's config)")
+				}
+				return val
 			}
 			if a, ok := admitted[name]; ok {
 				if a.File {
@@ -193,15 +208,19 @@ func (o *Options) expandVariables(d *Decision, p *Payload, e *allowlist.Entry, v
 				}
 				return a.Value
 			}
-			if sent[name] && !reported[name] {
-				reported[name] = true
-				d.fail(Failure{Check: CheckVariables,
-					Message:  fmt.Sprintf("variable %s refers to $%s, which GitLab sends but the allowlist entry does not admit: GitLab Runner would put GitLab's value there", allowlist.Visible(clip(v.Name)), allowlist.Visible(clip(name))),
-					Expected: "(a reference to an admitted variable)", Received: "$" + allowlist.Visible(clip(name)),
-					Hint: "get the entry to admit " + allowlist.Visible(clip(name)) + ", or change the value to refer only to admitted variables (write $$ for a literal $)"})
+			if sent[name] {
+				refuse(name, "which GitLab sends but the allowlist entry does not admit: GitLab Runner would put GitLab's value there")
 			}
 			return ""
-		})
+		}, budget)
+		budget -= len(value) - len(v.Value)
+		if !ok {
+			d.fail(Failure{Check: CheckVariables,
+				Message: fmt.Sprintf("the job's variables expand to more than %d bytes (at variable %s)", maxExpansionBytes, allowlist.Visible(clip(v.Name))),
+				Hint:    "make the variables refer to fewer or shorter values"})
+			return nil
+		}
+		v.Value = value
 		if a := entryVar[v.Name]; a != nil && !a.HasValue && !a.Allows(v.Value) {
 			d.fail(Failure{Check: CheckVariables,
 				Message:  fmt.Sprintf("variable %s, once its $ references are expanded, does not match the allowlist entry's pattern in full", allowlist.Visible(clip(v.Name))),
@@ -212,6 +231,11 @@ func (o *Options) expandVariables(d *Decision, p *Payload, e *allowlist.Entry, v
 	}
 	return out
 }
+
+// maxExpansionBytes bounds what expansion adds to a job's variables in
+// all: references are short and values long, so without a bound a payload
+// within job.max_payload_bytes could expand to terabytes.
+const maxExpansionBytes = 16 << 20
 
 // admissionSnapshot describes an admitted job as it will run, for the
 // values writ provides at admission (the snapshot proper is written once

@@ -262,3 +262,31 @@ func TestImageComparedExpanded(t *testing.T) {
 		}
 	}
 }
+
+// TestExpandVariablesBounded: $A repeated, with A long, cannot make
+// admission build an unbounded value; and a reference to a URL writ sets
+// only with job.server_url refuses the job when GitLab sends one.
+func TestExpandVariablesBounded(t *testing.T) {
+	t.Parallel()
+	o := expandOptions(t)
+	e := testEntry()
+	e.Definition.Variables = append(e.Definition.Variables,
+		allowlist.Variable{Name: "A", Pattern: "^a*$"}, allowlist.Variable{Name: "X", Pattern: `^[$A]*$`})
+	p := decodeT(t, makePayload(t, 7, strings.Repeat("a", 40), e.Definition.Script, withVar("REGION", "eu"),
+		withVar("A", strings.Repeat("a", 1<<20)), withVar("X", strings.Repeat("$A", 100))))
+	d := &Decision{Environment: "production", Entry: e, Ref: "refs/heads/main"}
+	vars := o.expandVariables(d, p, e, checkDefinition(d, p, e, nil), o.admissionSnapshot(d, p))
+	if vars != nil || len(d.Failures) != 1 || !strings.Contains(d.Failures[0].Message, "expand to more than") {
+		t.Errorf("variables %d, failures %+v", len(vars), d.Failures)
+	}
+
+	o.Config.Job.ServerURL = ""
+	e = testEntry()
+	e.Definition.Variables = append(e.Definition.Variables, allowlist.Variable{Name: "LINK", Value: "see $CI_JOB_URL", HasValue: true})
+	p = decodeT(t, makePayload(t, 7, strings.Repeat("a", 40), e.Definition.Script, withVar("REGION", "eu"), withVar("LINK", "see $CI_JOB_URL")))
+	d = &Decision{Environment: "production", Entry: e, Ref: "refs/heads/main"}
+	o.expandVariables(d, p, e, checkDefinition(d, p, e, nil), o.admissionSnapshot(d, p))
+	if len(d.Failures) != 1 || !strings.Contains(d.Failures[0].Message, "job.server_url") {
+		t.Errorf("failures %+v", d.Failures)
+	}
+}
