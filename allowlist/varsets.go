@@ -50,11 +50,12 @@ func (p *parser) variableSets(n *yaml.Node, a *Allowlist) {
 			continue // the structure check reported the duplicate key
 		}
 		set := &VariableSet{Name: k.Value, Pos: Pos{Line: k.Line, Column: k.Column}}
+		if isNull(v) || (v.Kind == yaml.MappingNode && len(v.Content) == 0) {
+			p.errorf(k, "variable set %s is empty: list its variables or remove it", k.Value)
+			continue
+		}
 		var keys []*yaml.Node
 		set.Variables, keys = p.variables(v)
-		if len(set.Variables) == 0 && v.Kind == yaml.MappingNode && len(v.Content) == 0 {
-			p.errorf(v, "variable set %s is empty: list its variables or remove it", k.Value)
-		}
 		// A set's values may refer to the set's own variables and to the
 		// ones writ sets: whatever entry includes the set, those resolve
 		// the same way.

@@ -104,7 +104,9 @@ func TestVariableSetsRefuse(t *testing.T) {
 		{"expand is not a key", setsDoc(setLine(26, "        ENV_NAME: {value: prod, expand: false}")),
 			[]string{`26:33|unknown key "expand" in variable ENV_NAME: use one of value, pattern, file, raw, dangerous`}},
 		{"empty set", setsDoc(addAfter(14, "  empty: {}")),
-			[]string{`15:10|variable set empty is empty`}},
+			[]string{`15:3|variable set empty is empty`}},
+		{"null set", setsDoc(addAfter(14, "  empty:")),
+			[]string{`15:3|variable set empty is empty`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
