@@ -340,7 +340,7 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 				// Dropping it would leave a script that filters on it
 				// acting on everything.
 				f.Message = fmt.Sprintf("variable %s is not a variable GitLab defines, so it is a user variable, and the allowlist entry does not name it", key)
-				f.Hint = "get the entry to name it with a pinned value or pattern (writ allowlist entry includes it), or remove it from GitLab; if GitLab now defines it, upgrade writ"
+				f.Hint = "get the entry to name it with a pinned value or pattern (writ allowlist entry includes it), or remove it from GitLab; if it is a predefined variable of a GitLab newer than this writ, upgrade writ (until then, an entry that names it lets GitLab's value through)"
 			}
 			d.fail(f)
 			continue
