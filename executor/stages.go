@@ -182,10 +182,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		o.dropClaim(ctx)
 		return nil, o.systemFailure(), false
 	}
-	timeout := o.Config.Job.DefaultTimeout.Duration
-	if d.Entry != nil && d.Entry.Definition.Timeout > 0 {
-		timeout = d.Entry.Definition.Timeout
-	}
+	timeout := o.jobTimeout(d.Entry)
 	s := &Snapshot{
 		Format: snapshotFormat, CreatedAt: o.Now().UTC(), Mode: d.Mode,
 		Admitted: d.Admitted, PassThrough: passThrough, Environment: d.Environment,
@@ -194,8 +191,8 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		Failures: d.Failures,
 	}
 	if d.Admitted {
-		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
 		s.Sources = d.Sources
+		s.Commit, s.Repository, s.Signer, s.Variables, s.Image = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables, d.Image
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
 		}
@@ -302,6 +299,9 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
 	checkUploadTarget(d, entry, o.Config.GitLab.URL)
+	// What runs is the entry's values as the runner would expand them,
+	// from admitted and verified data only.
+	d.Variables = o.expandVariables(d, p, entry, d.Variables, o.admissionSnapshot(d, p))
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
@@ -581,7 +581,7 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 // uid, or (unsafe_no_sandbox) on the host as writ or job.user.
 func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage string, lines []string) (starter, error) {
 	script := []byte(buildScript(lines))
-	env := o.jobEnv(s)
+	env := o.jobEnv(s, stage)
 	if o.contained() {
 		uid, err := o.stageUID(s.Job.ID)
 		if err != nil {
@@ -642,6 +642,11 @@ func (o *Options) scriptResult(ctx context.Context, id, stage string, res runRes
 	}
 	if stage == "build_script" {
 		o.auditOutcome(ctx, id, status, jobCode, "")
+		jobStatus := status
+		if status == "timeout" {
+			jobStatus = statusTimedout // the runner's name for it
+		}
+		o.recordJobStatus(id, jobStatus)
 	}
 	if status == "success" {
 		return 0
@@ -811,6 +816,10 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if len(d.Sources) > 0 {
 		f["sources"] = d.Sources
+	}
+	if d.Admitted && d.Image != "" {
+		// The image that runs, as writ expanded it from the entry.
+		f["image"] = d.Image
 	}
 	if d.Entry != nil {
 		// What `writ state repair` needs to rebuild the entry's mark.

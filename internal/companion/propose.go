@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -495,6 +496,15 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 			}
 		}
 	}
+	// The variable sets the entry includes stay included; a variable one
+	// of them still admits is the set's.
+	e.Definition.VariableSets = append([]string(nil), prev.Definition.VariableSets...)
+	e.Definition.Included = prev.Definition.Included
+	e.Definition.Variables = slices.DeleteFunc(e.Definition.Variables, func(v allowlist.Variable) bool {
+		return slices.ContainsFunc(prev.Definition.Included, func(iv allowlist.Variable) bool {
+			return iv.Name == v.Name && iv.File == v.File && iv.Raw == v.Raw && iv.Allows(v.Value)
+		})
+	})
 }
 
 func contains(list []string, s string) bool {
