@@ -628,11 +628,12 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
 	if !ok {
 		return nil
 	}
-	p.require(n, m, "source", "repository", "signers", "mode")
+	p.require(n, m, "source", "repository", "mode")
+	p.sourceSignature(m.get("signature"), src)
 	if v := m.get("repository"); v != nil {
 		if s, ok := p.reqStr(v, "repository"); ok {
 			if msg := checkRepoURL(s); msg != "" {
@@ -681,6 +682,7 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
 	refs = append(refs, p.sourceExtensions(m, src, a)...)
+	p.checkSourceSignature(n, m, src)
 	return refs
 }
 

@@ -279,6 +279,7 @@ func entryChanges(o, n *Entry) []FieldChange {
 	str("source.repository", osrc.Repository, nsrc.Repository)
 	list("source.signers", osrc.Signers, nsrc.Signers)
 	str("source.mode", string(osrc.Mode), string(nsrc.Mode))
+	str("source.signature", describeSignature(osrc.Signature), describeSignature(nsrc.Signature))
 	str("source.pin", osrc.Pin, nsrc.Pin)
 	str("source.descends_from", osrc.DescendsFrom, nsrc.DescendsFrom)
 	flag("source.allow_rollback", osrc.AllowRollback, nsrc.AllowRollback)

@@ -139,6 +139,12 @@ func writeEntry(b *strings.Builder, e *Entry) {
 		fmt.Fprintf(b, "- uploads: %s\n", code(DescribeUploads(d.Uploads)))
 	}
 	src := fmt.Sprintf("- source: %s, mode %s, signed by %s", code(s.Repository), code(string(s.Mode)), codeList(s.Signers))
+	if s.ApprovalsOnly() {
+		src = fmt.Sprintf("- source: %s, mode %s, **no author signature**", code(s.Repository), code(string(s.Mode)))
+	}
+	if ap := s.Approvals; ap != nil {
+		src += ", approved by " + describeApprovals(ap)
+	}
 	if s.Pin != "" {
 		src += ", pinned to " + code(s.Pin)
 	}

@@ -254,8 +254,13 @@ func (w *writer) entry(e *Entry) {
 	s := e.Source
 	w.line(4, "source:")
 	w.kv(6, "repository", s.Repository)
-	w.list(6, "signers", s.Signers, true)
+	if len(s.Signers) > 0 || !s.ApprovalsOnly() {
+		w.list(6, "signers", s.Signers, true)
+	}
 	w.kv(6, "mode", string(s.Mode))
+	if s.ApprovalsOnly() {
+		w.kv(6, "signature", string(s.Signature))
+	}
 	if s.Pin != "" {
 		w.kv(6, "pin", s.Pin)
 	}

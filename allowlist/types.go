@@ -222,6 +222,9 @@ type Source struct {
 	// Signers names signer sets of the allowlist.
 	Signers []string
 	Mode    SourceMode
+	// Signature says whether the job's commit must carry an author
+	// signature (see SourceSignature).
+	Signature SourceSignature
 	// Pin, if set, is the only commit (full hex) the entry admits.
 	Pin string
 	// DescendsFrom, if set, is a commit every admitted commit descends from.

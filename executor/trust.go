@@ -62,7 +62,11 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 			return nil
 		} else {
 			d.Signer = res.signer
-			o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+			if entry.Source.ApprovalsOnly() {
+				o.phase("verify", start, "verified commit %s, no author signature: %s", short(p.SHA), res.signer)
+			} else {
+				o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+			}
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
 		if d.Admitted && record {

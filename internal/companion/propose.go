@@ -476,7 +476,9 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 	e.Match.Refs = refs
 	src := prev.Source
 	src.Signers = append([]string(nil), prev.Source.Signers...)
-	if len(o.Signers) > 0 {
+	if len(o.Signers) > 0 && !src.ApprovalsOnly() {
+		// An entry without author signatures (signature: none) names no
+		// signers; its approvers stay as the person wrote them.
 		src.Signers = append([]string(nil), o.Signers...)
 	}
 	if o.Mode != "" {
