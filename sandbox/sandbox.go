@@ -200,29 +200,49 @@ func (c *Cmd) Start() error {
 	}
 	c.cmd = cmd
 	fail := func(err error) error {
-		specW.Close()
 		_ = cmd.Process.Kill()
+		specW.Close()
 		_ = cmd.Wait()
 		c.cg.remove()
 		return err
 	}
-	// Before the init reads its spec it runs nothing of the job: placing
-	// it now means every process of the job is counted and limited.
-	if err := c.cg.add(cmd.Process.Pid); err != nil {
-		return fail(err)
-	}
+	// The init reads its spec and builds the job's root while the kernel
+	// moves it into the job's cgroups (on cgroup v1 that move waits for an
+	// RCU grace period, the slowest step of a start). It starts nothing of
+	// the job before the go byte, written once it is placed, so every
+	// process of the job is counted and limited.
 	if err := json.NewEncoder(specW).Encode(c.spec); err != nil {
 		return fail(fmt.Errorf("sandbox: hand the spec to the init: %w", err))
 	}
+	status := func() string {
+		msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
+		return strings.TrimSpace(string(msg))
+	}
+	if err := c.cg.add(cmd.Process.Pid); err != nil {
+		err = fail(err)
+		if msg := status(); msg != "" {
+			// The init failed first (and its end failed the move).
+			return &SetupError{Msg: msg}
+		}
+		return err
+	}
+	// A failed write means the init has already ended; its status says why.
+	_, goErr := specW.Write([]byte{goByte})
 	specW.Close()
-	msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
-	if len(msg) > 0 {
+	if msg := status(); msg != "" {
 		_ = cmd.Wait()
 		c.cg.remove()
-		return &SetupError{Msg: strings.TrimSpace(string(msg))}
+		return &SetupError{Msg: msg}
+	}
+	if goErr != nil {
+		return fail(fmt.Errorf("sandbox: the init ended before the job started: %w", goErr))
 	}
 	return nil
 }
+
+// goByte, after the spec, tells the init that it is in the job's cgroups
+// and may start the job.
+const goByte = 'G'
 
 // SetupError is the init's report that it could not contain the job; the
 // job did not start.

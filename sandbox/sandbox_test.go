@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -291,5 +292,73 @@ func TestRefusals(t *testing.T) {
 	}
 	if _, err := h.Command(Spec{Argv: []string{"/bin/true"}, Dir: build, UID: testUID, GID: testUID, Network: "bridge"}); err == nil {
 		t.Error("an unknown network was accepted")
+	}
+}
+
+// An init writ could not place in the job's cgroups starts nothing of the
+// job: Start fails and the job's first command never ran.
+func TestUnplacedInitRunsNothing(t *testing.T) {
+	h, build := testHost(t)
+	root := t.TempDir()
+	h.CgroupRoot, h.MemoryMax = root, 0
+	// A v1 pids hierarchy whose leaf for this run refuses the move.
+	leaf := filepath.Join(root, "pids", "writ-t-"+strconv.Itoa(os.Getpid()))
+	for _, d := range []string{filepath.Join(root, "pids", "cgroup.procs"), filepath.Join(leaf, "cgroup.procs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	canary := filepath.Join(build, "ran")
+	c, err := h.Command(Spec{Argv: []string{"/bin/bash", "-c", "touch " + canary}, Env: []string{"PATH=/usr/bin:/bin"},
+		Dir: build, UID: testUID, GID: testUID, Network: NetworkHost, Name: "t",
+		Binds: []Bind{{Source: build, Target: build, Writable: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err == nil || !strings.Contains(err.Error(), "join cgroup") {
+		if err == nil {
+			_ = c.Wait()
+		}
+		t.Fatalf("Start with a cgroup that refuses the init: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the job ran although its init was never placed in its cgroup (%v)", err)
+	}
+}
+
+func TestAwaitGo(t *testing.T) {
+	for in, ok := range map[string]bool{"": false, "\n": false, "\nG": true, "G": true, "GG": false, "\nX": false} {
+		if err := awaitGo(strings.NewReader(in)); (err == nil) != ok {
+			t.Errorf("awaitGo(%q) = %v, want ok %v", in, err, ok)
+		}
+	}
+}
+
+// The job's first process already runs in the stage's cgroups: the init
+// is moved there before it starts anything (a process forked before the
+// move would stay outside every limit).
+func TestJobBornInItsCgroups(t *testing.T) {
+	h, build := testHost(t)
+	v := h.cgroupVersion()
+	if v.pids == "" && v.memory == "" {
+		t.Skip("no pids or memory cgroup controller on this host")
+	}
+	out, code := run(t, h, build, NetworkHost, `cat /proc/self/cgroup`)
+	leaf := "/writ-t-" + strconv.Itoa(os.Getpid())
+	for _, c := range []struct{ name, ver string }{{"pids", v.pids}, {"memory", v.memory}} {
+		if c.ver == "" {
+			continue
+		}
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && (c.ver == "cgroup v2" && parts[0] == "0" || containsWord(strings.ReplaceAll(parts[1], ",", " "), c.name)) {
+				found = found || strings.HasSuffix(parts[2], leaf)
+			}
+		}
+		if !found {
+			t.Errorf("the job's process is not in the run's %s cgroup (%s) (exit %d):\n%s", c.name, c.ver, code, out)
+		}
 	}
 }
