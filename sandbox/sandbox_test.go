@@ -362,3 +362,20 @@ func TestJobBornInItsCgroups(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusUIDs(t *testing.T) {
+	status := "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1000\t2000000123\t1000\t3\nGid:\t1\t1\t1\t1\n"
+	uids, ok := statusUIDs([]byte(status))
+	if !ok || len(uids) != 4 || uids[1] != testUID || uids[3] != 3 {
+		t.Errorf("statusUIDs = %v, %v", uids, ok)
+	}
+	for _, bad := range []string{"Name:\tx\nGid:\t1\t1\t1\t1\n", "Name:\tx\nUid:\t1\t2\n", "Name:\tx\nUid:\t1\t2\tx\t4\n"} {
+		if _, ok := statusUIDs([]byte(bad)); ok {
+			t.Errorf("statusUIDs(%q) accepted", bad)
+		}
+	}
+	live, err := liveUIDs()
+	if err != nil || !live[uint32(os.Getuid())] {
+		t.Errorf("liveUIDs does not list this process's uid %d: %v", os.Getuid(), err)
+	}
+}
