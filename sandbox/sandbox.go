@@ -163,7 +163,9 @@ func (c *Cmd) Start() error {
 	cmd := &exec.Cmd{
 		Path:       init,
 		Args:       []string{initArg0},
-		Env:        []string{},
+		// The init does one thing at a time: one P spares it the threads
+		// and scheduling of a parallel runtime.
+		Env:        []string{"GOMAXPROCS=1"},
 		Stdin:      devnull,
 		Stdout:     c.Stdout,
 		Stderr:     c.Stderr,
