@@ -160,11 +160,11 @@ func (c *Cmd) Start() error {
 	if init == "" {
 		init = "/proc/self/exe"
 	}
+	// The init does one thing at a time: one P spares it the threads and
+	// scheduling of a parallel runtime.
 	cmd := &exec.Cmd{
 		Path:       init,
 		Args:       []string{initArg0},
-		// The init does one thing at a time: one P spares it the threads
-		// and scheduling of a parallel runtime.
 		Env:        []string{"GOMAXPROCS=1"},
 		Stdin:      devnull,
 		Stdout:     c.Stdout,
