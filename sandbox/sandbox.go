@@ -162,26 +162,29 @@ func (c *Cmd) Start() error {
 	}
 	// The init does one thing at a time: one P spares it the threads and
 	// scheduling of a parallel runtime.
-	cmd := &exec.Cmd{
-		Path:       init,
-		Args:       []string{initArg0},
-		Env:        []string{"GOMAXPROCS=1"},
-		Stdin:      devnull,
-		Stdout:     c.Stdout,
-		Stderr:     c.Stderr,
-		ExtraFiles: []*os.File{specR, statusW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags,
-			Setpgid:    true,
-			// If writ dies, so does the init, and with it the namespace.
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	if c.Stdout == nil {
-		cmd.Stdout = devnull
-	}
-	if c.Stderr == nil {
-		cmd.Stderr = devnull
+	newCmd := func() *exec.Cmd {
+		cmd := &exec.Cmd{
+			Path:       init,
+			Args:       []string{initArg0},
+			Env:        []string{"GOMAXPROCS=1"},
+			Stdin:      devnull,
+			Stdout:     c.Stdout,
+			Stderr:     c.Stderr,
+			ExtraFiles: []*os.File{specR, statusW},
+			SysProcAttr: &syscall.SysProcAttr{
+				Cloneflags: flags,
+				Setpgid:    true,
+				// If writ dies, so does the init, and with it the namespace.
+				Pdeathsig: syscall.SIGKILL,
+			},
+		}
+		if c.Stdout == nil {
+			cmd.Stdout = devnull
+		}
+		if c.Stderr == nil {
+			cmd.Stderr = devnull
+		}
+		return cmd
 	}
 	c.cg, err = c.h.newCgroup(c.spec.Name)
 	if err != nil {
@@ -192,7 +195,7 @@ func (c *Cmd) Start() error {
 	}
 	// Pdeathsig follows the thread that forked; Go never ends a thread no
 	// goroutine locked, so it fires only when writ itself dies.
-	err = cmd.Start()
+	cmd, placed, err := c.cg.start(newCmd)
 	specR.Close()
 	statusW.Close()
 	if err != nil {
@@ -209,10 +212,11 @@ func (c *Cmd) Start() error {
 		return err
 	}
 	// The init reads its spec and builds the job's root while the kernel
-	// moves it into the job's cgroups (on cgroup v1 that move waits for an
-	// RCU grace period, the slowest step of a start). It starts nothing of
-	// the job before the go byte, written once it is placed, so every
-	// process of the job is counted and limited.
+	// moves it into the job's cgroups, unless it was created there (on
+	// cgroup v1 the move waits for an RCU grace period, the slowest step
+	// of a start). It starts nothing of the job before the go byte,
+	// written once it is placed, so every process of the job is counted
+	// and limited.
 	if err := json.NewEncoder(specW).Encode(c.spec); err != nil {
 		return fail(fmt.Errorf("sandbox: hand the spec to the init: %w", err))
 	}
@@ -220,7 +224,7 @@ func (c *Cmd) Start() error {
 		msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
 		return strings.TrimSpace(string(msg))
 	}
-	if err := c.cg.add(cmd.Process.Pid); err != nil {
+	if err := c.cg.addUnless(placed, cmd.Process.Pid); err != nil {
 		err = fail(err)
 		if msg := status(); msg != "" {
 			// The init failed first (and its end failed the move).

@@ -379,3 +379,53 @@ func TestStatusUIDs(t *testing.T) {
 		t.Errorf("liveUIDs does not list this process's uid %d: %v", os.Getuid(), err)
 	}
 }
+
+// cgroup2Mount is where a cgroup v2 hierarchy is mounted, if one is.
+func cgroup2Mount(t *testing.T) string {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// On cgroup v2 a run's process is created inside its cgroup
+// (CLONE_INTO_CGROUP): it is there from its first instruction, and start
+// says so. Tested on any cgroup2 mount, controllers or not.
+func TestStartIntoCgroupV2(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	mnt := cgroup2Mount(t)
+	if mnt == "" {
+		t.Skip("no cgroup v2 hierarchy on this host")
+	}
+	leaf := filepath.Join(mnt, "writ-test-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(leaf, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup v2 leaf here: %v", err)
+	}
+	cg := &cgroup{dirs: []string{leaf}, unified: true}
+	defer cg.remove()
+	var out bytes.Buffer
+	cmd, placed, err := cg.start(func() *exec.Cmd {
+		c := exec.Command("/bin/cat", "/proc/self/cgroup")
+		c.Stdout, c.SysProcAttr = &out, &syscall.SysProcAttr{}
+		return c
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := "0::/" + filepath.Base(leaf)
+	if !placed || !strings.Contains(out.String()+"\n", want+"\n") {
+		t.Errorf("placed %v; the process's cgroups:\n%s\nwant the line %s", placed, out.String(), want)
+	}
+}
