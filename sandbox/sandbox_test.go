@@ -217,6 +217,18 @@ func TestUIDLeases(t *testing.T) {
 	if d, err := u.Acquire(ctx, "4"); err != nil || d != b {
 		t.Fatalf("stale lease not reclaimed: %d, %v", d, err)
 	}
+	// A lease a host crash left empty names nobody: its uid is leased
+	// again (no process of it lives); a valid lease is not.
+	if err := os.WriteFile(u.leasePath(a), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.Stale = nil
+	if e, err := u.Acquire(ctx, "5"); err != nil || e != a {
+		t.Fatalf("a lease emptied by a crash was not taken again: %d, %v; want %d", e, err, a)
+	}
+	if _, err := u.Acquire(ctx, "6"); err == nil {
+		t.Fatal("a third owner got a uid from a range of two")
+	}
 }
 
 // The pids and memory limits hold inside the sandbox where the host has the

@@ -60,12 +60,12 @@ func (u *UIDs) Acquire(ctx context.Context, owner string) (uint32, error) {
 		if live[uid] {
 			continue
 		}
-		if o, taken := leases[uid]; taken {
+		if o, taken := leases[uid]; taken && validOwner(o) == nil {
 			if u.Stale == nil || !u.Stale(o) {
 				continue
 			}
 		}
-		if err := fsutil.WriteFileAtomic(u.leasePath(uid), []byte(owner+"\n"), 0o600); err != nil {
+		if err := writeLease(u.leasePath(uid), owner); err != nil {
 			return 0, err
 		}
 		return uid, nil
@@ -108,6 +108,32 @@ func (u *UIDs) Release(ctx context.Context, owner string) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// writeLease replaces path with owner's lease, atomically but without
+// fsync (two of them were most of a lease's time on a busy disk): a lease
+// need not outlive a crash of the host, since none of its uid's processes
+// does (every one lives in a stage's PID namespace). A lease lost, emptied
+// or cut short by a crash names no valid owner and is taken again once no
+// process of its uid lives (Acquire checks that for every uid it leases).
+func writeLease(path, owner string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".lease-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.WriteString(owner + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("sandbox: write the uid lease %s: %w", path, err)
 	}
 	return nil
 }
