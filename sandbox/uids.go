@@ -119,21 +119,8 @@ func (u *UIDs) Release(ctx context.Context, owner string) error {
 // or cut short by a crash names no valid owner and is taken again once no
 // process of its uid lives (Acquire checks that for every uid it leases).
 func writeLease(path, owner string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".lease-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.WriteString(owner + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("sandbox: write the uid lease %s: %w", path, err)
+	if err := fsutil.ReplaceFile(path, []byte(owner+"\n"), 0o600); err != nil {
+		return fmt.Errorf("sandbox: uid lease: %w", err)
 	}
 	return nil
 }
