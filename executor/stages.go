@@ -485,10 +485,18 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		fmt.Fprintf(w, "writ: image %s fetched and verified\n", ref)
 	}
 	if o.contained() {
+		// The lease (a scan of every process) and the checkout into the
+		// root-only staging directory do not depend on each other: only
+		// the hand-over to the uid waits for both.
 		var uid uint32
-		if uid, err = o.uids().Acquire(ctx, s.Job.ID); err == nil {
-			err = o.checkoutStaged(ctx, s, uid)
-		}
+		var leaseErr error
+		leased := make(chan struct{})
+		go func() {
+			defer close(leased)
+			uid, leaseErr = o.uids().Acquire(ctx, s.Job.ID)
+		}()
+		err = o.checkoutStaged(ctx, s, func() (uint32, error) { <-leased; return uid, leaseErr })
+		<-leased
 	} else {
 		err = o.checkoutOnHost(ctx, s)
 	}
