@@ -44,7 +44,6 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +63,7 @@ import (
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // ApprovalNamespace is the SSH signature namespace of approvals. A signature
@@ -100,7 +100,7 @@ const statementHeader = "writ allowlist approval v2\n"
 // approval is checked against.
 const maxStatementBytes = 4 << 20
 
-var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var labelRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidLabel reports whether label may name an approval file: a letter or
 // digit, then up to 63 letters, digits, '.', '_' or '-'.

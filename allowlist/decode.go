@@ -6,7 +6,6 @@ package allowlist
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "variable_sets", "jobs"}
@@ -78,7 +79,7 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	return a
 }
 
-var decimal = regexp.MustCompile(`^[1-9][0-9]*$`)
+var decimal = lazyre.New(`^[1-9][0-9]*$`)
 
 func (p *parser) version(n *yaml.Node) int64 {
 	switch {
@@ -122,7 +123,7 @@ func (p *parser) expires(n *yaml.Node) time.Time {
 	return t.UTC()
 }
 
-var setName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var setName = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 	if !p.mapping(n, "signers", "a mapping of signer set names to keys") {
@@ -162,7 +163,7 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 	}
 }
 
-var fingerprintRE = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
+var fingerprintRE = lazyre.New(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
 
 func (p *parser) openpgpKeys(n *yaml.Node, set *SignerSet) {
 	items, ok := p.list(n, "openpgp")
@@ -362,8 +363,8 @@ const migrationMessage = `schema "writ/v1" is retired: in writ/v1, match.refs di
 	`Then bump version and get the new version approved (see "Migrating from writ/v1" in docs/allowlist.md)`
 
 var (
-	projectRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
-	envRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	projectRE = lazyre.New(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
+	envRE     = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
 // match decodes an entry's match and returns the nodes of its refs, for
@@ -506,7 +507,7 @@ func (p *parser) script(n *yaml.Node, what string, nonEmpty bool) []string {
 	return out
 }
 
-var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var varNameRE = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // TODOPattern is the pattern `writ allowlist entry` writes for a variable
 // whose value it cannot show (masked, protected or a file). Parse refuses
@@ -625,7 +626,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 	return 0
 }
 
-var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+var commitRE = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	suggestpkg "gitlab.com/writ-ci/writ/internal/suggest"
 	"io"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
+	suggestpkg "gitlab.com/writ-ci/writ/internal/suggest"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -199,7 +200,7 @@ func (p *parser) finish() (ErrorList, ErrorList) {
 	return p.errs, p.warns
 }
 
-var yamlLineErr = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+var yamlLineErr = lazyre.New(`^yaml: line ([0-9]+): (.*)$`)
 
 // decodeYAML parses data into one document node. The YAML library panics on
 // its own errors internally and recovers them; anything else it panics with

@@ -41,6 +41,39 @@ func WriteFileAtomicParts(path string, perm os.FileMode, parts ...[]byte) error 
 	return syncDir(filepath.Dir(path))
 }
 
+// ReplaceFile writes data to a temp file in the same directory and renames
+// it over path: a reader sees the old content or the new one, never a
+// partial write, and a file planted at path is replaced, never followed.
+// Unlike WriteFileAtomic nothing is fsynced, so after a crash of the host
+// path may be missing, old or empty: only for files nothing needs after a
+// crash (a stage's script, rewritten when the stage runs again).
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	name := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm.Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, path)
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 // CreateExclusive writes a file that must not exist yet and never changes
 // afterwards (a write-once record such as a per-job decision snapshot).
 //
