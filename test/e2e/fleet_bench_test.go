@@ -110,6 +110,8 @@ func BenchmarkFleetPrepare(b *testing.B) {
 		b.ReportMetric(float64(ml)/float64(time.Millisecond), "ms-local")
 		b.ReportMetric(float64(me)/float64(time.Millisecond), "ms-etcd")
 		b.ReportMetric(float64(me)/float64(ml), "etcd/local")
+		b.ReportMetric(float64(median(cl))/float64(time.Millisecond), "cpu-ms-local")
+		b.ReportMetric(float64(median(ce))/float64(time.Millisecond), "cpu-ms-etcd")
 		b.ReportMetric(float64(median(ce))/float64(median(cl)), "cpu-etcd/local")
 	})
 
