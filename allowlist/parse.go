@@ -136,6 +136,9 @@ type parser struct {
 	// split, when set, has the top level parsed from its head and the job
 	// items one at a time (see split.go).
 	split *jobsSplit
+	// usedVarSets records the variable sets entries include, for the
+	// unused-set warning.
+	usedVarSets map[string]bool
 }
 
 func (p *parser) checkKey(path string, data []byte, fpr string) string {

@@ -187,10 +187,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		o.dropClaim(ctx)
 		return nil, o.systemFailure(), false
 	}
-	timeout := o.Config.Job.DefaultTimeout.Duration
-	if d.Entry != nil && d.Entry.Definition.Timeout > 0 {
-		timeout = d.Entry.Definition.Timeout
-	}
+	timeout := o.jobTimeout(d.Entry)
 	s := &Snapshot{
 		Format: snapshotFormat, CreatedAt: o.Now().UTC(), Mode: d.Mode,
 		Admitted: d.Admitted, PassThrough: passThrough, Environment: d.Environment,
@@ -199,7 +196,8 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		Failures: d.Failures,
 	}
 	if d.Admitted {
-		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
+		s.Sources = d.Sources
+		s.Commit, s.Repository, s.Signer, s.Variables, s.Image = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables, d.Image
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
 		}
@@ -314,6 +312,10 @@ func (o *Options) judge(ctx context.Context, d *Decision, p *Payload, record boo
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
+	checkUploadTarget(d, entry, o.Config.GitLab.URL)
+	// What runs is the entry's values as the runner would expand them,
+	// from admitted and verified data only.
+	d.Variables = o.expandVariables(d, p, entry, d.Variables, o.admissionSnapshot(d, p))
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
@@ -354,6 +356,9 @@ func writeCheckReport(w io.Writer, d *Decision) {
 	writeJobLines(&b, d)
 	if d.Signer != "" {
 		fmt.Fprintf(&b, "Signer:     %s\n", d.Signer)
+	}
+	for _, v := range d.Sources {
+		fmt.Fprintf(&b, "Extra:      %s: %s at %s on %s, signed by %s\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
 	}
 	for i, f := range d.Failures {
 		fmt.Fprintf(&b, "\n%d. %s: %s\n", i+1, f.Check, f.Message)
@@ -448,10 +453,11 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	case stage == "restore_cache" || stage == "download_artifacts":
 		fmt.Fprintf(w, "writ: %s skipped: writ never lets unsigned content (caches, artifacts) into the build directory\n", stage)
 		return 0, "skipped"
-	case stage == "archive_cache" || stage == "archive_cache_on_failure" ||
-		stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
-		fmt.Fprintf(w, "writ: %s skipped: writ does not save caches or upload artifacts\n", stage)
+	case stage == "archive_cache" || stage == "archive_cache_on_failure":
+		fmt.Fprintf(w, "writ: %s skipped: %s\n", stage, cacheRefusal)
 		return 0, "skipped"
+	case stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
+		return o.uploadStage(ctx, s, stage)
 	case stage == "cleanup_file_variables":
 		fmt.Fprintln(w, "writ: file variables are removed with the job's state at cleanup")
 		return 0, "ok"
@@ -553,7 +559,10 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 	if gitrepo.IsDamage(err) {
 		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return o.checkoutSources(ctx, s, dir, m)
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -586,7 +595,7 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 // uid, or (unsafe_no_sandbox) on the host as writ or job.user.
 func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage string, lines []string) (starter, error) {
 	script := []byte(buildScript(lines))
-	env := o.jobEnv(s)
+	env := o.jobEnv(s, stage)
 	if o.contained() {
 		uid, err := o.stageUID(s.Job.ID)
 		if err != nil {
@@ -647,6 +656,11 @@ func (o *Options) scriptResult(ctx context.Context, id, stage string, res runRes
 	}
 	if stage == "build_script" {
 		o.auditOutcome(ctx, id, status, jobCode, "")
+		jobStatus := status
+		if status == "timeout" {
+			jobStatus = statusTimedout // the runner's name for it
+		}
+		o.recordJobStatus(id, jobStatus)
 	}
 	if status == "success" {
 		return 0
@@ -813,6 +827,13 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if d.Signer != "" {
 		f["signer"] = d.Signer
+	}
+	if len(d.Sources) > 0 {
+		f["sources"] = d.Sources
+	}
+	if d.Admitted && d.Image != "" {
+		// The image that runs, as writ expanded it from the entry.
+		f["image"] = d.Image
 	}
 	if d.Entry != nil {
 		// What `writ state repair` needs to rebuild the entry's mark.

@@ -49,6 +49,9 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 		if err == nil && last != nil && last.floor != nil {
 			err = o.checkFloor(ctx, d, p, entry, last.floor)
 		}
+		if err == nil {
+			d.Sources, err = o.verifyExtraSources(ctx, d, p, entry, a)
+		}
 		if fs, refused := refusals(err); refused {
 			d.Failures = append(d.Failures, fs...)
 			res = nil
@@ -62,9 +65,19 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 			return nil
 		} else {
 			d.Signer = res.signer
-			o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+			if entry.Source.ApprovalsOnly() {
+				o.phase("verify", start, "verified commit %s, no author signature: %s", short(p.SHA), res.signer)
+			} else {
+				o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+			}
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
+		if d.Admitted && record {
+			if err := o.recordExtraSources(ctx, d, p, entry); err != nil {
+				d.Admitted = false
+				return err
+			}
+		}
 		if !d.Admitted || !record || ent.Holds(entry.Source.Repository, p.SHA) {
 			return nil
 		}
