@@ -297,19 +297,26 @@ func (a *Accepter) Current(ctx context.Context) (*Accepted, error) {
 // and then take this path's answer from the state it wrote.
 func (a *Accepter) unchanged(ctx context.Context) (*Accepted, bool) {
 	// The store's word (the fleet's, in fleet mode): a head this host
-	// accepted but the fleet moved past is not unchanged.
-	st, err := a.store.Allowlist(ctx)
-	if err != nil || st == nil || st.Commit == "" || st.RejectedHead != "" {
-		return nil, false
+	// accepted but the fleet moved past is not unchanged. It is read
+	// while the remote is asked for its head: both are round trips.
+	type stored struct {
+		st  *state
+		err error
 	}
+	sc := make(chan stored, 1)
+	go func() {
+		st, err := a.store.Allowlist(ctx)
+		sc <- stored{st, err}
+	}()
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.Allowlist.FetchTimeout.Duration)
 	defer cancel()
-	m, err := a.openMirror()
-	if err != nil {
+	head, herr := a.remoteHead(pctx)
+	s := <-sc
+	st := s.st
+	if s.err != nil || st == nil || st.Commit == "" || st.RejectedHead != "" {
 		return nil, false
 	}
-	head, err := m.RemoteRef(pctx, "refs/heads/"+a.cfg.Allowlist.Branch)
-	if err != nil || head.String() != st.Commit {
+	if herr != nil || head != st.Commit {
 		return nil, false
 	}
 	acc, err := a.loadCache(st)
@@ -317,6 +324,20 @@ func (a *Accepter) unchanged(ctx context.Context) (*Accepted, bool) {
 		return nil, false
 	}
 	return acc, true
+}
+
+// remoteHead asks the remote for the allowlist branch's head (its ref
+// advertisement only, no pack).
+func (a *Accepter) remoteHead(ctx context.Context) (string, error) {
+	m, err := a.openMirror()
+	if err != nil {
+		return "", err
+	}
+	head, err := m.RemoteRef(ctx, "refs/heads/"+a.cfg.Allowlist.Branch)
+	if err != nil {
+		return "", err
+	}
+	return head.String(), nil
 }
 
 // Cached returns the last accepted version from the local cache without any

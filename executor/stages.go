@@ -18,6 +18,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/internal/state"
 	"gitlab.com/writ-ci/writ/sandbox"
 )
 
@@ -96,6 +97,10 @@ func Config(ctx context.Context, opts Options) int {
 // SYSTEM_FAILURE when it cannot decide.
 func Prepare(ctx context.Context, opts Options) int {
 	o := opts.withDefaults()
+	if c, ok := o.State.(state.Connector); ok {
+		// A fleet store's handshakes overlap reading the payload.
+		c.Connect()
+	}
 	path := o.Getenv(envJobResponse)
 	if path == "" {
 		fmt.Fprintf(o.Stdout, "writ: %v\n", errNoPayload)
@@ -228,14 +233,23 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
 	d.PayloadDigest = p.Digest
-	if record {
-		// The id is claimed before anything moves a mark.
-		if refused, err := o.claimJob(ctx, d, p); refused || err != nil {
-			return d, p, err
-		}
+	if !record {
+		return d, p, o.judge(ctx, d, p, false)
 	}
+	// The job id is claimed while the allowlist and the source are checked
+	// (both mostly wait on the network, and so may the claim, with a fleet
+	// store). No mark moves before the claim holds (checkSource waits for
+	// it), and the decision is the claim's when it fails.
+	o.claim = o.startClaim(ctx, p)
+	err = o.judge(ctx, d, p, true)
+	return d, p, o.joinClaim(d, err)
+}
+
+// judge takes the admission decision on a decoded payload into d (see
+// decide). A nil error means a decision was reached.
+func (o *Options) judge(ctx context.Context, d *Decision, p *Payload, record bool) error {
 	if o.Allowlist == nil {
-		return d, p, errors.New("no allowlist source configured")
+		return errors.New("no allowlist source configured")
 	}
 	start := time.Now()
 	acc, err := o.Allowlist.Current(ctx)
@@ -244,7 +258,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	if err != nil {
 		o.phase("allowlist", start, "no accepted allowlist")
-		return d, p, err // wraps allowlist.ErrCannotDecide, which says why
+		return err // wraps allowlist.ErrCannotDecide, which says why
 	}
 	o.phase("allowlist", start, "allowlist version %d in force (commit %s)", acc.Allowlist.Version, short(acc.Commit))
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
@@ -253,7 +267,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		if v.Key == "CI_PROJECT_PATH" && v.Value != p.Project {
 			d.fail(Failure{Check: CheckEntry, Message: "the payload names two different projects (job_info.project_full_path and CI_PROJECT_PATH)",
 				Expected: allowlist.Visible(clip(p.Project)), Received: allowlist.Visible(clip(v.Value))})
-			return d, p, nil
+			return nil
 		}
 	}
 	env := o.Config.Environment
@@ -264,13 +278,13 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	if err != nil {
 		d.fail(Failure{Check: CheckRef, Message: err.Error(),
 			Hint: "run the job from a branch or tag pipeline whose ref is a plain git branch or tag name"})
-		return d, p, nil
+		return nil
 	}
 	// Only the entries for this project and job are read: a job's cost
 	// does not grow with the allowlist.
 	ix, err := acc.JobIndex(p.Project, p.JobName)
 	if err != nil {
-		return d, p, fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
+		return fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
 	}
 	entry, ok := ix.Lookup(p.Project, p.JobName, env, full)
 	if !ok {
@@ -278,7 +292,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		if f, ok := refKindFailure(near, env, full); ok {
 			d.fail(f)
 			d.Suggestion = suggestion(p, env, nil, near)
-			return d, p, nil
+			return nil
 		}
 		f := Failure{Check: CheckEntry,
 			Message: fmt.Sprintf("no allowlist entry admits project %q, job %q, environment %q, ref %q",
@@ -294,7 +308,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		}
 		d.fail(f)
 		d.Suggestion = suggestion(p, env, nil, near)
-		return d, p, nil
+		return nil
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
@@ -305,9 +319,9 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
-		return d, p, err
+		return err
 	}
-	return d, p, nil
+	return nil
 }
 
 // Check is `writ check --job FILE`: the admission decision for a payload,
