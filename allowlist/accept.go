@@ -239,6 +239,8 @@ type cached struct {
 	// does not parse a large allowlist again; CacheSHA256 in the state
 	// covers it.
 	Parsed *Allowlist `json:"parsed"`
+	// memo is what the store keeps for the next acceptance (memo.go).
+	memo *acceptMemo
 }
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
@@ -549,7 +551,9 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		}
 		return b, err
 	})
-	al, err := Parse(FileName, data, load)
+	// Entries the version in force holds with the same bytes, in the same
+	// context, are taken from its verified store (memo.go).
+	al, memo, err := parseAccept(FileName, data, load, a.storeInForce(st))
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
 	}
@@ -621,8 +625,21 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 
 	return &cached{
 		Commit: head, Version: al.Version, Digest: digest, Statement: stmtDigest, Signer: signer.Fingerprint,
-		Approvers: approvers, AcceptedAt: now, Files: files, Parsed: al,
+		Approvers: approvers, AcceptedAt: now, Files: files, Parsed: al, memo: memo,
 	}, checks, nil
+}
+
+// storeInForce opens the verified store of the version in force, or
+// returns nil when there is none that matches the state.
+func (a *Accepter) storeInForce(st *state) *verifiedStore {
+	if st == nil || st.CacheSHA256 == "" {
+		return nil
+	}
+	vs, err := openVerified(a.cachePath(st.CacheSHA256), st.CacheSHA256)
+	if err != nil {
+		return nil
+	}
+	return vs
 }
 
 // checkFloor applies the environment's floor: a version at least

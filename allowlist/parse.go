@@ -136,6 +136,14 @@ type parser struct {
 	// split, when set, has the top level parsed from its head and the job
 	// items one at a time (see split.go).
 	split *jobsSplit
+	// reuse, when set, supplies the items an earlier acceptance decoded
+	// from the same bytes in the same context (see memo.go); memo records
+	// what the next acceptance needs of each item (split parses only).
+	reuse *reuseSource
+	memo  []entryMemo
+	// inJobs is true while the job entries are decoded, so that a file
+	// an entry loads is told from one the top level loads.
+	inJobs bool
 }
 
 func (p *parser) checkKey(path string, data []byte, fpr string) string {
