@@ -559,6 +559,10 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	sum := sha256.Sum256(data)
 	digest := hex.EncodeToString(sum[:])
+	// The statement is the last use of the file's bytes: let them go
+	// before the store is written, which is when memory peaks.
+	stmt, stmtErr := VersionStatement(al, data, files)
+	data = nil //nolint:ineffassign,wastedassign // frees the file's bytes early
 	pass(RuleFormat, "%s parses (version %d, %d jobs)", FileName, al.Version, len(al.Jobs))
 
 	if al.Repository != a.cfg.Allowlist.Identity {
@@ -566,9 +570,8 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleIdentity, "repository %q", al.Repository)
 
-	stmt, err := VersionStatement(al, data, files)
-	if err != nil {
-		return fail(RuleApprovals, "%v", err)
+	if stmtErr != nil {
+		return fail(RuleApprovals, "%v", stmtErr)
 	}
 	stmtSum := sha256.Sum256(stmt)
 	stmtDigest := hex.EncodeToString(stmtSum[:])

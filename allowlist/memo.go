@@ -268,12 +268,14 @@ type reuseSource struct {
 	memo  *acceptMemo
 	// old maps an item of the new file to its entry in memo, or -1.
 	old []int
-	// entries are the decoded sections of the store that hold them, and
-	// raw those sections' bytes (checked against their SHA-256).
+	// entries are the decoded sections of the store that hold them.
 	entries map[int][]*Entry
-	raw     map[int][]byte
-	// kept counts the sections the new store copied.
-	kept int
+	// given marks the memo's entries handed out.
+	given []bool
+	// kept counts the sections the new store copied from file.
+	kept    int
+	file    *os.File
+	fileErr error
 }
 
 // newReuse returns the entries of prev's version that the new file's items
@@ -338,19 +340,18 @@ func (r *reuseSource) load(secs map[int]bool) error {
 		return err
 	}
 	defer f.Close()
-	r.entries, r.raw = make(map[int][]*Entry, len(list)), make(map[int][]byte, len(list))
+	r.entries = make(map[int][]*Entry, len(list))
 	workers := min(max(1, runtime.GOMAXPROCS(0)), len(list))
 	type result struct {
 		es  map[int][]*Entry
-		raw map[int][]byte
 		err error
 	}
 	out := make(chan result, workers)
 	for w := range workers {
 		chunk := list[w*len(list)/workers : (w+1)*len(list)/workers]
 		go func() {
-			res := result{es: map[int][]*Entry{}, raw: map[int][]byte{}}
-			res.err = r.decode(f, chunk, res.es, res.raw)
+			res := result{es: map[int][]*Entry{}}
+			res.err = r.decode(f, chunk, res.es)
 			out <- res
 		}()
 	}
@@ -361,19 +362,18 @@ func (r *reuseSource) load(secs map[int]bool) error {
 			first = res.err
 		}
 		maps.Copy(r.entries, res.es)
-		maps.Copy(r.raw, res.raw)
 	}
 	return first
 }
 
-// decode reads, checks and decodes the sections secs into es and raw.
+// decode reads, checks and decodes the sections secs into es.
 //
 // Every section is a gob stream of its own, which opens with the same type
 // definitions (one acceptance wrote them all): one decoder reads the first
 // section whole and, of the others, only the value, saving a decoder's
 // set-up per section. A section that does not open with the same bytes
 // gets a decoder of its own.
-func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]*Entry, raw map[int][]byte) error {
+func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]*Entry) error {
 	var prefix []byte
 	feed := &sliceReader{}
 	var shared *gob.Decoder
@@ -382,7 +382,6 @@ func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]*Entry, raw ma
 		if err != nil {
 			return err
 		}
-		raw[s] = b
 		var v []*Entry
 		switch {
 		case shared == nil:
@@ -481,33 +480,84 @@ func gobUint(b []byte) (x uint64, w int) {
 func (r *reuseSource) has(i int) bool { return r != nil && r.old[i] >= 0 }
 
 // entry returns item i, now starting at line, and the signer sets it uses.
+// The entry decoded from the store is handed out itself, once; an item
+// repeated byte for byte gets a copy.
 func (r *reuseSource) entry(i, line int) (*Entry, []string) {
-	m := &r.memo.Entries[r.old[i]]
-	e := *r.entries[m.Sec][m.Idx]
+	k := r.old[i]
+	m := &r.memo.Entries[k]
+	e := r.entries[m.Sec][m.Idx]
+	if r.given == nil {
+		r.given = make([]bool, len(r.memo.Entries))
+	}
+	if r.given[k] {
+		cp := *e
+		e = &cp
+	}
+	r.given[k] = true
 	e.Pos = Pos{Line: line + m.LineOff, Column: m.Column}
-	return &e, m.Uses
+	return e, m.Uses
 }
 
-// section returns the bytes and SHA-256 of section sec of the version in
-// force when the new store's section sec holds exactly its entries (items,
-// in order) out of n sections.
-func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byte, bool) {
-	var none [sha256.Size]byte
-	if r == nil || len(r.store.header.sections) != n {
-		return nil, none, false
+// section appends to body section sec of the version in force when the
+// new store's section sec holds exactly its entries (items, in order) out
+// of n sections, and returns where it now is. The bytes are read again,
+// and checked against their SHA-256 again, rather than kept since the
+// parse, which would hold the sections twice at once.
+func (r *reuseSource) section(sec, n int, items []int, body *bytes.Buffer) (section, bool) {
+	if r == nil || len(r.store.header.sections) != n || r.fileErr != nil {
+		return section{}, false
 	}
 	es, ok := r.entries[sec]
 	if !ok || len(es) != len(items) {
-		return nil, none, false
+		return section{}, false
 	}
 	for k, i := range items {
 		o := r.old[i]
 		if o < 0 || r.memo.Entries[o].Sec != sec || r.memo.Entries[o].Idx != k {
-			return nil, none, false
+			return section{}, false
 		}
 	}
+	if r.file == nil {
+		if r.file, r.fileErr = os.Open(r.store.path); r.fileErr != nil {
+			return section{}, false
+		}
+	}
+	old := r.store.header.sections[sec]
+	if old.Len < 0 || old.Len > maxVerifiedSection || old.Off < 0 {
+		return section{}, false
+	}
+	body.Grow(int(old.Len))
+	b := body.AvailableBuffer()[:old.Len]
+	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil || sha256.Sum256(b) != old.Sum {
+		return section{}, false
+	}
+	at := body.Len()
+	body.Write(b)
 	r.kept++
-	return r.raw[sec], r.store.header.sections[sec].Sum, true
+	return section{Off: int64(at), Len: old.Len, Sum: old.Sum}, true
+}
+
+// close closes the store in force if section opened it.
+func (r *reuseSource) close() {
+	if r != nil && r.file != nil {
+		r.file.Close()
+		r.file = nil
+	}
+}
+
+// bodySize estimates the size of the sections of a store of n entries,
+// from the store in force when there is one, so that the buffer that
+// holds them is allocated once.
+func (r *reuseSource) bodySize(n int) int {
+	if r == nil || r.store.header.Entries == 0 {
+		return n * 256
+	}
+	var size int64
+	for _, sec := range r.store.header.sections {
+		size += sec.Len
+	}
+	size += r.store.header.Memo.Len + r.store.header.Raw.Len
+	return int(size/int64(r.store.header.Entries)*int64(n)) + int(size/8) + 4096
 }
 
 // marshal encodes m; the format is private to the verified store.

@@ -128,10 +128,11 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 		m.Entries[i].Sec, m.Entries[i].Idx = g, len(groups[g])
 		groups[g] = append(groups[g], i)
 	}
-	var body bytes.Buffer
+	defer m.reuse.close()
+	body := bytes.NewBuffer(make([]byte, 0, m.reuse.bodySize(len(jobs))))
 	put := func(v any) (section, error) {
 		start := body.Len()
-		if err := gob.NewEncoder(&body).Encode(v); err != nil {
+		if err := gob.NewEncoder(body).Encode(v); err != nil {
 			return section{}, err
 		}
 		b := body.Bytes()[start:]
@@ -143,9 +144,8 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 		return nil, "", err
 	}
 	for i, g := range groups {
-		if b, sum, ok := m.reuse.section(i, n, g); ok {
-			h.sections[i] = section{Off: int64(body.Len()), Len: int64(len(b)), Sum: sum}
-			body.Write(b)
+		if sec, ok := m.reuse.section(i, n, g, body); ok {
+			h.sections[i] = sec
 			continue
 		}
 		es := make([]*Entry, len(g))
