@@ -193,16 +193,31 @@ func itemDigests(data []byte, s *jobsSplit) [][sha256.Size]byte {
 // store keeps. It takes unchanged entries from prev, the store of the
 // version in force, when that store's memo allows; the result is always
 // what Parse returns. The memo is nil when the file had to be parsed whole.
-func parseAccept(file string, data []byte, load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
+//
+// When entries are reused, their bytes are not read again: the parse reads
+// a copy of the file in which they are blank lines, and data is let go
+// before the entries are decoded from the store, so that the file and the
+// decoded allowlist are not in memory at once. reread returns the file's
+// bytes again if the parse must fall back to reading all of it.
+func parseAccept(file string, data []byte, reread func() ([]byte, error), load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
 	var s *jobsSplit
 	if len(data) <= MaxFileBytes {
 		s = splitJobs(data)
 	}
 	if s != nil {
 		digests := itemDigests(data, s)
-		if r := newReuse(prev, digests); r != nil {
-			if a, m, ok := parseMemo(file, data, load, s, digests, r); ok {
-				return a, m, nil
+		if r := matchReuse(prev, digests); r != nil && wholeFileClean(data) {
+			sparse, ss := sparseCopy(data, s, r)
+			data = nil
+			if r.loadEntries() == nil {
+				if a, m, ok := parseMemo(file, sparse, load, ss, digests, r); ok {
+					return a, m, nil
+				}
+			}
+			sparse = nil
+			var err error
+			if data, err = reread(); err != nil {
+				return nil, nil, err
 			}
 		}
 		if a, m, ok := parseMemo(file, data, load, s, digests, nil); ok {
@@ -217,6 +232,47 @@ func parseAccept(file string, data []byte, load FileLoader, prev *verifiedStore)
 		return nil, nil, errs
 	}
 	return a, nil, nil
+}
+
+// wholeFileClean runs the checks of parser.run that read the whole file
+// at once and that a copy with some items blanked could pass when the file
+// does not. Any finding sends the file to the full parse, which reports it.
+func wholeFileClean(data []byte) bool {
+	if structureCount(data) > maxStructure {
+		return false
+	}
+	errs, fatal := checkText(data)
+	return len(errs) == 0 && !fatal
+}
+
+// sparseCopy returns a copy of data in which the items r takes from the
+// store are blank lines (so every other line keeps its number) and the
+// split of that copy.
+func sparseCopy(data []byte, s *jobsSplit, r *reuseSource) ([]byte, *jobsSplit) {
+	size := s.items[0].start + len(data) - s.items[len(s.items)-1].end
+	for i, sp := range s.items {
+		if r.has(i) {
+			size += bytes.Count(data[sp.start:sp.end], []byte{'\n'})
+		} else {
+			size += sp.end - sp.start
+		}
+	}
+	out := make([]byte, 0, size)
+	out = append(out, data[:s.items[0].start]...)
+	items := make([]span, len(s.items))
+	for i, sp := range s.items {
+		start := len(out)
+		if r.has(i) {
+			for range bytes.Count(data[sp.start:sp.end], []byte{'\n'}) {
+				out = append(out, '\n')
+			}
+		} else {
+			out = append(out, data[sp.start:sp.end]...)
+		}
+		items[i] = span{start: start, end: len(out), line: sp.line}
+	}
+	out = append(out, data[s.items[len(s.items)-1].end:]...)
+	return out, &jobsSplit{head: s.head, jobsLine: s.jobsLine, items: items}
 }
 
 // parseMemo is the split parse (see split.go), taking the items r holds
@@ -276,11 +332,13 @@ type reuseSource struct {
 	kept    int
 	file    *os.File
 	fileErr error
+	scratch []byte
 }
 
-// newReuse returns the entries of prev's version that the new file's items
-// (digests) repeat, or nil if there are none or prev's memo does not allow.
-func newReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
+// matchReuse returns what of prev's version the new file's items
+// (digests) repeat, or nil if nothing or prev's memo does not allow. The
+// entries are decoded by loadEntries.
+func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	if prev == nil || prev.header.Memo.Len == 0 {
 		return nil
 	}
@@ -298,31 +356,40 @@ func newReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 		}
 	}
 	r := &reuseSource{store: prev, memo: &m, old: make([]int, len(digests))}
-	secs := map[int]bool{}
+	found := false
 	for i, d := range digests {
 		k, ok := at[d]
 		if !ok {
-			r.old[i] = -1
-			continue
+			k = -1
 		}
-		r.old[i] = k
-		secs[m.Entries[k].Sec] = true
+		r.old[i], found = k, found || ok
 	}
-	if len(secs) == 0 {
+	if !found {
 		return nil
+	}
+	return r
+}
+
+// loadEntries decodes the entries matchReuse found.
+func (r *reuseSource) loadEntries() error {
+	secs := map[int]bool{}
+	for _, k := range r.old {
+		if k >= 0 {
+			secs[r.memo.Entries[k].Sec] = true
+		}
 	}
 	if err := r.load(secs); err != nil {
-		return nil
+		return err
 	}
 	for _, k := range r.old {
 		if k < 0 {
 			continue
 		}
-		if es := r.entries[m.Entries[k].Sec]; m.Entries[k].Idx < 0 || m.Entries[k].Idx >= len(es) || es[m.Entries[k].Idx] == nil {
-			return nil // a memo that does not describe its store
+		if es := r.entries[r.memo.Entries[k].Sec]; r.memo.Entries[k].Idx < 0 || r.memo.Entries[k].Idx >= len(es) || es[r.memo.Entries[k].Idx] == nil {
+			return errors.New("the memo does not describe its store")
 		}
 	}
-	return r
+	return nil
 }
 
 // load reads, checks and decodes the sections secs, on every core.
@@ -498,43 +565,45 @@ func (r *reuseSource) entry(i, line int) (*Entry, []string) {
 	return e, m.Uses
 }
 
-// section appends to body section sec of the version in force when the
-// new store's section sec holds exactly its entries (items, in order) out
-// of n sections, and returns where it now is. The bytes are read again,
-// and checked against their SHA-256 again, rather than kept since the
-// parse, which would hold the sections twice at once.
-func (r *reuseSource) section(sec, n int, items []int, body *bytes.Buffer) (section, bool) {
+// section returns the bytes and SHA-256 of section sec of the version in
+// force when the new store's section sec holds exactly its entries (items,
+// in order) out of n sections. The bytes are read again, and checked
+// against their SHA-256 again, rather than kept since the parse, which
+// would hold the sections twice at once; the slice is reused by the next
+// call.
+func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byte, bool) {
+	var none [sha256.Size]byte
 	if r == nil || len(r.store.header.sections) != n || r.fileErr != nil {
-		return section{}, false
+		return nil, none, false
 	}
 	es, ok := r.entries[sec]
 	if !ok || len(es) != len(items) {
-		return section{}, false
+		return nil, none, false
 	}
 	for k, i := range items {
 		o := r.old[i]
 		if o < 0 || r.memo.Entries[o].Sec != sec || r.memo.Entries[o].Idx != k {
-			return section{}, false
+			return nil, none, false
 		}
 	}
 	if r.file == nil {
 		if r.file, r.fileErr = os.Open(r.store.path); r.fileErr != nil {
-			return section{}, false
+			return nil, none, false
 		}
 	}
 	old := r.store.header.sections[sec]
 	if old.Len < 0 || old.Len > maxVerifiedSection || old.Off < 0 {
-		return section{}, false
+		return nil, none, false
 	}
-	body.Grow(int(old.Len))
-	b := body.AvailableBuffer()[:old.Len]
+	if int64(cap(r.scratch)) < old.Len {
+		r.scratch = make([]byte, old.Len)
+	}
+	b := r.scratch[:old.Len]
 	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil || sha256.Sum256(b) != old.Sum {
-		return section{}, false
+		return nil, none, false
 	}
-	at := body.Len()
-	body.Write(b)
 	r.kept++
-	return section{Off: int64(at), Len: old.Len, Sum: old.Sum}, true
+	return b, old.Sum, true
 }
 
 // close closes the store in force if section opened it.
@@ -543,21 +612,6 @@ func (r *reuseSource) close() {
 		r.file.Close()
 		r.file = nil
 	}
-}
-
-// bodySize estimates the size of the sections of a store of n entries,
-// from the store in force when there is one, so that the buffer that
-// holds them is allocated once.
-func (r *reuseSource) bodySize(n int) int {
-	if r == nil || r.store.header.Entries == 0 {
-		return n * 256
-	}
-	var size int64
-	for _, sec := range r.store.header.sections {
-		size += sec.Len
-	}
-	size += r.store.header.Memo.Len + r.store.header.Raw.Len
-	return int(size/int64(r.store.header.Entries)*int64(n)) + int(size/8) + 4096
 }
 
 // marshal encodes m; the format is private to the verified store.

@@ -15,7 +15,7 @@ import (
 // store.
 func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *acceptMemo, *verifiedStore, []byte) {
 	t.Helper()
-	al, m, err := parseAccept(FileName, data, nil, prev)
+	al, m, err := parseFile(data, prev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +33,17 @@ func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *a
 		t.Fatal(err)
 	}
 	return al, m, s, b
+}
+
+// parseFile is parseAccept of data, counting in rereads how often the
+// parse read the file again.
+func parseFile(data []byte, prev *verifiedStore, rereads *int) (*Allowlist, *acceptMemo, error) {
+	return parseAccept(FileName, bytes.Clone(data), func() ([]byte, error) {
+		if rereads != nil {
+			*rereads++
+		}
+		return bytes.Clone(data), nil
+	}, nil, prev)
 }
 
 // reused counts the items a parse took from the version in force.
@@ -113,7 +124,8 @@ func TestIncrementalReparsesOnContext(t *testing.T) {
 	// The set every entry names is renamed: every entry is now an error.
 	renamed := strings.Replace(string(v1), "signers:\n  team:", "signers:\n  crew:", 1)
 	renamed = strings.Replace(renamed, "version: 1\n", "version: 2\n", 1)
-	al, _, err := parseAccept(FileName, []byte(renamed), nil, prev)
+	rereads := 0
+	al, _, err := parseFile([]byte(renamed), prev, &rereads)
 	if err == nil || al != nil {
 		t.Fatal("entries naming a removed signer set were accepted from the store in force")
 	}
@@ -121,10 +133,13 @@ func TestIncrementalReparsesOnContext(t *testing.T) {
 	if ferr == nil || err.Error() != ferr.Error() {
 		t.Fatalf("refusal differs from the full parse's:\n%v\n---\n%v", err, ferr)
 	}
+	if rereads != 1 {
+		t.Fatalf("the file was read again %d times after the reuse failed, want 1", rereads)
+	}
 
 	// The set's keys change: the entries are valid, but none is reused.
 	rekeyed := strings.Replace(string(v1), bobSSH, strings.Replace(bobSSH, "bob@", "robert@", 1), 1)
-	_, m, err := parseAccept(FileName, []byte(rekeyed), nil, prev)
+	_, m, err := parseFile([]byte(rekeyed), prev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +177,7 @@ func TestIncrementalRefusesDamagedStore(t *testing.T) {
 	if err := os.WriteFile(prev.path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	al, m, err := parseAccept(FileName, v1, nil, prev)
+	al, m, err := parseFile(v1, prev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +195,7 @@ func TestIncrementalDuplicatesStillRefused(t *testing.T) {
 	v1 := generatedAllowlist(300)
 	_, _, prev, _ := acceptStore(t, v1, nil)
 	dup := string(v1) + item(v1, 5)
-	al, m, err := parseAccept(FileName, []byte(dup), nil, prev)
+	al, m, err := parseFile([]byte(dup), prev, nil)
 	if err == nil || al != nil || m != nil {
 		t.Fatal("a duplicated entry was accepted")
 	}

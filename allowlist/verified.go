@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"io"
 	"os"
@@ -105,10 +106,21 @@ func sectionOf(project, job string, n int) int {
 }
 
 // encodeVerified returns the store's bytes for c, in two parts (header and
-// sections) so that they are never copied into one buffer, and the hex
-// SHA-256 the state records. A section that holds exactly the entries of
-// the same section of the version c's memo reused is copied from there.
+// sections), and the hex SHA-256 the state records.
 func encodeVerified(c *cached) ([][]byte, string, error) {
+	var body bytes.Buffer
+	head, sum, err := writeVerified(c, &body)
+	if err != nil {
+		return nil, "", err
+	}
+	return [][]byte{head, body.Bytes()}, sum, nil
+}
+
+// writeVerified writes the sections of c's store to body and returns the
+// header that goes before them and the hex SHA-256 the state records. A
+// section that holds exactly the entries of the same section of the
+// version c's memo reused is copied from there.
+func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 	if c.Parsed == nil {
 		return nil, "", errors.New("verified store: nothing parsed to store")
 	}
@@ -129,14 +141,13 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 		groups[g] = append(groups[g], i)
 	}
 	defer m.reuse.close()
-	body := bytes.NewBuffer(make([]byte, 0, m.reuse.bodySize(len(jobs))))
+	w := &sectionWriter{w: body}
 	put := func(v any) (section, error) {
-		start := body.Len()
-		if err := gob.NewEncoder(body).Encode(v); err != nil {
+		w.start()
+		if err := gob.NewEncoder(w).Encode(v); err != nil {
 			return section{}, err
 		}
-		b := body.Bytes()[start:]
-		return section{Off: int64(start), Len: int64(len(b)), Sum: sha256.Sum256(b)}, nil
+		return w.end()
 	}
 	h := verifiedHeader{Entries: len(jobs), sections: make([]section, n)}
 	var err error
@@ -144,8 +155,17 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 		return nil, "", err
 	}
 	for i, g := range groups {
-		if sec, ok := m.reuse.section(i, n, g, body); ok {
-			h.sections[i] = sec
+		if b, sum, ok := m.reuse.section(i, n, g); ok {
+			w.start()
+			if _, err := w.Write(b); err != nil {
+				return nil, "", err
+			}
+			if h.sections[i], err = w.end(); err != nil {
+				return nil, "", err
+			}
+			if h.sections[i].Sum != sum {
+				return nil, "", errors.New("verified store: a copied section changed")
+			}
 			continue
 		}
 		es := make([]*Entry, len(g))
@@ -158,9 +178,13 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 			return nil, "", err
 		}
 	}
-	mb := m.marshal()
-	h.Memo = section{Off: int64(body.Len()), Len: int64(len(mb)), Sum: sha256.Sum256(mb)}
-	body.Write(mb)
+	w.start()
+	if _, err := w.Write(m.marshal()); err != nil {
+		return nil, "", err
+	}
+	if h.Memo, err = w.end(); err != nil {
+		return nil, "", err
+	}
 	h.Meta = *c
 	h.Meta.Files, h.Meta.Parsed = nil, nil
 	head := *c.Parsed
@@ -183,7 +207,41 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 	}
 	sum := sha256.Sum256(out)
 	// Section offsets count from the end of the header.
-	return [][]byte{out, body.Bytes()}, hex.EncodeToString(sum[:]), nil
+	return out, hex.EncodeToString(sum[:]), nil
+}
+
+// sectionWriter writes sections one after the other, each with its offset,
+// length and SHA-256.
+type sectionWriter struct {
+	w        io.Writer
+	off, at  int64
+	h        hash.Hash
+	writeErr error
+}
+
+func (s *sectionWriter) start() {
+	if s.h == nil {
+		s.h = sha256.New()
+	}
+	s.h.Reset()
+	s.at = s.off
+}
+
+func (s *sectionWriter) Write(b []byte) (int, error) {
+	if s.writeErr != nil {
+		return 0, s.writeErr
+	}
+	n, err := s.w.Write(b)
+	s.h.Write(b[:n])
+	s.off += int64(n)
+	s.writeErr = err
+	return n, err
+}
+
+func (s *sectionWriter) end() (section, error) {
+	sec := section{Off: s.at, Len: s.off - s.at}
+	copy(sec.Sum[:], s.h.Sum(nil))
+	return sec, s.writeErr
 }
 
 // verifiedStore is an open store whose header matched the state.
