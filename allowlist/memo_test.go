@@ -227,3 +227,41 @@ func TestMemoRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParseAcceptReuse10000: parsing a new version of a 10,000-entry
+// allowlist that changed one entry, taking the others from the store in
+// force, against BenchmarkParseAcceptFull10000.
+func BenchmarkParseAcceptReuse10000(b *testing.B) { benchParseAccept(b, true) }
+
+// BenchmarkParseAcceptFull10000 is the same parse without a store in force.
+func BenchmarkParseAcceptFull10000(b *testing.B) { benchParseAccept(b, false) }
+
+func benchParseAccept(b *testing.B, reuse bool) {
+	v1 := generatedAllowlist(10000)
+	al, m, err := parseFile(v1, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var prev *verifiedStore
+	if reuse {
+		parts, sum, err := encodeVerified(&cached{Parsed: al, memo: m})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(b.TempDir(), "store")
+		if err := os.WriteFile(p, bytes.Join(parts, nil), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if prev, err = openVerified(p, sum); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := item(v1, 5000)
+	v2 := []byte(strings.Replace(strings.Replace(string(v1), e, strings.Replace(e, "./verify.sh", "./verify.sh --all", 1), 1), "version: 1\n", "version: 2\n", 1))
+	b.SetBytes(int64(len(v2)))
+	for b.Loop() {
+		if _, _, err := parseFile(v2, prev, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

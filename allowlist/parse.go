@@ -289,11 +289,10 @@ const maxStructure = 8000000
 // structureCount counts the characters that can start a YAML node.
 func structureCount(data []byte) int {
 	n := 0
-	for _, c := range data {
-		switch c {
-		case '\n', '-', ':', ',', '?', '[', '{':
-			n++
-		}
+	// One vectorised count per character is several times faster than a
+	// switch per byte over a large file.
+	for _, c := range []byte("\n-:,?[{") {
+		n += bytes.Count(data, []byte{c})
 	}
 	return n
 }
