@@ -18,6 +18,10 @@ import (
 
 var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "jobs"}
 
+// decodeRoot decodes the file. An entry's decoding may read the top level
+// (it is the context acceptance keys reuse on, memo.go) but not version or
+// expires, nor another entry except through checks that run after every
+// entry is decoded.
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
 	p.require(root, m, "the top level", "schema", "repository", "version", "expires")

@@ -154,7 +154,7 @@ func publishFiller(f *Fixture, version int64, n int) error {
       repository: %s
       signers: [app-team]
       mode: commit
-`, i, i, LegitEnvironment, i, f.Repos.URL(RepoApp))
+`, i, i, LegitEnvironment, i, f.Repos.SourceURL(RepoApp))
 	}
 	return allowlistAttack(f, allowlistVersion{SignedBy: Trusted, ApprovedBy: []Signer{Trusted}, Edit: func(y string) string {
 		y = versionLine.ReplaceAllString(y, fmt.Sprintf("version: %d", version))
