@@ -19,6 +19,10 @@ import (
 
 var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "variable_sets", "jobs"}
 
+// decodeRoot decodes the file. An entry's decoding may read the top level
+// (it is the context acceptance keys reuse on, memo.go) but not version or
+// expires, nor another entry except through checks that run after every
+// entry is decoded.
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
 	p.require(root, m, "the top level", "schema", "repository", "version", "expires")
@@ -273,7 +277,9 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 	if !ok {
 		return
 	}
-	seq, count := slices.Values(items), len(items)
+	p.inJobs = true
+	defer func() { p.inJobs = false }()
+	seq, count := slices.All(items), len(items)
 	if s := p.split; s != nil {
 		// The head holds "jobs: []" on the key's own line; anything else
 		// means the split misread the file.
@@ -282,30 +288,45 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			return
 		}
 		s.consumed = true
-		seq, count = s.itemNodes(p.data), len(s.items)
+		seq, count = s.itemNodes(p.data, p.reuse.has), len(s.items)
+		p.memo = make([]entryMemo, count)
 	}
 	if count > MaxEntries {
 		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", count, MaxEntries)
 		return
 	}
 	names := make(map[string]*Entry, count)
-	for it := range seq {
-		if p.split != nil {
-			p.structure(it, 2)
+	for i, it := range seq {
+		var e *Entry
+		var uses []string
+		if it == nil {
+			// An item the previous acceptance decoded from the same
+			// bytes, in the same context (see memo.go).
+			e, uses = p.reuse.entry(i, p.split.items[i].line)
+		} else {
+			if p.split != nil {
+				p.structure(it, 2)
+			}
+			var refs []*yaml.Node
+			if e, refs = p.entry(it, a); e == nil {
+				continue
+			}
+			for _, r := range refs {
+				uses = append(uses, r.Value)
+			}
 		}
-		e, refs := p.entry(it, a)
-		if e == nil {
-			continue
+		if p.memo != nil {
+			p.memo[i] = entryMemo{Line: e.Pos.Line, LineOff: e.Pos.Line - p.split.items[i].line, Column: e.Pos.Column, Uses: uses, set: true}
 		}
 		if e.Name != "" {
 			if first, dup := names[e.Name]; dup {
-				p.errorf(it, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
+				p.add(&p.errs, e.Pos.Line, e.Pos.Column, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
 			} else {
 				names[e.Name] = e
 			}
 		}
-		for _, r := range refs {
-			used[r.Value] = true
+		for _, r := range uses {
+			used[r] = true
 		}
 		a.Jobs = append(a.Jobs, e)
 	}
