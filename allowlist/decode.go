@@ -6,7 +6,6 @@ package allowlist
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,10 +13,16 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
-var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "jobs"}
+var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "variable_sets", "jobs"}
 
+// decodeRoot decodes the file. An entry's decoding may read the top level
+// (it is the context acceptance keys reuse on, memo.go) but not version or
+// expires, nor another entry except through checks that run after every
+// entry is decoded.
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
 	p.require(root, m, "the top level", "schema", "repository", "version", "expires")
@@ -55,9 +60,19 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	if n := m.get("people"); n != nil {
 		p.people(n, a)
 	}
+	if n := m.get("variable_sets"); n != nil {
+		p.variableSets(n, a)
+	}
 	used := map[string]bool{}
+	p.usedVarSets = map[string]bool{}
 	if n := m.get("jobs"); n != nil {
 		p.jobs(n, a, used)
+	}
+	for _, name := range sortedKeys(a.VariableSets) {
+		if !p.usedVarSets[name] {
+			s := a.VariableSets[name]
+			p.add(&p.warns, s.Pos.Line, s.Pos.Column, "variable set %q is not used by any entry: remove it or name it in an entry's definition.variable_sets", name)
+		}
 	}
 	for _, name := range sortedKeys(a.Signers) {
 		if !used[name] {
@@ -68,7 +83,7 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	return a
 }
 
-var decimal = regexp.MustCompile(`^[1-9][0-9]*$`)
+var decimal = lazyre.New(`^[1-9][0-9]*$`)
 
 func (p *parser) version(n *yaml.Node) int64 {
 	switch {
@@ -112,7 +127,7 @@ func (p *parser) expires(n *yaml.Node) time.Time {
 	return t.UTC()
 }
 
-var setName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var setName = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 	if !p.mapping(n, "signers", "a mapping of signer set names to keys") {
@@ -152,7 +167,7 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 	}
 }
 
-var fingerprintRE = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
+var fingerprintRE = lazyre.New(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
 
 func (p *parser) openpgpKeys(n *yaml.Node, set *SignerSet) {
 	items, ok := p.list(n, "openpgp")
@@ -262,7 +277,9 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 	if !ok {
 		return
 	}
-	seq, count := slices.Values(items), len(items)
+	p.inJobs = true
+	defer func() { p.inJobs = false }()
+	seq, count := slices.All(items), len(items)
 	if s := p.split; s != nil {
 		// The head holds "jobs: []" on the key's own line; anything else
 		// means the split misread the file.
@@ -271,30 +288,45 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			return
 		}
 		s.consumed = true
-		seq, count = s.itemNodes(p.data), len(s.items)
+		seq, count = s.itemNodes(p.data, p.reuse.has), len(s.items)
+		p.memo = make([]entryMemo, count)
 	}
 	if count > MaxEntries {
 		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", count, MaxEntries)
 		return
 	}
 	names := make(map[string]*Entry, count)
-	for it := range seq {
-		if p.split != nil {
-			p.structure(it, 2)
+	for i, it := range seq {
+		var e *Entry
+		var uses []string
+		if it == nil {
+			// An item the previous acceptance decoded from the same
+			// bytes, in the same context (see memo.go).
+			e, uses = p.reuse.entry(i, p.split.items[i].line)
+		} else {
+			if p.split != nil {
+				p.structure(it, 2)
+			}
+			var refs []*yaml.Node
+			if e, refs = p.entry(it, a); e == nil {
+				continue
+			}
+			for _, r := range refs {
+				uses = append(uses, r.Value)
+			}
 		}
-		e, refs := p.entry(it, a)
-		if e == nil {
-			continue
+		if p.memo != nil {
+			p.memo[i] = entryMemo{Line: e.Pos.Line, LineOff: e.Pos.Line - p.split.items[i].line, Column: e.Pos.Column, Uses: uses, set: true}
 		}
 		if e.Name != "" {
 			if first, dup := names[e.Name]; dup {
-				p.errorf(it, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
+				p.add(&p.errs, e.Pos.Line, e.Pos.Column, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
 			} else {
 				names[e.Name] = e
 			}
 		}
-		for _, r := range refs {
-			used[r.Value] = true
+		for _, r := range uses {
+			used[r] = true
 		}
 		a.Jobs = append(a.Jobs, e)
 	}
@@ -324,7 +356,7 @@ func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
 		refNodes = p.match(v, &e.Match)
 	}
 	if v := m.get("definition"); v != nil {
-		p.definition(v, &e.Definition)
+		p.definition(v, &e.Definition, a)
 	}
 	var refs []*yaml.Node
 	if v := m.get("source"); v != nil {
@@ -352,8 +384,8 @@ const migrationMessage = `schema "writ/v1" is retired: in writ/v1, match.refs di
 	`Then bump version and get the new version approved (see "Migrating from writ/v1" in docs/allowlist.md)`
 
 var (
-	projectRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
-	envRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	projectRE = lazyre.New(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
+	envRE     = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
 // match decodes an entry's match and returns the nodes of its refs, for
@@ -402,28 +434,32 @@ func (p *parser) match(n *yaml.Node, mt *Match) (refNodes []*yaml.Node) {
 	return refNodes
 }
 
-func (p *parser) definition(n *yaml.Node, d *Definition) {
-	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "uploads", "cache", "dependencies", "network")
+func (p *parser) definition(n *yaml.Node, d *Definition, a *Allowlist) {
+	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variable_sets", "variables", "timeout", "artifacts", "uploads", "cache", "dependencies", "network")
 	if !ok {
 		return
 	}
 	p.require(n, m, "definition", "script")
-	if v := m.get("image"); v != nil {
+	// A reference with "$" is checked once the variables are known
+	// (checkExpandedImages): what must be pinned by digest is what runs.
+	imageNode := m.get("image")
+	if v := imageNode; v != nil {
 		if s, ok := p.reqStr(v, "image"); ok {
-			if msg := checkImage(s); msg != "" {
+			if msg := checkImage(s); msg != "" && !strings.Contains(s, "$") {
 				p.errorf(v, "image %q %s", s, msg)
 			}
 			d.Image = s
 		}
 	}
+	var serviceNodes []*yaml.Node
 	if v := m.get("services"); v != nil {
 		svcs, nodes, _ := p.strList(v, "services", "service", false)
 		for i, s := range svcs {
-			if msg := checkImage(s); msg != "" {
+			if msg := checkImage(s); msg != "" && !strings.Contains(s, "$") {
 				p.errorf(nodes[i], "service %q %s", s, msg)
 			}
 		}
-		d.Services = svcs
+		d.Services, serviceNodes = svcs, nodes
 	}
 	if v := m.get("script"); v != nil {
 		d.Script = p.script(v, "script", true)
@@ -431,9 +467,16 @@ func (p *parser) definition(n *yaml.Node, d *Definition) {
 	if v := m.get("after_script"); v != nil {
 		d.AfterScript = p.script(v, "after_script", false)
 	}
+	var keys []*yaml.Node
 	if v := m.get("variables"); v != nil {
-		d.Variables = p.variables(v)
+		d.Variables, keys = p.variables(v)
 	}
+	if v := m.get("variable_sets"); v != nil {
+		p.includeSets(v, d, keys, a, p.usedVarSets)
+	}
+	all := d.AllVariables()
+	p.checkValueRefs("definition", d.Variables, keys, scopeOf(all))
+	p.checkExpandedImages(d, imageNode, serviceNodes)
 	if v := m.get("timeout"); v != nil {
 		d.Timeout = p.timeout(v)
 	}
@@ -485,7 +528,7 @@ func (p *parser) script(n *yaml.Node, what string, nonEmpty bool) []string {
 	return out
 }
 
-var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var varNameRE = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // TODOPattern is the pattern `writ allowlist entry` writes for a variable
 // whose value it cannot show (masked, protected or a file). Parse refuses
@@ -493,11 +536,12 @@ var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // admits any value silently.
 const TODOPattern = "TODO"
 
-func (p *parser) variables(n *yaml.Node) []Variable {
+// variables decodes a mapping of variables; keys are the name nodes of
+// the variables returned, for positioned errors about them.
+func (p *parser) variables(n *yaml.Node) (out []Variable, keys []*yaml.Node) {
 	if !p.mapping(n, "variables", "a mapping of variable names to {value: ...} or {pattern: ...}") {
-		return nil
+		return nil, nil
 	}
-	var out []Variable
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -507,9 +551,10 @@ func (p *parser) variables(n *yaml.Node) []Variable {
 		seen[k.Value] = true
 		if vr, ok := p.variable(k, v); ok {
 			out = append(out, vr)
+			keys = append(keys, k)
 		}
 	}
-	return out
+	return out, keys
 }
 
 // variable decodes one NAME: {value|pattern, file, dangerous} and checks
@@ -527,7 +572,7 @@ func (p *parser) variable(k, v *yaml.Node) (Variable, bool) {
 		p.errorf(v, "variable %s must be {value: %s} or {pattern: '^...$'}, not bare %s", k.Value, strconv.Quote(v.Value), describe(v))
 		return vr, false
 	}
-	m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern", "file", "dangerous")
+	m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern", "file", "raw", "dangerous")
 	if !ok {
 		return vr, false
 	}
@@ -557,6 +602,9 @@ func (p *parser) variable(k, v *yaml.Node) (Variable, bool) {
 	}
 	if f := m.get("file"); f != nil {
 		vr.File, _ = p.boolean(f, "file")
+	}
+	if r := m.get("raw"); r != nil {
+		vr.Raw, _ = p.boolean(r, "raw")
 	}
 	if d := m.get("dangerous"); d != nil {
 		vr.Dangerous, _ = p.boolean(d, "dangerous")
@@ -599,7 +647,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 	return 0
 }
 
-var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+var commitRE = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
@@ -655,8 +703,8 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	if v := m.get("approvals"); v != nil {
 		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
-	p.checkSourceSignature(n, m, src)
 	refs = append(refs, p.sourceExtensions(m, src, a)...)
+	p.checkSourceSignature(n, m, src)
 	return refs
 }
 

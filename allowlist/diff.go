@@ -250,7 +250,10 @@ func entryChanges(o, n *Entry) []FieldChange {
 	if !equalStrings(od.AfterScript, nd.AfterScript) {
 		ch = append(ch, FieldChange{Field: "definition.after_script", Diff: unifiedDiff(od.AfterScript, nd.AfterScript)})
 	}
-	ov, nv := variableMap(od.Variables), variableMap(nd.Variables)
+	list("definition.variable_sets", od.VariableSets, nd.VariableSets)
+	// What the job gets: a change to an included set shows on every entry
+	// that includes it.
+	ov, nv := variableMap(od.AllVariables()), variableMap(nd.AllVariables())
 	all := map[string]bool{}
 	for k := range ov {
 		all[k] = true
@@ -344,6 +347,9 @@ func describeVariable(v *Variable) string {
 	// them as part of the rule.
 	if v.File {
 		d = "file, " + d
+	}
+	if v.Raw {
+		d += " (raw: true)"
 	}
 	if v.Dangerous {
 		d += " (dangerous: true)"

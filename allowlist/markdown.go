@@ -108,7 +108,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	d, s := e.Definition, e.Source
 	fmt.Fprintf(b, "\n**%s**: job %s of %s\n\n", code(e.Name), code(e.Match.Job), code(e.Match.Project))
 	fmt.Fprintf(b, "- refs: %s; environments: %s\n", codeList(e.Match.Refs), codeList(e.Match.Environments))
-	if d.Image != "" {
+	if img, err := ExpandImage(&d, d.Image); d.Image != "" && err == nil && img != d.Image {
+		fmt.Fprintf(b, "- image: %s, expanded %s\n", code(d.Image), code(img))
+	} else if d.Image != "" {
 		fmt.Fprintf(b, "- image: %s\n", code(d.Image))
 	} else {
 		b.WriteString("- image: none (the executor's default environment)\n")
@@ -116,10 +118,13 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	if len(d.Services) > 0 {
 		fmt.Fprintf(b, "- services: %s\n", codeList(d.Services))
 	}
-	if len(d.Variables) > 0 {
+	if len(d.VariableSets) > 0 {
+		fmt.Fprintf(b, "- variable sets: %s\n", codeList(d.VariableSets))
+	}
+	if all := d.AllVariables(); len(all) > 0 {
 		var vs []string
-		for i := range d.Variables {
-			v := &d.Variables[i]
+		for i := range all {
+			v := &all[i]
 			vs = append(vs, code(v.Name)+" "+code(describeVariable(v)))
 		}
 		fmt.Fprintf(b, "- variables: %s\n", strings.Join(vs, "; "))

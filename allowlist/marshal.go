@@ -48,6 +48,13 @@ func Marshal(a *Allowlist) ([]byte, error) {
 			w.list(2, n, a.People[n].Keys, false)
 		}
 	}
+	if len(a.VariableSets) > 0 {
+		w.line(0, "")
+		w.line(0, "variable_sets:")
+		for _, n := range sortedKeys(a.VariableSets) {
+			w.variableSet(n, a.VariableSets[n])
+		}
+	}
 	w.line(0, "")
 	if len(a.Jobs) == 0 {
 		w.line(0, "jobs: []")
@@ -217,6 +224,9 @@ func (w *writer) entry(e *Entry) {
 	if len(d.AfterScript) > 0 {
 		w.list(6, "after_script", d.AfterScript, false)
 	}
+	if len(d.VariableSets) > 0 {
+		w.list(6, "variable_sets", d.VariableSets, true)
+	}
 	if len(d.Variables) > 0 {
 		w.line(6, "variables:")
 		for _, v := range d.Variables {
@@ -277,6 +287,9 @@ func (w *writer) variable(indent int, v Variable) {
 	var flags []string
 	if v.File {
 		flags = append(flags, "file: true")
+	}
+	if v.Raw {
+		flags = append(flags, "raw: true")
 	}
 	if v.Dangerous {
 		flags = append(flags, "dangerous: true")

@@ -182,7 +182,7 @@ func negativeCases() []negCase {
 			[]string{`5:1|unknown key "x"`, "5:68|nesting deeper than 64 levels"}},
 
 		// Keys and values.
-		{"unknown top-level key", edited(addAfter(4, "expire: 2027-03-01T00:00:00Z")), []string{`5:1|unknown key "expire" in the top level: use one of schema, repository, version, expires, signers, people, jobs (did you mean "expires"?)`}},
+		{"unknown top-level key", edited(addAfter(4, "expire: 2027-03-01T00:00:00Z")), []string{`5:1|unknown key "expire" in the top level: use one of schema, repository, version, expires, signers, people, variable_sets, jobs (did you mean "expires"?)`}},
 		{"unknown key and missing script", edited(setLine(17, "      scirpt:")),
 			[]string{`17:7|unknown key "scirpt" in definition`, `17:7|definition: missing required key "script"`}},
 		{"keys are case-sensitive", edited(setLine(22, "      Mode: commit")),
@@ -298,7 +298,7 @@ func negativeCases() []negCase {
 		{"variable both", edited(addAfter(18, "      variables:", "        X: {value: a, pattern: '^a$'}")), []string{`20:12|variable X has both value and pattern`}},
 		{"variable neither", edited(addAfter(18, "      variables:", "        X: {}")), []string{`20:12|variable X needs value or pattern`}},
 		{"variable unknown key", edited(addAfter(18, "      variables:", "        X: {values: a}")),
-			[]string{`20:12|variable X needs value or pattern`, `20:13|unknown key "values" in variable X: use one of value, pattern, file, dangerous (did you mean "value"?)`}},
+			[]string{`20:12|variable X needs value or pattern`, `20:13|unknown key "values" in variable X: use one of value, pattern, file, raw, dangerous (did you mean "value"?)`}},
 		{"variable file", edited(addAfter(18, "      variables:", "        X: {pattern: '^a$', file: true}", "        Y: {value: b, file: false}")), nil},
 		{"variable file not a bool", edited(addAfter(18, "      variables:", "        X: {value: a, file: yes}")), []string{`20:29|file must be true or false, not text`}},
 		{"variable file null", edited(addAfter(18, "      variables:", "        X: {value: a, file: }")), []string{`20:23|file has no value`}},
@@ -316,7 +316,7 @@ func negativeCases() []negCase {
 		{"variable IFS", edited(addAfter(18, "      variables:", "        IFS: {value: x}")), []string{`20:9|variable IFS is dangerous`}},
 		{"variable PATH reserved", edited(addAfter(18, "      variables:", "        PATH: {value: /bin, dangerous: true}")), []string{`20:9|variable PATH cannot be admitted: writ sets it from the runner host's configuration`}},
 		{"variable HOME reserved", edited(addAfter(18, "      variables:", "        HOME: {value: /root}")), []string{`20:9|variable HOME cannot be admitted`}},
-		{"variable CI_ reserved", edited(addAfter(18, "      variables:", "        CI_COMMIT_TAG: {value: v1}")), []string{`20:9|variable CI_COMMIT_TAG cannot be admitted: writ derives CI variables`}},
+		{"variable CI_ reserved", edited(addAfter(18, "      variables:", "        CI_COMMIT_TAG: {value: v1}")), []string{`20:9|variable CI_COMMIT_TAG cannot be admitted: writ sets it from verified data`}},
 		{"variable WRIT_ reserved", edited(addAfter(18, "      variables:", "        WRIT_ENTRY: {value: x}")), []string{`20:9|variable WRIT_ENTRY cannot be admitted: writ sets WRIT_ variables`}},
 		{"variable GITLAB_ reserved", edited(addAfter(18, "      variables:", "        GITLAB_USER_LOGIN: {value: x}")), []string{`20:9|variable GITLAB_USER_LOGIN cannot be admitted`}},
 		{"variable ordinary name", edited(addAfter(18, "      variables:", "        DEPLOY_PATH: {value: x}", "        RELEASE_OPTIONS_FILE: {value: y}")), nil},

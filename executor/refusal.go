@@ -127,6 +127,9 @@ func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 	for _, v := range s.Sources {
 		fmt.Fprintf(w, "writ: source.extra %s: %s at %s on %s, verified (signed by %s)\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
 	}
+	if s.Image != "" && s.Image != s.Entry.Definition.Image {
+		fmt.Fprintf(w, "writ: image %s (the entry's %s, expanded from its pinned values)\n", s.Image, s.Entry.Definition.Image)
+	}
 	if version != "" {
 		fmt.Fprintf(w, "writ: judged by writ %s\n", version)
 	}
@@ -179,6 +182,8 @@ func suggestion(p *Payload, env string, found *allowlist.Entry, near []*allowlis
 			}
 		}
 	}
+	// The entry's variable sets stay included.
+	IncludeVariableSets(&s, p, base.Definition.VariableSets, base.Definition.Included)
 	s.Source.Signers = slices.Clone(base.Source.Signers)
 	return &s
 }

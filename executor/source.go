@@ -77,6 +77,31 @@ func (o *Options) readHighWater(ctx context.Context, entry string) (*highWater, 
 	return last, e, nil
 }
 
+// pendingMark is an entry's marks being read (see startReadHighWater).
+type pendingMark struct {
+	done chan struct{}
+	last *highWater
+	ent  *state.Entry
+	err  error
+}
+
+// startReadHighWater reads the entry's marks in the background: with a
+// fleet store the read is a round trip that overlaps fetching the source.
+func (o *Options) startReadHighWater(ctx context.Context, entry string) *pendingMark {
+	pm := &pendingMark{done: make(chan struct{})}
+	go func() {
+		defer close(pm.done)
+		pm.last, pm.ent, pm.err = o.readHighWater(ctx, entry)
+	}()
+	return pm
+}
+
+// wait returns what readHighWater returned.
+func (pm *pendingMark) wait() (*highWater, *state.Entry, error) {
+	<-pm.done
+	return pm.last, pm.ent, pm.err
+}
+
 func fromMark(m *state.EntryMark) *highWater {
 	if m == nil {
 		return nil
@@ -183,7 +208,11 @@ type sourceResult struct {
 // nothing is fetched before the request is well formed, and no history is
 // walked before the job's own commit or tag is verified, so a walk only
 // ever runs over history that an entry signer vouched for at its tip.
-func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist, last *highWater) (*sourceResult, error) {
+//
+// marks yields the entry's last admitted commit (readHighWater); it is
+// called once the job's commit is fetched, so the read overlaps the fetch.
+func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist,
+	marks func() (*highWater, *state.Entry, error)) (*sourceResult, error) {
 	req, err := newSourceRequest(d, p, e, a)
 	if err != nil {
 		return nil, err
@@ -198,6 +227,10 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 		return nil, err
 	}
 	loc, err := src.locate(req)
+	if err != nil {
+		return nil, err
+	}
+	last, _, err := marks()
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // VerifiedSource is one of an entry's further repositories (source.extra)
@@ -175,11 +176,8 @@ func (o *Options) verifyExtraSource(ctx context.Context, d *Decision, p *Payload
 		}
 		xp.SHA = tip
 	}
-	last, _, err := o.readHighWater(ctx, xe.Name)
-	if err != nil {
-		return VerifiedSource{}, err
-	}
-	res, err := o.verifySource(ctx, xd, xp, xe, a, last)
+	marks := func() (*highWater, *state.Entry, error) { return o.readHighWater(ctx, xe.Name) }
+	res, err := o.verifySource(ctx, xd, xp, xe, a, marks)
 	if err != nil || len(xd.Failures) > 0 {
 		return VerifiedSource{}, extraFailures(x, what, err, xd.Failures)
 	}

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // ProposeOptions configure Propose.
@@ -97,7 +98,7 @@ type ProposeResult struct {
 	MergeRequestURL string
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var envNameRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Propose reads the project's CI configuration through GitLab's CI lint API
 // (dry run, with jobs), builds entries for the jobs that target the
@@ -497,6 +498,15 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 			}
 		}
 	}
+	// The variable sets the entry includes stay included; a variable one
+	// of them still admits is the set's.
+	e.Definition.VariableSets = append([]string(nil), prev.Definition.VariableSets...)
+	e.Definition.Included = prev.Definition.Included
+	e.Definition.Variables = slices.DeleteFunc(e.Definition.Variables, func(v allowlist.Variable) bool {
+		return slices.ContainsFunc(prev.Definition.Included, func(iv allowlist.Variable) bool {
+			return iv.Name == v.Name && iv.File == v.File && iv.Raw == v.Raw && iv.Allows(v.Value)
+		})
+	})
 }
 
 func contains(list []string, s string) bool {
@@ -583,7 +593,7 @@ func shortID(s string) string {
 	return s
 }
 
-var slugBad = regexp.MustCompile(`[^a-z0-9._-]+`)
+var slugBad = lazyre.New(`[^a-z0-9._-]+`)
 
 // slug makes a lower-case name of letters, digits, '.', '_' and '-'.
 func slug(s string) string {
