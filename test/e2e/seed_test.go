@@ -14,18 +14,24 @@ import (
 
 // The seed's pipeline (issue 18): a deploy shaped like login.gov's
 // environment runners' terraform jobs, run by the real GitLab Runner with
-// writ as its executor.
+// writ as its executor, from docs/allowlist.md's worked example.
 //
 //   - The deploy repository (the fixture's acme/app) changes only through
 //     merge requests: the job's commit is GitLab's unsigned merge commit,
-//     admitted because carol and dave approved it (source.signature: none).
+//     admitted because carol and dave approved it (source.signature: none,
+//     mode strict).
+//   - Its settings are a second repository, a git submodule at settings,
+//     verified under source.extra and checked out with a read-only .git, so
+//     the script's `git -C settings checkout -q main` works.
 //   - The job runs in an image pinned by digest, served by a registry on
-//     127.0.0.1, holding bash, cat and the host's terraform (a static
+//     127.0.0.1, holding the host's bash, git and terraform (a static
 //     binary).
 //   - terraform init, plan -out and apply a configuration with no
 //     providers (terraform_data is built in, so nothing is downloaded and
-//     the job runs with network: none), reading its settings from a
-//     settings directory, and the job writes a JUnit report.
+//     the job runs with network: none), with the target from CI_ASG_TARGET,
+//     a CI_-prefixed user variable the entry names.
+//   - The plan file and a JUnit report are uploaded (definition.uploads),
+//     and after_script reads CI_JOB_STATUS.
 
 // seedTerraform is the deploy repository's terraform configuration: no
 // providers to download, one resource of the built-in terraform_data.
@@ -179,7 +185,7 @@ func TestSeedPipeline(t *testing.T) {
 	// The job as GitLab sends it: .gitlab-ci.yml writes what the entry
 	// admits.
 	p := f.W.Payload(Job{Project: want.Match.Project, Name: want.Match.Job, Environment: LegitEnvironment,
-		RepoURL: f.Repos.URL(RepoApp), Ref: LegitRef, Sha: m, Script: want.Definition.Script, Timeout: 600})
+		RepoURL: f.Repos.URL(RepoApp), Ref: LegitRef, Sha: m, Script: want.Definition.Script, AfterScript: want.Definition.AfterScript, Timeout: 600})
 	p.Image = &Image{Name: image}
 	for _, v := range want.Definition.Variables {
 		p.SetVar(v.Name, v.Value)
@@ -203,6 +209,7 @@ func TestSeedPipeline(t *testing.T) {
 		"Terraform has been successfully initialized!",
 		"Apply complete! Resources: 1 added, 0 changed, 0 destroyed.",
 		`deployed = "production:idp-production-asg"`,
+		"\ndeploy of " + m[:8] + " to " + LegitEnvironment + ": success\n",
 	} {
 		if !strings.Contains(trace, line) {
 			t.Errorf("trace lacks %q", line)
