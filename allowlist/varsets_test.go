@@ -3,6 +3,7 @@ package allowlist
 import (
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -228,5 +229,37 @@ func TestDiffShowsSetChangesOnEntries(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("the diff lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestVariableSetsVerifiedStore: the verified store keeps each set once
+// (in its header) and a job's lookup sees the entry's included variables
+// as Parse resolved them.
+func TestVariableSetsVerifiedStore(t *testing.T) {
+	t.Parallel()
+	al, err := Parse(FileName, []byte(setsDoc()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, sum := storeOf(t, al)
+	s, err := openVerified(p, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := al.Jobs[0]
+	ix, err := s.jobIndex(e.Match.Project, e.Match.Job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := ix.Lookup(e.Match.Project, e.Match.Job, "production", "refs/heads/main")
+	if !ok || !reflect.DeepEqual(got, e) || len(got.Definition.AllVariables()) != 6 {
+		t.Fatalf("entry from the store: %+v", got)
+	}
+	if len(e.Definition.Included) == 0 {
+		t.Fatal("writing the store changed the parsed entry")
+	}
+	whole, err := s.all()
+	if err != nil || !reflect.DeepEqual(whole, al) {
+		t.Fatalf("whole store: %v", err)
 	}
 }

@@ -102,6 +102,12 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 	groups := make([][]*Entry, n)
 	for _, e := range jobs {
 		i := sectionOf(e.Match.Project, e.Match.Job, n)
+		if len(e.Definition.Included) > 0 {
+			// The header holds the sets; a reader resolves them again.
+			c := *e
+			c.Definition.Included = nil
+			e = &c
+		}
 		groups[i] = append(groups[i], e)
 	}
 	var body bytes.Buffer
@@ -235,6 +241,9 @@ func (s *verifiedStore) jobIndex(project, job string) (*Index, error) {
 	if err := s.read(s.header.sections[sectionOf(project, job, len(s.header.sections))], &es); err != nil {
 		return nil, err
 	}
+	for _, e := range es {
+		s.header.Allowlist.resolveIncluded(e)
+	}
 	return NewIndex(&Allowlist{Jobs: es}), nil
 }
 
@@ -256,6 +265,9 @@ func (s *verifiedStore) all() (*Allowlist, error) {
 		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Column, b.Pos.Column))
 	})
 	al := *s.header.Allowlist
+	for _, e := range jobs {
+		al.resolveIncluded(e)
+	}
 	al.Jobs = jobs
 	return &al, nil
 }
