@@ -115,6 +115,7 @@ func Diff(old, new *Allowlist) *DiffReport {
 					}
 				}
 			}
+			ch = append(ch, extraSignerChanges(oe, ne, changedSets)...)
 			if len(ch) > 0 {
 				ed.Changed = append(ed.Changed, EntryDiff{Old: oe, New: ne, Changes: ch})
 			}
@@ -270,6 +271,7 @@ func entryChanges(o, n *Entry) []FieldChange {
 		ch = append(ch, FieldChange{Field: "definition.timeout", Old: describeTimeout(od.Timeout), New: describeTimeout(nd.Timeout)})
 	}
 	flag("definition.artifacts", od.Artifacts, nd.Artifacts)
+	str("definition.uploads", DescribeUploads(od.Uploads), DescribeUploads(nd.Uploads))
 	flag("definition.cache", od.Cache, nd.Cache)
 	flag("definition.dependencies", od.Dependencies, nd.Dependencies)
 	str("definition.network", od.Network, nd.Network)
@@ -277,10 +279,15 @@ func entryChanges(o, n *Entry) []FieldChange {
 	str("source.repository", osrc.Repository, nsrc.Repository)
 	list("source.signers", osrc.Signers, nsrc.Signers)
 	str("source.mode", string(osrc.Mode), string(nsrc.Mode))
+	str("source.signature", describeSignature(osrc.Signature), describeSignature(nsrc.Signature))
 	str("source.pin", osrc.Pin, nsrc.Pin)
 	str("source.descends_from", osrc.DescendsFrom, nsrc.DescendsFrom)
 	flag("source.allow_rollback", osrc.AllowRollback, nsrc.AllowRollback)
 	str("source.approvals", describeApprovals(osrc.Approvals), describeApprovals(nsrc.Approvals))
+	ogit, oextra := describeSourceExtensions(osrc)
+	ngit, nextra := describeSourceExtensions(nsrc)
+	str("source.git", ogit, ngit)
+	str("source.extra", oextra, nextra)
 	return ch
 }
 
@@ -538,7 +545,7 @@ func diffSigners(old, new *Allowlist) []SignerSetDiff {
 			users = old
 		}
 		for _, e := range users.Jobs {
-			if e != nil && contains(e.Source.Signers, name) {
+			if e != nil && (contains(e.Source.Signers, name) || contains(extraSignerSets(e.Source), name)) {
 				sd.UsedBy = append(sd.UsedBy, e.Name)
 			}
 		}

@@ -135,7 +135,16 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	if d.Network != "" {
 		fmt.Fprintf(b, "- network: %s\n", code(d.Network))
 	}
+	if d.Uploads != nil {
+		fmt.Fprintf(b, "- uploads: %s\n", code(DescribeUploads(d.Uploads)))
+	}
 	src := fmt.Sprintf("- source: %s, mode %s, signed by %s", code(s.Repository), code(string(s.Mode)), codeList(s.Signers))
+	if s.ApprovalsOnly() {
+		src = fmt.Sprintf("- source: %s, mode %s, **no author signature**", code(s.Repository), code(string(s.Mode)))
+	}
+	if ap := s.Approvals; ap != nil {
+		src += ", approved by " + describeApprovals(ap)
+	}
 	if s.Pin != "" {
 		src += ", pinned to " + code(s.Pin)
 	}
@@ -146,6 +155,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 		src += ", **rollback allowed**"
 	}
 	b.WriteString(src + "\n")
+	for _, x := range s.Extra {
+		fmt.Fprintf(b, "- extra source %s\n", code(DescribeExtraSource(x)))
+	}
 	writeScript(b, "script", d.Script)
 	if len(d.AfterScript) > 0 {
 		writeScript(b, "after_script", d.AfterScript)

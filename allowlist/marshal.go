@@ -247,12 +247,20 @@ func (w *writer) entry(e *Entry) {
 			w.line(6, f.key+": true")
 		}
 	}
+	if d.Uploads != nil {
+		w.uploads(6, d.Uploads)
+	}
 
 	s := e.Source
 	w.line(4, "source:")
 	w.kv(6, "repository", s.Repository)
-	w.list(6, "signers", s.Signers, true)
+	if len(s.Signers) > 0 || !s.ApprovalsOnly() {
+		w.list(6, "signers", s.Signers, true)
+	}
 	w.kv(6, "mode", string(s.Mode))
+	if s.ApprovalsOnly() {
+		w.kv(6, "signature", string(s.Signature))
+	}
 	if s.Pin != "" {
 		w.kv(6, "pin", s.Pin)
 	}
@@ -270,6 +278,7 @@ func (w *writer) entry(e *Entry) {
 			w.line(8, "author_counts: true")
 		}
 	}
+	w.sourceExtensions(s)
 }
 
 func (w *writer) variable(indent int, v Variable) {

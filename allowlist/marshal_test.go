@@ -22,6 +22,9 @@ func clearPos(a *Allowlist) *Allowlist {
 	}
 	for _, e := range a.Jobs {
 		e.Pos = Pos{}
+		for _, x := range e.Source.Extra {
+			x.Pos = Pos{}
+		}
 	}
 	return a
 }

@@ -186,7 +186,7 @@ func negativeCases() []negCase {
 		{"unknown key and missing script", edited(setLine(17, "      scirpt:")),
 			[]string{`17:7|unknown key "scirpt" in definition`, `17:7|definition: missing required key "script"`}},
 		{"keys are case-sensitive", edited(setLine(22, "      Mode: commit")),
-			[]string{`20:7|source: missing required key "mode"`, `22:7|unknown key "Mode" in source: use one of repository, signers, mode, pin, descends_from, allow_rollback, approvals (did you mean "mode"?)`}},
+			[]string{`20:7|source: missing required key "mode"`, `22:7|unknown key "Mode" in source: use one of repository, signers, mode, signature, pin, descends_from, allow_rollback, approvals, git, extra (did you mean "mode"?)`}},
 		{"missing repository", edited(delLine(2)), []string{`1:1|the top level: missing required key "repository"`}},
 		{"missing match", edited(delLine(11), delLine(12), delLine(13), delLine(14), delLine(15)), []string{`10:5|job entry: missing required key "match"`}},
 		{"null value", edited(setLine(2, "repository:")), []string{"2:1|repository has no value"}},

@@ -168,6 +168,7 @@ type Definition struct {
 	// Timeout bounds the script; zero means the executor's default.
 	Timeout      time.Duration
 	Artifacts    bool
+	Uploads      *Uploads // if set, the only files writ uploads; GitLab's artifacts must equal them
 	Cache        bool
 	Dependencies bool
 	// Network is the job's network in writ's sandbox: "host" (the host's
@@ -221,6 +222,9 @@ type Source struct {
 	// Signers names signer sets of the allowlist.
 	Signers []string
 	Mode    SourceMode
+	// Signature says whether the job's commit must carry an author
+	// signature (see SourceSignature).
+	Signature SourceSignature
 	// Pin, if set, is the only commit (full hex) the entry admits.
 	Pin string
 	// DescendsFrom, if set, is a commit every admitted commit descends from.
@@ -229,6 +233,10 @@ type Source struct {
 	// Approvals, if set, requires signed approvals of the job's commit by
 	// distinct people (see SourceApprovals), in addition to Mode.
 	Approvals *SourceApprovals
+	// Git says whether the checkout carries a .git (GitMode); Extra are
+	// further verified repositories checked out into it (ExtraSource).
+	Git   GitMode        `json:",omitempty"`
+	Extra []*ExtraSource `json:",omitempty"`
 }
 
 // SourceApprovals is an entry's two-person rule: Threshold distinct people

@@ -2,12 +2,12 @@ package executor
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // Check names, as they appear in Failure.Check, refusal text and the audit log.
@@ -113,6 +113,8 @@ type Decision struct {
 	Image string `json:"image,omitempty"`
 	// Signer is the verified signer of the commit or tag, when verified.
 	Signer string `json:"signer,omitempty"`
+	// Sources are the entry's verified further repositories (source.extra).
+	Sources []VerifiedSource `json:"sources,omitempty"`
 	// PayloadDigest is the hex SHA-256 of the payload bytes.
 	PayloadDigest string `json:"payload_sha256,omitempty"`
 	// Suggestion is an entry that would admit the job's definition as
@@ -210,13 +212,16 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 		hint    string
 	}
 	for _, a := range []allowance{
-		{CheckArtifacts, p.Artifacts, def.Artifacts, "remove artifacts: from the job, or set artifacts: true in the allowlist entry (writ still never uploads them)"},
+		{CheckArtifacts, p.Artifacts, def.Artifacts || def.Uploads != nil, "remove artifacts: from the job, or get the allowlist entry to list them under uploads: (writ then uploads exactly the entry's files); artifacts: true in the entry lets them through without uploading anything"},
 		{CheckCache, p.Cache, def.Cache, "remove cache: from the job, or set cache: true in the allowlist entry (writ still never restores or saves a cache)"},
 		{CheckDependencies, p.Dependencies, def.Dependencies, "add `dependencies: []` to the job (GitLab otherwise lists every earlier job with artifacts), or set dependencies: true in the allowlist entry (writ still never downloads them)"},
 	} {
 		if a.n > 0 && !a.allowed {
 			d.fail(Failure{Check: a.check, Message: fmt.Sprintf("the job has %d %s item(s); the entry allows none", a.n, a.check), Hint: a.hint})
 		}
+	}
+	if def.Uploads != nil {
+		checkUploads(d, p, def.Uploads)
 	}
 	return checkVariables(d, p, def.AllVariables(), hostEnv)
 }
@@ -512,7 +517,9 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 		}
 		e.Definition.Variables = append(e.Definition.Variables, av)
 	}
-	e.Definition.Artifacts = p.Artifacts > 0
+	if e.Definition.Uploads = uploadsFromPayload(p); e.Definition.Uploads == nil {
+		e.Definition.Artifacts = p.Artifacts > 0
+	}
 	e.Definition.Cache = p.Cache > 0
 	e.Definition.Dependencies = p.Dependencies > 0
 	return e
@@ -534,7 +541,7 @@ func IncludeVariableSets(e *allowlist.Entry, p *Payload, names []string, include
 	})
 }
 
-var nameUnsafe = regexp.MustCompile(`[^a-z0-9]+`)
+var nameUnsafe = lazyre.New(`[^a-z0-9]+`)
 
 func suggestedName(project, job, env string) string {
 	s := strings.Trim(nameUnsafe.ReplaceAllString(strings.ToLower(project+"-"+job+"-"+env), "-"), "-")

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // Payload is the part of GitLab Runner's job payload (the JOB_RESPONSE_FILE,
@@ -49,6 +50,13 @@ type Payload struct {
 	// count the entries of those payload lists (for secrets: keys; for run:
 	// steps).
 	Artifacts, Cache, Dependencies, Hooks, Secrets, Run, Credentials int
+	// ArtifactList is the payload's artifacts list item by item, compared
+	// with an entry's uploads (see checkUploads).
+	ArtifactList []Artifact
+	// JobToken is the job's token, which authenticates writ's uploads to
+	// the configured GitLab (never to a URL from the payload). It is never
+	// recorded or shown.
+	JobToken string
 	// Digest is the hex SHA-256 of the payload bytes.
 	Digest string
 }
@@ -108,8 +116,8 @@ var topLevelKeys = map[string]bool{
 }
 
 var (
-	jobIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
-	shaPattern   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	jobIDPattern = lazyre.New(`^[1-9][0-9]{0,18}$`)
+	shaPattern   = lazyre.New(`^[0-9a-f]{40}$`)
 )
 
 // DecodePayload decodes a job payload strictly: valid UTF-8, one JSON
@@ -214,6 +222,12 @@ func DecodePayload(data []byte) (*Payload, error) {
 		if *c.n, err = count(top[c.key], c.key); err != nil {
 			return nil, err
 		}
+	}
+	if p.ArtifactList, err = decodeArtifacts(top["artifacts"]); err != nil {
+		return nil, err
+	}
+	if p.JobToken, err = str(top, "token", "the payload"); err != nil {
+		return nil, err
 	}
 	secrets, err := jsonObject(top["secrets"], "secrets", nil)
 	if err != nil {

@@ -53,6 +53,9 @@ type Snapshot struct {
 	BuildDir      string        `json:"build_dir"`
 	Timeout       time.Duration `json:"timeout"`
 	Failures      []Failure     `json:"failures,omitempty"`
+	// Sources are the verified further repositories (source.extra)
+	// get_sources checks out.
+	Sources []VerifiedSource `json:"sources,omitempty"`
 }
 
 func (o *Options) jobsDir() string { return filepath.Join(o.Config.Paths.State, "jobs") }

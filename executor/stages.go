@@ -18,6 +18,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/internal/state"
 	"gitlab.com/writ-ci/writ/sandbox"
 )
 
@@ -96,6 +97,10 @@ func Config(ctx context.Context, opts Options) int {
 // SYSTEM_FAILURE when it cannot decide.
 func Prepare(ctx context.Context, opts Options) int {
 	o := opts.withDefaults()
+	if c, ok := o.State.(state.Connector); ok {
+		// A fleet store's handshakes overlap reading the payload.
+		c.Connect()
+	}
 	path := o.Getenv(envJobResponse)
 	if path == "" {
 		fmt.Fprintf(o.Stdout, "writ: %v\n", errNoPayload)
@@ -191,6 +196,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		Failures: d.Failures,
 	}
 	if d.Admitted {
+		s.Sources = d.Sources
 		s.Commit, s.Repository, s.Signer, s.Variables, s.Image = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables, d.Image
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
@@ -227,14 +233,23 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
 	d.PayloadDigest = p.Digest
-	if record {
-		// The id is claimed before anything moves a mark.
-		if refused, err := o.claimJob(ctx, d, p); refused || err != nil {
-			return d, p, err
-		}
+	if !record {
+		return d, p, o.judge(ctx, d, p, false)
 	}
+	// The job id is claimed while the allowlist and the source are checked
+	// (both mostly wait on the network, and so may the claim, with a fleet
+	// store). No mark moves before the claim holds (checkSource waits for
+	// it), and the decision is the claim's when it fails.
+	o.claim = o.startClaim(ctx, p)
+	err = o.judge(ctx, d, p, true)
+	return d, p, o.joinClaim(d, err)
+}
+
+// judge takes the admission decision on a decoded payload into d (see
+// decide). A nil error means a decision was reached.
+func (o *Options) judge(ctx context.Context, d *Decision, p *Payload, record bool) error {
 	if o.Allowlist == nil {
-		return d, p, errors.New("no allowlist source configured")
+		return errors.New("no allowlist source configured")
 	}
 	start := time.Now()
 	acc, err := o.Allowlist.Current(ctx)
@@ -243,7 +258,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	if err != nil {
 		o.phase("allowlist", start, "no accepted allowlist")
-		return d, p, err // wraps allowlist.ErrCannotDecide, which says why
+		return err // wraps allowlist.ErrCannotDecide, which says why
 	}
 	o.phase("allowlist", start, "allowlist version %d in force (commit %s)", acc.Allowlist.Version, short(acc.Commit))
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
@@ -252,7 +267,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		if v.Key == "CI_PROJECT_PATH" && v.Value != p.Project {
 			d.fail(Failure{Check: CheckEntry, Message: "the payload names two different projects (job_info.project_full_path and CI_PROJECT_PATH)",
 				Expected: allowlist.Visible(clip(p.Project)), Received: allowlist.Visible(clip(v.Value))})
-			return d, p, nil
+			return nil
 		}
 	}
 	env := o.Config.Environment
@@ -263,13 +278,13 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	if err != nil {
 		d.fail(Failure{Check: CheckRef, Message: err.Error(),
 			Hint: "run the job from a branch or tag pipeline whose ref is a plain git branch or tag name"})
-		return d, p, nil
+		return nil
 	}
 	// Only the entries for this project and job are read: a job's cost
 	// does not grow with the allowlist.
 	ix, err := acc.JobIndex(p.Project, p.JobName)
 	if err != nil {
-		return d, p, fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
+		return fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
 	}
 	entry, ok := ix.Lookup(p.Project, p.JobName, env, full)
 	if !ok {
@@ -277,7 +292,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		if f, ok := refKindFailure(near, env, full); ok {
 			d.fail(f)
 			d.Suggestion = suggestion(p, env, nil, near)
-			return d, p, nil
+			return nil
 		}
 		f := Failure{Check: CheckEntry,
 			Message: fmt.Sprintf("no allowlist entry admits project %q, job %q, environment %q, ref %q",
@@ -293,19 +308,20 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		}
 		d.fail(f)
 		d.Suggestion = suggestion(p, env, nil, near)
-		return d, p, nil
+		return nil
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
+	checkUploadTarget(d, entry, o.Config.GitLab.URL)
 	// What runs is the entry's values as the runner would expand them,
 	// from admitted and verified data only.
 	d.Variables = o.expandVariables(d, p, entry, d.Variables, o.admissionSnapshot(d, p))
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
-		return d, p, err
+		return err
 	}
-	return d, p, nil
+	return nil
 }
 
 // Check is `writ check --job FILE`: the admission decision for a payload,
@@ -340,6 +356,9 @@ func writeCheckReport(w io.Writer, d *Decision) {
 	writeJobLines(&b, d)
 	if d.Signer != "" {
 		fmt.Fprintf(&b, "Signer:     %s\n", d.Signer)
+	}
+	for _, v := range d.Sources {
+		fmt.Fprintf(&b, "Extra:      %s: %s at %s on %s, signed by %s\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
 	}
 	for i, f := range d.Failures {
 		fmt.Fprintf(&b, "\n%d. %s: %s\n", i+1, f.Check, f.Message)
@@ -434,10 +453,11 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	case stage == "restore_cache" || stage == "download_artifacts":
 		fmt.Fprintf(w, "writ: %s skipped: writ never lets unsigned content (caches, artifacts) into the build directory\n", stage)
 		return 0, "skipped"
-	case stage == "archive_cache" || stage == "archive_cache_on_failure" ||
-		stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
-		fmt.Fprintf(w, "writ: %s skipped: writ does not save caches or upload artifacts\n", stage)
+	case stage == "archive_cache" || stage == "archive_cache_on_failure":
+		fmt.Fprintf(w, "writ: %s skipped: %s\n", stage, cacheRefusal)
 		return 0, "skipped"
+	case stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
+		return o.uploadStage(ctx, s, stage)
 	case stage == "cleanup_file_variables":
 		fmt.Fprintln(w, "writ: file variables are removed with the job's state at cleanup")
 		return 0, "ok"
@@ -485,10 +505,18 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		fmt.Fprintf(w, "writ: image %s fetched and verified\n", ref)
 	}
 	if o.contained() {
+		// The lease (a scan of every process) and the checkout into the
+		// root-only staging directory do not depend on each other: only
+		// the hand-over to the uid waits for both.
 		var uid uint32
-		if uid, err = o.uids().Acquire(ctx, s.Job.ID); err == nil {
-			err = o.checkoutStaged(ctx, s, uid)
-		}
+		var leaseErr error
+		leased := make(chan struct{})
+		go func() {
+			defer close(leased)
+			uid, leaseErr = o.uids().Acquire(ctx, s.Job.ID)
+		}()
+		err = o.checkoutStaged(ctx, s, func() (uint32, error) { <-leased; return uid, leaseErr })
+		<-leased
 	} else {
 		err = o.checkoutOnHost(ctx, s)
 	}
@@ -539,7 +567,10 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 	if gitrepo.IsDamage(err) {
 		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return o.checkoutSources(ctx, s, dir, m)
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -578,8 +609,10 @@ func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage stri
 		if err != nil {
 			return nil, err
 		}
+		// Rewritten whenever the stage runs: it need not survive a crash,
+		// and two fsyncs were a tenth of a contained stage's set-up.
 		path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
-		if err := fsutil.WriteFileAtomic(path, script, 0o600); err != nil {
+		if err := fsutil.ReplaceFile(path, script, 0o600); err != nil {
 			return nil, err
 		}
 		root, err := o.imageRoot(ctx, s)
@@ -604,7 +637,7 @@ func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage stri
 		// can read it but not change it.
 		path, err = o.writeReadable(s.Job.ID, stage+".sh", script, u, false)
 	} else {
-		err = fsutil.WriteFileAtomic(path, script, 0o600)
+		err = fsutil.ReplaceFile(path, script, 0o600)
 	}
 	if err != nil {
 		return nil, err
@@ -804,6 +837,9 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if d.Signer != "" {
 		f["signer"] = d.Signer
+	}
+	if len(d.Sources) > 0 {
+		f["sources"] = d.Sources
 	}
 	if d.Admitted && d.Image != "" {
 		// The image that runs, as writ expanded it from the entry.

@@ -13,12 +13,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // DefaultPath is where writ looks for its configuration when neither
@@ -55,6 +56,7 @@ type Config struct {
 	Fetch     Fetch           `toml:"fetch"`
 	Log       Log             `toml:"log"`
 	State     State           `toml:"state"`
+	GitLab    GitLab          `toml:"gitlab"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -307,10 +309,10 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-var commitID = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+var envName = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var varName = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var userName = lazyre.New(`^[a-z_][a-z0-9_-]{0,31}$`)
+var commitID = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 // Parse decodes configuration text and applies defaults. Relative paths are
 // left as they are; Load resolves them against the file's directory.
@@ -446,6 +448,7 @@ func (c *Config) defaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.defaultsGitLab()
 }
 
 func (c *Config) validate() error {
@@ -518,6 +521,7 @@ func (c *Config) validate() error {
 		}
 	}
 	c.validateState(bad)
+	c.validateGitLab(bad)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
