@@ -303,6 +303,12 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			// An item the previous acceptance decoded from the same
 			// bytes, in the same context (see memo.go).
 			e, uses = p.reuse.entry(i, p.split.items[i].line)
+			// The store keeps variable sets once; the context (the top
+			// level, sets included) is unchanged, so they resolve alike.
+			a.resolveIncluded(e)
+			for _, name := range e.Definition.VariableSets {
+				p.usedVarSets[name] = true
+			}
 		} else {
 			if p.split != nil {
 				p.structure(it, 2)

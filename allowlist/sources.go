@@ -40,8 +40,9 @@ type ExtraSource struct {
 	// no pin, the tip of Ref.
 	Submodule bool
 	// Policy is how the commit must be signed, as for the main source:
-	// repository, signers, mode, pin, descends_from, allow_rollback and
-	// approvals. git and extra do not apply to an extra source.
+	// repository, signers, mode, signature, pin, descends_from,
+	// allow_rollback and approvals. git and extra do not apply to an
+	// extra source.
 	Policy Source
 	Pos    Pos
 }
@@ -49,8 +50,8 @@ type ExtraSource struct {
 // extraKeys are the keys of one source.extra item; sourcePolicyKeys those
 // of them the main source's decoder reads.
 var (
-	extraKeys        = []string{"path", "ref", "submodule", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals"}
-	sourcePolicyKeys = []string{"repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals"}
+	extraKeys        = []string{"path", "ref", "submodule", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals"}
+	sourcePolicyKeys = []string{"repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals"}
 )
 
 // sourceExtensions decodes source.git and source.extra from the source
@@ -100,7 +101,9 @@ func (p *parser) extraSource(n *yaml.Node, a *Allowlist) (*ExtraSource, []*yaml.
 		return nil, nil
 	}
 	x := &ExtraSource{Pos: Pos{Line: n.Line, Column: n.Column}}
-	p.require(n, m, "source.extra item", "path", "ref", "repository", "signers", "mode")
+	// signers is required unless signature is none: the main source's
+	// decoder says so, for an item as for the source.
+	p.require(n, m, "source.extra item", "path", "ref", "repository", "mode")
 	if v := m.get("path"); v != nil {
 		if s, ok := p.reqStr(v, "path"); ok {
 			if msg := checkSourcePath(s); msg != "" {
@@ -121,7 +124,7 @@ func (p *parser) extraSource(n *yaml.Node, a *Allowlist) (*ExtraSource, []*yaml.
 		x.Submodule, _ = p.boolean(v, "submodule")
 	}
 	var refs []*yaml.Node
-	if m.has("repository") && m.has("signers") && m.has("mode") {
+	if m.has("repository") && m.has("mode") {
 		policy := &yaml.Node{Kind: yaml.MappingNode, Tag: n.Tag, Line: n.Line, Column: n.Column}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if contains(sourcePolicyKeys, n.Content[i].Value) {
@@ -210,6 +213,9 @@ func DescribeExtraSource(x *ExtraSource) string {
 		commit = x.Policy.Pin + " on " + x.Ref
 	}
 	s := fmt.Sprintf("%s: %s at %s, mode %s, signed by %s", x.Path, x.Policy.Repository, commit, x.Policy.Mode, strings.Join(x.Policy.Signers, ", "))
+	if x.Policy.ApprovalsOnly() {
+		s = fmt.Sprintf("%s: %s at %s, mode %s, no author signature (approvals only)", x.Path, x.Policy.Repository, commit, x.Policy.Mode)
+	}
 	if x.Policy.DescendsFrom != "" {
 		s += ", descending from " + x.Policy.DescendsFrom
 	}
@@ -245,8 +251,13 @@ func (w *writer) sourceExtensions(s Source) {
 		}
 		pol := x.Policy
 		w.kv(10, "repository", pol.Repository)
-		w.list(10, "signers", pol.Signers, true)
+		if len(pol.Signers) > 0 || !pol.ApprovalsOnly() {
+			w.list(10, "signers", pol.Signers, true)
+		}
 		w.kv(10, "mode", string(pol.Mode))
+		if pol.Signature != SignatureRequired {
+			w.kv(10, "signature", string(pol.Signature))
+		}
 		if pol.Pin != "" {
 			w.kv(10, "pin", pol.Pin)
 		}

@@ -35,13 +35,19 @@ func TestParseExtraSources(t *testing.T) {
 		"          mode: tag",
 		"          pin: 0123456789abcdef0123456789abcdef01234567",
 		"          allow_rollback: true",
+		"        - path: approved",
+		"          ref: refs/heads/main",
+		"          repository: https://gitlab.example.com/acme/approved.git",
+		"          mode: commit",
+		"          signature: none",
+		"          approvals: {signers: [web-team], threshold: 2}",
 	))
 	a, warns, err := Lint(FileName, []byte(doc), nil)
 	if err != nil || len(warns) > 0 {
 		t.Fatalf("%v %v", err, warns)
 	}
 	src := a.Jobs[0].Source
-	if src.Git != GitReadOnly || len(src.Extra) != 2 {
+	if src.Git != GitReadOnly || len(src.Extra) != 3 || !src.Extra[2].Policy.ApprovalsOnly() || len(src.Extra[2].Policy.Signers) != 0 {
 		t.Fatalf("source %+v", src)
 	}
 	s, tools := src.Extra[0], src.Extra[1]
@@ -83,7 +89,9 @@ func TestParseRefusesExtraSources(t *testing.T) {
 		{"extra not a list", edited(addAfter(22, "      extra: settings")), []string{"23:14|source.extra must be a list"}},
 		{"unknown key", edited(extraLines("          git: read-only")), []string{`31:11|unknown key "git" in a source.extra item`}},
 		{"missing policy", edited(addAfter(22, "      extra:", "        - path: settings", "          ref: refs/heads/main")),
-			[]string{`24:11|source.extra item: missing required key "repository"`, `24:11|missing required key "signers"`, `24:11|missing required key "mode"`}},
+			[]string{`24:11|source.extra item: missing required key "repository"`, `24:11|source.extra item: missing required key "mode"`}},
+		{"missing signers", edited(delLine(29), extraLines()), []string{`25:11|source: missing required key "signers"`}},
+		{"signature none without approvals", edited(setLine(29, "          signature: none"), extraLines()), []string{`29:22|signature: none requires source.approvals`}},
 		{"absolute path", edited(setLine(25, "        - path: /etc"), extraLines()), []string{`25:17|path "/etc" is absolute`}},
 		{"path leaves", edited(setLine(25, "        - path: ../x"), extraLines()), []string{`25:17|path "../x" leaves the build directory`}},
 		{"unclean path", edited(setLine(25, "        - path: a//b"), extraLines()), []string{`25:17|write it as a/b`}},

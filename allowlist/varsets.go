@@ -89,7 +89,14 @@ func (p *parser) includeSets(n *yaml.Node, d *Definition, own []*yaml.Node, a *A
 				continue
 			}
 			from[v.Name] = "variable set " + strconv.Quote(name)
-			d.Included = append(d.Included, v)
+			if len(names) > 1 {
+				d.Included = append(d.Included, v)
+			}
+		}
+		if len(names) == 1 {
+			// The common case shares the set's slice: a large allowlist
+			// of entries that include one set holds its variables once.
+			d.Included = set.Variables
 		}
 	}
 }
@@ -230,6 +237,22 @@ func (p *parser) checkExpandedImages(d *Definition, image *yaml.Node, services [
 	for i, s := range d.Services {
 		if i < len(services) {
 			check(services[i], "service", s)
+		}
+	}
+}
+
+// resolveIncluded sets e's Included from a's variable sets, as Parse did:
+// the verified store keeps each set once, not once per entry.
+func (a *Allowlist) resolveIncluded(e *Entry) {
+	d := &e.Definition
+	d.Included = nil
+	for _, name := range d.VariableSets {
+		if set := a.VariableSets[name]; set != nil {
+			if len(d.VariableSets) == 1 {
+				d.Included = set.Variables
+				break
+			}
+			d.Included = append(d.Included, set.Variables...)
 		}
 	}
 }

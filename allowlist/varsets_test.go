@@ -1,8 +1,10 @@
 package allowlist
 
 import (
+	"bytes"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -227,6 +229,74 @@ func TestDiffShowsSetChangesOnEntries(t *testing.T) {
 	for _, want := range []string{"definition.variables.AWS_ACCOUNT_ID", `value "123456789012"`, `value "999999999999"`} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the diff lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// TestVariableSetsVerifiedStore: the verified store keeps each set once
+// (in its header) and a job's lookup sees the entry's included variables
+// as Parse resolved them.
+func TestVariableSetsVerifiedStore(t *testing.T) {
+	t.Parallel()
+	al, err := Parse(FileName, []byte(setsDoc()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, sum := storeOf(t, al)
+	s, err := openVerified(p, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := al.Jobs[0]
+	ix, err := s.jobIndex(e.Match.Project, e.Match.Job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := ix.Lookup(e.Match.Project, e.Match.Job, "production", "refs/heads/main")
+	if ok {
+		c := *got
+		c.Pos = e.Pos // a job's lookup needs no position
+		got = &c
+	}
+	if !ok || !reflect.DeepEqual(got, e) || len(got.Definition.AllVariables()) != 6 {
+		t.Fatalf("entry from the store: %+v", got)
+	}
+	if len(e.Definition.Included) == 0 {
+		t.Fatal("writing the store changed the parsed entry")
+	}
+	whole, err := s.all()
+	if err != nil || !reflect.DeepEqual(whole, al) {
+		t.Fatalf("whole store: %v", err)
+	}
+}
+
+// TestVariableSetsIncrementalAcceptance: entries taken from the version
+// in force get their included variables back, and a change to a set makes
+// every entry be decoded again (the set is part of the context).
+func TestVariableSetsIncrementalAcceptance(t *testing.T) {
+	withSets := func(account string) []byte {
+		s := string(generatedAllowlist(300))
+		s = strings.Replace(s, "jobs:\n", "variable_sets:\n  aws:\n    ACCOUNT: {value: '"+account+"'}\n    ROLE: {value: 'arn:${ACCOUNT}'}\njobs:\n", 1)
+		return []byte(strings.ReplaceAll(s, "      variables:\n", "      variable_sets: [aws]\n      variables:\n"))
+	}
+	v1 := withSets("111")
+	_, _, prev, _ := acceptStore(t, v1, nil)
+	bump := func(b []byte) []byte { return bytes.Replace(b, []byte("version: 1\n"), []byte("version: 2\n"), 1) }
+	for _, c := range []struct {
+		name   string
+		text   []byte
+		reused bool
+	}{{"unchanged sets", bump(v1), true}, {"a set changed", bump(withSets("222")), false}} {
+		inc, m, _, incStore := acceptStore(t, c.text, prev)
+		if got := reused(m) > 0; got != c.reused {
+			t.Fatalf("%s: reused %d entries", c.name, reused(m))
+		}
+		full, _, _, fullStore := acceptStore(t, c.text, nil)
+		if !reflect.DeepEqual(inc, full) || !bytes.Equal(incStore, fullStore) {
+			t.Fatalf("%s: the incremental parse or store differs from the full one", c.name)
+		}
+		if vs := inc.Jobs[7].Definition.AllVariables(); len(vs) != 3 || vs[0].Name != "ACCOUNT" {
+			t.Fatalf("%s: variables %+v", c.name, vs)
 		}
 	}
 }

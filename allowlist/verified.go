@@ -172,6 +172,8 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 		for k, j := range g {
 			e := *jobs[j]
 			e.Pos = Pos{}
+			// The header holds the variable sets; a reader resolves them.
+			e.Definition.Included = nil
 			es[k] = &e
 		}
 		if h.sections[i], err = put(es); err != nil {
@@ -353,6 +355,9 @@ func (s *verifiedStore) jobIndex(project, job string) (*Index, error) {
 	if err := s.read(s.header.sections[sectionOf(project, job, len(s.header.sections))], &es); err != nil {
 		return nil, err
 	}
+	for _, e := range es {
+		s.header.Allowlist.resolveIncluded(e)
+	}
 	return NewIndex(&Allowlist{Jobs: es}), nil
 }
 
@@ -387,6 +392,7 @@ func (s *verifiedStore) all() (*Allowlist, error) {
 		}
 		e := *secs[me.Sec][me.Idx]
 		e.Pos = Pos{Line: me.Line, Column: me.Column}
+		s.header.Allowlist.resolveIncluded(&e)
 		jobs[i] = &e
 	}
 	al := *s.header.Allowlist

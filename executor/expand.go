@@ -176,29 +176,30 @@ func (o *Options) expandVariables(d *Decision, p *Payload, e *allowlist.Entry, v
 	}
 	prov := o.provided(s, statusRunning)
 	out := make([]AdmittedVariable, 0, len(vars))
-	budget := maxExpansionBytes
+	spent := 0 // bytes the lookups added, over all variables
 	for _, v := range vars {
 		if v.raw {
 			out = append(out, v)
 			continue
 		}
 		reported := map[string]bool{}
-		refuse := func(name, why string) {
+		refuse := func(name, why, hint string) {
 			if !reported[name] {
 				reported[name] = true
 				d.fail(Failure{Check: CheckVariables,
 					Message:  fmt.Sprintf("variable %s refers to $%s, %s", allowlist.Visible(clip(v.Name)), allowlist.Visible(clip(name)), why),
 					Expected: "(a reference to an admitted variable)", Received: "$" + allowlist.Visible(clip(name)),
-					Hint: "get the entry to admit " + allowlist.Visible(clip(name)) + ", or change the value to refer only to admitted variables (write $$ for a literal $)"})
+					Hint: hint + ", or change the value to refer only to admitted variables (write $$ for a literal $)"})
 			}
 		}
 		// Against the unexpanded values, one level deep, as the runner.
-		value, ok := allowlist.ExpandMax(v.Value, func(name string) string {
+		lookup := func(name string) string {
 			if allowlist.ProvidedSource(name) != "" {
 				val, set := prov[name]
 				if !set && sent[name] {
 					// The runner would use GitLab's; writ has none to give.
-					refuse(name, "which GitLab sends but writ sets only from its own data, and this job has none (for the URLs: job.server_url in writ's config)")
+					refuse(name, "which GitLab sends but writ sets only from its own data, and this job has none",
+						"for the URL variables, ask the runner's owners to set job.server_url in writ's config")
 				}
 				return val
 			}
@@ -209,11 +210,16 @@ func (o *Options) expandVariables(d *Decision, p *Payload, e *allowlist.Entry, v
 				return a.Value
 			}
 			if sent[name] {
-				refuse(name, "which GitLab sends but the allowlist entry does not admit: GitLab Runner would put GitLab's value there")
+				refuse(name, "which GitLab sends but the allowlist entry does not admit: GitLab Runner would put GitLab's value there",
+					"get the entry to admit "+allowlist.Visible(clip(name)))
 			}
 			return ""
-		}, budget)
-		budget -= len(value) - len(v.Value)
+		}
+		value, ok := allowlist.ExpandMax(v.Value, func(name string) string {
+			val := lookup(name)
+			spent += len(val)
+			return val
+		}, maxExpansionBytes-spent)
 		if !ok {
 			d.fail(Failure{Check: CheckVariables,
 				Message: fmt.Sprintf("the job's variables expand to more than %d bytes (at variable %s)", maxExpansionBytes, allowlist.Visible(clip(v.Name))),

@@ -286,7 +286,7 @@ func TestExpandVariablesBounded(t *testing.T) {
 	p = decodeT(t, makePayload(t, 7, strings.Repeat("a", 40), e.Definition.Script, withVar("REGION", "eu"), withVar("LINK", "see $CI_JOB_URL")))
 	d = &Decision{Environment: "production", Entry: e, Ref: "refs/heads/main"}
 	o.expandVariables(d, p, e, checkDefinition(d, p, e, nil), o.admissionSnapshot(d, p))
-	if len(d.Failures) != 1 || !strings.Contains(d.Failures[0].Message, "job.server_url") {
+	if len(d.Failures) != 1 || !strings.Contains(d.Failures[0].Hint, "job.server_url") {
 		t.Errorf("failures %+v", d.Failures)
 	}
 }

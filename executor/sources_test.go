@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -333,5 +334,47 @@ func TestCheckExtraSources(t *testing.T) {
 		if st, err := state.NewLocal(e.state).Entry(context.Background(), ExtraSourceMark("app-build", path)); err != nil || st.Last != nil {
 			t.Fatalf("check recorded a mark for %s: %+v %v", path, st, err)
 		}
+	}
+}
+
+// An extra source with signature: none is admitted on approvals of its
+// commit, published in its own repository and naming it, as for the main
+// source; short of them it is refused.
+func TestExtraSourceApprovalsOnly(t *testing.T) {
+	t.Parallel()
+	for _, approvers := range []int{2, 1} {
+		t.Run(fmt.Sprint(approvers), func(t *testing.T) {
+			t.Parallel()
+			e := newSettingsEnv(t)
+			merge := e.settings.Commit(t, map[string]string{"prod.tfvars": "region = \"merged\"\n"}, "Merge branch 'x' into 'main'", nil)
+			src := "file://" + e.settings.Path
+			var lines []string
+			for i := range 2 {
+				k := testkeys.SSHKey(t, fmt.Sprintf("approver%d@example.com", i))
+				lines = append(lines, "      - "+q(k.AllowedSignersLine("")))
+				if i < approvers {
+					publishTestApproval(t, e.settings, k, src, merge, fmt.Sprintf("approver%d", i), "prod")
+				}
+			}
+			e.extraSigners = "  approvers:\n    ssh:\n" + strings.Join(lines, "\n") + "\n"
+			e.entry.SourceExtra = []string{"extra:", "  - path: settings", "    ref: refs/heads/main", "    submodule: true",
+				"    repository: " + q(src), "    mode: commit", "    signature: none", "    approvals: {signers: [approvers], threshold: 2}"}
+			e.entry.Script = []string{"grep -q merged settings/prod.tfvars", "touch " + e.canary}
+			head := e.withGitlink(t, "settings", merge)
+			e.write()
+			j := e.job(950, head)
+			r := j.runAll()
+			if approvers == 2 {
+				if r.prepare != 0 || r.build != 0 {
+					t.Fatalf("two approvals: %+v\n%s", r, j.log.String())
+				}
+				return
+			}
+			if r.prepare != 1 {
+				t.Fatalf("one approval of two admitted: %+v\n%s", r, j.log.String())
+			}
+			mustContain(t, j.log.String(), "Failed check: approvals", "source.extra settings", "has 1 of the 2 approvals")
+			j.assertNothingRan()
+		})
 	}
 }

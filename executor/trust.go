@@ -73,6 +73,11 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
 		if d.Admitted && record {
+			// No mark moves for a job id this run does not hold.
+			if err := o.claim.wait(); err != nil {
+				d.Admitted = false
+				return err
+			}
 			if err := o.recordExtraSources(ctx, d, p, entry); err != nil {
 				d.Admitted = false
 				return err

@@ -318,17 +318,23 @@ func (j *ciJob) imageRef(v any, what string) string {
 }
 
 // variables merges top-level and job variables (the job's win), each
-// pinned to its exact value. expand:false and descriptions are dropped.
+// pinned to its exact value; expand: false becomes raw: true, since it
+// changes what the job sees. Descriptions are dropped.
 func (mc *mergedConfig) variables(j *ciJob, cj map[string]any) []allowlist.Variable {
 	vals := map[string]string{}
+	raw := map[string]bool{}
 	add := func(v any, filter func(string) bool) {
 		m, _ := v.(map[string]any)
 		for k, val := range m {
 			if filter != nil && !filter(k) {
 				continue
 			}
+			raw[k] = false
 			if vm, ok := val.(map[string]any); ok {
 				val = vm["value"]
+				if e, ok := vm["expand"].(bool); ok && !e {
+					raw[k] = true
+				}
 			}
 			s, ok := scalarString(val)
 			if !ok {
@@ -351,7 +357,7 @@ func (mc *mergedConfig) variables(j *ciJob, cj map[string]any) []allowlist.Varia
 	sort.Strings(names)
 	var out []allowlist.Variable
 	for _, k := range names {
-		out = append(out, allowlist.Variable{Name: k, Value: vals[k], HasValue: true})
+		out = append(out, allowlist.Variable{Name: k, Value: vals[k], HasValue: true, Raw: raw[k]})
 	}
 	return out
 }

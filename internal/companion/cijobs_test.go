@@ -192,3 +192,32 @@ func TestParseGitLabDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestDeriveJobsRawVariables: expand: false in .gitlab-ci.yml is the
+// entry's raw: true, which admission checks, and a job-level variable
+// without it is expanded even when the global one is not.
+func TestDeriveJobsRawVariables(t *testing.T) {
+	t.Parallel()
+	merged := `
+variables:
+  TEMPLATE: {value: "hello $USER", expand: false}
+  OTHER: {value: "$HOME", expand: false}
+deploy:
+  script: [x]
+  variables:
+    OTHER: "$TEMPLATE"
+    PLAIN: {value: "p", expand: true}
+`
+	res := &lintResult{Valid: true, MergedYAML: merged, Jobs: []lintJob{{Name: "deploy", Script: []string{"x"}, TagList: []string{"p"}}}}
+	jobs, err := deriveJobs(res, []string{"p"})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("%v %v", jobs, err)
+	}
+	raw := map[string]bool{}
+	for _, v := range jobs[0].Def.Variables {
+		raw[v.Name] = v.Raw
+	}
+	if !raw["TEMPLATE"] || raw["OTHER"] || raw["PLAIN"] || len(raw) != 3 {
+		t.Errorf("raw flags %v", raw)
+	}
+}

@@ -493,7 +493,7 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 	// which the job's .gitlab-ci.yml cannot state.
 	for i, v := range e.Definition.Variables {
 		for _, pv := range prev.Definition.Variables {
-			if pv.Name == v.Name && pv.Allows(v.Value) && (pv.Pattern != "" || pv.HasValue) {
+			if pv.Name == v.Name && pv.Raw == v.Raw && pv.Allows(v.Value) && (pv.Pattern != "" || pv.HasValue) {
 				e.Definition.Variables[i] = pv
 			}
 		}

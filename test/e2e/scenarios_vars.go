@@ -110,8 +110,8 @@ func (f *Fixture) varsPayload() *Payload {
 	}
 	p.Variables = append(p.Variables, Variable{Key: "LITERAL", Value: "title=$CI_COMMIT_TITLE", Public: true, Raw: true})
 	p.SetVar("CI_COMMIT_TITLE", attackerTitle)
-	// The pass-through executor starts the image by name, expanded or not.
-	f.W.AddImage(varsImage, "echo deploy image ready")
+	// The runner expands the image (to LegitImage, which the fixture
+	// serves) before any executor sees it.
 	return p
 }
 
@@ -148,10 +148,16 @@ func init() {
 				if !o.Succeeded() {
 					return fmt.Errorf("the job did not succeed")
 				}
+				// The runner started the image it expanded, as writ runs
+				// the one it expands.
+				if err := traceShows("starting image "+LegitImage)(f, o); err != nil {
+					return err
+				}
 				return traceShows(varsAfterOut)(f, o)
 			},
 			Shows: "the runner's own expansion prints what writ prints: " + varsAfterOut,
-			Writ:  Expectation{Verdict: Admit, Reason: "writ: admitted", Detail: varsAfterOut},
+			// The banner names the image writ expanded from the entry.
+			Writ: Expectation{Verdict: Admit, Reason: "writ: image " + LegitImage + " (the entry's " + varsImage + ", expanded from its pinned values)", Detail: varsAfterOut},
 		},
 		Scenario{
 			Name: "var-image-digest-swapped", Category: CatImage,
