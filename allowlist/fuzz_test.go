@@ -63,6 +63,12 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("accepted variable %+v", v)
 				}
 			}
+			// Something always vouches for the commit: an author
+			// signature by named sets, or approvals of at least one person.
+			if src := e.Source; src.ApprovalsOnly() && (src.Approvals == nil || src.Approvals.Threshold < 1 || src.Mode == ModeTag || len(src.Signers) > 0) ||
+				!src.ApprovalsOnly() && len(src.Signers) == 0 {
+				t.Fatalf("accepted source %+v", src)
+			}
 			// What runs is an image pinned by digest, fixed by the entry.
 			if img, err := ExpandImage(&e.Definition, e.Definition.Image); err != nil || (img != "" && checkImage(img) != "") {
 				t.Fatalf("accepted image %q: %q %v", e.Definition.Image, img, err)

@@ -255,4 +255,9 @@ func writeSourceStatus(g *globals, e *allowlist.Entry, commit, env string, t *al
 	if t.Needed() > 0 {
 		fmt.Fprintf(w, "to approve: writ source approve --repository %s --commit %s --environment %s --ssh-key KEY (or --gpg-key FINGERPRINT)\n", e.Source.Repository, commit, env)
 	}
+	if e.Source.ApprovedHistory() {
+		// The status knows neither the last commit the runner admitted
+		// nor the approvals of other commits: say what it leaves out.
+		fmt.Fprintf(w, "note: entry %q is strict with signature: none: the runner also requires every first-parent commit since the last one it admitted (or descends_from) to be approved for %s; this status counts commit %s only\n", e.Name, env, commit)
+	}
 }

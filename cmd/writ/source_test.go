@@ -103,6 +103,15 @@ jobs:
 
 	approve(dave, "dave", "production")
 	status(0, "2 of 2 approvals, enough", "valid:   dave: ssh key "+dave.Fingerprint)
+
+	// Without an author signature, the same approvals count; in strict
+	// mode the status says what else the runner requires.
+	yaml, err := os.ReadFile(al)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, al, strings.Replace(string(yaml), "      signers: [devs]\n      mode: commit\n", "      mode: strict\n      signature: none\n", 1))
+	status(0, "2 of 2 approvals, enough", "every first-parent commit since the last one it admitted", "counts commit "+commit+" only")
 }
 
 // TestSourceApproveSigstore: --sigstore-key makes a bundle approval that

@@ -14,18 +14,24 @@ import (
 
 // The seed's pipeline (issue 18): a deploy shaped like login.gov's
 // environment runners' terraform jobs, run by the real GitLab Runner with
-// writ as its executor.
+// writ as its executor, from docs/allowlist.md's worked example.
 //
 //   - The deploy repository (the fixture's acme/app) changes only through
 //     merge requests: the job's commit is GitLab's unsigned merge commit,
-//     admitted because carol and dave approved it (source.signature: none).
+//     admitted because carol and dave approved it (source.signature: none,
+//     mode strict).
+//   - Its settings are a second repository, a git submodule at settings,
+//     verified under source.extra and checked out with a read-only .git, so
+//     the script's `git -C settings checkout -q main` works.
 //   - The job runs in an image pinned by digest, served by a registry on
-//     127.0.0.1, holding bash, cat and the host's terraform (a static
+//     127.0.0.1, holding the host's bash, git and terraform (a static
 //     binary).
 //   - terraform init, plan -out and apply a configuration with no
 //     providers (terraform_data is built in, so nothing is downloaded and
-//     the job runs with network: none), reading its settings from a
-//     settings directory, and the job writes a JUnit report.
+//     the job runs with network: none), with the target from CI_ASG_TARGET,
+//     a CI_-prefixed user variable the entry names.
+//   - The plan file and a JUnit report are uploaded (definition.uploads),
+//     and after_script reads CI_JOB_STATUS.
 
 // seedTerraform is the deploy repository's terraform configuration: no
 // providers to download, one resource of the built-in terraform_data.
@@ -62,6 +68,8 @@ const seedExample = "../../allowlist/testdata/seed/allowlist.yaml"
 // The worked example's values this world replaces with its own.
 const (
 	seedExampleRepository = "https://gitlab.example.com/idp/deploy.git"
+	seedExampleSettings   = "https://gitlab.example.com/idp/deploy-settings.git"
+	seedExampleOwners     = "signers: [settings-owners]"
 	seedExampleImage      = "registry.example.com/idp/deploy-image@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 	seedExampleBase       = "'4b825dc642cb6eb9a060e54bf8d69288fbee4904'"
 )
@@ -83,7 +91,8 @@ func seedEntry(t *testing.T, f *Fixture, image string) (string, *allowlist.Entry
 	if !ok || len(a.Jobs) != 1 {
 		t.Fatalf("%s: want one entry under jobs", seedExample)
 	}
-	for _, r := range [][2]string{{seedExampleRepository, f.Repos.SourceURL(RepoApp)}, {seedExampleImage, image}, {seedExampleBase, f.Hist.Head}} {
+	for _, r := range [][2]string{{seedExampleRepository, f.Repos.SourceURL(RepoApp)}, {seedExampleSettings, f.Repos.SourceURL(RepoSettings)},
+		{seedExampleOwners, "signers: [app-team]"}, {seedExampleImage, image}, {seedExampleBase, f.Hist.Head}} {
 		if !strings.Contains(entry, r[0]) {
 			t.Fatalf("%s no longer holds %s", seedExample, r[0])
 		}
@@ -97,7 +106,7 @@ func seedEntry(t *testing.T, f *Fixture, image string) (string, *allowlist.Entry
 func seedImage(t *testing.T, terraform string) string {
 	t.Helper()
 	start := time.Now()
-	files := imagetest.HostPrograms(t, "/bin/bash", "/bin/cat", terraform)
+	files := imagetest.HostPrograms(t, "/bin/bash", "/usr/bin/git", terraform)
 	files = append(files, imagetest.Entry{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777},
 		imagetest.Entry{Name: "etc/", Type: tar.TypeDir, Mode: 0o755},
 		imagetest.Entry{Name: "etc/passwd", Body: "root:x:0:0:root:/root:/bin/bash\n"})
@@ -125,6 +134,16 @@ func TestSeedPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The settings repository, signed by its owners (here alice, of
+	// app-team).
+	sr, err := sourceRepos(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings, err := sr.NewRepo(RepoSettings, "idp/deploy-settings", map[string]string{"production.tfvars": seedSettings}, Trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
 	image := seedImage(t, terraform)
 	entry, want := seedEntry(t, f, image)
 	if _, err := publishApproved(f, tr, func(y string) string { return addApprovers(y, ar) + entry }, nil); err != nil {
@@ -138,14 +157,25 @@ func TestSeedPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The merge request's branch adds the terraform configuration; GitLab
-	// merges it with an unsigned merge commit, which carol and dave approve
-	// for production.
-	m, err := mergeToMain(f, f.Hist.Head, map[string]string{
-		"terraform/main.tf":          seedTerraform,
-		"settings/production.tfvars": seedSettings,
-	}, Unsigned)
+	// The merge request's branch adds the terraform configuration and the
+	// settings submodule; GitLab merges it with an unsigned merge commit,
+	// which carol and dave approve for production.
+	mr, err := mergeRepos(f)
 	if err != nil {
+		t.Fatal(err)
+	}
+	feature, err := sr.CommitGitlinks(RepoApp, f.Hist.Head, map[string]string{"settings": settings}, map[string]string{
+		"terraform/main.tf": seedTerraform,
+		".gitmodules":       "[submodule \"settings\"]\n\tpath = settings\n\turl = ../deploy-settings.git\n",
+	}, "terraform: deploy with the settings submodule", Trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mr.Merge(RepoApp, f.Hist.Head, feature, GitLabMergeMessage, Unsigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Repos.SetBranch(RepoApp, LegitRef, m); err != nil {
 		t.Fatal(err)
 	}
 	if err := publishApprovals(f, ar, m, carolAndDave); err != nil {
@@ -155,30 +185,37 @@ func TestSeedPipeline(t *testing.T) {
 	// The job as GitLab sends it: .gitlab-ci.yml writes what the entry
 	// admits.
 	p := f.W.Payload(Job{Project: want.Match.Project, Name: want.Match.Job, Environment: LegitEnvironment,
-		RepoURL: f.Repos.URL(RepoApp), Ref: LegitRef, Sha: m, Script: want.Definition.Script, Timeout: 600})
+		RepoURL: f.Repos.URL(RepoApp), Ref: LegitRef, Sha: m, Script: want.Definition.Script, AfterScript: want.Definition.AfterScript, Timeout: 600})
 	p.Image = &Image{Name: image}
 	for _, v := range want.Definition.Variables {
 		p.SetVar(v.Name, v.Value)
 	}
+	for _, a := range want.Definition.Uploads.Artifacts {
+		format := "gzip" // GitLab sends reports gzipped
+		if a.Type == allowlist.ArtifactArchive {
+			format = "zip"
+		}
+		p.Artifacts = append(p.Artifacts, Artifact{Name: a.Name, Paths: a.Paths, When: a.When, Type: string(a.Type), Format: format, ExpireIn: a.ExpireIn})
+	}
 	o := f.W.RunJob(testCtx(t), p)
 	trace := plainTrace(o.Trace)
 	if !o.Succeeded() {
-		t.Fatalf("the seed's deploy failed:\n%s", o)
+		t.Fatalf("the seed's deploy failed:\n%s\n%s", trace, o)
 	}
-	for _, want := range []string{
+	for _, line := range []string{
 		"writ: admitted by entry \"" + want.Name + "\"",
 		"no author signature: approved by person carol, key SHA256:",
 		"writ: image " + image + " fetched and verified",
 		"Terraform has been successfully initialized!",
-		"\nplan kept: plan.tfplan\n",
 		"Apply complete! Resources: 1 added, 0 changed, 0 destroyed.",
 		`deployed = "production:idp-production-asg"`,
-		`<testcase name="apply ` + m[:8] + `"/>`,
+		"\ndeploy of " + m[:8] + " to " + LegitEnvironment + ": success\n",
 	} {
-		if !strings.Contains(trace, want) {
-			t.Errorf("trace lacks %q", want)
+		if !strings.Contains(trace, line) {
+			t.Errorf("trace lacks %q", line)
 		}
 	}
+	seedUploads(t, o, m)
 	// The audit log names who vouched for the commit.
 	recs, err := e.Records()
 	if err != nil {
@@ -190,5 +227,28 @@ func TestSeedPipeline(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("%s", o)
+	}
+}
+
+// seedUploads checks what reached GitLab: the plan file, as the plan
+// archive, and the JUnit report naming the merge commit, and nothing else.
+func seedUploads(t *testing.T, o Outcome, commit string) {
+	t.Helper()
+	got := map[string]map[string]string{}
+	for _, u := range o.Uploads {
+		files, err := UploadedFiles(u)
+		if err != nil {
+			t.Fatalf("upload %s: %v", u.Query, err)
+		}
+		got[u.Type] = files
+	}
+	if len(o.Uploads) != 2 || len(got["archive"]) != 1 || len(got["junit"]) != 1 {
+		t.Fatalf("uploads %v, want the plan archive and the JUnit report", got)
+	}
+	if plan := got["archive"]["production.tfplan"]; !strings.HasPrefix(plan, "PK") {
+		t.Errorf("the plan archive holds %d bytes of production.tfplan, not terraform's plan (a zip file)", len(plan))
+	}
+	if junit := got["junit"]["junit.xml"]; !strings.Contains(junit, `<testcase name="apply `+commit[:8]+`"/>`) {
+		t.Errorf("the JUnit report is %q", junit)
 	}
 }
