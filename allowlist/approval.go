@@ -155,12 +155,21 @@ func RecordLoads(load FileLoader) (FileLoader, map[string][]byte) {
 // from yaml (allowlist.yaml's bytes) while reading the files in loaded (as
 // RecordLoads collects them).
 func VersionStatement(a *Allowlist, yaml []byte, loaded map[string][]byte) ([]byte, error) {
-	all := make(map[string][]byte, len(loaded)+1)
+	return versionStatement(a, sha256.Sum256(yaml), loaded)
+}
+
+// versionStatement is VersionStatement from the SHA-256 of allowlist.yaml,
+// so that acceptance need not keep the file's bytes until approvals.
+func versionStatement(a *Allowlist, yamlSum [sha256.Size]byte, loaded map[string][]byte) ([]byte, error) {
+	others := make(map[string][]byte, len(loaded))
 	for p, b := range loaded {
-		all[p] = b
+		if p != FileName {
+			others[p] = b
+		}
 	}
-	all[FileName] = yaml
-	return NewStatement(a.Repository, a.Version, Manifest(all))
+	m := append(Manifest(others), ManifestFile{Path: FileName, SHA256: hex.EncodeToString(yamlSum[:])})
+	sort.Slice(m, func(i, j int) bool { return m[i].Path < m[j].Path })
+	return NewStatement(a.Repository, a.Version, m)
 }
 
 // Statement returns the canonical approval statement of an allowlist

@@ -17,8 +17,12 @@ import (
 	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
-var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "jobs"}
+var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "variable_sets", "jobs"}
 
+// decodeRoot decodes the file. An entry's decoding may read the top level
+// (it is the context acceptance keys reuse on, memo.go) but not version or
+// expires, nor another entry except through checks that run after every
+// entry is decoded.
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
 	p.require(root, m, "the top level", "schema", "repository", "version", "expires")
@@ -56,9 +60,19 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	if n := m.get("people"); n != nil {
 		p.people(n, a)
 	}
+	if n := m.get("variable_sets"); n != nil {
+		p.variableSets(n, a)
+	}
 	used := map[string]bool{}
+	p.usedVarSets = map[string]bool{}
 	if n := m.get("jobs"); n != nil {
 		p.jobs(n, a, used)
+	}
+	for _, name := range sortedKeys(a.VariableSets) {
+		if !p.usedVarSets[name] {
+			s := a.VariableSets[name]
+			p.add(&p.warns, s.Pos.Line, s.Pos.Column, "variable set %q is not used by any entry: remove it or name it in an entry's definition.variable_sets", name)
+		}
 	}
 	for _, name := range sortedKeys(a.Signers) {
 		if !used[name] {
@@ -263,7 +277,9 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 	if !ok {
 		return
 	}
-	seq, count := slices.Values(items), len(items)
+	p.inJobs = true
+	defer func() { p.inJobs = false }()
+	seq, count := slices.All(items), len(items)
 	if s := p.split; s != nil {
 		// The head holds "jobs: []" on the key's own line; anything else
 		// means the split misread the file.
@@ -272,30 +288,45 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			return
 		}
 		s.consumed = true
-		seq, count = s.itemNodes(p.data), len(s.items)
+		seq, count = s.itemNodes(p.data, p.reuse.has), len(s.items)
+		p.memo = make([]entryMemo, count)
 	}
 	if count > MaxEntries {
 		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", count, MaxEntries)
 		return
 	}
 	names := make(map[string]*Entry, count)
-	for it := range seq {
-		if p.split != nil {
-			p.structure(it, 2)
+	for i, it := range seq {
+		var e *Entry
+		var uses []string
+		if it == nil {
+			// An item the previous acceptance decoded from the same
+			// bytes, in the same context (see memo.go).
+			e, uses = p.reuse.entry(i, p.split.items[i].line)
+		} else {
+			if p.split != nil {
+				p.structure(it, 2)
+			}
+			var refs []*yaml.Node
+			if e, refs = p.entry(it, a); e == nil {
+				continue
+			}
+			for _, r := range refs {
+				uses = append(uses, r.Value)
+			}
 		}
-		e, refs := p.entry(it, a)
-		if e == nil {
-			continue
+		if p.memo != nil {
+			p.memo[i] = entryMemo{Line: e.Pos.Line, LineOff: e.Pos.Line - p.split.items[i].line, Column: e.Pos.Column, Uses: uses, set: true}
 		}
 		if e.Name != "" {
 			if first, dup := names[e.Name]; dup {
-				p.errorf(it, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
+				p.add(&p.errs, e.Pos.Line, e.Pos.Column, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
 			} else {
 				names[e.Name] = e
 			}
 		}
-		for _, r := range refs {
-			used[r.Value] = true
+		for _, r := range uses {
+			used[r] = true
 		}
 		a.Jobs = append(a.Jobs, e)
 	}
@@ -325,7 +356,7 @@ func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
 		refNodes = p.match(v, &e.Match)
 	}
 	if v := m.get("definition"); v != nil {
-		p.definition(v, &e.Definition)
+		p.definition(v, &e.Definition, a)
 	}
 	var refs []*yaml.Node
 	if v := m.get("source"); v != nil {
@@ -403,28 +434,32 @@ func (p *parser) match(n *yaml.Node, mt *Match) (refNodes []*yaml.Node) {
 	return refNodes
 }
 
-func (p *parser) definition(n *yaml.Node, d *Definition) {
-	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variables", "timeout", "artifacts", "cache", "dependencies", "network")
+func (p *parser) definition(n *yaml.Node, d *Definition, a *Allowlist) {
+	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variable_sets", "variables", "timeout", "artifacts", "uploads", "cache", "dependencies", "network")
 	if !ok {
 		return
 	}
 	p.require(n, m, "definition", "script")
-	if v := m.get("image"); v != nil {
+	// A reference with "$" is checked once the variables are known
+	// (checkExpandedImages): what must be pinned by digest is what runs.
+	imageNode := m.get("image")
+	if v := imageNode; v != nil {
 		if s, ok := p.reqStr(v, "image"); ok {
-			if msg := checkImage(s); msg != "" {
+			if msg := checkImage(s); msg != "" && !strings.Contains(s, "$") {
 				p.errorf(v, "image %q %s", s, msg)
 			}
 			d.Image = s
 		}
 	}
+	var serviceNodes []*yaml.Node
 	if v := m.get("services"); v != nil {
 		svcs, nodes, _ := p.strList(v, "services", "service", false)
 		for i, s := range svcs {
-			if msg := checkImage(s); msg != "" {
+			if msg := checkImage(s); msg != "" && !strings.Contains(s, "$") {
 				p.errorf(nodes[i], "service %q %s", s, msg)
 			}
 		}
-		d.Services = svcs
+		d.Services, serviceNodes = svcs, nodes
 	}
 	if v := m.get("script"); v != nil {
 		d.Script = p.script(v, "script", true)
@@ -432,9 +467,16 @@ func (p *parser) definition(n *yaml.Node, d *Definition) {
 	if v := m.get("after_script"); v != nil {
 		d.AfterScript = p.script(v, "after_script", false)
 	}
+	var keys []*yaml.Node
 	if v := m.get("variables"); v != nil {
-		d.Variables = p.variables(v)
+		d.Variables, keys = p.variables(v)
 	}
+	if v := m.get("variable_sets"); v != nil {
+		p.includeSets(v, d, keys, a, p.usedVarSets)
+	}
+	all := d.AllVariables()
+	p.checkValueRefs("definition", d.Variables, keys, scopeOf(all))
+	p.checkExpandedImages(d, imageNode, serviceNodes)
 	if v := m.get("timeout"); v != nil {
 		d.Timeout = p.timeout(v)
 	}
@@ -449,6 +491,12 @@ func (p *parser) definition(n *yaml.Node, d *Definition) {
 	for key, dst := range map[string]*bool{"artifacts": &d.Artifacts, "cache": &d.Cache, "dependencies": &d.Dependencies} {
 		if v := m.get(key); v != nil {
 			*dst, _ = p.boolean(v, key)
+		}
+	}
+	if v := m.get("uploads"); v != nil {
+		d.Uploads = p.uploads(v)
+		if d.Artifacts {
+			p.errorf(m.get("artifacts"), "artifacts: true lets GitLab's artifacts through without uploading them; with uploads, GitLab's artifacts must equal uploads.artifacts: remove artifacts: true")
 		}
 	}
 }
@@ -488,11 +536,12 @@ var varNameRE = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // admits any value silently.
 const TODOPattern = "TODO"
 
-func (p *parser) variables(n *yaml.Node) []Variable {
+// variables decodes a mapping of variables; keys are the name nodes of
+// the variables returned, for positioned errors about them.
+func (p *parser) variables(n *yaml.Node) (out []Variable, keys []*yaml.Node) {
 	if !p.mapping(n, "variables", "a mapping of variable names to {value: ...} or {pattern: ...}") {
-		return nil
+		return nil, nil
 	}
-	var out []Variable
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -502,9 +551,10 @@ func (p *parser) variables(n *yaml.Node) []Variable {
 		seen[k.Value] = true
 		if vr, ok := p.variable(k, v); ok {
 			out = append(out, vr)
+			keys = append(keys, k)
 		}
 	}
-	return out
+	return out, keys
 }
 
 // variable decodes one NAME: {value|pattern, file, dangerous} and checks
@@ -522,7 +572,7 @@ func (p *parser) variable(k, v *yaml.Node) (Variable, bool) {
 		p.errorf(v, "variable %s must be {value: %s} or {pattern: '^...$'}, not bare %s", k.Value, strconv.Quote(v.Value), describe(v))
 		return vr, false
 	}
-	m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern", "file", "dangerous")
+	m, ok := p.keyed(v, "variable "+k.Value, "value", "pattern", "file", "raw", "dangerous")
 	if !ok {
 		return vr, false
 	}
@@ -552,6 +602,9 @@ func (p *parser) variable(k, v *yaml.Node) (Variable, bool) {
 	}
 	if f := m.get("file"); f != nil {
 		vr.File, _ = p.boolean(f, "file")
+	}
+	if r := m.get("raw"); r != nil {
+		vr.Raw, _ = p.boolean(r, "raw")
 	}
 	if d := m.get("dangerous"); d != nil {
 		vr.Dangerous, _ = p.boolean(d, "dangerous")
@@ -597,11 +650,12 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 var commitRE = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
-	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "pin", "descends_from", "allow_rollback", "approvals")
+	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
 	if !ok {
 		return nil
 	}
-	p.require(n, m, "source", "repository", "signers", "mode")
+	p.require(n, m, "source", "repository", "mode")
+	p.sourceSignature(m.get("signature"), src)
 	if v := m.get("repository"); v != nil {
 		if s, ok := p.reqStr(v, "repository"); ok {
 			if msg := checkRepoURL(s); msg != "" {
@@ -649,6 +703,8 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	if v := m.get("approvals"); v != nil {
 		refs = append(refs, p.sourceApprovals(v, src, a)...)
 	}
+	refs = append(refs, p.sourceExtensions(m, src, a)...)
+	p.checkSourceSignature(n, m, src)
 	return refs
 }
 

@@ -115,6 +115,7 @@ func Diff(old, new *Allowlist) *DiffReport {
 					}
 				}
 			}
+			ch = append(ch, extraSignerChanges(oe, ne, changedSets)...)
 			if len(ch) > 0 {
 				ed.Changed = append(ed.Changed, EntryDiff{Old: oe, New: ne, Changes: ch})
 			}
@@ -249,7 +250,10 @@ func entryChanges(o, n *Entry) []FieldChange {
 	if !equalStrings(od.AfterScript, nd.AfterScript) {
 		ch = append(ch, FieldChange{Field: "definition.after_script", Diff: unifiedDiff(od.AfterScript, nd.AfterScript)})
 	}
-	ov, nv := variableMap(od.Variables), variableMap(nd.Variables)
+	list("definition.variable_sets", od.VariableSets, nd.VariableSets)
+	// What the job gets: a change to an included set shows on every entry
+	// that includes it.
+	ov, nv := variableMap(od.AllVariables()), variableMap(nd.AllVariables())
 	all := map[string]bool{}
 	for k := range ov {
 		all[k] = true
@@ -267,6 +271,7 @@ func entryChanges(o, n *Entry) []FieldChange {
 		ch = append(ch, FieldChange{Field: "definition.timeout", Old: describeTimeout(od.Timeout), New: describeTimeout(nd.Timeout)})
 	}
 	flag("definition.artifacts", od.Artifacts, nd.Artifacts)
+	str("definition.uploads", DescribeUploads(od.Uploads), DescribeUploads(nd.Uploads))
 	flag("definition.cache", od.Cache, nd.Cache)
 	flag("definition.dependencies", od.Dependencies, nd.Dependencies)
 	str("definition.network", od.Network, nd.Network)
@@ -274,10 +279,15 @@ func entryChanges(o, n *Entry) []FieldChange {
 	str("source.repository", osrc.Repository, nsrc.Repository)
 	list("source.signers", osrc.Signers, nsrc.Signers)
 	str("source.mode", string(osrc.Mode), string(nsrc.Mode))
+	str("source.signature", describeSignature(osrc.Signature), describeSignature(nsrc.Signature))
 	str("source.pin", osrc.Pin, nsrc.Pin)
 	str("source.descends_from", osrc.DescendsFrom, nsrc.DescendsFrom)
 	flag("source.allow_rollback", osrc.AllowRollback, nsrc.AllowRollback)
 	str("source.approvals", describeApprovals(osrc.Approvals), describeApprovals(nsrc.Approvals))
+	ogit, oextra := describeSourceExtensions(osrc)
+	ngit, nextra := describeSourceExtensions(nsrc)
+	str("source.git", ogit, ngit)
+	str("source.extra", oextra, nextra)
 	return ch
 }
 
@@ -337,6 +347,9 @@ func describeVariable(v *Variable) string {
 	// them as part of the rule.
 	if v.File {
 		d = "file, " + d
+	}
+	if v.Raw {
+		d += " (raw: true)"
 	}
 	if v.Dangerous {
 		d += " (dangerous: true)"
@@ -532,7 +545,7 @@ func diffSigners(old, new *Allowlist) []SignerSetDiff {
 			users = old
 		}
 		for _, e := range users.Jobs {
-			if e != nil && contains(e.Source.Signers, name) {
+			if e != nil && (contains(e.Source.Signers, name) || contains(extraSignerSets(e.Source), name)) {
 				sd.UsedBy = append(sd.UsedBy, e.Name)
 			}
 		}

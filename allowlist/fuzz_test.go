@@ -23,6 +23,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(example)
 	f.Add([]byte(edited()))
+	f.Add([]byte(setsDoc()))
 	load := mapLoader(map[string][]byte{"keys/alice.asc": armored})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, warns, err := Lint(FileName, data, load)
@@ -57,10 +58,14 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("accepted branch %q in tag mode", r)
 				}
 			}
-			for _, v := range e.Definition.Variables {
+			for _, v := range e.Definition.AllVariables() {
 				if ReservedName(v.Name) != "" || (DangerousName(v.Name) != "" && !v.Dangerous) || v.Pattern == TODOPattern {
 					t.Fatalf("accepted variable %+v", v)
 				}
+			}
+			// What runs is an image pinned by digest, fixed by the entry.
+			if img, err := ExpandImage(&e.Definition, e.Definition.Image); err != nil || (img != "" && checkImage(img) != "") {
+				t.Fatalf("accepted image %q: %q %v", e.Definition.Image, img, err)
 			}
 		}
 		for _, e := range a.Jobs {
@@ -128,8 +133,8 @@ func FuzzMarshalEntry(f *testing.F) {
 			Definition: Definition{
 				Script:      []string{s, "echo ok"},
 				AfterScript: []string{s},
-				Variables: []Variable{{Name: "V", Value: s, HasValue: true}, {Name: "F", Value: s, HasValue: true, File: true},
-					{Name: "LD_X", Value: s, HasValue: true, File: true, Dangerous: true}},
+				Variables: []Variable{{Name: "V", Value: s, HasValue: true, Raw: strings.Contains(s, "$")}, {Name: "F", Value: s, HasValue: true, File: true, Raw: true},
+					{Name: "LD_X", Value: s, HasValue: true, File: true, Raw: true, Dangerous: true}},
 			},
 			Source: Source{Repository: "https://gitlab.example.com/acme/web.git", Signers: []string{"web-team"}, Mode: ModeCommit},
 		}

@@ -108,7 +108,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	d, s := e.Definition, e.Source
 	fmt.Fprintf(b, "\n**%s**: job %s of %s\n\n", code(e.Name), code(e.Match.Job), code(e.Match.Project))
 	fmt.Fprintf(b, "- refs: %s; environments: %s\n", codeList(e.Match.Refs), codeList(e.Match.Environments))
-	if d.Image != "" {
+	if img, err := ExpandImage(&d, d.Image); d.Image != "" && err == nil && img != d.Image {
+		fmt.Fprintf(b, "- image: %s, expanded %s\n", code(d.Image), code(img))
+	} else if d.Image != "" {
 		fmt.Fprintf(b, "- image: %s\n", code(d.Image))
 	} else {
 		b.WriteString("- image: none (the executor's default environment)\n")
@@ -116,10 +118,13 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	if len(d.Services) > 0 {
 		fmt.Fprintf(b, "- services: %s\n", codeList(d.Services))
 	}
-	if len(d.Variables) > 0 {
+	if len(d.VariableSets) > 0 {
+		fmt.Fprintf(b, "- variable sets: %s\n", codeList(d.VariableSets))
+	}
+	if all := d.AllVariables(); len(all) > 0 {
 		var vs []string
-		for i := range d.Variables {
-			v := &d.Variables[i]
+		for i := range all {
+			v := &all[i]
 			vs = append(vs, code(v.Name)+" "+code(describeVariable(v)))
 		}
 		fmt.Fprintf(b, "- variables: %s\n", strings.Join(vs, "; "))
@@ -130,7 +135,16 @@ func writeEntry(b *strings.Builder, e *Entry) {
 	if d.Network != "" {
 		fmt.Fprintf(b, "- network: %s\n", code(d.Network))
 	}
+	if d.Uploads != nil {
+		fmt.Fprintf(b, "- uploads: %s\n", code(DescribeUploads(d.Uploads)))
+	}
 	src := fmt.Sprintf("- source: %s, mode %s, signed by %s", code(s.Repository), code(string(s.Mode)), codeList(s.Signers))
+	if s.ApprovalsOnly() {
+		src = fmt.Sprintf("- source: %s, mode %s, **no author signature**", code(s.Repository), code(string(s.Mode)))
+	}
+	if ap := s.Approvals; ap != nil {
+		src += ", approved by " + describeApprovals(ap)
+	}
 	if s.Pin != "" {
 		src += ", pinned to " + code(s.Pin)
 	}
@@ -141,6 +155,9 @@ func writeEntry(b *strings.Builder, e *Entry) {
 		src += ", **rollback allowed**"
 	}
 	b.WriteString(src + "\n")
+	for _, x := range s.Extra {
+		fmt.Fprintf(b, "- extra source %s\n", code(DescribeExtraSource(x)))
+	}
 	writeScript(b, "script", d.Script)
 	if len(d.AfterScript) > 0 {
 		writeScript(b, "after_script", d.AfterScript)

@@ -48,6 +48,13 @@ func Marshal(a *Allowlist) ([]byte, error) {
 			w.list(2, n, a.People[n].Keys, false)
 		}
 	}
+	if len(a.VariableSets) > 0 {
+		w.line(0, "")
+		w.line(0, "variable_sets:")
+		for _, n := range sortedKeys(a.VariableSets) {
+			w.variableSet(n, a.VariableSets[n])
+		}
+	}
 	w.line(0, "")
 	if len(a.Jobs) == 0 {
 		w.line(0, "jobs: []")
@@ -217,6 +224,9 @@ func (w *writer) entry(e *Entry) {
 	if len(d.AfterScript) > 0 {
 		w.list(6, "after_script", d.AfterScript, false)
 	}
+	if len(d.VariableSets) > 0 {
+		w.list(6, "variable_sets", d.VariableSets, true)
+	}
 	if len(d.Variables) > 0 {
 		w.line(6, "variables:")
 		for _, v := range d.Variables {
@@ -237,12 +247,20 @@ func (w *writer) entry(e *Entry) {
 			w.line(6, f.key+": true")
 		}
 	}
+	if d.Uploads != nil {
+		w.uploads(6, d.Uploads)
+	}
 
 	s := e.Source
 	w.line(4, "source:")
 	w.kv(6, "repository", s.Repository)
-	w.list(6, "signers", s.Signers, true)
+	if len(s.Signers) > 0 || !s.ApprovalsOnly() {
+		w.list(6, "signers", s.Signers, true)
+	}
 	w.kv(6, "mode", string(s.Mode))
+	if s.ApprovalsOnly() {
+		w.kv(6, "signature", string(s.Signature))
+	}
 	if s.Pin != "" {
 		w.kv(6, "pin", s.Pin)
 	}
@@ -260,6 +278,7 @@ func (w *writer) entry(e *Entry) {
 			w.line(8, "author_counts: true")
 		}
 	}
+	w.sourceExtensions(s)
 }
 
 func (w *writer) variable(indent int, v Variable) {
@@ -268,6 +287,9 @@ func (w *writer) variable(indent int, v Variable) {
 	var flags []string
 	if v.File {
 		flags = append(flags, "file: true")
+	}
+	if v.Raw {
+		flags = append(flags, "raw: true")
 	}
 	if v.Dangerous {
 		flags = append(flags, "dangerous: true")

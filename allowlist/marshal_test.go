@@ -17,8 +17,14 @@ func clearPos(a *Allowlist) *Allowlist {
 	for _, s := range a.Signers {
 		s.Pos = Pos{}
 	}
+	for _, s := range a.VariableSets {
+		s.Pos = Pos{}
+	}
 	for _, e := range a.Jobs {
 		e.Pos = Pos{}
+		for _, x := range e.Source.Extra {
+			x.Pos = Pos{}
+		}
 	}
 	return a
 }
@@ -288,10 +294,29 @@ func randomAllowlist(r *rand.Rand, armored []byte) (*Allowlist, map[string][]byt
 				v.Pattern = []string{`^v[0-9]+\.[0-9]+$`, `^(a|b)$`, `^$`, `^[^']*"x"\\$`, "^\u00e9+$"}[r.Intn(5)]
 			}
 			v.File = r.Intn(2) == 0
+			// A pinned value with "$" refers to names the entry does not
+			// admit unless it is raw.
+			v.Raw = r.Intn(4) == 0 || strings.Contains(v.Value, "$")
 			if r.Intn(3) == 0 {
 				v.Name, v.Dangerous = fmt.Sprintf("LD_%d", j), true
 			}
 			d.Variables = append(d.Variables, v)
+		}
+		if r.Intn(3) == 0 {
+			// A set of the allowlist's, included by this entry.
+			if a.VariableSets == nil {
+				a.VariableSets = map[string]*VariableSet{}
+			}
+			name := fmt.Sprintf("set-%d", i)
+			set := &VariableSet{Name: name, Variables: []Variable{
+				{Name: fmt.Sprintf("S%d_ACCOUNT", i), Value: randomHex(r, 12), HasValue: true},
+				{Name: fmt.Sprintf("S%d_ROLE", i), Value: fmt.Sprintf("arn:aws:iam::${S%d_ACCOUNT}:role/x", i), HasValue: true},
+			}}
+			a.VariableSets[name] = set
+			d.VariableSets = []string{name}
+			d.Included = set.Variables
+			d.Variables = append(d.Variables, Variable{Name: "IMAGE_DIGEST", Value: "sha256:" + randomHex(r, 64), HasValue: true})
+			d.Image = "registry.example.com/team/img@$IMAGE_DIGEST"
 		}
 		if r.Intn(2) == 0 {
 			d.Timeout = time.Duration(1+r.Int63n(int64(24*time.Hour)/int64(time.Millisecond))) * time.Millisecond

@@ -107,17 +107,19 @@ func DangerousName(name string) string {
 }
 
 // ReservedName reports why writ itself sets a variable name in every job's
-// environment, or "" when it does not. No entry may admit a reserved name,
-// dangerous or not: the job always sees writ's value. The environment's
-// job.env names are reserved too, but only the executor knows them.
+// environment, or GitLab defines it (see Predefined), or "" when neither
+// does. No entry may admit a reserved name, dangerous or not: the job
+// always sees writ's value, or none. A user variable that merely starts
+// with CI_ or GITLAB_ is not reserved. The environment's job.env names are
+// reserved too, but only the executor knows them.
 func ReservedName(name string) string {
 	switch {
 	case name == "PATH" || name == "HOME" || name == "LANG":
 		return "writ sets it from the runner host's configuration (job.path, job.home, job.lang)"
-	case name == "CI" || strings.HasPrefix(name, "CI_"):
-		return "writ derives CI variables from verified data; GitLab's are dropped"
-	case strings.HasPrefix(name, "GITLAB_"):
-		return "GitLab's predefined variables never reach a job under writ"
+	case ProvidedSource(name) != "":
+		return "writ sets it from verified data (" + ProvidedSource(name) + "); GitLab's value is dropped"
+	case Predefined(name):
+		return "it is a GitLab predefined variable, and GitLab's predefined variables never reach a job under writ"
 	case strings.HasPrefix(name, "WRIT_"):
 		return "writ sets WRIT_ variables"
 	}

@@ -108,6 +108,7 @@ func FuzzSplitParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(example)
+	f.Add([]byte(setsDoc()))
 	armored, err := os.ReadFile(filepath.Join(exampleDir, "keys", "alice.asc"))
 	if err != nil {
 		f.Fatal(err)

@@ -42,6 +42,9 @@ type Allowlist struct {
 	// so that source approvals count a person once however many keys they
 	// hold. A key listed under no person is a person of its own.
 	People map[string]*Person
+	// VariableSets are the named variable sets entries include, keyed by
+	// set name (see VariableSet).
+	VariableSets map[string]*VariableSet
 	// Jobs are the job entries in file order. Entry names are unique.
 	Jobs []*Entry
 }
@@ -153,11 +156,19 @@ type Definition struct {
 	// for none. Services are image references likewise pinned.
 	Image    string
 	Services []string
-	// Variables are the only job variables that reach the job.
+	// Variables are the entry's own job variables. They and the variables
+	// of VariableSets are the only job variables that reach the job.
 	Variables []Variable
+	// VariableSets names the allowlist's variable sets the entry includes.
+	VariableSets []string
+	// Included are the variables of VariableSets, in order, as Parse
+	// resolved them: the entry carries them so that a job needs nothing
+	// else of the allowlist (see AllVariables).
+	Included []Variable
 	// Timeout bounds the script; zero means the executor's default.
 	Timeout      time.Duration
 	Artifacts    bool
+	Uploads      *Uploads // if set, the only files writ uploads; GitLab's artifacts must equal them
 	Cache        bool
 	Dependencies bool
 	// Network is the job's network in writ's sandbox: "host" (the host's
@@ -179,6 +190,11 @@ type Variable struct {
 	// sees the path of a file holding the value. A job whose variable has
 	// the other kind is refused, since the kind changes what the job sees.
 	File bool
+	// Raw: GitLab does not expand $NAME references in the value (the
+	// variable's "expand: false", raw in the job payload). A job whose
+	// variable says otherwise is refused, since the flag changes what the
+	// job sees.
+	Raw bool
 	// Dangerous acknowledges a name that controls the loader, the shell,
 	// git or a language runtime (see DangerousName). Without it such a
 	// name is refused.
@@ -206,6 +222,9 @@ type Source struct {
 	// Signers names signer sets of the allowlist.
 	Signers []string
 	Mode    SourceMode
+	// Signature says whether the job's commit must carry an author
+	// signature (see SourceSignature).
+	Signature SourceSignature
 	// Pin, if set, is the only commit (full hex) the entry admits.
 	Pin string
 	// DescendsFrom, if set, is a commit every admitted commit descends from.
@@ -214,6 +233,10 @@ type Source struct {
 	// Approvals, if set, requires signed approvals of the job's commit by
 	// distinct people (see SourceApprovals), in addition to Mode.
 	Approvals *SourceApprovals
+	// Git says whether the checkout carries a .git (GitMode); Extra are
+	// further verified repositories checked out into it (ExtraSource).
+	Git   GitMode        `json:",omitempty"`
+	Extra []*ExtraSource `json:",omitempty"`
 }
 
 // SourceApprovals is an entry's two-person rule: Threshold distinct people

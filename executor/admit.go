@@ -81,6 +81,8 @@ type AdmittedVariable struct {
 	// File: the runner marks it a file variable; the job sees a path to a
 	// 0600 file holding Value.
 	File bool `json:"file,omitempty"`
+	// raw: the entry's raw flag; expandVariables leaves the value as it is.
+	raw bool
 }
 
 // Decision is the outcome of admission for one job.
@@ -106,8 +108,13 @@ type Decision struct {
 	Failures []Failure `json:"failures,omitempty"`
 	// Variables are the admitted variables (values withheld from JSON).
 	Variables []AdmittedVariable `json:"-"`
+	// Image is the entry's image as GitLab Runner would expand it, from the
+	// entry's pinned values (allowlist.ExpandImage): what runs.
+	Image string `json:"image,omitempty"`
 	// Signer is the verified signer of the commit or tag, when verified.
 	Signer string `json:"signer,omitempty"`
+	// Sources are the entry's verified further repositories (source.extra).
+	Sources []VerifiedSource `json:"sources,omitempty"`
 	// PayloadDigest is the hex SHA-256 of the payload bytes.
 	PayloadDigest string `json:"payload_sha256,omitempty"`
 	// Suggestion is an entry that would admit the job's definition as
@@ -130,22 +137,12 @@ func (d *Decision) FailedChecks() []string {
 
 func (d *Decision) fail(f Failure) { d.Failures = append(d.Failures, f) }
 
-// predefinedNames are GitLab predefined variables outside the CI_ and
-// GITLAB_ prefixes. Like those, they are tolerated in the payload and never
-// reach the job: writ derives the CI_ values a job sees from verified data.
-var predefinedNames = map[string]bool{
-	"CI":              true,
-	"CHAT_CHANNEL":    true,
-	"CHAT_INPUT":      true,
-	"CHAT_USER_ID":    true,
-	"TRIGGER_PAYLOAD": true,
-}
-
 // IsPredefined reports whether a variable key is GitLab predefined metadata
-// that writ tolerates in a payload without passing it to the job.
-func IsPredefined(key string) bool {
-	return strings.HasPrefix(key, "CI_") || strings.HasPrefix(key, "GITLAB_") || predefinedNames[key]
-}
+// that writ tolerates in a payload without passing it to the job: a name
+// GitLab or GitLab Runner defines (allowlist.Predefined). A user variable
+// that merely starts with CI_ or GITLAB_ is not predefined: like any other
+// it reaches the job only when the entry names it.
+func IsPredefined(key string) bool { return allowlist.Predefined(key) }
 
 // checkDefinition compares the payload with the entry's definition and
 // returns the variables that reach the job. hostEnv is the environment's
@@ -190,7 +187,12 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 		d.fail(Failure{Check: CheckSecrets, Message: fmt.Sprintf("the job requests %d CI secret(s) (secrets:); writ does not deliver secrets from external secret managers", p.Secrets),
 			Hint: "remove secrets: from the job; provide what the job needs through writ's environment configuration (job.env) on the runner host"})
 	}
-	checkImage(d, "image", CheckImage, def.Image, p.Image)
+	// GitLab Runner writes the payload with the image and services already
+	// expanded (from GitLab's variables); what must equal them is the
+	// entry's references expanded from its pinned values, which is what
+	// runs.
+	d.Image = expandedImage(d, "image", CheckImage, def, def.Image)
+	checkImage(d, "image", CheckImage, d.Image, p.Image)
 	if len(p.Services) != len(def.Services) {
 		d.fail(Failure{Check: CheckServices,
 			Message:  fmt.Sprintf("the job has %d service(s), the entry allows %d", len(p.Services), len(def.Services)),
@@ -199,7 +201,8 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 			Hint:     "make services: list exactly the entry's digest-pinned images"})
 	} else {
 		for i := range p.Services {
-			checkImage(d, fmt.Sprintf("services[%d]", i), CheckServices, def.Services[i], p.Services[i])
+			what := fmt.Sprintf("services[%d]", i)
+			checkImage(d, what, CheckServices, expandedImage(d, what, CheckServices, def, def.Services[i]), p.Services[i])
 		}
 	}
 	type allowance struct {
@@ -209,7 +212,7 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 		hint    string
 	}
 	for _, a := range []allowance{
-		{CheckArtifacts, p.Artifacts, def.Artifacts, "remove artifacts: from the job, or set artifacts: true in the allowlist entry (writ still never uploads them)"},
+		{CheckArtifacts, p.Artifacts, def.Artifacts || def.Uploads != nil, "remove artifacts: from the job, or get the allowlist entry to list them under uploads: (writ then uploads exactly the entry's files); artifacts: true in the entry lets them through without uploading anything"},
 		{CheckCache, p.Cache, def.Cache, "remove cache: from the job, or set cache: true in the allowlist entry (writ still never restores or saves a cache)"},
 		{CheckDependencies, p.Dependencies, def.Dependencies, "add `dependencies: []` to the job (GitLab otherwise lists every earlier job with artifacts), or set dependencies: true in the allowlist entry (writ still never downloads them)"},
 	} {
@@ -217,7 +220,10 @@ func checkDefinition(d *Decision, p *Payload, e *allowlist.Entry, hostEnv map[st
 			d.fail(Failure{Check: a.check, Message: fmt.Sprintf("the job has %d %s item(s); the entry allows none", a.n, a.check), Hint: a.hint})
 		}
 	}
-	return checkVariables(d, p, def.Variables, hostEnv)
+	if def.Uploads != nil {
+		checkUploads(d, p, def.Uploads)
+	}
+	return checkVariables(d, p, def.AllVariables(), hostEnv)
 }
 
 // compareLines requires got to equal want line for line, byte for byte, and
@@ -272,6 +278,20 @@ func imageNames(imgs []Image) []string {
 	return out
 }
 
+// expandedImage is the entry's image or service reference ref as GitLab
+// Runner expands it, from the entry's pinned values
+// (allowlist.ExpandImage). Parse refuses an entry whose reference cannot be
+// expanded so; one built otherwise fails the check.
+func expandedImage(d *Decision, what, check string, def *allowlist.Definition, ref string) string {
+	img, err := allowlist.ExpandImage(def, ref)
+	if err != nil {
+		d.fail(Failure{Check: check, Message: fmt.Sprintf("the entry's %s %s", what, err.Error()),
+			Hint: "get the entry fixed: writ allowlist lint says what to change"})
+		return ref
+	}
+	return img
+}
+
 func checkImage(d *Decision, what, check, want string, got Image) {
 	if got.Name != want {
 		exp := want
@@ -318,12 +338,19 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 			if IsPredefined(v.Key) {
 				continue
 			}
-			d.fail(Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is not allowed by the allowlist entry", key),
+			f := Failure{Check: CheckVariables, Message: fmt.Sprintf("variable %s is not allowed by the allowlist entry", key),
 				Expected: "(not named by the entry)", Received: key,
-				Hint: "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"})
+				Hint: "remove the variable from .gitlab-ci.yml and from the project's, group's and instance's CI/CD variables, or get the entry to name it with a pinned value or pattern"}
+			if strings.HasPrefix(v.Key, "CI_") || strings.HasPrefix(v.Key, "GITLAB_") {
+				// Dropping it would leave a script that filters on it
+				// acting on everything.
+				f.Message = fmt.Sprintf("variable %s is not a variable GitLab defines, so it is a user variable, and the allowlist entry does not name it", key)
+				f.Hint = "get the entry to name it with a pinned value or pattern (writ allowlist entry includes it), or remove it from GitLab; if it is a predefined variable of a GitLab newer than this writ, upgrade writ (until then, an entry that names it lets GitLab's value through)"
+			}
+			d.fail(f)
 			continue
 		}
-		if !variableNameAdmissible(d, a, hostEnv) || !variableKindMatches(d, a, v) {
+		if !variableNameAdmissible(d, a, hostEnv) || !variableKindMatches(d, a, v) || !variableRawMatches(d, a, v) {
 			continue
 		}
 		if strings.IndexByte(v.Value, 0) >= 0 {
@@ -339,7 +366,7 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 		if a.HasValue {
 			value = a.Value
 		}
-		out = append(out, AdmittedVariable{Name: v.Key, Value: value, File: a.File})
+		out = append(out, AdmittedVariable{Name: v.Key, Value: value, File: a.File, raw: a.Raw})
 	}
 	// A pinned value is part of the signed definition: the job gets it even
 	// when GitLab leaves the variable out, so omitting a variable cannot
@@ -347,7 +374,7 @@ func checkVariables(d *Decision, p *Payload, allowed []allowlist.Variable, hostE
 	for i := range allowed {
 		a := &allowed[i]
 		if a.HasValue && !seen[a.Name] && variableNameAdmissible(d, a, hostEnv) {
-			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value, File: a.File})
+			out = append(out, AdmittedVariable{Name: a.Name, Value: a.Value, File: a.File, raw: a.Raw})
 		}
 	}
 	return out
@@ -392,6 +419,25 @@ func variableKindMatches(d *Decision, a *allowlist.Variable, v Variable) bool {
 		Message:  fmt.Sprintf("variable %s is %s, but the allowlist entry makes it %s", allowlist.Visible(clip(v.Key)), kind(v.File), kind(a.File)),
 		Expected: kind(a.File), Received: kind(v.File),
 		Hint: "set the variable's type in GitLab's CI/CD settings to the entry's (Variable or File), or get the entry's file: changed"})
+	return false
+}
+
+// variableRawMatches refuses a variable GitLab expands when the entry says
+// raw, or the reverse: expansion changes what the job sees.
+func variableRawMatches(d *Decision, a *allowlist.Variable, v Variable) bool {
+	if v.Raw == a.Raw {
+		return true
+	}
+	kind := func(raw bool) string {
+		if raw {
+			return "raw ($NAME references stay as written)"
+		}
+		return "expanded ($NAME references are replaced)"
+	}
+	d.fail(Failure{Check: CheckVariables,
+		Message:  fmt.Sprintf("variable %s is %s, but the allowlist entry makes it %s", allowlist.Visible(clip(v.Key)), kind(v.Raw), kind(a.Raw)),
+		Expected: kind(a.Raw), Received: kind(v.Raw),
+		Hint: "set the variable's \"Expand variable reference\" in GitLab's CI/CD settings (expand: in .gitlab-ci.yml) to match the entry, or get the entry's raw: changed"})
 	return false
 }
 
@@ -463,7 +509,7 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 			continue
 		}
 		seen[v.Key] = true
-		av := allowlist.Variable{Name: v.Key, File: v.File}
+		av := allowlist.Variable{Name: v.Key, File: v.File, Raw: v.Raw}
 		if v.Public && !v.Masked && !v.File {
 			av.Value, av.HasValue = v.Value, true
 		} else {
@@ -471,10 +517,28 @@ func EntryFromPayload(p *Payload, env string) *allowlist.Entry {
 		}
 		e.Definition.Variables = append(e.Definition.Variables, av)
 	}
-	e.Definition.Artifacts = p.Artifacts > 0
+	if e.Definition.Uploads = uploadsFromPayload(p); e.Definition.Uploads == nil {
+		e.Definition.Artifacts = p.Artifacts > 0
+	}
 	e.Definition.Cache = p.Cache > 0
 	e.Definition.Dependencies = p.Dependencies > 0
 	return e
+}
+
+// IncludeVariableSets makes e, an entry built by EntryFromPayload from p,
+// include the variable sets names, whose variables are included (as
+// allowlist.Definition.Included holds them): a variable of the job that
+// an included rule admits as it is (same kind, raw flag and an admitted
+// value) is left to the set. One a set admits otherwise stays in the
+// entry, where lint reports the clash for a maintainer to resolve.
+func IncludeVariableSets(e *allowlist.Entry, p *Payload, names []string, included []allowlist.Variable) {
+	e.Definition.VariableSets = slices.Clone(names)
+	e.Definition.Included = included
+	e.Definition.Variables = slices.DeleteFunc(e.Definition.Variables, func(v allowlist.Variable) bool {
+		return slices.ContainsFunc(included, func(iv allowlist.Variable) bool {
+			return iv.Name == v.Name && iv.File == v.File && iv.Raw == v.Raw && admitsValue(iv, payloadValue(p, v.Name))
+		})
+	})
 }
 
 var nameUnsafe = lazyre.New(`[^a-z0-9]+`)

@@ -43,7 +43,7 @@ func TestCheckDefinitionAdmitsExactMatch(t *testing.T) {
 		t.Fatalf("failures: %+v", d.Failures)
 	}
 	got := fmt.Sprint(vars)
-	if got != "[{GREETING hello false} {REGION eu false}]" {
+	if got != "[{GREETING hello false false} {REGION eu false false}]" {
 		t.Errorf("admitted variables %s (predefined CI_/GITLAB_ ones must not be admitted)", got)
 	}
 }

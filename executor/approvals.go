@@ -45,6 +45,11 @@ func approvalRefs(r *git.Repository, commit string) ([]*plumbing.Reference, erro
 // readApprovals reads the approvals of commit from the mirror.
 func (s *sourceMirror) readApprovals(commit string) ([]allowlist.SourceApproval, error) {
 	out, err := ReadApprovals(s.m.Repo(), commit)
+	return s.tooMany(commit, out, err)
+}
+
+// tooMany turns too many approvals of commit into a refusal.
+func (s *sourceMirror) tooMany(commit string, out []allowlist.SourceApproval, err error) ([]allowlist.SourceApproval, error) {
 	if errors.Is(err, errTooManyApprovals) {
 		return nil, &Failure{Check: CheckApprovals, Message: fmt.Sprintf("the entry's repository %s: %v", s.repo, err),
 			Hint: "delete stale approval refs (git push --delete) under " + allowlist.SourceApprovalRefPrefix + commit + "/"}
@@ -64,6 +69,11 @@ func ReadApprovals(r *git.Repository, commit string) ([]allowlist.SourceApproval
 	if err != nil {
 		return nil, err
 	}
+	return approvalsAt(r, commit, refs)
+}
+
+// approvalsAt reads the approvals of commit published under refs.
+func approvalsAt(r *git.Repository, commit string, refs []*plumbing.Reference) ([]allowlist.SourceApproval, error) {
 	if len(refs) > allowlist.MaxSourceApprovals {
 		return nil, fmt.Errorf("%w: %d approvals of commit %s are published, more than the %d writ reads", errTooManyApprovals, len(refs), commit, allowlist.MaxSourceApprovals)
 	}
@@ -120,27 +130,47 @@ func approvalFiles(st storer.EncodedObjectStorer, h plumbing.Hash) (map[string][
 // checkApprovals counts the approvals of the job's commit for this
 // environment (after its signature is verified) and refuses when fewer
 // distinct people than the entry's threshold approved.
-func (s *sourceMirror) checkApprovals(req *sourceRequest, a *allowlist.Allowlist, env string, signer gitsig.Signer, now time.Time) error {
+// It returns the tally, nil when the entry requires no approvals.
+func (s *sourceMirror) checkApprovals(req *sourceRequest, a *allowlist.Allowlist, env string, signer gitsig.Signer, now time.Time) (*allowlist.SourceTally, error) {
 	e := req.entry
 	if e.Source.Approvals == nil {
-		return nil
-	}
-	approvals, err := s.readApprovals(req.p.SHA)
-	if err != nil {
-		return err
+		return nil, nil
 	}
 	var author *gitsig.Signer
 	if signer.Fingerprint != "" {
 		author = &signer
 	}
-	t, err := a.TallySourceApprovals(e, req.p.SHA, env, author, approvals, now)
+	approvals, err := s.readApprovals(req.p.SHA)
 	if err != nil {
-		return &Failure{Check: CheckApprovals, Message: err.Error(), Hint: "fix the entry's source.approvals in the allowlist"}
+		return nil, err
+	}
+	return tallyCommit(e, a, req.p.SHA, env, author, approvals, now)
+}
+
+// tallyCommit counts approvals of commit for env and refuses when they are
+// short of the entry's threshold.
+func tallyCommit(e *allowlist.Entry, a *allowlist.Allowlist, commit, env string, author *gitsig.Signer, approvals []allowlist.SourceApproval, now time.Time) (*allowlist.SourceTally, error) {
+	t, err := a.TallySourceApprovals(e, commit, env, author, approvals, now)
+	if err != nil {
+		return nil, &Failure{Check: CheckApprovals, Message: err.Error(), Hint: "fix the entry's source.approvals in the allowlist"}
 	}
 	if t.Needed() == 0 {
-		return nil
+		return &t, nil
 	}
-	return approvalsFailure(e, req.p.SHA, env, &t, len(approvals))
+	return nil, approvalsFailure(e, commit, env, &t, len(approvals))
+}
+
+// approvedBy names who vouched for a commit admitted without an author
+// signature, for the admission banner and the audit record.
+func approvedBy(t *allowlist.SourceTally) string {
+	if t == nil {
+		return "nobody"
+	}
+	people := make([]string, len(t.Valid))
+	for i, v := range t.Valid {
+		people[i] = v.Person
+	}
+	return "approved by " + strings.Join(people, ", ")
 }
 
 // approvalsFailure is the refusal of a commit short of approvals: what

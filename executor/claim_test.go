@@ -2,10 +2,13 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/state"
@@ -144,6 +147,111 @@ func TestDecisionRacesAnotherHost(t *testing.T) {
 		hw, _, _ := o.readHighWater(t.Context(), "app-build")
 		if hw == nil || hw.Commit != c.mark {
 			t.Fatalf("case %d: mark %+v, want %s", i, hw, c.mark)
+		}
+	}
+}
+
+// slowClaimStore is a Local store whose job-id claim answers only once the
+// decision has read the entry's marks (a claim slower than the checks, as
+// a fleet store's round trip can be), with claimErr.
+type slowClaimStore struct {
+	*state.Local
+	claimErr  error
+	entryRead chan struct{}
+	once      sync.Once
+
+	mu       sync.Mutex
+	claimed  bool // the claim has answered
+	putEarly bool // a mark moved before the claim answered
+	putMarks int
+	overlaps bool // the checks ran while the claim was pending
+}
+
+func (s *slowClaimStore) Entry(ctx context.Context, name string) (*state.Entry, error) {
+	s.once.Do(func() { close(s.entryRead) })
+	return s.Local.Entry(ctx, name)
+}
+
+func (s *slowClaimStore) ClaimJob(ctx context.Context, c state.JobClaim) error {
+	select {
+	case <-s.entryRead:
+		s.mu.Lock()
+		s.overlaps = true
+		s.mu.Unlock()
+	case <-time.After(10 * time.Second):
+	}
+	s.mu.Lock()
+	s.claimed = true
+	s.mu.Unlock()
+	if s.claimErr != nil {
+		return s.claimErr
+	}
+	return s.Local.ClaimJob(ctx, c)
+}
+
+func (s *slowClaimStore) PutEntry(ctx context.Context, e *state.Entry, next state.EntryMark) error {
+	s.mu.Lock()
+	s.putEarly = s.putEarly || !s.claimed
+	s.putMarks++
+	s.mu.Unlock()
+	return s.Local.PutEntry(ctx, e, next)
+}
+
+// Issue #15: the job-id claim runs while the allowlist and the source are
+// checked, but no mark moves before it holds, and its outcome decides:
+// another run's id is refused for that alone, a claim that cannot be
+// taken fails closed.
+func TestClaimOverlapsChecks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := state.JobClaim{ID: "4000", Token: "other-run", Host: "other-host", Time: time.Now()}
+	for i, c := range []struct {
+		name     string
+		claimErr error
+	}{
+		{"claimed", nil},
+		{"held by another run", &state.ClaimedError{Holder: holder}},
+		{"store unavailable", fmt.Errorf("%w: injected", state.ErrUnavailable)},
+	} {
+		cfg.Paths.State = filepath.Join(e.root, fmt.Sprintf("overlap-%d", i))
+		st := &slowClaimStore{Local: state.NewLocal(cfg.Paths.State), claimErr: c.claimErr, entryRead: make(chan struct{})}
+		payloadFile := filepath.Join(e.root, fmt.Sprintf("overlap-%d.json", i))
+		getenv := func(k string) string {
+			if k == envJobResponse {
+				return payloadFile
+			}
+			return ""
+		}
+		o := Options{Config: cfg, Allowlist: &dirSource{dir: e.alDir}, State: st, Getenv: getenv}.withDefaults()
+		d, _, err := o.decide(t.Context(), e.payload(4000, e.head), true)
+		if !st.overlaps {
+			t.Errorf("%s: the claim answered before the checks read the entry's marks: it does not overlap them", c.name)
+		}
+		if st.putEarly {
+			t.Errorf("%s: a mark moved before the job id was claimed", c.name)
+		}
+		hw, _, _ := o.readHighWater(t.Context(), "app-build")
+		switch c.claimErr {
+		case nil:
+			if err != nil || !d.Admitted || st.putMarks != 1 || hw == nil || hw.Commit != e.head || o.claimed != "4000" {
+				t.Fatalf("%s: admitted=%v err=%v marks put %d, mark %+v, claimed %q; want admitted, one mark at %s",
+					c.name, d.Admitted, err, st.putMarks, hw, o.claimed, e.head)
+			}
+		default:
+			if st.putMarks != 0 || hw != nil || o.claimed != "" || d.Admitted {
+				t.Fatalf("%s: admitted=%v, marks put %d, mark %+v, claimed %q; want nothing moved", c.name, d.Admitted, st.putMarks, hw, o.claimed)
+			}
+		}
+		if c.name == "held by another run" && (err != nil || len(d.Failures) != 1 || d.Failures[0].Check != CheckJobID || d.Signer != "") {
+			t.Fatalf("%s: err=%v failures %+v signer %q; want the job_id refusal alone", c.name, err, d.Failures, d.Signer)
+		}
+		if c.name == "store unavailable" && !errors.Is(err, state.ErrUnavailable) {
+			t.Fatalf("%s: err=%v, want writ cannot decide (ErrUnavailable)", c.name, err)
 		}
 	}
 }

@@ -110,6 +110,10 @@ func (o *Options) jobImage(s *Snapshot) string {
 	if !o.contained() || o.Config.Sandbox.Images != "run" || s.Entry == nil || s.PassThrough {
 		return ""
 	}
+	if s.Image != "" {
+		// Expanded at admission from the entry's pinned values.
+		return s.Image
+	}
 	return s.Entry.Definition.Image
 }
 

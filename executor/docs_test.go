@@ -21,7 +21,13 @@ var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 // docs file against what the code prints, colours removed.
 func docsBlock(t *testing.T, file, name, printed string) {
 	t.Helper()
-	content := "```text\n" + ansi.ReplaceAllString(printed, "") + "```\n"
+	docsFenced(t, file, name, "text", printed)
+}
+
+// docsFenced is docsBlock for a fenced block of language lang.
+func docsFenced(t *testing.T, file, name, lang, printed string) {
+	t.Helper()
+	content := "```" + lang + "\n" + ansi.ReplaceAllString(printed, "") + "```\n"
 	path := filepath.Join("..", "docs", file)
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -145,6 +145,8 @@ type env struct {
 	contained bool
 	// sandboxExtra are TOML lines added under [sandbox].
 	sandboxExtra []string
+	// configTail is TOML appended to the config (whole tables).
+	configTail string
 }
 
 // entrySpec describes one allowlist entry; render turns it into YAML.
@@ -272,7 +274,8 @@ FROM_CONFIG = "config-value"
 [sandbox]
 unsafe_no_sandbox = %t
 %s
-`, e.mode, e.state, e.cache, e.auditPath, e.builds, e.jobUser, !e.contained, strings.Join(e.sandboxExtra, "\n"))
+%s
+`, e.mode, e.state, e.cache, e.auditPath, e.builds, e.jobUser, !e.contained, strings.Join(e.sandboxExtra, "\n"), e.configTail)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

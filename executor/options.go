@@ -75,7 +75,9 @@ type Options struct {
 	// the stages that write to the job log.
 	progress io.Writer
 
-	// claimed is the job id this prepare claimed (see claimJob).
+	// claim is prepare's job-id claim, under way while it decides;
+	// claimed is the job id it holds once joined (see joinClaim).
+	claim   *pendingClaim
 	claimed string
 }
 

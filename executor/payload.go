@@ -50,6 +50,13 @@ type Payload struct {
 	// count the entries of those payload lists (for secrets: keys; for run:
 	// steps).
 	Artifacts, Cache, Dependencies, Hooks, Secrets, Run, Credentials int
+	// ArtifactList is the payload's artifacts list item by item, compared
+	// with an entry's uploads (see checkUploads).
+	ArtifactList []Artifact
+	// JobToken is the job's token, which authenticates writ's uploads to
+	// the configured GitLab (never to a URL from the payload). It is never
+	// recorded or shown.
+	JobToken string
 	// Digest is the hex SHA-256 of the payload bytes.
 	Digest string
 }
@@ -215,6 +222,12 @@ func DecodePayload(data []byte) (*Payload, error) {
 		if *c.n, err = count(top[c.key], c.key); err != nil {
 			return nil, err
 		}
+	}
+	if p.ArtifactList, err = decodeArtifacts(top["artifacts"]); err != nil {
+		return nil, err
+	}
+	if p.JobToken, err = str(top, "token", "the payload"); err != nil {
+		return nil, err
 	}
 	secrets, err := jsonObject(top["secrets"], "secrets", nil)
 	if err != nil {

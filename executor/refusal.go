@@ -119,7 +119,17 @@ func short(sha string) string {
 func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 	fmt.Fprintf(w, "%swrit: admitted%s by entry %q of allowlist version %d (commit %s) in environment %q\n",
 		ansiBoldGreen, ansiReset, s.Entry.Name, s.Allowlist.Version, short(s.Allowlist.Commit), s.Environment)
-	fmt.Fprintf(w, "writ: source %s at %s, verified (%s, signed by %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
+	if s.Entry.Source.ApprovalsOnly() {
+		fmt.Fprintf(w, "writ: source %s at %s, verified (%s, no author signature: %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
+	} else {
+		fmt.Fprintf(w, "writ: source %s at %s, verified (%s, signed by %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
+	}
+	for _, v := range s.Sources {
+		fmt.Fprintf(w, "writ: source.extra %s: %s at %s on %s, verified (signed by %s)\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
+	}
+	if s.Image != "" && s.Image != s.Entry.Definition.Image {
+		fmt.Fprintf(w, "writ: image %s (the entry's %s, expanded from its pinned values)\n", s.Image, s.Entry.Definition.Image)
+	}
 	if version != "" {
 		fmt.Fprintf(w, "writ: judged by writ %s\n", version)
 	}
@@ -172,6 +182,8 @@ func suggestion(p *Payload, env string, found *allowlist.Entry, near []*allowlis
 			}
 		}
 	}
+	// The entry's variable sets stay included.
+	IncludeVariableSets(&s, p, base.Definition.VariableSets, base.Definition.Included)
 	s.Source.Signers = slices.Clone(base.Source.Signers)
 	return &s
 }

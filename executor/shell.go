@@ -197,12 +197,13 @@ func (o *Options) terminate(pgid int, waitCh <-chan error) error {
 	}
 }
 
-// jobEnv is the clean environment of a job's script: the entry's admitted
-// variables, then fixed values from writ's configuration, then CI_ values
-// derived from verified data, in increasing precedence, so that no admitted
-// variable overrides what writ sets (admission refuses such names too).
-// Nothing else from the runner's or GitLab's environment reaches it.
-func (o *Options) jobEnv(s *Snapshot) []string {
+// jobEnv is the clean environment of a stage's script: the entry's
+// admitted variables, then fixed values from writ's configuration, then
+// the values writ provides from verified data (provided), in increasing
+// precedence, so that no admitted variable overrides what writ sets
+// (admission refuses such names too). Nothing else from the runner's or
+// GitLab's environment reaches it.
+func (o *Options) jobEnv(s *Snapshot, stage string) []string {
 	c := o.Config
 	env := map[string]string{}
 	for _, v := range s.Variables {
@@ -224,34 +225,9 @@ func (o *Options) jobEnv(s *Snapshot) []string {
 	for k, v := range c.Job.Env {
 		env[k] = v
 	}
-	derived := map[string]string{
-		"CI":                     "true",
-		"CI_JOB_ID":              s.Job.ID,
-		"CI_JOB_NAME":            s.Job.Name,
-		"CI_PROJECT_PATH":        s.Job.Project,
-		"CI_COMMIT_SHA":          s.Commit,
-		"CI_ENVIRONMENT_NAME":    s.Environment,
-		"CI_PROJECT_DIR":         o.projectDir(s),
-		"WRIT_ENVIRONMENT":       s.Environment,
-		"WRIT_ALLOWLIST_VERSION": fmt.Sprint(s.Allowlist.Version),
-	}
-	if len(s.Commit) >= 8 {
-		derived["CI_COMMIT_SHORT_SHA"] = s.Commit[:8]
-	}
-	// The verified full ref, never GitLab's ref_type, says whether the job
-	// runs for a branch or a tag.
-	if kind, name, ok := allowlist.SplitRef(s.Ref); ok {
-		derived["CI_COMMIT_REF_NAME"] = name
-		if kind == allowlist.RefBranch {
-			derived["CI_COMMIT_BRANCH"] = name
-		} else {
-			derived["CI_COMMIT_TAG"] = name
-		}
-	}
-	if i := strings.LastIndexByte(s.Job.Project, '/'); i > 0 {
-		derived["CI_PROJECT_NAMESPACE"] = s.Job.Project[:i]
-		derived["CI_PROJECT_NAME"] = s.Job.Project[i+1:]
-	}
+	derived := o.provided(s, o.jobStatus(s.Job.ID, stage))
+	derived["WRIT_ENVIRONMENT"] = s.Environment
+	derived["WRIT_ALLOWLIST_VERSION"] = fmt.Sprint(s.Allowlist.Version)
 	if s.Entry != nil {
 		derived["WRIT_ENTRY"] = s.Entry.Name
 	}

@@ -105,14 +105,14 @@ func TestJobEnvTakesRefKindFromSnapshotRef(t *testing.T) {
 			{Name: "FROM_HOST", Value: "evil"}, {Name: "WRIT_ENTRY", Value: "evil"}, {Name: "WRIT_OTHER", Value: "evil"},
 			{Name: "CI_COMMIT_TAG", Value: "evil"}, {Name: "OK", Value: "fine"},
 		}}
-	env := strings.Join(o.jobEnv(s), "\n") + "\n"
+	env := strings.Join(o.jobEnv(s, "build_script"), "\n") + "\n"
 	mustContain(t, env, "PATH=/usr/bin:/bin\n", "HOME=/home/job\n", "LANG=C.UTF-8\n", "FROM_HOST=host\n",
 		"CI_COMMIT_BRANCH=main\n", "CI_COMMIT_REF_NAME=main\n", "OK=fine\n")
 	mustNotContain(t, env, "evil", "CI_COMMIT_TAG", "WRIT_OTHER")
 
 	// No verified ref (a refused or pass-through job): no ref variables.
 	s.Ref = ""
-	env = strings.Join(o.jobEnv(s), "\n")
+	env = strings.Join(o.jobEnv(s, "build_script"), "\n")
 	mustNotContain(t, env, "CI_COMMIT_BRANCH", "CI_COMMIT_TAG", "CI_COMMIT_REF_NAME")
 }
 
@@ -145,9 +145,11 @@ func TestVariableKinds(t *testing.T) {
 		{"pattern as value", entry(pattern), []func(map[string]any){withVar("RELEASE", "v1")}, []AdmittedVariable{{Name: "RELEASE", Value: "v1"}}},
 		{"file pattern as value", entry(patternFile), []func(map[string]any){withVar("RELEASE", "v1")}, nil},
 		{"file pattern as file", entry(patternFile), []func(map[string]any){withVar("RELEASE", "v1", "file")}, []AdmittedVariable{{Name: "RELEASE", Value: "v1", File: true}}},
-		// GitLab's raw flag changes nothing writ does (writ never expands
-		// references): the bytes reach the job as signed either way.
-		{"raw pinned", entry(allowlist.Variable{Name: "X", Value: "$HOME", HasValue: true}), []func(map[string]any){withVar("X", "$HOME", "raw")}, []AdmittedVariable{{Name: "X", Value: "$HOME"}}},
+		// GitLab's raw flag decides whether the runner expands the value,
+		// so it is part of the definition like the kind.
+		{"raw pinned", entry(allowlist.Variable{Name: "X", Value: "$HOME", HasValue: true, Raw: true}), []func(map[string]any){withVar("X", "$HOME", "raw")}, []AdmittedVariable{{Name: "X", Value: "$HOME", raw: true}}},
+		{"raw flipped to expanded", entry(allowlist.Variable{Name: "X", Value: "$HOME", HasValue: true, Raw: true}), []func(map[string]any){withVar("X", "$HOME")}, nil},
+		{"expanded flipped to raw", entry(allowlist.Variable{Name: "X", Value: "$HOME", HasValue: true}), []func(map[string]any){withVar("X", "$HOME", "raw")}, nil},
 		{"expanded pinned", entry(allowlist.Variable{Name: "X", Value: "$HOME", HasValue: true}), []func(map[string]any){withVar("X", "$HOME")}, []AdmittedVariable{{Name: "X", Value: "$HOME"}}},
 	} {
 		// testEntry's payload sends GREETING, which the entry pins.
@@ -188,7 +190,10 @@ func TestDangerousNamesAtAdmission(t *testing.T) {
 		{allowlist.Variable{Name: "PATH", Pattern: "^.*$", Dangerous: true}, false, "cannot reach the job: writ sets it"},
 		{allowlist.Variable{Name: "HOME", Pattern: "^.*$"}, false, "cannot reach the job"},
 		{allowlist.Variable{Name: "WRIT_ENTRY", Pattern: "^.*$"}, false, "writ sets WRIT_ variables"},
-		{allowlist.Variable{Name: "CI_COMMIT_TAG", Pattern: "^.*$"}, false, "writ derives CI variables"},
+		{allowlist.Variable{Name: "CI_COMMIT_TAG", Pattern: "^.*$"}, false, "writ sets it from verified data"},
+		{allowlist.Variable{Name: "CI_DEPLOY_PASSWORD", Pattern: "^.*$"}, false, "GitLab predefined variable"},
+		{allowlist.Variable{Name: "CI_ASG_TARGET", Pattern: "^.*$"}, true, ""},
+		{allowlist.Variable{Name: "GITLAB_DEPLOY_ROLE", Pattern: "^.*$"}, true, ""},
 		{allowlist.Variable{Name: "FROM_HOST", Pattern: "^.*$"}, false, "set by this runner host's job.env"},
 		{allowlist.Variable{Name: "DEPLOY_TARGET", Pattern: "^.*$"}, true, ""},
 	} {

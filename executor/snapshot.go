@@ -41,15 +41,21 @@ type Snapshot struct {
 	// Entry is a full copy of the matched entry (nil when none matched).
 	Entry *allowlist.Entry `json:"entry"`
 	// Commit is the verified commit, Repository the entry's repository.
-	Commit     string             `json:"commit,omitempty"`
-	Repository string             `json:"repository,omitempty"`
-	Signer     string             `json:"signer,omitempty"`
-	Variables  []AdmittedVariable `json:"variables,omitempty"`
+	Commit     string `json:"commit,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	Signer     string `json:"signer,omitempty"`
+	// Image is the entry's image expanded from its pinned values
+	// (Decision.Image).
+	Image     string             `json:"image,omitempty"`
+	Variables []AdmittedVariable `json:"variables,omitempty"`
 	// PayloadSHA256 binds the snapshot to the exact payload file.
 	PayloadSHA256 string        `json:"payload_sha256"`
 	BuildDir      string        `json:"build_dir"`
 	Timeout       time.Duration `json:"timeout"`
 	Failures      []Failure     `json:"failures,omitempty"`
+	// Sources are the verified further repositories (source.extra)
+	// get_sources checks out.
+	Sources []VerifiedSource `json:"sources,omitempty"`
 }
 
 func (o *Options) jobsDir() string { return filepath.Join(o.Config.Paths.State, "jobs") }

@@ -77,6 +77,31 @@ func (o *Options) readHighWater(ctx context.Context, entry string) (*highWater, 
 	return last, e, nil
 }
 
+// pendingMark is an entry's marks being read (see startReadHighWater).
+type pendingMark struct {
+	done chan struct{}
+	last *highWater
+	ent  *state.Entry
+	err  error
+}
+
+// startReadHighWater reads the entry's marks in the background: with a
+// fleet store the read is a round trip that overlaps fetching the source.
+func (o *Options) startReadHighWater(ctx context.Context, entry string) *pendingMark {
+	pm := &pendingMark{done: make(chan struct{})}
+	go func() {
+		defer close(pm.done)
+		pm.last, pm.ent, pm.err = o.readHighWater(ctx, entry)
+	}()
+	return pm
+}
+
+// wait returns what readHighWater returned.
+func (pm *pendingMark) wait() (*highWater, *state.Entry, error) {
+	<-pm.done
+	return pm.last, pm.ent, pm.err
+}
+
 func fromMark(m *state.EntryMark) *highWater {
 	if m == nil {
 		return nil
@@ -183,7 +208,11 @@ type sourceResult struct {
 // nothing is fetched before the request is well formed, and no history is
 // walked before the job's own commit or tag is verified, so a walk only
 // ever runs over history that an entry signer vouched for at its tip.
-func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist, last *highWater) (*sourceResult, error) {
+//
+// marks yields the entry's last admitted commit (readHighWater); it is
+// called once the job's commit is fetched, so the read overlaps the fetch.
+func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.Allowlist,
+	marks func() (*highWater, *state.Entry, error)) (*sourceResult, error) {
 	req, err := newSourceRequest(d, p, e, a)
 	if err != nil {
 		return nil, err
@@ -201,21 +230,36 @@ func (o *Options) verifySource(ctx context.Context, d *Decision, p *Payload, e *
 	if err != nil {
 		return nil, err
 	}
-	again := sameRepo(last, &e.Source) && last.Commit == p.SHA
-	signer, err := verifySignature(req, loc, o.Now(), again)
+	last, _, err := marks()
 	if err != nil {
 		return nil, err
 	}
-	if err := src.checkApprovals(req, a, d.Environment, signer, o.Now()); err != nil {
+	again := sameRepo(last, &e.Source) && last.Commit == p.SHA
+	var signer gitsig.Signer
+	if !e.Source.ApprovalsOnly() {
+		if signer, err = verifySignature(req, loc, o.Now(), again); err != nil {
+			return nil, err
+		}
+	}
+	tally, err := src.checkApprovals(req, a, d.Environment, signer, o.Now())
+	if err != nil {
 		return nil, err
 	}
 	if err := src.checkAncestry(d, req, loc, last); err != nil {
 		return nil, err
 	}
-	if req.entry.Source.Mode == allowlist.ModeStrict {
+	switch {
+	case e.Source.ApprovedHistory():
+		if err := o.checkApprovedHistory(ctx, req, src, a, d.Environment, last); err != nil {
+			return nil, err
+		}
+	case e.Source.Mode == allowlist.ModeStrict:
 		if err := src.checkStrictRange(req, last, o.Now()); err != nil {
 			return nil, err
 		}
+	}
+	if e.Source.ApprovalsOnly() {
+		return &sourceResult{signer: approvedBy(tally)}, nil
 	}
 	return &sourceResult{signer: signerString(signer)}, nil
 }
@@ -278,13 +322,22 @@ func newSourceRequest(d *Decision, p *Payload, e *allowlist.Entry, a *allowlist.
 		d.fail(Failure{Check: CheckPin, Message: "the entry pins one commit and the job's commit is another",
 			Expected: src.Pin, Received: p.SHA, Hint: "run the pinned commit, or get the entry's pin changed"})
 	}
-	if req.keys, err = signerKeys(a, e); err != nil {
-		return nil, &Failure{Check: CheckSignature, Message: fmt.Sprintf("the entry's signers cannot verify anything: %v", err), Hint: "fix the entry's signer sets in the allowlist"}
-	}
 	switch src.Mode {
 	case allowlist.ModeCommit, allowlist.ModeTag, allowlist.ModeStrict:
 	default:
 		return nil, &Failure{Check: CheckSignature, Message: fmt.Sprintf("unknown source mode %q", src.Mode)}
+	}
+	if src.ApprovalsOnly() {
+		// The parser refuses these; a check here too keeps an entry built
+		// any other way from admitting a commit nobody vouched for.
+		if src.Approvals == nil || src.Approvals.Threshold < 1 || src.Mode == allowlist.ModeTag {
+			return nil, &Failure{Check: CheckSignature, Message: "the entry requires no author signature (signature: none) and no approvals of the commit (source.approvals with a threshold of at least 1), or uses tag mode",
+				Hint: "fix the entry's source in the allowlist"}
+		}
+		return req, nil
+	}
+	if req.keys, err = signerKeys(a, e); err != nil {
+		return nil, &Failure{Check: CheckSignature, Message: fmt.Sprintf("the entry's signers cannot verify anything: %v", err), Hint: "fix the entry's signer sets in the allowlist"}
 	}
 	return req, nil
 }
@@ -384,8 +437,11 @@ func (s *sourceMirror) missing(req *sourceRequest, what string, err error) error
 // notOnRef refuses a commit the job's ref does not lead to.
 func (s *sourceMirror) notOnRef(req *sourceRequest) error {
 	p := req.p
-	return &Failure{Check: CheckSource, Message: fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s (writ never fetches from GitLab's repository %s)",
-		p.SHA, req.kind, p.Ref, s.repo, p.RepoURL),
+	msg := fmt.Sprintf("commit %s is not on %s %q of the entry's repository %s", p.SHA, req.kind, p.Ref, s.repo)
+	if p.RepoURL != "" {
+		msg += fmt.Sprintf(" (writ never fetches from GitLab's repository %s)", p.RepoURL)
+	}
+	return &Failure{Check: CheckSource, Message: msg,
 		Hint: "push the commit to that ref of the repository the allowlist entry names"}
 }
 

@@ -18,6 +18,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/internal/state"
 	"gitlab.com/writ-ci/writ/sandbox"
 )
 
@@ -96,6 +97,10 @@ func Config(ctx context.Context, opts Options) int {
 // SYSTEM_FAILURE when it cannot decide.
 func Prepare(ctx context.Context, opts Options) int {
 	o := opts.withDefaults()
+	if c, ok := o.State.(state.Connector); ok {
+		// A fleet store's handshakes overlap reading the payload.
+		c.Connect()
+	}
 	path := o.Getenv(envJobResponse)
 	if path == "" {
 		fmt.Fprintf(o.Stdout, "writ: %v\n", errNoPayload)
@@ -182,10 +187,7 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		o.dropClaim(ctx)
 		return nil, o.systemFailure(), false
 	}
-	timeout := o.Config.Job.DefaultTimeout.Duration
-	if d.Entry != nil && d.Entry.Definition.Timeout > 0 {
-		timeout = d.Entry.Definition.Timeout
-	}
+	timeout := o.jobTimeout(d.Entry)
 	s := &Snapshot{
 		Format: snapshotFormat, CreatedAt: o.Now().UTC(), Mode: d.Mode,
 		Admitted: d.Admitted, PassThrough: passThrough, Environment: d.Environment,
@@ -194,7 +196,8 @@ func (o *Options) recordDecision(ctx context.Context, d *Decision, p *Payload, p
 		Failures: d.Failures,
 	}
 	if d.Admitted {
-		s.Commit, s.Repository, s.Signer, s.Variables = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables
+		s.Sources = d.Sources
+		s.Commit, s.Repository, s.Signer, s.Variables, s.Image = p.SHA, d.Entry.Source.Repository, d.Signer, d.Variables, d.Image
 		if _, err := o.writeFileVariables(id, d.Variables); err != nil {
 			return fail(err)
 		}
@@ -230,14 +233,23 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	d.Job = JobRef{ID: p.ID, Project: p.Project, Name: p.JobName, Ref: p.Ref, RefType: p.RefType, SHA: p.SHA}
 	d.PayloadDigest = p.Digest
-	if record {
-		// The id is claimed before anything moves a mark.
-		if refused, err := o.claimJob(ctx, d, p); refused || err != nil {
-			return d, p, err
-		}
+	if !record {
+		return d, p, o.judge(ctx, d, p, false)
 	}
+	// The job id is claimed while the allowlist and the source are checked
+	// (both mostly wait on the network, and so may the claim, with a fleet
+	// store). No mark moves before the claim holds (checkSource waits for
+	// it), and the decision is the claim's when it fails.
+	o.claim = o.startClaim(ctx, p)
+	err = o.judge(ctx, d, p, true)
+	return d, p, o.joinClaim(d, err)
+}
+
+// judge takes the admission decision on a decoded payload into d (see
+// decide). A nil error means a decision was reached.
+func (o *Options) judge(ctx context.Context, d *Decision, p *Payload, record bool) error {
 	if o.Allowlist == nil {
-		return d, p, errors.New("no allowlist source configured")
+		return errors.New("no allowlist source configured")
 	}
 	start := time.Now()
 	acc, err := o.Allowlist.Current(ctx)
@@ -246,7 +258,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	}
 	if err != nil {
 		o.phase("allowlist", start, "no accepted allowlist")
-		return d, p, err // wraps allowlist.ErrCannotDecide, which says why
+		return err // wraps allowlist.ErrCannotDecide, which says why
 	}
 	o.phase("allowlist", start, "allowlist version %d in force (commit %s)", acc.Allowlist.Version, short(acc.Commit))
 	d.Allowlist = AllowlistRef{Version: acc.Allowlist.Version, Commit: acc.Commit, Digest: acc.Digest, FromCache: acc.FromCache}
@@ -255,7 +267,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		if v.Key == "CI_PROJECT_PATH" && v.Value != p.Project {
 			d.fail(Failure{Check: CheckEntry, Message: "the payload names two different projects (job_info.project_full_path and CI_PROJECT_PATH)",
 				Expected: allowlist.Visible(clip(p.Project)), Received: allowlist.Visible(clip(v.Value))})
-			return d, p, nil
+			return nil
 		}
 	}
 	env := o.Config.Environment
@@ -266,13 +278,13 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 	if err != nil {
 		d.fail(Failure{Check: CheckRef, Message: err.Error(),
 			Hint: "run the job from a branch or tag pipeline whose ref is a plain git branch or tag name"})
-		return d, p, nil
+		return nil
 	}
 	// Only the entries for this project and job are read: a job's cost
 	// does not grow with the allowlist.
 	ix, err := acc.JobIndex(p.Project, p.JobName)
 	if err != nil {
-		return d, p, fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
+		return fmt.Errorf("%w: %v", allowlist.ErrCannotDecide, err)
 	}
 	entry, ok := ix.Lookup(p.Project, p.JobName, env, full)
 	if !ok {
@@ -280,7 +292,7 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		if f, ok := refKindFailure(near, env, full); ok {
 			d.fail(f)
 			d.Suggestion = suggestion(p, env, nil, near)
-			return d, p, nil
+			return nil
 		}
 		f := Failure{Check: CheckEntry,
 			Message: fmt.Sprintf("no allowlist entry admits project %q, job %q, environment %q, ref %q",
@@ -296,16 +308,20 @@ func (o *Options) decide(ctx context.Context, data []byte, record bool) (*Decisi
 		}
 		d.fail(f)
 		d.Suggestion = suggestion(p, env, nil, near)
-		return d, p, nil
+		return nil
 	}
 	d.Entry, d.EntryName, d.Ref = entry, entry.Name, full
 	d.Variables = checkDefinition(d, p, entry, o.Config.Job.Env)
+	checkUploadTarget(d, entry, o.Config.GitLab.URL)
+	// What runs is the entry's values as the runner would expand them,
+	// from admitted and verified data only.
+	d.Variables = o.expandVariables(d, p, entry, d.Variables, o.admissionSnapshot(d, p))
 	d.Suggestion = suggestion(p, env, entry, nil)
 
 	if err := o.checkSource(ctx, d, p, entry, acc.Allowlist, record); err != nil {
-		return d, p, err
+		return err
 	}
-	return d, p, nil
+	return nil
 }
 
 // Check is `writ check --job FILE`: the admission decision for a payload,
@@ -340,6 +356,9 @@ func writeCheckReport(w io.Writer, d *Decision) {
 	writeJobLines(&b, d)
 	if d.Signer != "" {
 		fmt.Fprintf(&b, "Signer:     %s\n", d.Signer)
+	}
+	for _, v := range d.Sources {
+		fmt.Fprintf(&b, "Extra:      %s: %s at %s on %s, signed by %s\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
 	}
 	for i, f := range d.Failures {
 		fmt.Fprintf(&b, "\n%d. %s: %s\n", i+1, f.Check, f.Message)
@@ -434,10 +453,11 @@ func (o *Options) runStage(ctx context.Context, s *Snapshot, stage string) (int,
 	case stage == "restore_cache" || stage == "download_artifacts":
 		fmt.Fprintf(w, "writ: %s skipped: writ never lets unsigned content (caches, artifacts) into the build directory\n", stage)
 		return 0, "skipped"
-	case stage == "archive_cache" || stage == "archive_cache_on_failure" ||
-		stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
-		fmt.Fprintf(w, "writ: %s skipped: writ does not save caches or upload artifacts\n", stage)
+	case stage == "archive_cache" || stage == "archive_cache_on_failure":
+		fmt.Fprintf(w, "writ: %s skipped: %s\n", stage, cacheRefusal)
 		return 0, "skipped"
+	case stage == "upload_artifacts_on_success" || stage == "upload_artifacts_on_failure":
+		return o.uploadStage(ctx, s, stage)
 	case stage == "cleanup_file_variables":
 		fmt.Fprintln(w, "writ: file variables are removed with the job's state at cleanup")
 		return 0, "ok"
@@ -547,7 +567,10 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 	if gitrepo.IsDamage(err) {
 		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return o.checkoutSources(ctx, s, dir, m)
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
@@ -580,7 +603,7 @@ func (o *Options) runUserScript(ctx context.Context, s *Snapshot, stage string, 
 // uid, or (unsafe_no_sandbox) on the host as writ or job.user.
 func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage string, lines []string) (starter, error) {
 	script := []byte(buildScript(lines))
-	env := o.jobEnv(s)
+	env := o.jobEnv(s, stage)
 	if o.contained() {
 		uid, err := o.stageUID(s.Job.ID)
 		if err != nil {
@@ -643,6 +666,11 @@ func (o *Options) scriptResult(ctx context.Context, id, stage string, res runRes
 	}
 	if stage == "build_script" {
 		o.auditOutcome(ctx, id, status, jobCode, "")
+		jobStatus := status
+		if status == "timeout" {
+			jobStatus = statusTimedout // the runner's name for it
+		}
+		o.recordJobStatus(id, jobStatus)
 	}
 	if status == "success" {
 		return 0
@@ -809,6 +837,13 @@ func (o *Options) decisionFields(d *Decision) map[string]any {
 	}
 	if d.Signer != "" {
 		f["signer"] = d.Signer
+	}
+	if len(d.Sources) > 0 {
+		f["sources"] = d.Sources
+	}
+	if d.Admitted && d.Image != "" {
+		// The image that runs, as writ expanded it from the entry.
+		f["image"] = d.Image
 	}
 	if d.Entry != nil {
 		// What `writ state repair` needs to rebuild the entry's mark.

@@ -42,7 +42,7 @@ func TestConfigOutput(t *testing.T) {
 func TestHappyPath(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.entry.After = []string{"echo after-script-ran > " + filepath.Join(e.root, "after")}
+	e.entry.After = []string{`echo "after-script-ran $CI_JOB_STATUS" > ` + filepath.Join(e.root, "after")}
 	e.entry.Script = append(e.defaultScript(),
 		`env > `+filepath.Join(e.root, "env"),
 		"echo multi\necho line",
@@ -79,7 +79,7 @@ func TestHappyPath(t *testing.T) {
 	if _, err := os.Stat(e.canary); err != nil {
 		t.Errorf("script did not run: %v", err)
 	}
-	if data, _ := os.ReadFile(filepath.Join(e.root, "after")); string(data) != "after-script-ran\n" {
+	if data, _ := os.ReadFile(filepath.Join(e.root, "after")); string(data) != "after-script-ran success\n" {
 		t.Errorf("after_script output %q", data)
 	}
 	envData, err := os.ReadFile(filepath.Join(e.root, "env"))
@@ -122,7 +122,7 @@ func TestFailingScriptExitCode(t *testing.T) {
 	e := newEnv(t)
 	afterMark := filepath.Join(e.root, "after")
 	e.entry.Script = []string{"echo before", "exit 3", "touch " + e.canary}
-	e.entry.After = []string{"touch " + afterMark}
+	e.entry.After = []string{`echo "$CI_JOB_STATUS" > ` + afterMark}
 	e.write()
 	j := e.newJob(e.payload(5, e.head, withScript(e.entry.Script...), withAfter(e.entry.After...)))
 	r := j.runAll()
@@ -132,8 +132,9 @@ func TestFailingScriptExitCode(t *testing.T) {
 	if _, err := os.Stat(e.canary); err == nil {
 		t.Error("errexit: the line after the failing one ran")
 	}
-	if _, err := os.Stat(afterMark); err != nil {
-		t.Error("after_script did not run after a failed script")
+	// after_script sees the script's end as the runner says it.
+	if data, err := os.ReadFile(afterMark); err != nil || string(data) != "failed\n" {
+		t.Errorf("after_script after a failed script: %q %v", data, err)
 	}
 	var outcome map[string]any
 	for _, rec := range e.auditRecords() {
@@ -197,6 +198,10 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	if pid := readPid(t, pidFile); !waitGone(pid, 5*time.Second) {
 		t.Errorf("sleep %d survived the timeout", pid)
 	}
+	// after_script's CI_JOB_STATUS, as the runner names a script timeout.
+	if st, _ := os.ReadFile(filepath.Join(e.state, "jobs", "8", "job_status")); string(st) != "timedout" {
+		t.Errorf("recorded status %q", st)
+	}
 	j.stage("cleanup")
 }
 
@@ -240,6 +245,9 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 		t.Errorf("exit %v, want 1\n%s", err, out.String())
 	}
 	mustContain(t, out.String(), "was cancelled and killed")
+	if st, _ := os.ReadFile(filepath.Join(e.state, "jobs", "9", "job_status")); string(st) != "canceled" {
+		t.Errorf("recorded status %q", st)
+	}
 	for _, f := range []string{pidFile, bgFile} {
 		if pid := readPid(t, f); !waitGone(pid, 5*time.Second) {
 			t.Errorf("process %d (%s) survived cancellation", pid, filepath.Base(f))

@@ -37,14 +37,20 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 	}
 	before := len(d.Failures)
 	for attempt := 1; ; attempt++ {
-		last, ent, err := o.readHighWater(ctx, entry.Name)
-		if err != nil {
-			return err
-		}
+		// The marks are read while the source is fetched; verifySource
+		// waits for them before it judges the commit.
+		mark := o.startReadHighWater(ctx, entry.Name)
 		start := time.Now()
-		res, err := o.verifySource(ctx, d, p, entry, a, last)
+		res, err := o.verifySource(ctx, d, p, entry, a, mark.wait)
+		last, ent, merr := mark.wait()
+		if merr != nil {
+			return merr
+		}
 		if err == nil && last != nil && last.floor != nil {
 			err = o.checkFloor(ctx, d, p, entry, last.floor)
+		}
+		if err == nil {
+			d.Sources, err = o.verifyExtraSources(ctx, d, p, entry, a)
 		}
 		if fs, refused := refusals(err); refused {
 			d.Failures = append(d.Failures, fs...)
@@ -59,11 +65,26 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 			return nil
 		} else {
 			d.Signer = res.signer
-			o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+			if entry.Source.ApprovalsOnly() {
+				o.phase("verify", start, "verified commit %s, no author signature: %s", short(p.SHA), res.signer)
+			} else {
+				o.phase("verify", start, "verified commit %s, signed by %s", short(p.SHA), res.signer)
+			}
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
+		if d.Admitted && record {
+			if err := o.recordExtraSources(ctx, d, p, entry); err != nil {
+				d.Admitted = false
+				return err
+			}
+		}
 		if !d.Admitted || !record || ent.Holds(entry.Source.Repository, p.SHA) {
 			return nil
+		}
+		// No mark moves for a job id this run does not hold.
+		if err := o.claim.wait(); err != nil {
+			d.Admitted = false
+			return err
 		}
 		hw := &highWater{Entry: entry.Name, Repository: entry.Source.Repository, Mode: entry.Source.Mode,
 			Commit: p.SHA, Job: p.ID, Time: o.Now().UTC()}
@@ -124,22 +145,60 @@ func (o *Options) claimToken() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// claimJob claims the job id for this run. A payload whose id another run
-// holds is refused (refused is true) and never touches that run's state.
-func (o *Options) claimJob(ctx context.Context, d *Decision, p *Payload) (refused bool, err error) {
+// pendingClaim is a job-id claim under way (see startClaim).
+type pendingClaim struct {
+	done chan struct{}
+	// held is set when another run holds the id; err when the claim
+	// could not be taken (writ cannot decide).
+	held *state.ClaimedError
+	err  error
+}
+
+// startClaim claims the job id for this run in the background: with a
+// fleet store the claim is a round trip to the store, which overlaps the
+// allowlist and source checks. Only o.State is used meanwhile.
+func (o *Options) startClaim(ctx context.Context, p *Payload) *pendingClaim {
 	c := state.JobClaim{ID: p.ID, Token: o.claimToken(), Host: state.HostName(o.Config), PayloadSHA256: p.Digest, Time: o.Now().UTC()}
-	err = o.State.ClaimJob(ctx, c)
+	pc := &pendingClaim{done: make(chan struct{})}
+	go func() {
+		defer close(pc.done)
+		err := o.State.ClaimJob(ctx, c)
+		if !errors.As(err, &pc.held) && err != nil {
+			pc.err = fmt.Errorf("claim job id %s: %w", c.ID, err)
+		}
+	}()
+	return pc
+}
+
+// wait returns nil once this run holds the id, the *state.ClaimedError
+// when another run does, or why the id could not be claimed.
+func (pc *pendingClaim) wait() error {
+	<-pc.done
+	if pc.held != nil {
+		return pc.held
+	}
+	return pc.err
+}
+
+// joinClaim waits for the claim and gives the decision judged (with its
+// error) only if this run holds the id. A payload whose id another run
+// holds is refused for that alone: what else was found concerns a job
+// that is not this run's, and the refusal touches no state of the run
+// that holds it. A claim that could not be taken means writ cannot decide.
+func (o *Options) joinClaim(d *Decision, judged error) error {
+	err := o.claim.wait()
 	var held *state.ClaimedError
 	if errors.As(err, &held) {
+		*d = Decision{Mode: d.Mode, Environment: d.Environment, Job: d.Job, PayloadDigest: d.PayloadDigest}
 		d.fail(Failure{Check: CheckJobID, Message: "a second payload for a job id in use: " + held.Error(),
 			Hint: "GitLab never sends two jobs with one id; this payload is a duplicate or a replay. Find the first run in the audit log"})
-		return true, nil
+		return nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("claim job id %s: %w", p.ID, err)
+		return err
 	}
-	o.claimed = p.ID
-	return false, nil
+	o.claimed = d.Job.ID
+	return judged
 }
 
 // dropClaim gives up this run's claim after a prepare that decided nothing,

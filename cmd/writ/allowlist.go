@@ -452,8 +452,10 @@ func (c *diffCmd) Run(g *globals) error {
 }
 
 type entryCmd struct {
-	Job         string `help:"A runner job payload (the JSON in JOB_RESPONSE_FILE)." required:"" type:"existingfile"`
-	Environment string `help:"writ environment the entry applies to (default: the config's)."`
+	Job          string   `help:"A runner job payload (the JSON in JOB_RESPONSE_FILE)." required:"" type:"existingfile"`
+	Environment  string   `help:"writ environment the entry applies to (default: the config's)."`
+	VariableSets []string `name:"variable-sets" help:"Include these variable sets of --allowlist (comma-separated): the job's variables a set admits as they are are left to the set." sep:","`
+	Allowlist    string   `help:"The allowlist.yaml that defines --variable-sets." type:"existingfile"`
 }
 
 func (c *entryCmd) Run(g *globals) error {
@@ -473,7 +475,13 @@ func (c *entryCmd) Run(g *globals) error {
 	if err != nil {
 		return exitCode(1, err)
 	}
-	out, err := allowlist.MarshalEntry(executor.EntryFromPayload(p, env))
+	e := executor.EntryFromPayload(p, env)
+	if len(c.VariableSets) > 0 {
+		if err := c.includeSets(e, p); err != nil {
+			return exitCode(1, err)
+		}
+	}
+	out, err := allowlist.MarshalEntry(e)
 	if err != nil {
 		return err
 	}
@@ -484,6 +492,27 @@ func (c *entryCmd) Run(g *globals) error {
 		// refuses it until every TODO is resolved.
 		fmt.Fprintf(g.stderr, "writ allowlist entry: %d TODO(s) in the entry above need a maintainer's decision; writ allowlist lint refuses the entry until they are resolved\n", n)
 	}
+	return nil
+}
+
+// includeSets makes e include the variable sets the command names.
+func (c *entryCmd) includeSets(e *allowlist.Entry, p *executor.Payload) error {
+	if c.Allowlist == "" {
+		return errors.New("--variable-sets needs --allowlist, the allowlist.yaml that defines them")
+	}
+	a, _, err := readAllowlistFile(c.Allowlist)
+	if err != nil {
+		return err
+	}
+	var included []allowlist.Variable
+	for _, name := range c.VariableSets {
+		set := a.VariableSets[name]
+		if set == nil {
+			return fmt.Errorf("%s defines no variable set %q", c.Allowlist, name)
+		}
+		included = append(included, set.Variables...)
+	}
+	executor.IncludeVariableSets(e, p, c.VariableSets, included)
 	return nil
 }
 

@@ -203,3 +203,45 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		t.Fatalf("missing config: %d %s", code, out)
 	}
 }
+
+// TestEntryIncludesVariableSetsAndCIUserVariables: writ allowlist entry
+// leaves to a named variable set what the set admits, keeps what it does
+// not, and includes a CI_-prefixed user variable GitLab does not define;
+// lint accepts the result.
+func TestEntryIncludesVariableSetsAndCIUserVariables(t *testing.T) {
+	data, err := os.ReadFile("../../executor/testdata/payload.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := `{"key":"CI_ASG_TARGET","value":"asg-web","public":true,"file":false,"masked":false,"raw":false},` +
+		`{"key":"REGION","value":"eu-west-1","public":false,"file":false,"masked":false,"raw":false},{"key":"GREETING"`
+	payload := filepath.Join(t.TempDir(), "job.json")
+	writeFile(t, payload, strings.Replace(string(data), `{"key":"GREETING"`, extra, 1))
+	header := "schema: writ/v2\nrepository: a/b\nversion: 1\nexpires: 2099-01-01T00:00:00Z\n" +
+		"variable_sets:\n  group-app:\n    GREETING: {value: hello}\n    REGION: {value: us-east-1}\n"
+	file := filepath.Join(t.TempDir(), "allowlist.yaml")
+	writeFile(t, file, header+"jobs: []\n")
+	out, code := writ(t, "allowlist", "entry", "--job", payload, "--environment", "production", "--allowlist", file, "--variable-sets", "group-app")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"variable_sets: [group-app]", "CI_ASG_TARGET: {value: asg-web}", "REGION: {pattern: TODO}"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("entry lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "GREETING:") {
+		t.Errorf("GREETING, which the set admits, is in the entry:\n%s", out)
+	}
+	// REGION's value differs from the set's: lint says so.
+	entry, _, _ := strings.Cut(out, "writ allowlist entry:")
+	entry = strings.Replace(entry, "REGION: {pattern: TODO}", "REGION: {value: eu-west-1}", 1)
+	writeFile(t, file, header+"jobs:\n"+entry)
+	out, code = writ(t, "allowlist", "lint", file)
+	if code != 1 || !strings.Contains(out, `variable set "group-app" defines REGION, which the entry's own variables`) {
+		t.Fatalf("lint: exit %d\n%s", code, out)
+	}
+	if out, code := writ(t, "allowlist", "entry", "--job", payload, "--environment", "production", "--variable-sets", "group-app"); code == 0 {
+		t.Fatalf("--variable-sets without --allowlist succeeded:\n%s", out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/state"
@@ -207,6 +208,7 @@ func auditMarks(path string) (state.AuditMark, error) {
 				m.Entries[name] = state.EntryMark{Entry: name, Repository: repo, Mode: str(r, "source_mode"),
 					Commit: str(r, "sha"), Job: r.Job, Time: r.Time}
 			}
+			extraSourceMarks(m, r, name)
 		}
 	}
 	return m, nil
@@ -226,4 +228,20 @@ func number(v any) (int64, bool) {
 		return int64(n), true
 	}
 	return 0, false
+}
+
+// extraSourceMarks adds the marks of the extra sources (source.extra) an
+// admit record lists under "sources".
+func extraSourceMarks(m state.AuditMark, r audit.Record, entry string) {
+	list, _ := r.Fields["sources"].([]any)
+	for _, item := range list {
+		s, _ := item.(map[string]any)
+		str := func(k string) string { v, _ := s[k].(string); return v }
+		if entry == "" || str("path") == "" || str("repository") == "" || str("commit") == "" {
+			continue
+		}
+		name := executor.ExtraSourceMark(entry, str("path"))
+		m.Entries[name] = state.EntryMark{Entry: name, Repository: str("repository"), Mode: str("mode"),
+			Commit: str("commit"), Job: r.Job, Time: r.Time}
+	}
 }

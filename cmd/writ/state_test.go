@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"gitlab.com/writ-ci/writ/executor"
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/state"
 )
@@ -88,5 +89,42 @@ func TestStateCommandsInDocs(t *testing.T) {
 	}
 	if seen < 4 {
 		t.Fatalf("found %d `writ state` commands in docs/install.md, want show, export, migrate, repair", seen)
+	}
+}
+
+// TestStateRepairExtraSources: the mark of an entry's extra source is
+// rebuilt from the "sources" of its last admission record.
+func TestStateRepairExtraSources(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	writeFile(t, cfg, fmt.Sprintf(`environment = "production"
+[allowlist]
+url = "https://gitlab.example.com/acme/deploy-allowlist.git"
+identity = "acme/deploy-allowlist"
+[trust]
+ssh_allowed_signers = "allowed_signers"
+[paths]
+state = %q
+cache = %q
+audit = %q
+`, filepath.Join(dir, "state"), filepath.Join(dir, "cache"), filepath.Join(dir, "audit.log")))
+	log := audit.Open(filepath.Join(dir, "audit.log"))
+	settings := strings.Repeat("ef", 20)
+	if _, err := log.Append(context.Background(), audit.Record{Event: "admit", Job: "78", Env: "production", Fields: map[string]any{
+		"entry": "deploy", "sha": strings.Repeat("cd", 20), "repository": "https://git.example/app.git", "source_mode": "commit",
+		"sources": []map[string]any{{"path": "settings", "repository": "https://git.example/settings.git", "ref": "refs/heads/main",
+			"mode": "commit", "commit": settings, "signer": "ssh SHA256:x", "submodule": true}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	name := executor.ExtraSourceMark("deploy", "settings")
+	writeFile(t, filepath.Join(dir, "state", "entries", state.EntryKey(name)+".json"), "\x00")
+	out, code := writ(t, "--config", cfg, "state", "repair")
+	if code != 0 || !strings.Contains(out, `rebuilt from the audit log (entry "deploy source.extra settings" at `+settings+")") {
+		t.Fatalf("repair: exit %d\n%s", code, out)
+	}
+	e, err := state.NewLocal(filepath.Join(dir, "state")).Entry(context.Background(), name)
+	if err != nil || e.Last == nil || e.Last.Commit != settings || e.Last.Repository != "https://git.example/settings.git" || e.Last.Mode != "commit" {
+		t.Fatalf("repaired mark %+v %v", e.Last, err)
 	}
 }

@@ -42,7 +42,7 @@ import (
 type Record struct {
 	Seq    uint64         `json:"seq"`
 	Time   time.Time      `json:"time"`
-	Event  string         `json:"event"` // "admit", "refuse", "audit-mode-admit", "stage", "outcome", "cleanup", "allowlist-accept", "allowlist-reject", "allowlist-cache", "recovered"
+	Event  string         `json:"event"` // "admit", "refuse", "audit-mode-admit", "stage", "outcome", "cleanup", "upload", "allowlist-accept", "allowlist-reject", "allowlist-cache", "recovered"
 	Job    string         `json:"job,omitempty"`
 	Env    string         `json:"environment,omitempty"`
 	Reason string         `json:"reason,omitempty"`

@@ -268,7 +268,7 @@ func (mc *mergedConfig) fill(j *ciJob) {
 		}
 	}
 	if v, ok := mc.lookup(cj, "artifacts"); ok && v != nil {
-		j.Def.Artifacts = true
+		j.artifactsFill(v)
 	}
 	if v, ok := mc.lookup(cj, "cache"); ok && nonEmpty(v) {
 		j.Def.Cache = true

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -475,7 +476,9 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 	e.Match.Refs = refs
 	src := prev.Source
 	src.Signers = append([]string(nil), prev.Source.Signers...)
-	if len(o.Signers) > 0 {
+	if len(o.Signers) > 0 && !src.ApprovalsOnly() {
+		// An entry without author signatures (signature: none) names no
+		// signers; its approvers stay as the person wrote them.
 		src.Signers = append([]string(nil), o.Signers...)
 	}
 	if o.Mode != "" {
@@ -495,6 +498,15 @@ func mergeExisting(e, prev *allowlist.Entry, o *ProposeOptions) {
 			}
 		}
 	}
+	// The variable sets the entry includes stay included; a variable one
+	// of them still admits is the set's.
+	e.Definition.VariableSets = append([]string(nil), prev.Definition.VariableSets...)
+	e.Definition.Included = prev.Definition.Included
+	e.Definition.Variables = slices.DeleteFunc(e.Definition.Variables, func(v allowlist.Variable) bool {
+		return slices.ContainsFunc(prev.Definition.Included, func(iv allowlist.Variable) bool {
+			return iv.Name == v.Name && iv.File == v.File && iv.Raw == v.Raw && iv.Allows(v.Value)
+		})
+	})
 }
 
 func contains(list []string, s string) bool {

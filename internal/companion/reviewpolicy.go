@@ -17,11 +17,14 @@ import (
 type SourcePolicy struct {
 	Entry string `json:"entry"`
 	// Removed: the entry no longer requires approvals (or is gone).
-	Removed      bool                       `json:"removed,omitempty"`
-	Signers      []string                   `json:"signers,omitempty"`
-	Threshold    int                        `json:"threshold,omitempty"`
-	AuthorCounts bool                       `json:"author_counts,omitempty"`
-	Approvers    []allowlist.SourceApprover `json:"approvers,omitempty"`
+	Removed      bool     `json:"removed,omitempty"`
+	Signers      []string `json:"signers,omitempty"`
+	Threshold    int      `json:"threshold,omitempty"`
+	AuthorCounts bool     `json:"author_counts,omitempty"`
+	// NoAuthorSignature: the entry has signature: none, so these approvals
+	// alone admit a commit.
+	NoAuthorSignature bool                       `json:"no_author_signature,omitempty"`
+	Approvers         []allowlist.SourceApprover `json:"approvers,omitempty"`
 }
 
 func sourcePolicy(a *allowlist.Allowlist, name string) *SourcePolicy {
@@ -29,7 +32,7 @@ func sourcePolicy(a *allowlist.Allowlist, name string) *SourcePolicy {
 		if e.Name == name && e.Source.Approvals != nil {
 			ap := e.Source.Approvals
 			return &SourcePolicy{Entry: name, Signers: ap.Signers, Threshold: ap.Threshold, AuthorCounts: ap.AuthorCounts,
-				Approvers: a.SourceApprovers(ap.Signers)}
+				NoAuthorSignature: e.Source.ApprovalsOnly(), Approvers: a.SourceApprovers(ap.Signers)}
 		}
 	}
 	return nil
@@ -83,11 +86,14 @@ func policyMarkdown(ps []SourcePolicy) string {
 			fmt.Fprintf(&b, "- %s: **no longer requires approvals**\n", code(p.Entry))
 			continue
 		}
-		author := "does not count"
-		if p.AuthorCounts {
-			author = "counts as one"
+		author := "the commit's signer does not count"
+		switch {
+		case p.NoAuthorSignature:
+			author = "**no author signature** (signature: none): these approvals alone admit a commit"
+		case p.AuthorCounts:
+			author = "the commit's signer counts as one"
 		}
-		fmt.Fprintf(&b, "- %s: %d distinct people of %s; the commit's signer %s\n", code(p.Entry), p.Threshold, codeList(p.Signers), author)
+		fmt.Fprintf(&b, "- %s: %d distinct people of %s; %s\n", code(p.Entry), p.Threshold, codeList(p.Signers), author)
 		for _, a := range p.Approvers {
 			fmt.Fprintf(&b, "  - %s: %s\n", escapeMarkdown(a.Person), codeList(a.Keys))
 		}

@@ -59,6 +59,11 @@ func TestReviewShowsSourcePolicy(t *testing.T) {
 		t.Errorf("unchanged rule shown: %+v", rep.Policies)
 	}
 
+	unsigned := strings.Replace(plain, "      signers: [devs]\n      mode: commit\n", "      mode: commit\n      signature: none\n", 1)
+	if md := eval([]byte(plain), bump(unsigned, "4")).Markdown(); !strings.Contains(md, "`acme-web-deploy-production`: 2 distinct people of `approvers`; **no author signature**") {
+		t.Errorf("signature: none not shown:\n%s", md)
+	}
+
 	removed := eval([]byte(plain), bump(without, "4")).Markdown()
 	if !strings.Contains(removed, "`acme-web-deploy-production`: **no longer requires approvals**") {
 		t.Errorf("removed rule not shown:\n%s", removed)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,6 +56,7 @@ type Config struct {
 	Fetch     Fetch           `toml:"fetch"`
 	Log       Log             `toml:"log"`
 	State     State           `toml:"state"`
+	GitLab    GitLab          `toml:"gitlab"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -145,6 +147,11 @@ type Job struct {
 	DefaultTimeout Duration `toml:"default_timeout"`
 	// MaxPayloadBytes bounds the job payload. Default 4 MiB.
 	MaxPayloadBytes int64 `toml:"max_payload_bytes"`
+	// ServerURL is the GitLab instance's URL as the runner knows it
+	// (https://gitlab.example.com, no path): writ builds CI_SERVER_URL,
+	// CI_PROJECT_URL, CI_JOB_URL and CI_API_V4_URL from it, never from
+	// GitLab's variables. Unset, those variables are not set.
+	ServerURL string `toml:"server_url"`
 }
 
 // Sandbox is how every job process is contained (package sandbox).
@@ -441,6 +448,7 @@ func (c *Config) defaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.defaultsGitLab()
 }
 
 func (c *Config) validate() error {
@@ -498,6 +506,11 @@ func (c *Config) validate() error {
 	if c.Fetch.MaxMirrorBytes < 2*c.Fetch.MaxBytes {
 		bad("fetch.max_mirror_bytes must be at least twice fetch.max_bytes (%d), so one fetch fits a rebuilt mirror", c.Fetch.MaxBytes)
 	}
+	if c.Job.ServerURL != "" {
+		if msg := checkServerURL(c.Job.ServerURL); msg != "" {
+			bad("job.server_url %q %s", c.Job.ServerURL, msg)
+		}
+	}
 	if c.Job.User != "" && !userName.MatchString(c.Job.User) {
 		bad("job.user %q is not a user name", c.Job.User)
 	}
@@ -508,6 +521,7 @@ func (c *Config) validate() error {
 		}
 	}
 	c.validateState(bad)
+	c.validateGitLab(bad)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
@@ -612,4 +626,26 @@ func (c *Config) resolveRelative(dir string) {
 	abs(&c.State.Etcd.CAFile)
 	abs(&c.State.Etcd.CertFile)
 	abs(&c.State.Etcd.KeyFile)
+}
+
+// checkServerURL refuses a job.server_url a job should not see as
+// GitLab's address: anything but http(s)://host[:port] with no path,
+// credentials, query or fragment.
+func checkServerURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "is not a URL: write the GitLab instance's address, such as https://gitlab.example.com"
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "must start with https:// (or http://)"
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return "must hold no credentials, query or fragment"
+	case u.Host == "" || u.Hostname() == "":
+		return "names no host"
+	case u.Path != "" && u.Path != "/":
+		return "must have no path: write the instance's address only, such as https://gitlab.example.com"
+	case strings.HasSuffix(s, "/"):
+		return "must not end with /"
+	}
+	return ""
 }

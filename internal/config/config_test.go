@@ -62,6 +62,10 @@ func TestRejects(t *testing.T) {
 		"tiny fetch limit":   {minimal + "\n[fetch]\nmax_object_bytes = 10\n", "fetch.max_bytes and fetch.max_object_bytes must be at least"},
 		"mirror below fetch": {minimal + "\n[fetch]\nmax_mirror_bytes = 1073741824\n", "fetch.max_mirror_bytes must be at least twice"},
 		"fetch typo":         {minimal + "\n[fetch]\nmax_byte = 1\n", "unknown keys: fetch.max_byte"},
+		"server url path":    {minimal + "\n[job]\nserver_url = \"https://gitlab.example.com/group\"\n", "must have no path"},
+		"server url creds":   {minimal + "\n[job]\nserver_url = \"https://u:p@gitlab.example.com\"\n", "no credentials"},
+		"server url scheme":  {minimal + "\n[job]\nserver_url = \"gitlab.example.com\"\n", "must start with https://"},
+		"server url slash":   {minimal + "\n[job]\nserver_url = \"https://gitlab.example.com/\"\n", "must not end with /"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

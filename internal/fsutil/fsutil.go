@@ -74,6 +74,27 @@ func ReplaceFile(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// WriteFileAtomicFrom is WriteFileAtomic of head followed by everything
+// read from rest: a large file whose tail is built on disk (another temp
+// file) reaches its place without passing through memory.
+func WriteFileAtomicFrom(path string, perm os.FileMode, head []byte, rest io.Reader) error {
+	tmp, err := writeTempWith(path, perm, func(f *os.File) error {
+		if _, err := f.Write(head); err != nil {
+			return err
+		}
+		_, err := io.Copy(f, rest)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
 // CreateExclusive writes a file that must not exist yet and never changes
 // afterwards (a write-once record such as a per-job decision snapshot).
 //
@@ -105,6 +126,18 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) error {
 // path and fsyncs it. It returns the temp file's name; on error nothing is
 // left behind.
 func writeTemp(path string, perm os.FileMode, parts ...[]byte) (string, error) {
+	return writeTempWith(path, perm, func(f *os.File) error {
+		for _, data := range parts {
+			if _, err := f.Write(data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writeTempWith is writeTemp of what write writes to the temp file.
+func writeTempWith(path string, perm os.FileMode, write func(*os.File) error) (string, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -124,10 +157,8 @@ func writeTemp(path string, perm os.FileMode, parts ...[]byte) (string, error) {
 		_ = os.Remove(name)
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	for _, data := range parts {
-		if _, err := f.Write(data); err != nil {
-			return fail(err)
-		}
+	if err := write(f); err != nil {
+		return fail(err)
 	}
 	// Chmod on the descriptor is exact: the umask does not apply.
 	if err := f.Chmod(perm.Perm()); err != nil {

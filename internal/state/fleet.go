@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // sharedAllowlist is what the shared store held when an Allowlist was read.
@@ -133,6 +134,22 @@ func (f *Fleet) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// Connect starts connecting to the store in the background (TCP and TLS
+// handshakes with the members), so that a caller about to use it can do
+// its own work meanwhile. Errors surface on first use.
+func (f *Fleet) Connect() { go func() { _, _ = f.kv() }() }
+
+// pickOneMember makes the client connect to one member, in a random order
+// per process, and to the next only when it cannot reach that one; etcd's
+// default (round robin) makes a TLS handshake with every member, while a
+// writ process lives for a few requests, which any member serves (a
+// follower forwards writes and linearizable reads to the leader). The
+// random order spreads a fleet's hosts over the members.
+var pickOneMember = []grpc.DialOption{
+	grpc.WithDisableServiceConfig(),
+	grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": true}}]}`),
+}
+
 // kv returns the connected client.
 func (f *Fleet) kv() (*clientv3.Client, error) {
 	f.once.Do(func() {
@@ -150,6 +167,7 @@ func (f *Fleet) kv() (*clientv3.Client, error) {
 			// Keepalive detects a dead member between requests.
 			DialKeepAliveTime:    f.cfg.Timeout,
 			DialKeepAliveTimeout: f.cfg.Timeout,
+			DialOptions:          pickOneMember,
 		})
 	})
 	return f.client, f.err
@@ -556,6 +574,8 @@ func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
 
 // Close implements Store.
 func (f *Fleet) Close() error {
+	// Wait for a connection Connect started (or forbid a later one).
+	f.once.Do(func() {})
 	if f.client != nil {
 		return f.client.Close()
 	}

@@ -58,6 +58,13 @@ type Store interface {
 	Close() error
 }
 
+// Connector is implemented by a Store that reaches a server: Connect
+// starts the connection in the background, for a caller that is about to
+// use the store and has other work to do first.
+type Connector interface {
+	Connect()
+}
+
 // ErrConflict is wrapped by a Put whose compare-and-swap failed: another
 // writer (a concurrent job, another host) changed the state after it was
 // read. Read it again and decide again.

@@ -519,3 +519,15 @@ func runTool(stdin []byte, env []string, name string, args ...string) (string, e
 	}
 	return stdout.String(), nil
 }
+
+// Gitlink stages a submodule entry at path recording commit, as
+// `git submodule add` would without cloning anything: the next Commit
+// records it. path is left as an empty directory, as an unpopulated
+// submodule is.
+func (r *Repo) Gitlink(t testing.TB, path, commit string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(r.Path, filepath.FromSlash(path)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.Git(t, "update-index", "--add", "--cacheinfo", "160000,"+commit+","+path)
+}

@@ -73,9 +73,14 @@ type JobUpdate struct {
 // Final reports whether u ends the job.
 func (u JobUpdate) Final() bool { return u.State == "success" || u.State == "failed" }
 
-// Upload is one artifacts upload.
+// Upload is one artifacts upload (POST /api/v4/jobs/:id/artifacts, as
+// GitLab's job artifacts API documents it).
 type Upload struct {
-	Query    string // artifact_type, artifact_format, expire_in
+	Query string // artifact_type, artifact_format, expire_in
+	// Type, Format and ExpireIn are the query's artifact_type,
+	// artifact_format and expire_in.
+	Type, Format, ExpireIn string
+	// Filename and Data are the multipart "file" part's.
 	Filename string
 	Data     []byte
 }
@@ -418,7 +423,8 @@ func parseContentRange(s string) (start, end int, ok bool) {
 }
 
 func (c *Coordinator) uploadArtifacts(w http.ResponseWriter, r *http.Request, id int64) {
-	up := Upload{Query: r.URL.RawQuery}
+	q := r.URL.Query()
+	up := Upload{Query: r.URL.RawQuery, Type: q.Get("artifact_type"), Format: q.Get("artifact_format"), ExpireIn: q.Get("expire_in")}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var err error
 	if strings.HasPrefix(mt, "multipart/") {

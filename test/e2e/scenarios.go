@@ -283,6 +283,9 @@ type Scenario struct {
 	// executor: it returns an error when the run does not show what the
 	// scenario expects.
 	PassThrough func(f *Fixture, o Outcome) error
+	// WritCheck, if set, is more evidence the run with writ must show
+	// (what arrived at GitLab, for uploads); it returns an error if not.
+	WritCheck func(f *Fixture, o Outcome) error
 }
 
 // refuse is a refusal whose first failed check is check, with detail in the trace.

@@ -31,7 +31,7 @@ func TestCatalogIsWellFormed(t *testing.T) {
 			t.Errorf("%s: needs a description and a Mutate", s.Name)
 		}
 		switch s.Writ.Verdict {
-		case Admit, Refuse, Undecided, RunnerRejects:
+		case Admit, Refuse, Undecided, RunnerRejects, UploadRefused:
 		default:
 			t.Errorf("%s: writ verdict %q", s.Name, s.Writ.Verdict)
 		}
@@ -43,7 +43,7 @@ func TestCatalogIsWellFormed(t *testing.T) {
 		}
 		if !s.Robustness {
 			attacks++
-			if s.Writ.Verdict != Refuse && s.Writ.Verdict != Undecided {
+			if s.Writ.Verdict != Refuse && s.Writ.Verdict != Undecided && s.Writ.Verdict != UploadRefused {
 				t.Errorf("%s: an attack must be refused, or fail closed", s.Name)
 			}
 			if s.Writ.Reason == "" || s.Writ.Detail == "" {
@@ -182,6 +182,11 @@ func runAgainstWrit(t *testing.T, keys *Keys, s Scenario) string {
 		return judgeTwins(t, s, f, e, o)
 	}
 	account, problems := judgeWrit(s.Writ, f.Canary, e, o)
+	if s.WritCheck != nil {
+		if err := s.WritCheck(f, o); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	for _, p := range problems {
 		t.Errorf("%s: %s", s.Name, p)
 	}

@@ -69,6 +69,9 @@ type writConfig struct {
 		UIDCount uint32 `toml:"uid_count"`
 		Images   string `toml:"images"`
 	} `toml:"sandbox"`
+	GitLab struct {
+		URL string `toml:"url"`
+	} `toml:"gitlab"`
 }
 
 // worldSeq numbers the writ installations of this test process.
@@ -126,6 +129,9 @@ func installWrit(t testing.TB, w *World, keys *Keys) *writEnv {
 	// The fixture's entry names a placeholder image no registry serves;
 	// TestImageRootFS turns images on with a real one.
 	c.Sandbox.Images = "ignore"
+	// Uploads go to the runner's GitLab, named here as in the runner's
+	// config.toml; never to a URL from the payload.
+	c.GitLab.URL = w.Coord.URL()
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
 		t.Fatal(err)
@@ -249,7 +255,7 @@ func judgeWrit(exp Expectation, c Canary, e *writEnv, o Outcome) (string, []stri
 		bad("%v", err)
 	}
 	mine := jobRecords(recs, o.JobID)
-	if exp.Verdict != Admit {
+	if exp.Verdict != Admit && exp.Verdict != UploadRefused {
 		if c.Fired() {
 			bad("the canary fired: %s exists", c.File)
 		}
@@ -329,6 +335,8 @@ func judgeWrit(exp Expectation, c Canary, e *writEnv, o Outcome) (string, []stri
 		if !found {
 			bad("no system-failure outcome audit record for job %d", o.JobID)
 		}
+	case UploadRefused:
+		account, problems = judgeUploadRefused(exp, mine, o, problems)
 	case RunnerRejects:
 		account = "runner rejected the payload; writ never called"
 		if o.State != "" {
