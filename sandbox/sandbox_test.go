@@ -427,7 +427,11 @@ func TestStartIntoCgroupV2(t *testing.T) {
 	var out bytes.Buffer
 	cmd, placed, err := cg.start(func() *exec.Cmd {
 		c := exec.Command("/bin/cat", "/proc/self/cgroup")
-		c.Stdout, c.SysProcAttr = &out, &syscall.SysProcAttr{}
+		// The init's own start: new namespaces, its own group, Pdeathsig.
+		c.Stdout, c.SysProcAttr = &out, &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			Setpgid:    true, Pdeathsig: syscall.SIGKILL,
+		}
 		return c
 	})
 	if err != nil {
