@@ -80,7 +80,7 @@ func awaitGo(r io.Reader) error {
 		return fmt.Errorf("wait for writ: %w", err)
 	}
 	if string(bytes.TrimSpace(rest)) != string(rune(goByte)) {
-		return errors.New("writ did not place the sandbox in its cgroups")
+		return errors.New("writ did not place the sandbox in its cgroups (writ and writ-sandbox-init must come from the same release)")
 	}
 	return nil
 }
