@@ -175,11 +175,11 @@ func (o *Options) verifyExtraSource(ctx context.Context, d *Decision, p *Payload
 		}
 		xp.SHA = tip
 	}
-	last, _, err := o.readHighWater(ctx, xe.Name)
-	if err != nil {
-		return VerifiedSource{}, err
+	mark := o.startReadHighWater(ctx, xe.Name)
+	res, err := o.verifySource(ctx, xd, xp, xe, a, mark.wait)
+	if _, _, merr := mark.wait(); merr != nil {
+		return VerifiedSource{}, merr
 	}
-	res, err := o.verifySource(ctx, xd, xp, xe, a, last)
 	if err != nil || len(xd.Failures) > 0 {
 		return VerifiedSource{}, extraFailures(x, what, err, xd.Failures)
 	}
