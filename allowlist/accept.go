@@ -1,12 +1,14 @@
 package allowlist
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -239,6 +241,8 @@ type cached struct {
 	// does not parse a large allowlist again; CacheSHA256 in the state
 	// covers it.
 	Parsed *Allowlist `json:"parsed"`
+	// memo is what the store keeps for the next acceptance (memo.go).
+	memo *acceptMemo
 }
 
 func (a *Accepter) lockPath() string { return filepath.Join(a.cfg.Paths.State, "allowlist.lock") }
@@ -262,6 +266,12 @@ func (a *Accepter) pruneStores(keep string) {
 		}
 	}
 	_ = os.Remove(filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")) // an earlier writ's cache
+	// Sections a writer killed mid-store left behind (stores are written
+	// under the state lock, so none is being written now).
+	tmps, _ := filepath.Glob(filepath.Join(a.cfg.Paths.Cache, ".allowlist-sections-*"))
+	for _, p := range tmps {
+		_ = os.Remove(p)
+	}
 }
 
 // Current returns the accepted allowlist a job must be judged by. It fetches
@@ -570,12 +580,26 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		}
 		return b, err
 	})
-	al, err := Parse(FileName, data, load)
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	// Entries the version in force holds with the same bytes, in the same
+	// context, are taken from its verified store (memo.go). The parse may
+	// let the file's bytes go early, and read them again if it must.
+	reread := func() ([]byte, error) {
+		b, err := m.ReadFile(head, FileName, maxAllowlistBytes)
+		if err == nil && sha256.Sum256(b) != sum {
+			err = fmt.Errorf("%w: %s at %s read differently twice", gitrepo.ErrDamaged, FileName, short(head))
+		}
+		if err != nil && gitrepo.IsDamage(err) {
+			damage = err
+		}
+		return b, err
+	}
+	al, memo, err := parseAccept(FileName, data, reread, load, a.storeInForce(st))
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
 	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
+	stmt, stmtErr := versionStatement(al, sum, files)
 	pass(RuleFormat, "%s parses (version %d, %d jobs)", FileName, al.Version, len(al.Jobs))
 
 	if al.Repository != a.cfg.Allowlist.Identity {
@@ -583,9 +607,8 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 	}
 	pass(RuleIdentity, "repository %q", al.Repository)
 
-	stmt, err := VersionStatement(al, data, files)
-	if err != nil {
-		return fail(RuleApprovals, "%v", err)
+	if stmtErr != nil {
+		return fail(RuleApprovals, "%v", stmtErr)
 	}
 	stmtSum := sha256.Sum256(stmt)
 	stmtDigest := hex.EncodeToString(stmtSum[:])
@@ -642,8 +665,21 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 
 	return &cached{
 		Commit: head, Version: al.Version, Digest: digest, Statement: stmtDigest, Signer: signer.Fingerprint,
-		Approvers: approvers, AcceptedAt: now, Files: files, Parsed: al,
+		Approvers: approvers, AcceptedAt: now, Files: files, Parsed: al, memo: memo,
 	}, checks, nil
+}
+
+// storeInForce opens the verified store of the version in force, or
+// returns nil when there is none that matches the state.
+func (a *Accepter) storeInForce(st *state) *verifiedStore {
+	if st == nil || st.CacheSHA256 == "" {
+		return nil
+	}
+	vs, err := openVerified(a.cachePath(st.CacheSHA256), st.CacheSHA256)
+	if err != nil {
+		return nil
+	}
+	return vs
 }
 
 // checkFloor applies the environment's floor: a version at least
@@ -825,11 +861,27 @@ func (a *Accepter) writeCache(c *cached) (string, error) {
 	if err := os.MkdirAll(a.cfg.Paths.Cache, 0o700); err != nil {
 		return "", err
 	}
-	parts, sum, err := encodeVerified(c)
+	// The sections go to a temp file first: the header, which comes
+	// before them, is known only once they are written, and a large
+	// allowlist's sections need not be held in memory meanwhile.
+	tmp, err := os.CreateTemp(a.cfg.Paths.Cache, ".allowlist-sections-*")
 	if err != nil {
 		return "", err
 	}
-	return sum, fsutil.WriteFileAtomicParts(a.cachePath(sum), 0o600, parts...)
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	head, sum, err := writeVerified(c, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return "", err
+	}
+	return sum, fsutil.WriteFileAtomicFrom(a.cachePath(sum), 0o600, head, tmp)
 }
 
 func (a *Accepter) record(ctx context.Context, event string, rep *Report, acc *Accepted) {
@@ -876,8 +928,8 @@ func principal(s gitsig.Signer) string {
 // 20 % growth instead costs some CPU once per version and roughly halves
 // the peak. It returns the function that restores the previous setting.
 func boundHeap() (restore func()) {
-	prev := debug.SetGCPercent(20)
-	if prev >= 0 && prev < 20 {
+	prev := debug.SetGCPercent(10)
+	if prev >= 0 && prev < 10 {
 		debug.SetGCPercent(prev) // the operator asked for tighter still
 	}
 	return func() { debug.SetGCPercent(prev) }

@@ -44,7 +44,6 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +63,7 @@ import (
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // ApprovalNamespace is the SSH signature namespace of approvals. A signature
@@ -100,7 +100,7 @@ const statementHeader = "writ allowlist approval v2\n"
 // approval is checked against.
 const maxStatementBytes = 4 << 20
 
-var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var labelRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidLabel reports whether label may name an approval file: a letter or
 // digit, then up to 63 letters, digits, '.', '_' or '-'.
@@ -155,12 +155,21 @@ func RecordLoads(load FileLoader) (FileLoader, map[string][]byte) {
 // from yaml (allowlist.yaml's bytes) while reading the files in loaded (as
 // RecordLoads collects them).
 func VersionStatement(a *Allowlist, yaml []byte, loaded map[string][]byte) ([]byte, error) {
-	all := make(map[string][]byte, len(loaded)+1)
+	return versionStatement(a, sha256.Sum256(yaml), loaded)
+}
+
+// versionStatement is VersionStatement from the SHA-256 of allowlist.yaml,
+// so that acceptance need not keep the file's bytes until approvals.
+func versionStatement(a *Allowlist, yamlSum [sha256.Size]byte, loaded map[string][]byte) ([]byte, error) {
+	others := make(map[string][]byte, len(loaded))
 	for p, b := range loaded {
-		all[p] = b
+		if p != FileName {
+			others[p] = b
+		}
 	}
-	all[FileName] = yaml
-	return NewStatement(a.Repository, a.Version, Manifest(all))
+	m := append(Manifest(others), ManifestFile{Path: FileName, SHA256: hex.EncodeToString(yamlSum[:])})
+	sort.Slice(m, func(i, j int) bool { return m[i].Path < m[j].Path })
+	return NewStatement(a.Repository, a.Version, m)
 }
 
 // Statement returns the canonical approval statement of an allowlist

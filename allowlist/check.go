@@ -193,6 +193,13 @@ func checkText(data []byte) (errs ErrorList, fatal bool) {
 	}
 	line, col := 1, 1
 	for i := 0; i < len(data); {
+		if c := data[i]; c >= 0x20 && c < 0x7F {
+			// Printable ASCII, nearly all of a real file: nothing to
+			// refuse.
+			i++
+			col++
+			continue
+		}
 		r, size := utf8.DecodeRune(data[i:])
 		switch {
 		case r == utf8.RuneError && size <= 1:

@@ -6,7 +6,6 @@ package allowlist
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,10 +13,16 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 var topKeys = []string{"schema", "repository", "version", "expires", "signers", "people", "variable_sets", "jobs"}
 
+// decodeRoot decodes the file. An entry's decoding may read the top level
+// (it is the context acceptance keys reuse on, memo.go) but not version or
+// expires, nor another entry except through checks that run after every
+// entry is decoded.
 func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	m, _ := p.keyed(root, "the top level", topKeys...)
 	p.require(root, m, "the top level", "schema", "repository", "version", "expires")
@@ -78,7 +83,7 @@ func (p *parser) decodeRoot(root *yaml.Node) *Allowlist {
 	return a
 }
 
-var decimal = regexp.MustCompile(`^[1-9][0-9]*$`)
+var decimal = lazyre.New(`^[1-9][0-9]*$`)
 
 func (p *parser) version(n *yaml.Node) int64 {
 	switch {
@@ -122,7 +127,7 @@ func (p *parser) expires(n *yaml.Node) time.Time {
 	return t.UTC()
 }
 
-var setName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var setName = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 	if !p.mapping(n, "signers", "a mapping of signer set names to keys") {
@@ -162,7 +167,7 @@ func (p *parser) signers(n *yaml.Node, a *Allowlist) {
 	}
 }
 
-var fingerprintRE = regexp.MustCompile(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
+var fingerprintRE = lazyre.New(`^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$`)
 
 func (p *parser) openpgpKeys(n *yaml.Node, set *SignerSet) {
 	items, ok := p.list(n, "openpgp")
@@ -272,7 +277,9 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 	if !ok {
 		return
 	}
-	seq, count := slices.Values(items), len(items)
+	p.inJobs = true
+	defer func() { p.inJobs = false }()
+	seq, count := slices.All(items), len(items)
 	if s := p.split; s != nil {
 		// The head holds "jobs: []" on the key's own line; anything else
 		// means the split misread the file.
@@ -281,30 +288,45 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			return
 		}
 		s.consumed = true
-		seq, count = s.itemNodes(p.data), len(s.items)
+		seq, count = s.itemNodes(p.data, p.reuse.has), len(s.items)
+		p.memo = make([]entryMemo, count)
 	}
 	if count > MaxEntries {
 		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", count, MaxEntries)
 		return
 	}
 	names := make(map[string]*Entry, count)
-	for it := range seq {
-		if p.split != nil {
-			p.structure(it, 2)
+	for i, it := range seq {
+		var e *Entry
+		var uses []string
+		if it == nil {
+			// An item the previous acceptance decoded from the same
+			// bytes, in the same context (see memo.go).
+			e, uses = p.reuse.entry(i, p.split.items[i].line)
+		} else {
+			if p.split != nil {
+				p.structure(it, 2)
+			}
+			var refs []*yaml.Node
+			if e, refs = p.entry(it, a); e == nil {
+				continue
+			}
+			for _, r := range refs {
+				uses = append(uses, r.Value)
+			}
 		}
-		e, refs := p.entry(it, a)
-		if e == nil {
-			continue
+		if p.memo != nil {
+			p.memo[i] = entryMemo{Line: e.Pos.Line, LineOff: e.Pos.Line - p.split.items[i].line, Column: e.Pos.Column, Uses: uses, set: true}
 		}
 		if e.Name != "" {
 			if first, dup := names[e.Name]; dup {
-				p.errorf(it, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
+				p.add(&p.errs, e.Pos.Line, e.Pos.Column, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
 			} else {
 				names[e.Name] = e
 			}
 		}
-		for _, r := range refs {
-			used[r.Value] = true
+		for _, r := range uses {
+			used[r] = true
 		}
 		a.Jobs = append(a.Jobs, e)
 	}
@@ -362,8 +384,8 @@ const migrationMessage = `schema "writ/v1" is retired: in writ/v1, match.refs di
 	`Then bump version and get the new version approved (see "Migrating from writ/v1" in docs/allowlist.md)`
 
 var (
-	projectRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
-	envRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	projectRE = lazyre.New(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
+	envRE     = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
 // match decodes an entry's match and returns the nodes of its refs, for
@@ -506,7 +528,7 @@ func (p *parser) script(n *yaml.Node, what string, nonEmpty bool) []string {
 	return out
 }
 
-var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var varNameRE = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // TODOPattern is the pattern `writ allowlist entry` writes for a variable
 // whose value it cannot show (masked, protected or a file). Parse refuses
@@ -625,7 +647,7 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 	return 0
 }
 
-var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+var commitRE = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")

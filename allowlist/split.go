@@ -63,7 +63,8 @@ type span struct {
 }
 
 // splitJobs cuts data at its jobs list, or returns nil when the file is not
-// laid out the usual way.
+// laid out the usual way. It walks the lines without keeping them: a list
+// of every line of a large file would cost more than the file.
 func splitJobs(data []byte) *jobsSplit {
 	// Characters the YAML library counts as line breaks, which a split on
 	// '\n' would not (the text check refuses them too).
@@ -72,66 +73,77 @@ func splitJobs(data []byte) *jobsSplit {
 			return nil
 		}
 	}
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	offs := make([]int, len(lines)+1)
-	for i, l := range lines {
-		offs[i+1] = offs[i] + len(l)
+	// lineAt returns the line starting at off and where the next starts.
+	lineAt := func(off int) ([]byte, int) {
+		if i := bytes.IndexByte(data[off:], '\n'); i >= 0 {
+			return data[off : off+i+1], off + i + 1
+		}
+		return data[off:], len(data)
 	}
-	key := -1
-	for i, l := range lines {
+	key, keyOff, keyEnd := -1, 0, 0
+	for off, n := 0, 1; off < len(data); n++ {
+		l, next := lineAt(off)
 		if isJobsKeyLine(l) {
 			if key >= 0 {
 				return nil // two of them: let the whole parse say so
 			}
-			key = i
+			key, keyOff, keyEnd = n, off, next
 		}
+		off = next
 	}
 	if key < 0 {
 		return nil
 	}
 	// The items' indentation is that of the first line after the key that
 	// is not blank or a comment, which must start an item.
-	indent, end := -1, len(lines)
+	indent, end, endLine := -1, len(data), 0
 	var items []span
-	for i := key + 1; i < len(lines); i++ {
-		t := bytes.TrimLeft(lines[i], " ")
+	n := key + 1
+	for off := keyEnd; off < len(data); n++ {
+		l, next := lineAt(off)
+		t := bytes.TrimLeft(l, " ")
 		if len(bytes.TrimSpace(t)) == 0 || t[0] == '#' {
+			off = next
 			continue
 		}
-		n := len(lines[i]) - len(t)
+		ind := len(l) - len(t)
 		isItem := t[0] == '-' && (len(t) == 1 || t[1] == ' ' || t[1] == '\n')
 		if indent < 0 {
 			if !isItem {
 				return nil
 			}
-			indent = n
+			indent = ind
 		}
-		if n < indent || (n == indent && !isItem) {
-			end = i
+		if ind < indent || (ind == indent && !isItem) {
+			end, endLine = off, n
 			break
 		}
-		if n == indent && isItem {
-			items = append(items, span{start: offs[i], line: i + 1})
+		if ind == indent && isItem {
+			items = append(items, span{start: off, line: n})
 		}
+		off = next
 	}
 	if len(items) == 0 {
 		return nil
+	}
+	if endLine == 0 {
+		endLine = n // the list runs to the end of the file
 	}
 	for k := range items {
 		if k+1 < len(items) {
 			items[k].end = items[k+1].start
 		} else {
-			items[k].end = offs[end]
+			items[k].end = end
 		}
 	}
-	head := make([]byte, 0, offs[key+1]+(end-key)+len(data)-offs[end]+8)
-	head = append(head, data[:offs[key]]...)
+	// The head keeps every line: the list's lines become empty ones.
+	blank := endLine - key - 1
+	head := make([]byte, 0, keyOff+len("jobs: []\n")+blank+len(data)-end)
+	head = append(head, data[:keyOff]...)
 	head = append(head, "jobs: []\n"...)
-	for i := key + 1; i < end; i++ {
-		head = append(head, '\n')
-	}
-	head = append(head, data[offs[end]:]...)
-	return &jobsSplit{head: head, jobsLine: key + 1, items: items}
+	head = append(head, bytes.Repeat([]byte{'\n'}, blank)...)
+	head = append(head, data[end:]...)
+	return &jobsSplit{head: head, jobsLine: key, items: items}
 }
 
 // isJobsKeyLine reports whether l is "jobs:" at the start of a line, with
@@ -153,26 +165,33 @@ type decoded struct {
 
 // itemNodes decodes the items on every core, in order, keeping at most a
 // bounded number decoded ahead of the consumer, so a huge list never holds
-// more than a few trees at once.
-func (s *jobsSplit) itemNodes(data []byte) iter.Seq[*yaml.Node] {
-	return func(yield func(*yaml.Node) bool) {
+// more than a few trees at once. Items for which skip is true are not
+// decoded: they are yielded with a nil node.
+func (s *jobsSplit) itemNodes(data []byte, skip func(int) bool) iter.Seq2[int, *yaml.Node] {
+	return func(yield func(int, *yaml.Node) bool) {
 		const ahead = 64
-		slots := make([]chan decoded, len(s.items))
-		for i := range slots {
-			slots[i] = make(chan decoded, 1)
+		var fresh []int // the items to decode, in order
+		for i := range s.items {
+			if !skip(i) {
+				fresh = append(fresh, i)
+			}
+		}
+		slots := make([]chan decoded, len(fresh))
+		for k := range slots {
+			slots[k] = make(chan decoded, 1)
 		}
 		next, stop := make(chan int), make(chan struct{})
 		tokens := make(chan struct{}, ahead)
 		go func() {
 			defer close(next)
-			for i := range s.items {
+			for k := range fresh {
 				select {
 				case tokens <- struct{}{}:
 				case <-stop:
 					return
 				}
 				select {
-				case next <- i:
+				case next <- k:
 				case <-stop:
 					return
 				}
@@ -183,8 +202,8 @@ func (s *jobsSplit) itemNodes(data []byte) iter.Seq[*yaml.Node] {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := range next {
-					slots[i] <- decodeItem(data, s.items[i])
+				for k := range next {
+					slots[k] <- decodeItem(data, s.items[fresh[k]])
 				}
 			}()
 		}
@@ -192,14 +211,22 @@ func (s *jobsSplit) itemNodes(data []byte) iter.Seq[*yaml.Node] {
 			close(stop)
 			wg.Wait()
 		}()
+		k := 0
 		for i := range s.items {
-			d := <-slots[i]
+			if k == len(fresh) || fresh[k] != i {
+				if !yield(i, nil) {
+					return
+				}
+				continue
+			}
+			d := <-slots[k]
 			<-tokens
+			k++
 			if !d.ok {
 				s.failed = true
 				return
 			}
-			if !yield(d.node) {
+			if !yield(i, d.node) {
 				return
 			}
 		}

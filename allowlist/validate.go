@@ -7,6 +7,8 @@ import (
 	"regexp/syntax"
 	"strings"
 	"unicode"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // The checks below return "" for a good value, or the end of a message
@@ -79,7 +81,7 @@ func checkRefName(s string) string {
 
 // imageRE is a container image reference (registry/path[:tag]) that must end
 // in a sha256 digest.
-var imageRE = regexp.MustCompile(`^` +
+var imageRE = lazyre.New(`^` +
 	// optional registry host[:port]/
 	`(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?/)?` +
 	// path components
@@ -138,7 +140,7 @@ func escapedEnd(p string) bool {
 	return n%2 == 1
 }
 
-var scpLike = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):(.+)$`)
+var scpLike = lazyre.New(`^([A-Za-z0-9_][A-Za-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):(.+)$`)
 
 // checkRepoURL checks an application repository URL: https://, ssh://,
 // file://, or scp-like user@host:path. Credentials, plain http and git://

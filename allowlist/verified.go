@@ -2,17 +2,16 @@ package allowlist
 
 import (
 	"bytes"
-	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/gob"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"io"
 	"os"
-	"slices"
 )
 
 // The verified store is the on-disk form of an accepted version, written
@@ -43,10 +42,21 @@ const (
 	maxVerifiedSection = 4 * maxAllowlistBytes
 )
 
-// entriesPerSection is the mean number of entries a section holds. Entries
-// for one project and job always share a section, so a section may be
-// larger when many entries name the same job.
+// entriesPerSection bounds the mean number of entries a section holds.
+// Entries for one project and job always share a section, so a section may
+// be larger when many entries name the same job.
 const entriesPerSection = 32
+
+// sectionCount is the number of sections for n entries: a power of two, so
+// that it changes only when the allowlist doubles or halves and a new
+// version can keep the sections whose entries did not change (memo.go).
+func sectionCount(n int) int {
+	c := 1
+	for c*entriesPerSection < n {
+		c *= 2
+	}
+	return c
+}
 
 // sectionSize is the size of one row of the section table.
 const sectionSize = 8 + 8 + sha256.Size
@@ -70,6 +80,11 @@ type verifiedHeader struct {
 	// (never a job). The YAML itself stays in the allowlist's mirror, under
 	// the accepted commit.
 	Raw section
+	// Memo is the acceptance memo (memo.go): the entries' order and
+	// positions, and what the next acceptance may take from this store.
+	// Entries in the sections carry no position, since it changes when
+	// lines above them do.
+	Memo section
 }
 
 // rawContent is the Raw section.
@@ -91,27 +106,48 @@ func sectionOf(project, job string, n int) int {
 }
 
 // encodeVerified returns the store's bytes for c, in two parts (header and
-// sections) so that they are never copied into one buffer, and the hex
-// SHA-256 the state records.
+// sections), and the hex SHA-256 the state records.
 func encodeVerified(c *cached) ([][]byte, string, error) {
+	var body bytes.Buffer
+	head, sum, err := writeVerified(c, &body)
+	if err != nil {
+		return nil, "", err
+	}
+	return [][]byte{head, body.Bytes()}, sum, nil
+}
+
+// writeVerified writes the sections of c's store to body and returns the
+// header that goes before them and the hex SHA-256 the state records. A
+// section that holds exactly the entries of the same section of the
+// version c's memo reused is copied from there.
+func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 	if c.Parsed == nil {
 		return nil, "", errors.New("verified store: nothing parsed to store")
 	}
 	jobs := c.Parsed.Jobs
-	n := max(1, (len(jobs)+entriesPerSection-1)/entriesPerSection)
-	groups := make([][]*Entry, n)
-	for _, e := range jobs {
-		i := sectionOf(e.Match.Project, e.Match.Job, n)
-		groups[i] = append(groups[i], e)
+	m := c.memo
+	if m == nil || len(m.Entries) != len(jobs) {
+		// Only the order and positions (no reuse next time).
+		m = &acceptMemo{Entries: make([]entryMemo, len(jobs))}
+		for i, e := range jobs {
+			m.Entries[i] = entryMemo{Line: e.Pos.Line, Column: e.Pos.Column}
+		}
 	}
-	var body bytes.Buffer
+	n := sectionCount(len(jobs))
+	groups := make([][]int, n)
+	for i, e := range jobs {
+		g := sectionOf(e.Match.Project, e.Match.Job, n)
+		m.Entries[i].Sec, m.Entries[i].Idx = g, len(groups[g])
+		groups[g] = append(groups[g], i)
+	}
+	defer m.reuse.close()
+	w := &sectionWriter{w: body}
 	put := func(v any) (section, error) {
-		start := body.Len()
-		if err := gob.NewEncoder(&body).Encode(v); err != nil {
+		w.start()
+		if err := gob.NewEncoder(w).Encode(v); err != nil {
 			return section{}, err
 		}
-		b := body.Bytes()[start:]
-		return section{Off: int64(start), Len: int64(len(b)), Sum: sha256.Sum256(b)}, nil
+		return w.end()
 	}
 	h := verifiedHeader{Entries: len(jobs), sections: make([]section, n)}
 	var err error
@@ -119,9 +155,35 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 		return nil, "", err
 	}
 	for i, g := range groups {
-		if h.sections[i], err = put(g); err != nil {
+		if b, sum, ok := m.reuse.section(i, n, g); ok {
+			w.start()
+			if _, err := w.Write(b); err != nil {
+				return nil, "", err
+			}
+			if h.sections[i], err = w.end(); err != nil {
+				return nil, "", err
+			}
+			if h.sections[i].Sum != sum {
+				return nil, "", errors.New("verified store: a copied section changed")
+			}
+			continue
+		}
+		es := make([]*Entry, len(g))
+		for k, j := range g {
+			e := *jobs[j]
+			e.Pos = Pos{}
+			es[k] = &e
+		}
+		if h.sections[i], err = put(es); err != nil {
 			return nil, "", err
 		}
+	}
+	w.start()
+	if _, err := w.Write(m.marshal()); err != nil {
+		return nil, "", err
+	}
+	if h.Memo, err = w.end(); err != nil {
+		return nil, "", err
 	}
 	h.Meta = *c
 	h.Meta.Files, h.Meta.Parsed = nil, nil
@@ -145,7 +207,41 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 	}
 	sum := sha256.Sum256(out)
 	// Section offsets count from the end of the header.
-	return [][]byte{out, body.Bytes()}, hex.EncodeToString(sum[:]), nil
+	return out, hex.EncodeToString(sum[:]), nil
+}
+
+// sectionWriter writes sections one after the other, each with its offset,
+// length and SHA-256.
+type sectionWriter struct {
+	w        io.Writer
+	off, at  int64
+	h        hash.Hash
+	writeErr error
+}
+
+func (s *sectionWriter) start() {
+	if s.h == nil {
+		s.h = sha256.New()
+	}
+	s.h.Reset()
+	s.at = s.off
+}
+
+func (s *sectionWriter) Write(b []byte) (int, error) {
+	if s.writeErr != nil {
+		return 0, s.writeErr
+	}
+	n, err := s.w.Write(b)
+	s.h.Write(b[:n])
+	s.off += int64(n)
+	s.writeErr = err
+	return n, err
+}
+
+func (s *sectionWriter) end() (section, error) {
+	sec := section{Off: s.at, Len: s.off - s.at}
+	copy(sec.Sum[:], s.h.Sum(nil))
+	return sec, s.writeErr
 }
 
 // verifiedStore is an open store whose header matched the state.
@@ -202,31 +298,53 @@ func openVerified(path, wantSum string) (*verifiedStore, error) {
 	return s, nil
 }
 
-// read returns the bytes of sec, checked against its SHA-256, decoded into v.
-func (s *verifiedStore) read(sec section, v any) error {
+// readAt returns the bytes of sec from f, the store's file, checked
+// against its SHA-256.
+func (s *verifiedStore) readAt(f *os.File, sec section) ([]byte, error) {
 	if sec.Len < 0 || sec.Len > maxVerifiedSection || sec.Off < 0 {
-		return fmt.Errorf("verified store %s: a section is out of bounds", s.path)
+		return nil, fmt.Errorf("verified store %s: a section is out of bounds", s.path)
 	}
+	b := make([]byte, sec.Len)
+	if _, err := f.ReadAt(b, s.base+sec.Off); err != nil {
+		return nil, fmt.Errorf("verified store %s: %w", s.path, err)
+	}
+	if sha256.Sum256(b) != sec.Sum {
+		return nil, errSectionSum
+	}
+	return b, nil
+}
+
+var errSectionSum = errors.New("a section does not match its recorded SHA-256")
+
+// readWith passes the bytes of sec, checked against its SHA-256, to use.
+func (s *verifiedStore) readWith(sec section, use func([]byte) error) error {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	b := make([]byte, sec.Len)
-	if _, err := f.ReadAt(b, s.base+sec.Off); err != nil {
-		return fmt.Errorf("verified store %s: %w", s.path, err)
-	}
-	if sha256.Sum256(b) != sec.Sum {
+	b, err := s.readAt(f, sec)
+	if errors.Is(err, errSectionSum) {
 		// The store is only a cache of what acceptance verified: removing
 		// it makes the next job verify the accepted head again and write a
 		// sound one, instead of failing until someone repairs it by hand.
 		_ = os.Remove(s.path)
 		return fmt.Errorf("verified store %s: a section does not match its recorded SHA-256 (removed; the next job verifies the accepted version again)", s.path)
 	}
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
-		return fmt.Errorf("verified store %s: a section is unreadable: %w", s.path, err)
+	if err != nil {
+		return err
 	}
-	return nil
+	return use(b)
+}
+
+// read returns the bytes of sec, checked against its SHA-256, decoded into v.
+func (s *verifiedStore) read(sec section, v any) error {
+	return s.readWith(sec, func(b []byte) error {
+		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
+			return fmt.Errorf("verified store %s: a section is unreadable: %w", s.path, err)
+		}
+		return nil
+	})
 }
 
 // jobIndex indexes the entries stored for project and job.
@@ -239,22 +357,38 @@ func (s *verifiedStore) jobIndex(project, job string) (*Index, error) {
 }
 
 // all returns the whole allowlist: the header's with every section's jobs,
-// in file order.
+// in file order and at their positions (from the memo).
 func (s *verifiedStore) all() (*Allowlist, error) {
-	var jobs []*Entry
-	for _, sec := range s.header.sections {
-		var es []*Entry
-		if err := s.read(sec, &es); err != nil {
+	secs := make([][]*Entry, len(s.header.sections))
+	total := 0
+	for i, sec := range s.header.sections {
+		if err := s.read(sec, &secs[i]); err != nil {
 			return nil, err
 		}
-		jobs = append(jobs, es...)
+		total += len(secs[i])
 	}
-	if len(jobs) != s.header.Entries {
-		return nil, fmt.Errorf("verified store %s holds %d entries, its header says %d", s.path, len(jobs), s.header.Entries)
+	if total != s.header.Entries {
+		return nil, fmt.Errorf("verified store %s holds %d entries, its header says %d", s.path, total, s.header.Entries)
 	}
-	slices.SortStableFunc(jobs, func(a, b *Entry) int {
-		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Column, b.Pos.Column))
-	})
+	if s.header.Memo.Len == 0 {
+		return nil, fmt.Errorf("verified store %s was written by an earlier writ: accept the version again", s.path)
+	}
+	var m acceptMemo
+	if err := s.readWith(s.header.Memo, func(b []byte) error { return m.unmarshal(b) }); err != nil {
+		return nil, fmt.Errorf("verified store %s: memo: %w", s.path, err)
+	}
+	if len(m.Entries) != total {
+		return nil, fmt.Errorf("verified store %s: its memo lists %d entries, the sections hold %d", s.path, len(m.Entries), total)
+	}
+	jobs := make([]*Entry, total)
+	for i, me := range m.Entries {
+		if me.Sec < 0 || me.Sec >= len(secs) || me.Idx < 0 || me.Idx >= len(secs[me.Sec]) || secs[me.Sec][me.Idx] == nil {
+			return nil, fmt.Errorf("verified store %s: its memo names an entry the sections do not hold", s.path)
+		}
+		e := *secs[me.Sec][me.Idx]
+		e.Pos = Pos{Line: me.Line, Column: me.Column}
+		jobs[i] = &e
+	}
 	al := *s.header.Allowlist
 	al.Jobs = jobs
 	return &al, nil

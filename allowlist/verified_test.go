@@ -48,7 +48,10 @@ func TestVerifiedStoreRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, ok := ix.Lookup(e.Match.Project, e.Match.Job, e.Match.Environments[1], e.Match.Refs[1])
-		if !ok || !reflect.DeepEqual(got, e) {
+		// A job's entries carry no position (the memo keeps it).
+		want := *e
+		want.Pos = Pos{}
+		if !ok || !reflect.DeepEqual(got, &want) {
 			t.Fatalf("entry %s: got %+v", e.Name, got)
 		}
 		if near := ix.Near(e.Match.Project, e.Match.Job); len(near) != 1 || near[0].Name != e.Name {

@@ -2,12 +2,12 @@ package executor
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/config"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // Check names, as they appear in Failure.Check, refusal text and the audit log.
@@ -541,7 +541,7 @@ func IncludeVariableSets(e *allowlist.Entry, p *Payload, names []string, include
 	})
 }
 
-var nameUnsafe = regexp.MustCompile(`[^a-z0-9]+`)
+var nameUnsafe = lazyre.New(`[^a-z0-9]+`)
 
 func suggestedName(project, job, env string) string {
 	s := strings.Trim(nameUnsafe.ReplaceAllString(strings.ToLower(project+"-"+job+"-"+env), "-"), "-")

@@ -185,7 +185,9 @@ func (o *Options) stageUID(id string) (uint32, error) {
 // into place. The ownership walk never runs over a tree a job process can
 // change: the staging directory's parent is the root-only builds root,
 // which no sandbox shows, and no process of the job's uid exists yet.
-func (o *Options) checkoutStaged(ctx context.Context, s *Snapshot, uid uint32) error {
+//
+// lease returns the job's uid; it is called once the checkout is staged.
+func (o *Options) checkoutStaged(ctx context.Context, s *Snapshot, lease func() (uint32, error)) error {
 	if err := os.MkdirAll(o.Config.Paths.Builds, 0o700); err != nil {
 		return err
 	}
@@ -200,6 +202,10 @@ func (o *Options) checkoutStaged(ctx context.Context, s *Snapshot, uid uint32) e
 	}
 	defer removeAll(staging)
 	if err := o.checkout(ctx, s, staging); err != nil {
+		return err
+	}
+	uid, err := lease()
+	if err != nil {
 		return err
 	}
 	if err := chownTree(staging, int(uid)); err != nil {

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // Payload is the part of GitLab Runner's job payload (the JOB_RESPONSE_FILE,
@@ -115,8 +116,8 @@ var topLevelKeys = map[string]bool{
 }
 
 var (
-	jobIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
-	shaPattern   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	jobIDPattern = lazyre.New(`^[1-9][0-9]{0,18}$`)
+	shaPattern   = lazyre.New(`^[0-9a-f]{40}$`)
 )
 
 // DecodePayload decodes a job payload strictly: valid UTF-8, one JSON

@@ -505,10 +505,18 @@ func (o *Options) getSources(ctx context.Context, s *Snapshot) (int, string) {
 		fmt.Fprintf(w, "writ: image %s fetched and verified\n", ref)
 	}
 	if o.contained() {
+		// The lease (a scan of every process) and the checkout into the
+		// root-only staging directory do not depend on each other: only
+		// the hand-over to the uid waits for both.
 		var uid uint32
-		if uid, err = o.uids().Acquire(ctx, s.Job.ID); err == nil {
-			err = o.checkoutStaged(ctx, s, uid)
-		}
+		var leaseErr error
+		leased := make(chan struct{})
+		go func() {
+			defer close(leased)
+			uid, leaseErr = o.uids().Acquire(ctx, s.Job.ID)
+		}()
+		err = o.checkoutStaged(ctx, s, func() (uint32, error) { <-leased; return uid, leaseErr })
+		<-leased
 	} else {
 		err = o.checkoutOnHost(ctx, s)
 	}
@@ -601,8 +609,10 @@ func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage stri
 		if err != nil {
 			return nil, err
 		}
+		// Rewritten whenever the stage runs: it need not survive a crash,
+		// and two fsyncs were a tenth of a contained stage's set-up.
 		path := filepath.Join(o.jobDir(s.Job.ID), stage+".sh")
-		if err := fsutil.WriteFileAtomic(path, script, 0o600); err != nil {
+		if err := fsutil.ReplaceFile(path, script, 0o600); err != nil {
 			return nil, err
 		}
 		root, err := o.imageRoot(ctx, s)
@@ -627,7 +637,7 @@ func (o *Options) userScriptStarter(ctx context.Context, s *Snapshot, stage stri
 		// can read it but not change it.
 		path, err = o.writeReadable(s.Job.ID, stage+".sh", script, u, false)
 	} else {
-		err = fsutil.WriteFileAtomic(path, script, 0o600)
+		err = fsutil.ReplaceFile(path, script, 0o600)
 	}
 	if err != nil {
 		return nil, err

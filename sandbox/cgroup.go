@@ -5,16 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // cgroup is one run's control groups: one directory per controller on a
 // v1 host, one directory on a unified (v2) host.
 type cgroup struct {
 	dirs []string
+	// unified: the run has one cgroup, on cgroup v2, which a process can
+	// be created in (CLONE_INTO_CGROUP) rather than moved to.
+	unified bool
 }
 
 // cgroupVersions says where each controller writ uses lives: "cgroup v1",
@@ -160,7 +166,40 @@ func (h *Host) newCgroup(name string) (*cgroup, error) {
 			_ = write(dir, "memory.swap.max", 0)
 		}
 	}
+	// Only when no controller in use is on a v1 hierarchy (hybrid hosts).
+	cg.unified = len(cg.dirs) == 1 &&
+		(h.PidsMax <= 0 || v.pids != "cgroup v1") && (h.MemoryMax <= 0 || v.memory != "cgroup v1")
 	return cg, nil
+}
+
+// start starts the command newCmd makes, created inside the run's cgroup
+// where the host allows it: cgroup v2 with clone3's CLONE_INTO_CGROUP
+// (Linux 5.7), which needs no move and so no wait for an RCU grace
+// period. placed says the process is already in the cgroup; otherwise the
+// caller moves it (add). A kernel without CLONE_INTO_CGROUP gets a plain
+// start.
+func (cg *cgroup) start(newCmd func() *exec.Cmd) (cmd *exec.Cmd, placed bool, err error) {
+	if cg == nil || !cg.unified {
+		cmd = newCmd()
+		return cmd, false, cmd.Start()
+	}
+	fd, err := unix.Open(cg.dirs[0], unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("sandbox: open cgroup %s: %w", cg.dirs[0], err)
+	}
+	defer unix.Close(fd)
+	cmd = newCmd()
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	err = cmd.Start()
+	if err == nil {
+		return cmd, true, nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.E2BIG) {
+		return nil, false, err
+	}
+	// An exec.Cmd that failed to start is not started again: a fresh one.
+	cmd = newCmd()
+	return cmd, false, cmd.Start()
 }
 
 // add moves pid into every cgroup of the run.
@@ -171,6 +210,14 @@ func (cg *cgroup) add(pid int) error {
 		}
 	}
 	return nil
+}
+
+// addUnless moves pid into the run's cgroups unless it was created there.
+func (cg *cgroup) addUnless(placed bool, pid int) error {
+	if placed {
+		return nil
+	}
+	return cg.add(pid)
 }
 
 // remove deletes the run's cgroups once the kernel has let go of the

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,10 +44,10 @@ func initMain() int {
 		return exitSetup
 	}
 	var s spec
-	if err := json.NewDecoder(io.LimitReader(specR, 16<<20)).Decode(&s); err != nil {
+	dec := json.NewDecoder(io.LimitReader(specR, 16<<20))
+	if err := dec.Decode(&s); err != nil {
 		return fail(fmt.Errorf("read the spec: %w", err))
 	}
-	specR.Close()
 	if err := setupRoot(&s); err != nil {
 		return fail(err)
 	}
@@ -58,12 +59,30 @@ func initMain() int {
 	if err := dropPrivileges(); err != nil {
 		return fail(err)
 	}
+	if err := awaitGo(io.MultiReader(dec.Buffered(), specR)); err != nil {
+		return fail(err)
+	}
+	specR.Close()
 	if len(s.Argv) == 0 {
 		// A probe: the sandbox can be built on this host.
 		status.Close()
 		return 0
 	}
 	return runJob(&s, status)
+}
+
+// awaitGo waits for the parent's go byte after the spec: the init is in
+// the job's cgroups. End of input without it means the parent gave up
+// (it could not place the init), and nothing of the job may start.
+func awaitGo(r io.Reader) error {
+	rest, err := io.ReadAll(io.LimitReader(r, 64))
+	if err != nil {
+		return fmt.Errorf("wait for writ: %w", err)
+	}
+	if string(bytes.TrimSpace(rest)) != string(rune(goByte)) {
+		return errors.New("writ did not place the sandbox in its cgroups")
+	}
+	return nil
 }
 
 // dropPrivileges makes execve unable to gain privileges (setuid and file

@@ -160,26 +160,31 @@ func (c *Cmd) Start() error {
 	if init == "" {
 		init = "/proc/self/exe"
 	}
-	cmd := &exec.Cmd{
-		Path:       init,
-		Args:       []string{initArg0},
-		Env:        []string{},
-		Stdin:      devnull,
-		Stdout:     c.Stdout,
-		Stderr:     c.Stderr,
-		ExtraFiles: []*os.File{specR, statusW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags,
-			Setpgid:    true,
-			// If writ dies, so does the init, and with it the namespace.
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	if c.Stdout == nil {
-		cmd.Stdout = devnull
-	}
-	if c.Stderr == nil {
-		cmd.Stderr = devnull
+	// The init does one thing at a time: one P spares it the threads and
+	// scheduling of a parallel runtime.
+	newCmd := func() *exec.Cmd {
+		cmd := &exec.Cmd{
+			Path:       init,
+			Args:       []string{initArg0},
+			Env:        []string{"GOMAXPROCS=1"},
+			Stdin:      devnull,
+			Stdout:     c.Stdout,
+			Stderr:     c.Stderr,
+			ExtraFiles: []*os.File{specR, statusW},
+			SysProcAttr: &syscall.SysProcAttr{
+				Cloneflags: flags,
+				Setpgid:    true,
+				// If writ dies, so does the init, and with it the namespace.
+				Pdeathsig: syscall.SIGKILL,
+			},
+		}
+		if c.Stdout == nil {
+			cmd.Stdout = devnull
+		}
+		if c.Stderr == nil {
+			cmd.Stderr = devnull
+		}
+		return cmd
 	}
 	c.cg, err = c.h.newCgroup(c.spec.Name)
 	if err != nil {
@@ -190,7 +195,7 @@ func (c *Cmd) Start() error {
 	}
 	// Pdeathsig follows the thread that forked; Go never ends a thread no
 	// goroutine locked, so it fires only when writ itself dies.
-	err = cmd.Start()
+	cmd, placed, err := c.cg.start(newCmd)
 	specR.Close()
 	statusW.Close()
 	if err != nil {
@@ -200,29 +205,50 @@ func (c *Cmd) Start() error {
 	}
 	c.cmd = cmd
 	fail := func(err error) error {
-		specW.Close()
 		_ = cmd.Process.Kill()
+		specW.Close()
 		_ = cmd.Wait()
 		c.cg.remove()
 		return err
 	}
-	// Before the init reads its spec it runs nothing of the job: placing
-	// it now means every process of the job is counted and limited.
-	if err := c.cg.add(cmd.Process.Pid); err != nil {
-		return fail(err)
-	}
+	// The init reads its spec and builds the job's root while the kernel
+	// moves it into the job's cgroups, unless it was created there (on
+	// cgroup v1 the move waits for an RCU grace period, the slowest step
+	// of a start). It starts nothing of the job before the go byte,
+	// written once it is placed, so every process of the job is counted
+	// and limited.
 	if err := json.NewEncoder(specW).Encode(c.spec); err != nil {
 		return fail(fmt.Errorf("sandbox: hand the spec to the init: %w", err))
 	}
+	status := func() string {
+		msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
+		return strings.TrimSpace(string(msg))
+	}
+	if err := c.cg.addUnless(placed, cmd.Process.Pid); err != nil {
+		err = fail(err)
+		if msg := status(); msg != "" {
+			// The init failed first (and its end failed the move).
+			return &SetupError{Msg: msg}
+		}
+		return err
+	}
+	// A failed write means the init has already ended; its status says why.
+	_, goErr := specW.Write([]byte{goByte})
 	specW.Close()
-	msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
-	if len(msg) > 0 {
+	if msg := status(); msg != "" {
 		_ = cmd.Wait()
 		c.cg.remove()
-		return &SetupError{Msg: strings.TrimSpace(string(msg))}
+		return &SetupError{Msg: msg}
+	}
+	if goErr != nil {
+		return fail(fmt.Errorf("sandbox: the init ended before the job started: %w", goErr))
 	}
 	return nil
 }
+
+// goByte, after the spec, tells the init that it is in the job's cgroups
+// and may start the job.
+const goByte = 'G'
 
 // SetupError is the init's report that it could not contain the job; the
 // job did not start.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,6 +217,18 @@ func TestUIDLeases(t *testing.T) {
 	if d, err := u.Acquire(ctx, "4"); err != nil || d != b {
 		t.Fatalf("stale lease not reclaimed: %d, %v", d, err)
 	}
+	// A lease a host crash left empty names nobody: its uid is leased
+	// again (no process of it lives); a valid lease is not.
+	if err := os.WriteFile(u.leasePath(a), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.Stale = nil
+	if e, err := u.Acquire(ctx, "5"); err != nil || e != a {
+		t.Fatalf("a lease emptied by a crash was not taken again: %d, %v; want %d", e, err, a)
+	}
+	if _, err := u.Acquire(ctx, "6"); err == nil {
+		t.Fatal("a third owner got a uid from a range of two")
+	}
 }
 
 // The pids and memory limits hold inside the sandbox where the host has the
@@ -291,5 +304,140 @@ func TestRefusals(t *testing.T) {
 	}
 	if _, err := h.Command(Spec{Argv: []string{"/bin/true"}, Dir: build, UID: testUID, GID: testUID, Network: "bridge"}); err == nil {
 		t.Error("an unknown network was accepted")
+	}
+}
+
+// An init writ could not place in the job's cgroups starts nothing of the
+// job: Start fails and the job's first command never ran.
+func TestUnplacedInitRunsNothing(t *testing.T) {
+	h, build := testHost(t)
+	root := t.TempDir()
+	h.CgroupRoot, h.MemoryMax = root, 0
+	// A v1 pids hierarchy whose leaf for this run refuses the move.
+	leaf := filepath.Join(root, "pids", "writ-t-"+strconv.Itoa(os.Getpid()))
+	for _, d := range []string{filepath.Join(root, "pids", "cgroup.procs"), filepath.Join(leaf, "cgroup.procs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	canary := filepath.Join(build, "ran")
+	c, err := h.Command(Spec{Argv: []string{"/bin/bash", "-c", "touch " + canary}, Env: []string{"PATH=/usr/bin:/bin"},
+		Dir: build, UID: testUID, GID: testUID, Network: NetworkHost, Name: "t",
+		Binds: []Bind{{Source: build, Target: build, Writable: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err == nil || !strings.Contains(err.Error(), "join cgroup") {
+		if err == nil {
+			_ = c.Wait()
+		}
+		t.Fatalf("Start with a cgroup that refuses the init: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the job ran although its init was never placed in its cgroup (%v)", err)
+	}
+}
+
+func TestAwaitGo(t *testing.T) {
+	for in, ok := range map[string]bool{"": false, "\n": false, "\nG": true, "G": true, "GG": false, "\nX": false} {
+		if err := awaitGo(strings.NewReader(in)); (err == nil) != ok {
+			t.Errorf("awaitGo(%q) = %v, want ok %v", in, err, ok)
+		}
+	}
+}
+
+// The job's first process already runs in the stage's cgroups: the init
+// is moved there before it starts anything (a process forked before the
+// move would stay outside every limit).
+func TestJobBornInItsCgroups(t *testing.T) {
+	h, build := testHost(t)
+	v := h.cgroupVersion()
+	if v.pids == "" && v.memory == "" {
+		t.Skip("no pids or memory cgroup controller on this host")
+	}
+	out, code := run(t, h, build, NetworkHost, `cat /proc/self/cgroup`)
+	leaf := "/writ-t-" + strconv.Itoa(os.Getpid())
+	for _, c := range []struct{ name, ver string }{{"pids", v.pids}, {"memory", v.memory}} {
+		if c.ver == "" {
+			continue
+		}
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && (c.ver == "cgroup v2" && parts[0] == "0" || containsWord(strings.ReplaceAll(parts[1], ",", " "), c.name)) {
+				found = found || strings.HasSuffix(parts[2], leaf)
+			}
+		}
+		if !found {
+			t.Errorf("the job's process is not in the run's %s cgroup (%s) (exit %d):\n%s", c.name, c.ver, code, out)
+		}
+	}
+}
+
+func TestStatusUIDs(t *testing.T) {
+	status := "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1000\t2000000123\t1000\t3\nGid:\t1\t1\t1\t1\n"
+	uids, ok := statusUIDs([]byte(status))
+	if !ok || len(uids) != 4 || uids[1] != testUID || uids[3] != 3 {
+		t.Errorf("statusUIDs = %v, %v", uids, ok)
+	}
+	for _, bad := range []string{"Name:\tx\nGid:\t1\t1\t1\t1\n", "Name:\tx\nUid:\t1\t2\n", "Name:\tx\nUid:\t1\t2\tx\t4\n"} {
+		if _, ok := statusUIDs([]byte(bad)); ok {
+			t.Errorf("statusUIDs(%q) accepted", bad)
+		}
+	}
+	live, err := liveUIDs()
+	if err != nil || !live[uint32(os.Getuid())] {
+		t.Errorf("liveUIDs does not list this process's uid %d: %v", os.Getuid(), err)
+	}
+}
+
+// cgroup2Mount is where a cgroup v2 hierarchy is mounted, if one is.
+func cgroup2Mount(t *testing.T) string {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// On cgroup v2 a run's process is created inside its cgroup
+// (CLONE_INTO_CGROUP): it is there from its first instruction, and start
+// says so. Tested on any cgroup2 mount, controllers or not.
+func TestStartIntoCgroupV2(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	mnt := cgroup2Mount(t)
+	if mnt == "" {
+		t.Skip("no cgroup v2 hierarchy on this host")
+	}
+	leaf := filepath.Join(mnt, "writ-test-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(leaf, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup v2 leaf here: %v", err)
+	}
+	cg := &cgroup{dirs: []string{leaf}, unified: true}
+	defer cg.remove()
+	var out bytes.Buffer
+	cmd, placed, err := cg.start(func() *exec.Cmd {
+		c := exec.Command("/bin/cat", "/proc/self/cgroup")
+		c.Stdout, c.SysProcAttr = &out, &syscall.SysProcAttr{}
+		return c
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := "0::/" + filepath.Base(leaf)
+	if !placed || !strings.Contains(out.String()+"\n", want+"\n") {
+		t.Errorf("placed %v; the process's cgroups:\n%s\nwant the line %s", placed, out.String(), want)
 	}
 }

@@ -125,7 +125,7 @@ func orUnknown(commit string, modified bool) string {
 func main() {
 	// The sandbox re-executes writ as its init: that process never returns.
 	sandbox.Main()
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(fastRun(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run parses args and runs the chosen command, returning the exit code.
@@ -196,6 +196,10 @@ func (c *cli) finish(kctx *kong.Context, err error) int {
 
 // selectedReporter is the chosen command if it has a JSON report.
 func selectedReporter(kctx *kong.Context) (reporter, bool) {
+	if kctx == nil {
+		// An executor stage run without kong (fastpath.go).
+		return nil, false
+	}
 	node := kctx.Selected()
 	if node == nil || !node.Target.CanAddr() {
 		return nil, false

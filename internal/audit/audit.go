@@ -30,12 +30,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // Record is one audit event.
@@ -85,7 +85,7 @@ var errTooLong = fmt.Errorf("over the %d-byte line limit", MaxLineBytes)
 // truncMarker is appended to a cut value, with the original size.
 const truncMarker = "…[truncated by writ audit: %d bytes in total]"
 
-var eventName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,63}$`)
+var eventName = lazyre.New(`^[a-z][a-z0-9-]{0,63}$`)
 
 // Log is an append-only audit log file.
 type Log struct {

@@ -3,7 +3,6 @@ package companion
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // lintJob is one job of GitLab's CI lint response with include_jobs=true
@@ -50,7 +50,7 @@ type ciJob struct {
 // maxMergedYAML bounds the merged configuration writ interprets.
 const maxMergedYAML = 16 << 20
 
-var digestRef = regexp.MustCompile(`^[^\s@$]+@sha256:[0-9a-f]{64}$`)
+var digestRef = lazyre.New(`^[^\s@$]+@sha256:[0-9a-f]{64}$`)
 
 // targets reports whether GitLab would give a job with jobTags to a runner
 // with runnerTags: every job tag must be a runner tag. Untagged jobs are not
@@ -450,7 +450,7 @@ func stageIndex(stages []string, s string) int {
 	return len(stages)
 }
 
-var durationPart = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)`)
+var durationPart = lazyre.New(`^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)`)
 
 // parseGitLabDuration parses GitLab's human durations ("1h 30m", "3 hours",
 // "90 minutes", "3600"); a bare number is seconds.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"gitlab.com/writ-ci/writ/allowlist"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // ProposeOptions configure Propose.
@@ -98,7 +98,7 @@ type ProposeResult struct {
 	MergeRequestURL string
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var envNameRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Propose reads the project's CI configuration through GitLab's CI lint API
 // (dry run, with jobs), builds entries for the jobs that target the
@@ -593,7 +593,7 @@ func shortID(s string) string {
 	return s
 }
 
-var slugBad = regexp.MustCompile(`[^a-z0-9._-]+`)
+var slugBad = lazyre.New(`[^a-z0-9._-]+`)
 
 // slug makes a lower-case name of letters, digits, '.', '_' and '-'.
 func slug(s string) string {

@@ -3,8 +3,9 @@ package companion
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"regexp"
 	"strings"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // GitLab runs quick actions from notes and merge request descriptions, on
@@ -68,7 +69,7 @@ func inertQuickActions(md string) string {
 	return strings.Join(lines, "\n")
 }
 
-var fenceOpenRE = regexp.MustCompile("^( {0,3})(`{3,}|~{3,})")
+var fenceOpenRE = lazyre.New("^( {0,3})(`{3,}|~{3,})")
 
 // fenceOpen reports whether l opens a fenced code block (CommonMark: up to
 // three spaces, then three or more backticks or tildes; a backtick fence's
@@ -101,7 +102,7 @@ func fenceClose(l, run string) bool {
 // stripped, lib/gitlab/quick_actions/extractor.rb), so comparing stored
 // text with fresh text would see a change every time; comparing the digest
 // writ recorded with the digest of what it would post now does not.
-var digestRE = regexp.MustCompile(`<!-- sha256:([0-9a-f]{64}) -->`)
+var digestRE = lazyre.New(`<!-- sha256:([0-9a-f]{64}) -->`)
 
 // withDigest prefixes body with marker and the digest of body.
 func withDigest(marker, body string) string {

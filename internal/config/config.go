@@ -13,12 +13,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // DefaultPath is where writ looks for its configuration when neither
@@ -308,10 +309,10 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-var commitID = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+var envName = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var varName = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var userName = lazyre.New(`^[a-z_][a-z0-9_-]{0,31}$`)
+var commitID = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 // Parse decodes configuration text and applies defaults. Relative paths are
 // left as they are; Load resolves them against the file's directory.

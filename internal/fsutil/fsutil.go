@@ -41,6 +41,60 @@ func WriteFileAtomicParts(path string, perm os.FileMode, parts ...[]byte) error 
 	return syncDir(filepath.Dir(path))
 }
 
+// ReplaceFile writes data to a temp file in the same directory and renames
+// it over path: a reader sees the old content or the new one, never a
+// partial write, and a file planted at path is replaced, never followed.
+// Unlike WriteFileAtomic nothing is fsynced, so after a crash of the host
+// path may be missing, old or empty: only for files nothing needs after a
+// crash (a stage's script, rewritten when the stage runs again).
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	name := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm.Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, path)
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomicFrom is WriteFileAtomic of head followed by everything
+// read from rest: a large file whose tail is built on disk (another temp
+// file) reaches its place without passing through memory.
+func WriteFileAtomicFrom(path string, perm os.FileMode, head []byte, rest io.Reader) error {
+	tmp, err := writeTempWith(path, perm, func(f *os.File) error {
+		if _, err := f.Write(head); err != nil {
+			return err
+		}
+		_, err := io.Copy(f, rest)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
 // CreateExclusive writes a file that must not exist yet and never changes
 // afterwards (a write-once record such as a per-job decision snapshot).
 //
@@ -72,6 +126,18 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) error {
 // path and fsyncs it. It returns the temp file's name; on error nothing is
 // left behind.
 func writeTemp(path string, perm os.FileMode, parts ...[]byte) (string, error) {
+	return writeTempWith(path, perm, func(f *os.File) error {
+		for _, data := range parts {
+			if _, err := f.Write(data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writeTempWith is writeTemp of what write writes to the temp file.
+func writeTempWith(path string, perm os.FileMode, write func(*os.File) error) (string, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -91,10 +157,8 @@ func writeTemp(path string, perm os.FileMode, parts ...[]byte) (string, error) {
 		_ = os.Remove(name)
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	for _, data := range parts {
-		if _, err := f.Write(data); err != nil {
-			return fail(err)
-		}
+	if err := write(f); err != nil {
+		return fail(err)
 	}
 	// Chmod on the descriptor is exact: the umask does not apply.
 	if err := f.Chmod(perm.Perm()); err != nil {

@@ -278,3 +278,40 @@ func TestWriteFileAtomicFullDiskLeavesNothing(t *testing.T) {
 		t.Fatalf("temp files left behind on a full disk: %v", extra)
 	}
 }
+
+// ReplaceFile: the new content and mode, a planted symlink replaced (not
+// followed), nothing left behind on success or failure.
+func TestReplaceFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "stage.sh")
+	outside := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(outside, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, p); err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	if err := ReplaceFile(p, []byte("two"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	got, _ := os.ReadFile(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o640 || string(got) != "two" {
+		t.Fatalf("after ReplaceFile: %v %v %q", fi, err, got)
+	}
+	if v, _ := os.ReadFile(outside); string(v) != "keep" {
+		t.Errorf("the symlink's target was written: %q", v)
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.MkdirAll(filepath.Join(target, "child"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceFile(target, []byte("x"), 0o600); err == nil || !strings.Contains(err.Error(), target) {
+		t.Errorf("replacing a non-empty directory: %v", err)
+	}
+	if extra := leftovers(t, dir, "stage.sh", "target"); len(extra) > 0 {
+		t.Fatalf("temp files left behind: %v", extra)
+	}
+}

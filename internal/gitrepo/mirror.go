@@ -27,13 +27,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	xssh "golang.org/x/crypto/ssh"
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
@@ -121,9 +124,25 @@ func OpenMirror(cacheDir, url string, auth Auth, opts ...Option) (*Mirror, error
 	return m, nil
 }
 
+// largeObject is the size above which a blob is read from its pack as a
+// stream rather than whole into memory and go-git's object cache: reading
+// a large allowlist then costs its size once instead of several times (the
+// cache's copy, the doubling buffer that fills it, the caller's copy).
+const largeObject = 1 << 20
+
+// openRepo opens the bare repository at dir, reading objects larger than
+// largeObject as streams. Like git.PlainOpen it fails with
+// git.ErrRepositoryNotExists when dir holds no repository; unlike it, it
+// follows no alternates file: a mirror holds every object it reads.
+func openRepo(dir string) (*git.Repository, error) {
+	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRUDefault(),
+		filesystem.Options{LargeObjectThreshold: largeObject})
+	return git.Open(st, nil)
+}
+
 // openOrigin opens a mirror directory that has an origin remote.
 func openOrigin(dir string) (*git.Repository, error) {
-	repo, err := git.PlainOpen(dir)
+	repo, err := openRepo(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +182,7 @@ func createMirror(dir, url string) (*git.Repository, error) {
 	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}}); err != nil {
 		return nil, err
 	}
-	return repo, nil
+	return openRepo(dir)
 }
 
 // Dir is the mirror's directory.

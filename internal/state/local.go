@@ -10,17 +10,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // maxRecordBytes bounds reading one state file or store value.
 const maxRecordBytes = 1 << 16
 
 var (
-	shaPattern   = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	jobIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+	shaPattern   = lazyre.New(`^[0-9a-f]{40}$`)
+	jobIDPattern = lazyre.New(`^[1-9][0-9]{0,18}$`)
 )
 
 // Local keeps the trust state in files under one host's state directory:

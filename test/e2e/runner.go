@@ -188,6 +188,10 @@ type RunnerResult struct {
 	Duration time.Duration
 	// Killed is true when the suite had to stop the runner (timeout or stop).
 	Killed bool
+	// CPU is the user and system time of the runner and every process it
+	// waited for (its executor's stages and their children): a cost that
+	// load from other processes changes far less than Duration.
+	CPU time.Duration
 }
 
 // RunnerProcess is a started `gitlab-runner run-single`.
@@ -273,6 +277,9 @@ func StartRunner(ctx context.Context, cfg RunnerConfig) (*RunnerProcess, error) 
 		p.result.Duration = time.Since(p.start)
 		p.result.Log = out.String()
 		p.result.Killed = p.stopped || ctx.Err() != nil
+		if ps := cmd.ProcessState; ps != nil {
+			p.result.CPU = ps.UserTime() + ps.SystemTime()
+		}
 		var ee *exec.ExitError
 		switch {
 		case err == nil:

@@ -1,0 +1,725 @@
+package allowlist
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/gob"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Incremental acceptance.
+//
+// A new version of a large allowlist usually changes a few entries and the
+// version line. Acceptance therefore remembers, in the verified store it
+// writes (the memo section, which no job reads), the SHA-256 of every job
+// item's bytes as the split parse cut them (split.go). The next acceptance
+// takes an item whose bytes are unchanged from that store — decoded from
+// the section that holds it — instead of parsing its YAML again, and keeps
+// a section's encoded bytes when it holds exactly the same entries.
+//
+// An entry is a function of its own bytes and of its context, and nothing
+// else; reuse is keyed on all three:
+//   - the item's bytes: their SHA-256;
+//   - the context: the SHA-256 of everything outside the job list an
+//     entry's decoding can read — the parsed top level (signer sets,
+//     people and every other top-level field, whatever is added later),
+//     without version and expires, and every file the top level loaded —
+//     compared after the new top level is parsed: any difference, and the
+//     whole file is parsed again;
+//   - the decoder: the build ID of the running writ, so an upgraded writ
+//     (whose checks may differ) never takes an entry decoded by another.
+//
+// An entry that loads a file of its own (none does today) makes its
+// version's memo unusable, since those files are outside the context.
+//
+// Everything that spans entries — unique names, overlaps, limits, unused
+// signer sets — runs over every entry, reused or not, exactly as in a full
+// parse, and the rule of the split parse holds: any error or warning and
+// the whole-file parse decides. Reused bytes come only from the store the
+// state names, checked against its header (whose SHA-256 the state holds)
+// and each section's SHA-256 in it: the store written is what a full parse
+// would have written, and nothing in it was not verified by this
+// environment. TestIncrementalStoreEqualsFull checks both.
+
+const memoMagic = "writ-accept-memo/1\n"
+
+// acceptMemo is what an acceptance remembers of its entries.
+type acceptMemo struct {
+	// Codec is decoderID() of the writ that decoded the entries; "" makes
+	// the memo unusable for reuse (it then only keeps the file order).
+	Codec string
+	// Context is contextDigest of the version.
+	Context [sha256.Size]byte
+	// EntryLoads is true when an entry loaded a file of its own.
+	EntryLoads bool
+	// Entries are the job items in file order.
+	Entries []entryMemo
+
+	// reuse is where the parse took unchanged entries from (not stored).
+	reuse *reuseSource
+}
+
+// entryMemo is one job item.
+type entryMemo struct {
+	// Digest is the SHA-256 of the item's bytes.
+	Digest [sha256.Size]byte
+	// Line and Column are the entry's position; LineOff is Line less the
+	// item's first line, the same wherever identical bytes move.
+	Line, LineOff, Column int
+	// Uses are the signer sets the entry names.
+	Uses []string
+	// Sec and Idx locate the entry in the store: section and index.
+	Sec, Idx int
+
+	set bool // filled by the parse
+}
+
+// decoderID identifies the code that decodes entries: the Go build ID of
+// the running executable (a hash of everything that went into the build),
+// read through /proc/self/exe so that a binary replaced on disk since this
+// process started is not mistaken for it. "" when unknown (no reuse then).
+var decoderID = sync.OnceValue(func() string {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		exe, xerr := os.Executable()
+		if xerr != nil {
+			return ""
+		}
+		if f, err = os.Open(exe); err != nil {
+			return ""
+		}
+	}
+	defer f.Close()
+	if id := elfBuildID(f); id != "" {
+		return "go-build-id:" + id
+	}
+	// Other formats carry it as text near the start of the code (cmd/go
+	// reads the first 32 KiB for it).
+	buf := make([]byte, 64<<10)
+	n, _ := f.ReadAt(buf, 0)
+	const marker = "\xff Go build ID: \""
+	i := bytes.Index(buf[:n], []byte(marker))
+	if i < 0 {
+		return ""
+	}
+	rest := buf[i+len(marker) : n]
+	j := bytes.IndexByte(rest, '"')
+	if j <= 0 {
+		return ""
+	}
+	return "go-build-id:" + string(rest[:j])
+})
+
+// elfBuildID reads the Go build ID note of an ELF executable.
+func elfBuildID(r io.ReaderAt) string {
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return ""
+	}
+	sec := ef.Section(".note.go.buildid")
+	if sec == nil || sec.Size > 1<<10 {
+		return ""
+	}
+	b, err := sec.Data()
+	// namesz, descsz, type (4: the Go build ID), "Go\0\0", the ID.
+	if err != nil || len(b) < 16 {
+		return ""
+	}
+	nameSize, descSize, typ := ef.ByteOrder.Uint32(b), ef.ByteOrder.Uint32(b[4:]), ef.ByteOrder.Uint32(b[8:])
+	if nameSize != 4 || typ != 4 || string(b[12:16]) != "Go\x00\x00" || int(descSize) > len(b)-16 {
+		return ""
+	}
+	return string(b[16 : 16+descSize])
+}
+
+// contextDigest fixes what an entry's decoding may read outside its own
+// bytes: the top level a (without its jobs, version and expires, which
+// change with every version and which no entry reads) in JSON (map keys
+// sorted), and the files the top level loaded. ok is false if a cannot be
+// encoded.
+func contextDigest(a *Allowlist, files map[string][]byte) (sum [sha256.Size]byte, ok bool) {
+	head := *a
+	head.Jobs, head.Version, head.Expires = nil, 0, time.Time{}
+	b, err := json.Marshal(&head)
+	if err != nil {
+		return sum, false
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "top %d\n", len(b))
+	h.Write(b)
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fmt.Fprintf(h, "file %q %x\n", p, sha256.Sum256(files[p]))
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, true
+}
+
+// itemDigests returns the SHA-256 of every item's bytes, on every core.
+func itemDigests(data []byte, s *jobsSplit) [][sha256.Size]byte {
+	out := make([][sha256.Size]byte, len(s.items))
+	workers := max(1, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(s.items); i += workers {
+				sp := s.items[i]
+				out[i] = sha256.Sum256(data[sp.start:sp.end])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// parseAccept parses an allowlist for acceptance and returns the memo its
+// store keeps. It takes unchanged entries from prev, the store of the
+// version in force, when that store's memo allows; the result is always
+// what Parse returns. The memo is nil when the file had to be parsed whole.
+//
+// When entries are reused, their bytes are not read again: the parse reads
+// a copy of the file in which they are blank lines, and data is let go
+// before the entries are decoded from the store, so that the file and the
+// decoded allowlist are not in memory at once. reread returns the file's
+// bytes again if the parse must fall back to reading all of it.
+func parseAccept(file string, data []byte, reread func() ([]byte, error), load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
+	var s *jobsSplit
+	if len(data) <= MaxFileBytes {
+		s = splitJobs(data)
+	}
+	if s != nil {
+		digests := itemDigests(data, s)
+		if r := matchReuse(prev, digests); r != nil && wholeFileClean(data) {
+			sparse, ss := sparseCopy(data, s, r)
+			data = nil
+			if r.loadEntries() == nil {
+				if a, m, ok := parseMemo(file, sparse, load, ss, digests, r); ok {
+					return a, m, nil
+				}
+			}
+			sparse = nil
+			var err error
+			if data, err = reread(); err != nil {
+				return nil, nil, err
+			}
+		}
+		if a, m, ok := parseMemo(file, data, load, s, digests, nil); ok {
+			return a, m, nil
+		}
+	}
+	// Anything to report, or a layout the split does not read: the
+	// whole-file parse decides and words every message.
+	p := &parser{file: file, data: data, load: load}
+	a := p.run()
+	if errs, _ := p.finish(); len(errs) > 0 {
+		return nil, nil, errs
+	}
+	return a, nil, nil
+}
+
+// wholeFileClean runs the checks of parser.run that read the whole file
+// at once and that a copy with some items blanked could pass when the file
+// does not. Any finding sends the file to the full parse, which reports it.
+func wholeFileClean(data []byte) bool {
+	if structureCount(data) > maxStructure {
+		return false
+	}
+	errs, fatal := checkText(data)
+	return len(errs) == 0 && !fatal
+}
+
+// sparseCopy returns a copy of data in which the items r takes from the
+// store are blank lines (so every other line keeps its number) and the
+// split of that copy.
+func sparseCopy(data []byte, s *jobsSplit, r *reuseSource) ([]byte, *jobsSplit) {
+	size := s.items[0].start + len(data) - s.items[len(s.items)-1].end
+	for i, sp := range s.items {
+		if r.has(i) {
+			size += bytes.Count(data[sp.start:sp.end], []byte{'\n'})
+		} else {
+			size += sp.end - sp.start
+		}
+	}
+	out := make([]byte, 0, size)
+	out = append(out, data[:s.items[0].start]...)
+	items := make([]span, len(s.items))
+	for i, sp := range s.items {
+		start := len(out)
+		if r.has(i) {
+			for range bytes.Count(data[sp.start:sp.end], []byte{'\n'}) {
+				out = append(out, '\n')
+			}
+		} else {
+			out = append(out, data[sp.start:sp.end]...)
+		}
+		items[i] = span{start: start, end: len(out), line: sp.line}
+	}
+	out = append(out, data[s.items[len(s.items)-1].end:]...)
+	return out, &jobsSplit{head: s.head, jobsLine: s.jobsLine, items: items}
+}
+
+// parseMemo is the split parse (see split.go), taking the items r holds
+// from r. ok is false unless the parse found nothing at all to report and,
+// with r, the context is the one r's entries were decoded in.
+func parseMemo(file string, data []byte, load FileLoader, split *jobsSplit, digests [][sha256.Size]byte, r *reuseSource) (*Allowlist, *acceptMemo, bool) {
+	s := &jobsSplit{head: split.head, jobsLine: split.jobsLine, items: split.items}
+	p := &parser{file: file, data: data, split: s, reuse: r}
+	top := map[string][]byte{}
+	entryLoads := false
+	if load != nil {
+		p.load = func(path string) ([]byte, error) {
+			b, err := load(path)
+			switch {
+			case p.inJobs:
+				entryLoads = true
+			case err == nil:
+				top[path] = b
+			}
+			return b, err
+		}
+	}
+	a := p.run()
+	errs, warns := p.finish()
+	if a == nil || len(errs) > 0 || len(warns) > 0 || !s.consumed || s.failed || len(a.Jobs) != len(s.items) {
+		return nil, nil, false
+	}
+	ctx, ok := contextDigest(a, top)
+	if r != nil && (!ok || ctx != r.memo.Context || entryLoads) {
+		return nil, nil, false
+	}
+	m := &acceptMemo{Codec: decoderID(), Context: ctx, EntryLoads: entryLoads, Entries: p.memo, reuse: r}
+	if !ok {
+		m.Codec = ""
+	}
+	for i := range m.Entries {
+		if !m.Entries[i].set {
+			return a, nil, true
+		}
+		m.Entries[i].Digest = digests[i]
+	}
+	return a, m, true
+}
+
+// reuseSource holds the entries of the version in force that a new version
+// repeats byte for byte.
+type reuseSource struct {
+	store *verifiedStore
+	memo  *acceptMemo
+	// old maps an item of the new file to its entry in memo, or -1.
+	old []int
+	// entries are the decoded sections of the store that hold them.
+	entries map[int][]*Entry
+	// given marks the memo's entries handed out.
+	given []bool
+	// kept counts the sections the new store copied from file.
+	kept    int
+	file    *os.File
+	fileErr error
+	scratch []byte
+}
+
+// matchReuse returns what of prev's version the new file's items
+// (digests) repeat, or nil if nothing or prev's memo does not allow. The
+// entries are decoded by loadEntries.
+func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
+	if prev == nil || prev.header.Memo.Len == 0 {
+		return nil
+	}
+	var m acceptMemo
+	if err := prev.readWith(prev.header.Memo, func(b []byte) error { return m.unmarshal(b) }); err != nil {
+		return nil
+	}
+	if id := decoderID(); m.Codec == "" || m.Codec != id || m.EntryLoads {
+		return nil
+	}
+	at := make(map[[sha256.Size]byte]int, len(m.Entries))
+	for k := range m.Entries {
+		if _, dup := at[m.Entries[k].Digest]; !dup {
+			at[m.Entries[k].Digest] = k
+		}
+	}
+	r := &reuseSource{store: prev, memo: &m, old: make([]int, len(digests))}
+	found := false
+	for i, d := range digests {
+		k, ok := at[d]
+		if !ok {
+			k = -1
+		}
+		r.old[i], found = k, found || ok
+	}
+	if !found {
+		return nil
+	}
+	return r
+}
+
+// loadEntries decodes the entries matchReuse found.
+func (r *reuseSource) loadEntries() error {
+	secs := map[int]bool{}
+	for _, k := range r.old {
+		if k >= 0 {
+			secs[r.memo.Entries[k].Sec] = true
+		}
+	}
+	if err := r.load(secs); err != nil {
+		return err
+	}
+	for _, k := range r.old {
+		if k < 0 {
+			continue
+		}
+		if es := r.entries[r.memo.Entries[k].Sec]; r.memo.Entries[k].Idx < 0 || r.memo.Entries[k].Idx >= len(es) || es[r.memo.Entries[k].Idx] == nil {
+			return errors.New("the memo does not describe its store")
+		}
+	}
+	return nil
+}
+
+// load reads, checks and decodes the sections secs, on every core.
+func (r *reuseSource) load(secs map[int]bool) error {
+	list := make([]int, 0, len(secs))
+	for s := range secs {
+		if s < 0 || s >= len(r.store.header.sections) {
+			return errors.New("memo names a section the store does not have")
+		}
+		list = append(list, s)
+	}
+	sort.Ints(list)
+	f, err := os.Open(r.store.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r.entries = make(map[int][]*Entry, len(list))
+	workers := min(max(1, runtime.GOMAXPROCS(0)), len(list))
+	type result struct {
+		es  map[int][]*Entry
+		err error
+	}
+	out := make(chan result, workers)
+	for w := range workers {
+		chunk := list[w*len(list)/workers : (w+1)*len(list)/workers]
+		go func() {
+			res := result{es: map[int][]*Entry{}}
+			res.err = r.decode(f, chunk, res.es)
+			out <- res
+		}()
+	}
+	var first error
+	for range workers {
+		res := <-out
+		if res.err != nil && first == nil {
+			first = res.err
+		}
+		maps.Copy(r.entries, res.es)
+	}
+	return first
+}
+
+// decode reads, checks and decodes the sections secs into es.
+//
+// Every section is a gob stream of its own, which opens with the same type
+// definitions (one acceptance wrote them all): one decoder reads the first
+// section whole and, of the others, only the value, saving a decoder's
+// set-up per section. A section that does not open with the same bytes
+// gets a decoder of its own.
+func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]*Entry) error {
+	var prefix []byte
+	feed := &sliceReader{}
+	var shared *gob.Decoder
+	for _, s := range secs {
+		b, err := r.store.readAt(f, r.store.header.sections[s])
+		if err != nil {
+			return err
+		}
+		var v []*Entry
+		switch {
+		case shared == nil:
+			n, ok := gobPrefix(b)
+			if !ok {
+				return errors.New("a section is not a gob stream")
+			}
+			prefix = b[:n]
+			feed.next = b
+			shared = gob.NewDecoder(feed)
+			err = shared.Decode(&v)
+		case bytes.HasPrefix(b, prefix):
+			feed.next = b[len(prefix):]
+			err = shared.Decode(&v)
+		default:
+			err = gob.NewDecoder(bytes.NewReader(b)).Decode(&v)
+		}
+		if err != nil {
+			return err
+		}
+		if feed.Len() != 0 {
+			return errors.New("a section holds more than one value")
+		}
+		es[s] = v
+	}
+	return nil
+}
+
+// sliceReader reads the slice last set in next, and nothing after it, so
+// a decoder never reads past the section it is given.
+type sliceReader struct{ next []byte }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.next) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.next)
+	r.next = r.next[n:]
+	return n, nil
+}
+
+// ReadByte lets gob read from r directly, without a buffer of its own
+// that would read ahead of the section.
+func (r *sliceReader) ReadByte() (byte, error) {
+	if len(r.next) == 0 {
+		return 0, io.EOF
+	}
+	c := r.next[0]
+	r.next = r.next[1:]
+	return c, nil
+}
+
+func (r *sliceReader) Len() int { return len(r.next) }
+
+// gobPrefix returns the length of the messages that open a gob stream
+// before its first value: the type definitions (negative type ids).
+func gobPrefix(b []byte) (int, bool) {
+	for off := 0; off < len(b); {
+		n, w := gobUint(b[off:])
+		if w == 0 || n > uint64(len(b)-off-w) {
+			return 0, false
+		}
+		id, iw := gobUint(b[off+w : off+w+int(n)])
+		if iw == 0 {
+			return 0, false
+		}
+		if id&1 == 0 { // a type id ≥ 0: a value
+			return off, true
+		}
+		off += w + int(n)
+	}
+	return 0, false
+}
+
+// gobUint decodes one of gob's unsigned integers: a byte below 0x80, or
+// the negated count of the big-endian bytes that follow. w is 0 when b does
+// not hold one.
+func gobUint(b []byte) (x uint64, w int) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	if b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	n := -int(int8(b[0]))
+	if n < 1 || n > 8 || n >= len(b) {
+		return 0, 0
+	}
+	for _, c := range b[1 : 1+n] {
+		x = x<<8 | uint64(c)
+	}
+	return x, 1 + n
+}
+
+// has reports whether item i is taken from the version in force.
+func (r *reuseSource) has(i int) bool { return r != nil && r.old[i] >= 0 }
+
+// entry returns item i, now starting at line, and the signer sets it uses.
+// The entry decoded from the store is handed out itself, once; an item
+// repeated byte for byte gets a copy.
+func (r *reuseSource) entry(i, line int) (*Entry, []string) {
+	k := r.old[i]
+	m := &r.memo.Entries[k]
+	e := r.entries[m.Sec][m.Idx]
+	if r.given == nil {
+		r.given = make([]bool, len(r.memo.Entries))
+	}
+	if r.given[k] {
+		cp := *e
+		e = &cp
+	}
+	r.given[k] = true
+	e.Pos = Pos{Line: line + m.LineOff, Column: m.Column}
+	return e, m.Uses
+}
+
+// section returns the bytes and SHA-256 of section sec of the version in
+// force when the new store's section sec holds exactly its entries (items,
+// in order) out of n sections. The bytes are read again, and checked
+// against their SHA-256 again, rather than kept since the parse, which
+// would hold the sections twice at once; the slice is reused by the next
+// call.
+func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byte, bool) {
+	var none [sha256.Size]byte
+	if r == nil || len(r.store.header.sections) != n || r.fileErr != nil {
+		return nil, none, false
+	}
+	es, ok := r.entries[sec]
+	if !ok || len(es) != len(items) {
+		return nil, none, false
+	}
+	for k, i := range items {
+		o := r.old[i]
+		if o < 0 || r.memo.Entries[o].Sec != sec || r.memo.Entries[o].Idx != k {
+			return nil, none, false
+		}
+	}
+	if r.file == nil {
+		if r.file, r.fileErr = os.Open(r.store.path); r.fileErr != nil {
+			return nil, none, false
+		}
+	}
+	old := r.store.header.sections[sec]
+	if old.Len < 0 || old.Len > maxVerifiedSection || old.Off < 0 {
+		return nil, none, false
+	}
+	if int64(cap(r.scratch)) < old.Len {
+		r.scratch = make([]byte, old.Len)
+	}
+	b := r.scratch[:old.Len]
+	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil || sha256.Sum256(b) != old.Sum {
+		return nil, none, false
+	}
+	r.kept++
+	return b, old.Sum, true
+}
+
+// close closes the store in force if section opened it.
+func (r *reuseSource) close() {
+	if r != nil && r.file != nil {
+		r.file.Close()
+		r.file = nil
+	}
+}
+
+// marshal encodes m; the format is private to the verified store.
+func (m *acceptMemo) marshal() []byte {
+	strs := map[string]uint32{}
+	var table []string
+	for _, e := range m.Entries {
+		for _, u := range e.Uses {
+			if _, ok := strs[u]; !ok {
+				strs[u] = uint32(len(table))
+				table = append(table, u)
+			}
+		}
+	}
+	b := make([]byte, 0, len(memoMagic)+64+len(m.Entries)*(sha256.Size+24))
+	b = append(b, memoMagic...)
+	b = appendString(b, m.Codec)
+	b = append(b, m.Context[:]...)
+	if m.EntryLoads {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(table)))
+	for _, s := range table {
+		b = appendString(b, s)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Entries)))
+	for _, e := range m.Entries {
+		b = append(b, e.Digest[:]...)
+		for _, v := range []int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx, len(e.Uses)} {
+			b = binary.BigEndian.AppendUint32(b, uint32(v))
+		}
+		for _, u := range e.Uses {
+			b = binary.BigEndian.AppendUint32(b, strs[u])
+		}
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// memoReader reads the memo's fields, remembering the first shortfall.
+type memoReader struct {
+	b   []byte
+	err error
+}
+
+func (r *memoReader) next(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		r.err = errors.New("memo is truncated")
+		return make([]byte, max(n, 0))
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *memoReader) u32() int { return int(binary.BigEndian.Uint32(r.next(4))) }
+
+func (r *memoReader) str() string { return string(r.next(r.u32())) }
+
+// unmarshal decodes what marshal wrote.
+func (m *acceptMemo) unmarshal(b []byte) error {
+	r := &memoReader{b: b}
+	if string(r.next(len(memoMagic))) != memoMagic {
+		return errors.New("memo is not in this writ's format")
+	}
+	m.Codec = r.str()
+	copy(m.Context[:], r.next(sha256.Size))
+	m.EntryLoads = r.next(1)[0] == 1
+	nt := r.u32()
+	if r.err != nil || nt > len(r.b)/4 {
+		return errors.New("memo is truncated")
+	}
+	table := make([]string, nt)
+	for i := range table {
+		table[i] = r.str()
+	}
+	ne := r.u32()
+	if r.err != nil || ne > len(r.b)/(sha256.Size+24) {
+		return errors.New("memo is truncated")
+	}
+	m.Entries = make([]entryMemo, ne)
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		copy(e.Digest[:], r.next(sha256.Size))
+		e.Line, e.LineOff, e.Column, e.Sec, e.Idx = r.u32(), r.u32(), r.u32(), r.u32(), r.u32()
+		nu := r.u32()
+		if r.err != nil || nu > len(r.b)/4 {
+			return errors.New("memo is truncated")
+		}
+		if nu > 0 {
+			e.Uses = make([]string, nu)
+			for k := range e.Uses {
+				if t := r.u32(); t < len(table) {
+					e.Uses[k] = table[t]
+				} else {
+					r.err = errors.New("memo names a signer set it does not hold")
+				}
+			}
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errors.New("memo has trailing bytes")
+	}
+	return r.err
+}

@@ -1,0 +1,267 @@
+package allowlist
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// acceptStore parses data as acceptance does, taking entries from prev,
+// writes its verified store and returns the parse, its memo and the open
+// store.
+func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *acceptMemo, *verifiedStore, []byte) {
+	t.Helper()
+	al, m, err := parseFile(data, prev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, sum, err := encodeVerified(&cached{Commit: "c0ffee", Version: al.Version, Digest: "d1", Parsed: al, memo: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Join(parts, nil)
+	p := filepath.Join(t.TempDir(), "allowlist-verified.store")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openVerified(p, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return al, m, s, b
+}
+
+// parseFile is parseAccept of data, counting in rereads how often the
+// parse read the file again.
+func parseFile(data []byte, prev *verifiedStore, rereads *int) (*Allowlist, *acceptMemo, error) {
+	return parseAccept(FileName, bytes.Clone(data), func() ([]byte, error) {
+		if rereads != nil {
+			*rereads++
+		}
+		return bytes.Clone(data), nil
+	}, nil, prev)
+}
+
+// reused counts the items a parse took from the version in force.
+func reused(m *acceptMemo) int {
+	n := 0
+	if m != nil && m.reuse != nil {
+		for _, k := range m.reuse.old {
+			if k >= 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// item returns the text of generatedAllowlist's entry i.
+func item(data []byte, i int) string {
+	s := string(data)
+	start := strings.Index(s, "  - name: job-"+strconv.Itoa(i)+"\n")
+	end := strings.Index(s[start+1:], "  - name: ")
+	if end < 0 {
+		return s[start:]
+	}
+	return s[start : start+1+end]
+}
+
+// TestIncrementalStoreEqualsFull: a version accepted with entries taken
+// from the version in force parses to exactly what a full parse returns
+// (positions included) and writes a store identical byte for byte, for
+// the changes a new version usually makes.
+func TestIncrementalStoreEqualsFull(t *testing.T) {
+	v1 := generatedAllowlist(600)
+	_, _, prev, _ := acceptStore(t, v1, nil)
+	bump := func(s string) string { return strings.Replace(s, "version: 1\n", "version: 2\n", 1) }
+	e10, e300 := item(v1, 10), item(v1, 300)
+	cases := map[string]struct {
+		text      string
+		minReused int
+	}{
+		"version only":     {bump(string(v1)), 600},
+		"one entry edited": {bump(strings.Replace(string(v1), e300, strings.Replace(e300, "./verify.sh", "./verify.sh --all", 1), 1)), 599},
+		"entry inserted above others (lines move)": {bump(strings.Replace(string(v1), e10, e10+
+			"  - name: extra\n    match:\n      project: group/extra\n      job: deploy\n      environments: [production]\n      refs: [refs/heads/main]\n    definition:\n      script: [make]\n    source:\n      repository: https://gitlab.example.com/group/extra.git\n      signers: [team]\n      mode: commit\n", 1)), 600},
+		"entry removed":                  {bump(strings.Replace(string(v1), e300, "", 1)), 599},
+		"entries beyond a section count": {bump(string(generatedAllowlist(1100))), 600},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			inc, m, _, incStore := acceptStore(t, []byte(c.text), prev)
+			if n := reused(m); n < c.minReused {
+				t.Fatalf("%d entries taken from the version in force, want at least %d", n, c.minReused)
+			}
+			full, fm, _, fullStore := acceptStore(t, []byte(c.text), nil)
+			if reused(fm) != 0 {
+				t.Fatal("a parse without a store in force reused entries")
+			}
+			if !reflect.DeepEqual(inc, full) {
+				t.Fatal("the incremental parse differs from the full parse")
+			}
+			if !bytes.Equal(incStore, fullStore) {
+				t.Fatal("the incremental store differs from the full parse's store")
+			}
+			if name == "version only" && m.reuse.kept != len(prev.header.sections) {
+				t.Fatalf("%d of %d sections copied from the store in force", m.reuse.kept, len(prev.header.sections))
+			}
+		})
+	}
+}
+
+// TestIncrementalReparsesOnContext: an unchanged entry is decoded again
+// when what it depends on outside its bytes changed: a signer set it names
+// is removed (the version must be refused exactly as a full parse refuses
+// it), or its keys change.
+func TestIncrementalReparsesOnContext(t *testing.T) {
+	v1 := generatedAllowlist(400)
+	_, _, prev, _ := acceptStore(t, v1, nil)
+
+	// The set every entry names is renamed: every entry is now an error.
+	renamed := strings.Replace(string(v1), "signers:\n  team:", "signers:\n  crew:", 1)
+	renamed = strings.Replace(renamed, "version: 1\n", "version: 2\n", 1)
+	rereads := 0
+	al, _, err := parseFile([]byte(renamed), prev, &rereads)
+	if err == nil || al != nil {
+		t.Fatal("entries naming a removed signer set were accepted from the store in force")
+	}
+	_, ferr := Parse(FileName, []byte(renamed), nil)
+	if ferr == nil || err.Error() != ferr.Error() {
+		t.Fatalf("refusal differs from the full parse's:\n%v\n---\n%v", err, ferr)
+	}
+	if rereads != 1 {
+		t.Fatalf("the file was read again %d times after the reuse failed, want 1", rereads)
+	}
+
+	// The set's keys change: the entries are valid, but none is reused.
+	rekeyed := strings.Replace(string(v1), bobSSH, strings.Replace(bobSSH, "bob@", "robert@", 1), 1)
+	_, m, err := parseFile([]byte(rekeyed), prev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reused(m); n != 0 {
+		t.Fatalf("%d entries reused although the signer sets changed", n)
+	}
+}
+
+// TestIncrementalRefusesOtherDecoder: entries decoded by another build of
+// writ (whose checks may differ) are never taken.
+func TestIncrementalRefusesOtherDecoder(t *testing.T) {
+	v1 := generatedAllowlist(200)
+	_, _, prev, _ := acceptStore(t, v1, nil)
+	id := decoderID
+	t.Cleanup(func() { decoderID = id })
+	decoderID = func() string { return "go-build-id:another-writ" }
+	_, m, _, _ := acceptStore(t, v1, prev)
+	if n := reused(m); n != 0 {
+		t.Fatalf("%d entries taken from a store another build decoded", n)
+	}
+	decoderID = func() string { return "" }
+	_, m, _, _ = acceptStore(t, v1, prev)
+	if n := reused(m); n != 0 {
+		t.Fatalf("%d entries taken without knowing the decoder", n)
+	}
+}
+
+// TestIncrementalRefusesDamagedStore: a store in force whose sections do
+// not match their SHA-256 lends nothing; the parse is still right.
+func TestIncrementalRefusesDamagedStore(t *testing.T) {
+	v1 := generatedAllowlist(300)
+	full, _, prev, b := acceptStore(t, v1, nil)
+	sec := prev.header.sections[0]
+	b[prev.base+sec.Off+sec.Len/2] ^= 0x20
+	if err := os.WriteFile(prev.path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	al, m, err := parseFile(v1, prev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reused(m); n != 0 {
+		t.Fatalf("%d entries taken from a damaged store", n)
+	}
+	if !reflect.DeepEqual(al, full) {
+		t.Fatal("the parse differs after a damaged store")
+	}
+}
+
+// TestIncrementalDuplicatesStillRefused: an entry copied byte for byte
+// (both copies unchanged from the store in force) is still a duplicate.
+func TestIncrementalDuplicatesStillRefused(t *testing.T) {
+	v1 := generatedAllowlist(300)
+	_, _, prev, _ := acceptStore(t, v1, nil)
+	dup := string(v1) + item(v1, 5)
+	al, m, err := parseFile([]byte(dup), prev, nil)
+	if err == nil || al != nil || m != nil {
+		t.Fatal("a duplicated entry was accepted")
+	}
+	if !strings.Contains(err.Error(), `entry name "job-5" is already used`) {
+		t.Fatalf("unexpected refusal: %v", err)
+	}
+}
+
+// TestMemoRoundTrip: the memo reads back as written, and a truncated one
+// is refused.
+func TestMemoRoundTrip(t *testing.T) {
+	m := &acceptMemo{Codec: "go-build-id:x", EntryLoads: true, Entries: []entryMemo{
+		{Line: 7, LineOff: 0, Column: 5, Uses: []string{"team", "ops"}, Sec: 3, Idx: 1},
+		{Line: 20, LineOff: 1, Column: 7, Sec: 0, Idx: 0},
+	}}
+	m.Context[0], m.Entries[0].Digest[31] = 1, 2
+	b := m.marshal()
+	var got acceptMemo
+	if err := got.unmarshal(b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, m) {
+		t.Fatalf("memo changed: %+v", got)
+	}
+	for n := range len(b) {
+		var short acceptMemo
+		if err := short.unmarshal(b[:n]); err == nil {
+			t.Fatalf("a memo cut at %d bytes was read", n)
+		}
+	}
+}
+
+// BenchmarkParseAcceptReuse10000: parsing a new version of a 10,000-entry
+// allowlist that changed one entry, taking the others from the store in
+// force, against BenchmarkParseAcceptFull10000.
+func BenchmarkParseAcceptReuse10000(b *testing.B) { benchParseAccept(b, true) }
+
+// BenchmarkParseAcceptFull10000 is the same parse without a store in force.
+func BenchmarkParseAcceptFull10000(b *testing.B) { benchParseAccept(b, false) }
+
+func benchParseAccept(b *testing.B, reuse bool) {
+	v1 := generatedAllowlist(10000)
+	al, m, err := parseFile(v1, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var prev *verifiedStore
+	if reuse {
+		parts, sum, err := encodeVerified(&cached{Parsed: al, memo: m})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(b.TempDir(), "store")
+		if err := os.WriteFile(p, bytes.Join(parts, nil), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if prev, err = openVerified(p, sum); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := item(v1, 5000)
+	v2 := []byte(strings.Replace(strings.Replace(string(v1), e, strings.Replace(e, "./verify.sh", "./verify.sh --all", 1), 1), "version: 1\n", "version: 2\n", 1))
+	b.SetBytes(int64(len(v2)))
+	for b.Loop() {
+		if _, _, err := parseFile(v2, prev, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
