@@ -265,3 +265,37 @@ func benchParseAccept(b *testing.B, reuse bool) {
 		}
 	}
 }
+
+// TestIncrementalVariableSets: entries that include a variable set are
+// reused like the others (the set is marked used by the reused entries
+// too), and a change to the set's variables decodes them again, so that
+// an entry's merged variables always come from the version accepted.
+func TestIncrementalVariableSets(t *testing.T) {
+	base := string(generatedAllowlist(300))
+	withSets := strings.Replace(base, "\njobs:\n", "\nvariable_sets:\n  common:\n    REGION: {value: eu-west-1}\njobs:\n", 1)
+	withSets = strings.ReplaceAll(withSets, "      variables:\n        RELEASE:", "      variable_sets: [common]\n      variables:\n        RELEASE:")
+	full, _, prev, _ := acceptStore(t, []byte(withSets), nil)
+	if len(full.Jobs[0].Definition.AllVariables()) < 2 {
+		t.Fatalf("the generated entries do not include the set: %+v", full.Jobs[0].Definition)
+	}
+	v2 := strings.Replace(withSets, "version: 1\n", "version: 2\n", 1)
+	inc, m, _, incStore := acceptStore(t, []byte(v2), prev)
+	if n := reused(m); n != 300 {
+		t.Fatalf("%d of 300 entries including a variable set were reused", n)
+	}
+	want, _, _, fullStore := acceptStore(t, []byte(v2), nil)
+	if !reflect.DeepEqual(inc, want) || !bytes.Equal(incStore, fullStore) {
+		t.Fatal("the incremental parse differs from the full parse")
+	}
+
+	changed := strings.Replace(v2, "REGION: {value: eu-west-1}", "REGION: {value: us-east-1}", 1)
+	got, m, _, _ := acceptStore(t, []byte(changed), prev)
+	if n := reused(m); n != 0 {
+		t.Fatalf("%d entries reused although the variable set they include changed", n)
+	}
+	for _, v := range got.Jobs[7].Definition.AllVariables() {
+		if v.Name == "REGION" && v.Value != "us-east-1" {
+			t.Fatalf("entry kept the old set's value %q", v.Value)
+		}
+	}
+}
