@@ -299,3 +299,52 @@ func TestIncrementalVariableSets(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIncrementalParse: a version parsed taking entries from the store of
+// an accepted one (old) is exactly the version parsed on its own: the same
+// allowlist, or the same refusal word for word.
+func FuzzIncrementalParse(f *testing.F) {
+	base := generatedAllowlist(4)
+	f.Add(base, []byte(strings.Replace(string(base), "version: 1\n", "version: 2\n", 1)))
+	f.Add(base, []byte(strings.Replace(string(base), "./verify.sh", "./verify.sh --all", 1)))
+	f.Add(base, []byte(strings.Replace(string(base), "signers:\n  team:", "signers:\n  crew:", 1)))
+	f.Add(base, append(bytes.Clone(base), item(base, 2)...))
+	f.Add([]byte(setsDoc()), []byte(strings.Replace(setsDoc(), "aws-prod", "aws-dev", 1)))
+	armored, err := os.ReadFile(filepath.Join(exampleDir, "keys", "alice.asc"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	load := mapLoader(map[string][]byte{"keys/alice.asc": armored})
+	f.Fuzz(func(t *testing.T, old, next []byte) {
+		if len(old) > 1<<20 || len(next) > 1<<20 {
+			return
+		}
+		reread := func(b []byte) func() ([]byte, error) {
+			return func() ([]byte, error) { return bytes.Clone(b), nil }
+		}
+		al, m, err := parseAccept(FileName, bytes.Clone(old), reread(old), load, nil)
+		if err != nil {
+			return
+		}
+		parts, sum, err := encodeVerified(&cached{Parsed: al, memo: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "store")
+		if err := os.WriteFile(p, bytes.Join(parts, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		prev, err := openVerified(p, sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc, _, ierr := parseAccept(FileName, bytes.Clone(next), reread(next), load, prev)
+		full, _, ferr := parseAccept(FileName, bytes.Clone(next), reread(next), load, nil)
+		if (ierr == nil) != (ferr == nil) || (ierr != nil && ierr.Error() != ferr.Error()) {
+			t.Fatalf("incremental: %v\nfull: %v", ierr, ferr)
+		}
+		if !reflect.DeepEqual(inc, full) {
+			t.Fatal("the incremental parse differs from the full parse")
+		}
+	})
+}
