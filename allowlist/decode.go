@@ -296,6 +296,10 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 		return
 	}
 	names := make(map[string]*Entry, count)
+	if p.usedVarSets == nil {
+		p.usedVarSets = map[string]bool{}
+	}
+	varSets, entrySets := p.usedVarSets, map[string]bool{}
 	for i, it := range seq {
 		var e *Entry
 		var uses []string
@@ -313,12 +317,28 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			if p.split != nil {
 				p.structure(it, 2)
 			}
+			// What the entry names of the top level is recorded in uses,
+			// so that a reused entry marks the same as a decoded one.
+			clear(entrySets)
+			p.usedVarSets = entrySets
 			var refs []*yaml.Node
-			if e, refs = p.entry(it, a); e == nil {
+			e, refs = p.entry(it, a)
+			p.usedVarSets = varSets
+			if e == nil {
 				continue
 			}
 			for _, r := range refs {
 				uses = append(uses, r.Value)
+			}
+			for _, name := range sortedKeys(entrySets) {
+				uses = append(uses, varSetUse+name)
+			}
+		}
+		for _, u := range uses {
+			if name, ok := strings.CutPrefix(u, varSetUse); ok {
+				varSets[name] = true
+			} else {
+				used[u] = true
 			}
 		}
 		if p.memo != nil {
@@ -331,13 +351,14 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 				names[e.Name] = e
 			}
 		}
-		for _, r := range uses {
-			used[r] = true
-		}
 		a.Jobs = append(a.Jobs, e)
 	}
 	p.overlaps(n, a.Jobs)
 }
+
+// varSetUse marks a variable set among an entry's uses (see jobs); no
+// signer set's name contains a colon.
+const varSetUse = "variable_sets:"
 
 // entry decodes one job entry; refs are the signer-set references, for the
 // unused-set warning.

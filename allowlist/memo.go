@@ -325,7 +325,10 @@ type reuseSource struct {
 	// old maps an item of the new file to its entry in memo, or -1.
 	old []int
 	// entries are the decoded sections of the store that hold them.
-	entries map[int][]*Entry
+	// Each section decodes into one array of entries, not one allocation
+	// per entry (gob sends what a pointer points to, so a section of
+	// []*Entry reads into []Entry).
+	entries map[int][]Entry
 	// given marks the memo's entries handed out.
 	given []bool
 	// kept counts the sections the new store copied from file.
@@ -385,7 +388,7 @@ func (r *reuseSource) loadEntries() error {
 		if k < 0 {
 			continue
 		}
-		if es := r.entries[r.memo.Entries[k].Sec]; r.memo.Entries[k].Idx < 0 || r.memo.Entries[k].Idx >= len(es) || es[r.memo.Entries[k].Idx] == nil {
+		if es := r.entries[r.memo.Entries[k].Sec]; r.memo.Entries[k].Idx < 0 || r.memo.Entries[k].Idx >= len(es) {
 			return errors.New("the memo does not describe its store")
 		}
 	}
@@ -407,17 +410,17 @@ func (r *reuseSource) load(secs map[int]bool) error {
 		return err
 	}
 	defer f.Close()
-	r.entries = make(map[int][]*Entry, len(list))
+	r.entries = make(map[int][]Entry, len(list))
 	workers := min(max(1, runtime.GOMAXPROCS(0)), len(list))
 	type result struct {
-		es  map[int][]*Entry
+		es  map[int][]Entry
 		err error
 	}
 	out := make(chan result, workers)
 	for w := range workers {
 		chunk := list[w*len(list)/workers : (w+1)*len(list)/workers]
 		go func() {
-			res := result{es: map[int][]*Entry{}}
+			res := result{es: map[int][]Entry{}}
 			res.err = r.decode(f, chunk, res.es)
 			out <- res
 		}()
@@ -440,7 +443,7 @@ func (r *reuseSource) load(secs map[int]bool) error {
 // section whole and, of the others, only the value, saving a decoder's
 // set-up per section. A section that does not open with the same bytes
 // gets a decoder of its own.
-func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]*Entry) error {
+func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]Entry) error {
 	var prefix []byte
 	feed := &sliceReader{}
 	var shared *gob.Decoder
@@ -449,7 +452,7 @@ func (r *reuseSource) decode(f *os.File, secs []int, es map[int][]*Entry) error 
 		if err != nil {
 			return err
 		}
-		var v []*Entry
+		var v []Entry
 		switch {
 		case shared == nil:
 			n, ok := gobPrefix(b)
@@ -552,7 +555,7 @@ func (r *reuseSource) has(i int) bool { return r != nil && r.old[i] >= 0 }
 func (r *reuseSource) entry(i, line int) (*Entry, []string) {
 	k := r.old[i]
 	m := &r.memo.Entries[k]
-	e := r.entries[m.Sec][m.Idx]
+	e := &r.entries[m.Sec][m.Idx]
 	if r.given == nil {
 		r.given = make([]bool, len(r.memo.Entries))
 	}
@@ -567,10 +570,10 @@ func (r *reuseSource) entry(i, line int) (*Entry, []string) {
 
 // section returns the bytes and SHA-256 of section sec of the version in
 // force when the new store's section sec holds exactly its entries (items,
-// in order) out of n sections. The bytes are read again, and checked
-// against their SHA-256 again, rather than kept since the parse, which
-// would hold the sections twice at once; the slice is reused by the next
-// call.
+// in order) out of n sections. The bytes are read again rather than kept
+// since the parse, which would hold the sections twice at once; they were
+// checked when decoded, and the caller checks them again as it writes
+// them; the slice is reused by the next call.
 func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byte, bool) {
 	var none [sha256.Size]byte
 	if r == nil || len(r.store.header.sections) != n || r.fileErr != nil {
@@ -599,7 +602,7 @@ func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byt
 		r.scratch = make([]byte, old.Len)
 	}
 	b := r.scratch[:old.Len]
-	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil || sha256.Sum256(b) != old.Sum {
+	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil {
 		return nil, none, false
 	}
 	r.kept++

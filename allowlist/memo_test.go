@@ -265,3 +265,86 @@ func benchParseAccept(b *testing.B, reuse bool) {
 		}
 	}
 }
+
+// TestIncrementalVariableSets: entries that include a variable set are
+// reused like the others (the set is marked used by the reused entries
+// too), and a change to the set's variables decodes them again, so that
+// an entry's merged variables always come from the version accepted.
+func TestIncrementalVariableSets(t *testing.T) {
+	base := string(generatedAllowlist(300))
+	withSets := strings.Replace(base, "\njobs:\n", "\nvariable_sets:\n  common:\n    REGION: {value: eu-west-1}\njobs:\n", 1)
+	withSets = strings.ReplaceAll(withSets, "      variables:\n        RELEASE:", "      variable_sets: [common]\n      variables:\n        RELEASE:")
+	full, _, prev, _ := acceptStore(t, []byte(withSets), nil)
+	if len(full.Jobs[0].Definition.AllVariables()) < 2 {
+		t.Fatalf("the generated entries do not include the set: %+v", full.Jobs[0].Definition)
+	}
+	v2 := strings.Replace(withSets, "version: 1\n", "version: 2\n", 1)
+	inc, m, _, incStore := acceptStore(t, []byte(v2), prev)
+	if n := reused(m); n != 300 {
+		t.Fatalf("%d of 300 entries including a variable set were reused", n)
+	}
+	want, _, _, fullStore := acceptStore(t, []byte(v2), nil)
+	if !reflect.DeepEqual(inc, want) || !bytes.Equal(incStore, fullStore) {
+		t.Fatal("the incremental parse differs from the full parse")
+	}
+
+	changed := strings.Replace(v2, "REGION: {value: eu-west-1}", "REGION: {value: us-east-1}", 1)
+	got, m, _, _ := acceptStore(t, []byte(changed), prev)
+	if n := reused(m); n != 0 {
+		t.Fatalf("%d entries reused although the variable set they include changed", n)
+	}
+	for _, v := range got.Jobs[7].Definition.AllVariables() {
+		if v.Name == "REGION" && v.Value != "us-east-1" {
+			t.Fatalf("entry kept the old set's value %q", v.Value)
+		}
+	}
+}
+
+// FuzzIncrementalParse: a version parsed taking entries from the store of
+// an accepted one (old) is exactly the version parsed on its own: the same
+// allowlist, or the same refusal word for word.
+func FuzzIncrementalParse(f *testing.F) {
+	base := generatedAllowlist(4)
+	f.Add(base, []byte(strings.Replace(string(base), "version: 1\n", "version: 2\n", 1)))
+	f.Add(base, []byte(strings.Replace(string(base), "./verify.sh", "./verify.sh --all", 1)))
+	f.Add(base, []byte(strings.Replace(string(base), "signers:\n  team:", "signers:\n  crew:", 1)))
+	f.Add(base, append(bytes.Clone(base), item(base, 2)...))
+	f.Add([]byte(setsDoc()), []byte(strings.Replace(setsDoc(), "aws-prod", "aws-dev", 1)))
+	armored, err := os.ReadFile(filepath.Join(exampleDir, "keys", "alice.asc"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	load := mapLoader(map[string][]byte{"keys/alice.asc": armored})
+	f.Fuzz(func(t *testing.T, old, next []byte) {
+		if len(old) > 1<<20 || len(next) > 1<<20 {
+			return
+		}
+		reread := func(b []byte) func() ([]byte, error) {
+			return func() ([]byte, error) { return bytes.Clone(b), nil }
+		}
+		al, m, err := parseAccept(FileName, bytes.Clone(old), reread(old), load, nil)
+		if err != nil {
+			return
+		}
+		parts, sum, err := encodeVerified(&cached{Parsed: al, memo: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "store")
+		if err := os.WriteFile(p, bytes.Join(parts, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		prev, err := openVerified(p, sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc, _, ierr := parseAccept(FileName, bytes.Clone(next), reread(next), load, prev)
+		full, _, ferr := parseAccept(FileName, bytes.Clone(next), reread(next), load, nil)
+		if (ierr == nil) != (ferr == nil) || (ierr != nil && ierr.Error() != ferr.Error()) {
+			t.Fatalf("incremental: %v\nfull: %v", ierr, ferr)
+		}
+		if !reflect.DeepEqual(inc, full) {
+			t.Fatal("the incremental parse differs from the full parse")
+		}
+	})
+}

@@ -6,13 +6,14 @@ package allowlist
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"gitlab.com/writ-ci/writ/internal/lazyre"
 )
 
 // Uploads is what an entry lets writ upload to GitLab after the script
@@ -102,7 +103,7 @@ var artifactWhens = []string{"on_success", "on_failure", "always"}
 // expireInRE is GitLab's duration text as writ lets it through: words and
 // numbers ("1 year", "30 days", "never"), nothing a URL or shell treats
 // specially.
-var expireInRE = regexp.MustCompile(`^[0-9A-Za-z]+( [0-9A-Za-z]+)*$`)
+var expireInRE = lazyre.New(`^[0-9A-Za-z]+( [0-9A-Za-z]+)*$`)
 
 func (p *parser) uploads(n *yaml.Node) *Uploads {
 	m, ok := p.keyed(n, "uploads", "max_bytes", "artifacts")

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/fnv"
 	"io"
 	"os"
 )
@@ -96,13 +95,20 @@ type rawContent struct {
 // hash only spreads entries over sections: within a section every lookup
 // compares all four fields exactly.
 func sectionOf(project, job string, n int) int {
-	h := fnv.New64a()
-	var l [8]byte
-	binary.BigEndian.PutUint64(l[:], uint64(len(project)))
-	h.Write(l[:])
-	h.Write([]byte(project))
-	h.Write([]byte(job))
-	return int(h.Sum64() % uint64(n))
+	// FNV-1a (64-bit) of the project's length (8 bytes, big-endian), the
+	// project and the job, written out so that no string is copied.
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 56; i >= 0; i -= 8 {
+		h = (h ^ uint64(byte(uint64(len(project))>>i))) * prime
+	}
+	for i := 0; i < len(project); i++ {
+		h = (h ^ uint64(project[i])) * prime
+	}
+	for i := 0; i < len(job); i++ {
+		h = (h ^ uint64(job[i])) * prime
+	}
+	return int(h % uint64(n))
 }
 
 // encodeVerified returns the store's bytes for c, in two parts (header and
@@ -164,7 +170,10 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 				return nil, "", err
 			}
 			if h.sections[i].Sum != sum {
-				return nil, "", errors.New("verified store: a copied section changed")
+				// It matched when it was decoded: the store in force
+				// changed since. Nothing is written; the next acceptance
+				// finds it damaged and parses in full.
+				return nil, "", errors.New("verified store: a section of the store in force changed while it was copied")
 			}
 			continue
 		}

@@ -1,10 +1,13 @@
 package allowlist
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -195,4 +198,23 @@ func BenchmarkJobLoad(b *testing.B) {
 	}
 	b.ReportMetric(float64(tLarge)/float64(tSmall), "x_100k/100")
 	b.ReportMetric(float64(tLarge.Microseconds())/float64(b.N), "µs_100k/op")
+}
+
+// TestSectionOfIsFNV: the section a job reads is the one acceptance wrote
+// to, by every writ: sectionOf is FNV-1a of the project's length, the
+// project and the job, as hash/fnv computes it.
+func TestSectionOfIsFNV(t *testing.T) {
+	for _, c := range [][2]string{{"", ""}, {"group/app", "build"}, {"a/b", "c"}, {"a/bc", ""}, {"ü/ñ", "job ✓"}, {strings.Repeat("x", 300), "y"}} {
+		h := fnv.New64a()
+		var l [8]byte
+		binary.BigEndian.PutUint64(l[:], uint64(len(c[0])))
+		h.Write(l[:])
+		h.Write([]byte(c[0]))
+		h.Write([]byte(c[1]))
+		for _, n := range []int{1, 7, 32, 4096} {
+			if got, want := sectionOf(c[0], c[1], n), int(h.Sum64()%uint64(n)); got != want {
+				t.Fatalf("sectionOf(%q, %q, %d) = %d, want %d", c[0], c[1], n, got, want)
+			}
+		}
+	}
 }

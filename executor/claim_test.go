@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,19 +199,19 @@ func (s *slowClaimStore) PutEntry(ctx context.Context, e *state.Entry, next stat
 }
 
 // Issue #15: the job-id claim runs while the allowlist and the source are
-// checked, but no mark moves before it holds, and its outcome decides:
-// another run's id is refused for that alone, a claim that cannot be
-// taken fails closed.
+// checked, but no mark moves before it holds (the entry's, nor an extra
+// source's), and its outcome decides: another run's id is refused for that
+// alone, a claim that cannot be taken fails closed.
 func TestClaimOverlapsChecks(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.write()
-	cfg, err := config.Load(e.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := newEnv(t)
+	plain.write()
+	extra := newSettingsEnv(t)
+	extra.entry.SourceExtra = []string{"extra:", "  - path: tools", "    ref: refs/heads/main",
+		"    repository: " + q("file://"+extra.settings.Path), "    signers: [devs]", "    mode: commit"}
+	extra.write()
 	holder := state.JobClaim{ID: "4000", Token: "other-run", Host: "other-host", Time: time.Now()}
-	for i, c := range []struct {
+	for _, c := range []struct {
 		name     string
 		claimErr error
 	}{
@@ -218,40 +219,55 @@ func TestClaimOverlapsChecks(t *testing.T) {
 		{"held by another run", &state.ClaimedError{Holder: holder}},
 		{"store unavailable", fmt.Errorf("%w: injected", state.ErrUnavailable)},
 	} {
-		cfg.Paths.State = filepath.Join(e.root, fmt.Sprintf("overlap-%d", i))
-		st := &slowClaimStore{Local: state.NewLocal(cfg.Paths.State), claimErr: c.claimErr, entryRead: make(chan struct{})}
-		payloadFile := filepath.Join(e.root, fmt.Sprintf("overlap-%d.json", i))
-		getenv := func(k string) string {
-			if k == envJobResponse {
-				return payloadFile
-			}
-			return ""
+		for _, ec := range []struct {
+			name  string
+			e     *env
+			marks int // marks an admission moves
+		}{{"plain", plain, 1}, {"extra source", extra.env, 2}} {
+			claimOverlapCase(t, ec.name+": "+c.name, ec.e, c.claimErr, ec.marks)
 		}
-		o := Options{Config: cfg, Allowlist: &dirSource{dir: e.alDir}, State: st, Getenv: getenv}.withDefaults()
-		d, _, err := o.decide(t.Context(), e.payload(4000, e.head), true)
-		if !st.overlaps {
-			t.Errorf("%s: the claim answered before the checks read the entry's marks: it does not overlap them", c.name)
+	}
+}
+
+func claimOverlapCase(t *testing.T, name string, e *env, claimErr error, marks int) {
+	t.Helper()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.root, strings.NewReplacer(" ", "-", ":", "").Replace(name))
+	cfg.Paths.State = filepath.Join(dir, "state")
+	st := &slowClaimStore{Local: state.NewLocal(cfg.Paths.State), claimErr: claimErr, entryRead: make(chan struct{})}
+	getenv := func(k string) string {
+		if k == envJobResponse {
+			return filepath.Join(dir, "payload.json")
 		}
-		if st.putEarly {
-			t.Errorf("%s: a mark moved before the job id was claimed", c.name)
+		return ""
+	}
+	o := Options{Config: cfg, Allowlist: &dirSource{dir: e.alDir}, State: st, Getenv: getenv}.withDefaults()
+	d, _, err := o.decide(t.Context(), makePayload(t, 4000, e.head, e.entry.Script), true)
+	if !st.overlaps {
+		t.Errorf("%s: the claim answered before the checks read the entry's marks: it does not overlap them", name)
+	}
+	if st.putEarly {
+		t.Errorf("%s: a mark moved before the job id was claimed", name)
+	}
+	hw, _, _ := o.readHighWater(t.Context(), "app-build")
+	var held *state.ClaimedError
+	switch {
+	case claimErr == nil:
+		if err != nil || !d.Admitted || st.putMarks != marks || hw == nil || hw.Commit != e.head || o.claimed != "4000" {
+			t.Fatalf("%s: admitted=%v err=%v failures %+v, marks put %d, mark %+v, claimed %q; want admitted, %d marks moved, the entry's at %s",
+				name, d.Admitted, err, d.Failures, st.putMarks, hw, o.claimed, marks, e.head)
 		}
-		hw, _, _ := o.readHighWater(t.Context(), "app-build")
-		switch c.claimErr {
-		case nil:
-			if err != nil || !d.Admitted || st.putMarks != 1 || hw == nil || hw.Commit != e.head || o.claimed != "4000" {
-				t.Fatalf("%s: admitted=%v err=%v marks put %d, mark %+v, claimed %q; want admitted, one mark at %s",
-					c.name, d.Admitted, err, st.putMarks, hw, o.claimed, e.head)
-			}
-		default:
-			if st.putMarks != 0 || hw != nil || o.claimed != "" || d.Admitted {
-				t.Fatalf("%s: admitted=%v, marks put %d, mark %+v, claimed %q; want nothing moved", c.name, d.Admitted, st.putMarks, hw, o.claimed)
-			}
+		return
+	case st.putMarks != 0 || hw != nil || o.claimed != "" || d.Admitted:
+		t.Fatalf("%s: admitted=%v, marks put %d, mark %+v, claimed %q; want nothing moved", name, d.Admitted, st.putMarks, hw, o.claimed)
+	case errors.As(claimErr, &held):
+		if err != nil || len(d.Failures) != 1 || d.Failures[0].Check != CheckJobID || d.Signer != "" {
+			t.Fatalf("%s: err=%v failures %+v signer %q; want the job_id refusal alone", name, err, d.Failures, d.Signer)
 		}
-		if c.name == "held by another run" && (err != nil || len(d.Failures) != 1 || d.Failures[0].Check != CheckJobID || d.Signer != "") {
-			t.Fatalf("%s: err=%v failures %+v signer %q; want the job_id refusal alone", c.name, err, d.Failures, d.Signer)
-		}
-		if c.name == "store unavailable" && !errors.Is(err, state.ErrUnavailable) {
-			t.Fatalf("%s: err=%v, want writ cannot decide (ErrUnavailable)", c.name, err)
-		}
+	case !errors.Is(err, state.ErrUnavailable):
+		t.Fatalf("%s: err=%v, want writ cannot decide (ErrUnavailable)", name, err)
 	}
 }

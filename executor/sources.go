@@ -17,7 +17,6 @@ import (
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
-	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // VerifiedSource is one of an entry's further repositories (source.extra)
@@ -176,8 +175,11 @@ func (o *Options) verifyExtraSource(ctx context.Context, d *Decision, p *Payload
 		}
 		xp.SHA = tip
 	}
-	marks := func() (*highWater, *state.Entry, error) { return o.readHighWater(ctx, xe.Name) }
-	res, err := o.verifySource(ctx, xd, xp, xe, a, marks)
+	mark := o.startReadHighWater(ctx, xe.Name)
+	res, err := o.verifySource(ctx, xd, xp, xe, a, mark.wait)
+	if _, _, merr := mark.wait(); merr != nil {
+		return VerifiedSource{}, merr
+	}
 	if err != nil || len(xd.Failures) > 0 {
 		return VerifiedSource{}, extraFailures(x, what, err, xd.Failures)
 	}

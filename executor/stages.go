@@ -1,7 +1,10 @@
 package executor
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -395,12 +398,38 @@ func (o *Options) loadJob() (*Snapshot, *Payload, error) {
 	return s, p, err
 }
 
+// loadDecidedJob is loadJob for a stage of a job prepare decided, without
+// decoding the payload again: the snapshot is looked up by the id the
+// payload's first key names and the SHA-256 of its bytes. A snapshot
+// recorded for exactly these bytes proves prepare decoded and checked them,
+// under that same id (the same bytes decode to one id). Anything else (no
+// id first, no snapshot, another digest) takes loadJob's full decode and
+// its errors. The Payload returned this way carries only ID and Digest.
+func (o *Options) loadDecidedJob() (*Snapshot, *Payload, error) {
+	path := o.Getenv(envJobResponse)
+	if path == "" {
+		return nil, nil, errNoPayload
+	}
+	data, err := fsutil.ReadFileLimit(path, o.Config.Job.MaxPayloadBytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the job payload: %w", err)
+	}
+	if id := leadingJobID(bytes.NewReader(data)); id != "" {
+		sum := sha256.Sum256(data)
+		digest := hex.EncodeToString(sum[:])
+		if s, err := o.readSnapshot(id, digest); err == nil {
+			return s, &Payload{ID: id, Digest: digest}, nil
+		}
+	}
+	return o.loadJob()
+}
+
 // Run is run_exec for one stage. writ decides what the stage does from the
 // snapshot and ignores the runner's script, except in audit mode's
 // pass-through of a job enforce mode would refuse.
 func Run(ctx context.Context, opts Options, script, stage string) int {
 	o := opts.withDefaults()
-	s, p, err := o.loadJob()
+	s, p, err := o.loadDecidedJob()
 	if err != nil {
 		fmt.Fprintf(o.Stdout, "%swrit: refusing stage %s%s: %v\n", ansiBoldRed, stage, ansiReset, err)
 		if errors.Is(err, fs.ErrNotExist) {

@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -1071,5 +1073,44 @@ func TestJobUserCannotWriteWritState(t *testing.T) {
 	}
 	if _, err := os.Stat(e.builds + "/905.writ"); err == nil {
 		t.Fatal("cleanup left the job's run directory")
+	}
+}
+
+// A run stage finds its snapshot from the payload's leading id and the
+// digest of its bytes, without decoding it again; bytes prepare did not
+// decide (another digest) take the full decode and its refusal.
+func TestLoadDecidedJob(t *testing.T) {
+	dir := t.TempDir()
+	payload := filepath.Join(dir, "payload.json")
+	o := (&Options{Config: &config.Config{Paths: config.Paths{State: filepath.Join(dir, "state"), Builds: filepath.Join(dir, "builds")},
+		Job: config.Job{MaxPayloadBytes: 1 << 20}}}).withDefaults()
+	o.Getenv = func(k string) string {
+		if k == envJobResponse {
+			return payload
+		}
+		return ""
+	}
+	// Bytes the full decoder refuses (an unknown key): only the fast path
+	// can find their snapshot, so finding it shows it was taken.
+	data := []byte(`{"id":77,"not_a_runner_key":true}`)
+	sum := sha256.Sum256(data)
+	if err := o.createJobDir("77"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.writeSnapshot(&Snapshot{Format: snapshotFormat, Job: JobRef{ID: "77"}, PayloadSHA256: hex.EncodeToString(sum[:]), BuildDir: o.buildDir("77")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(payload, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, p, err := o.loadDecidedJob()
+	if err != nil || s == nil || p.ID != "77" || s.Job.ID != "77" {
+		t.Fatalf("decided payload: %+v %+v %v", s, p, err)
+	}
+	if err := os.WriteFile(payload, []byte(`{"id":77,"not_a_runner_key":false}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, _, err := o.loadDecidedJob(); err == nil || s != nil {
+		t.Fatalf("changed bytes under a decided id were loaded: %+v %v", s, err)
 	}
 }

@@ -72,24 +72,20 @@ func (o *Options) checkSource(ctx context.Context, d *Decision, p *Payload, entr
 			}
 		}
 		d.Admitted = res != nil && len(d.Failures) == 0
-		if d.Admitted && record {
-			// No mark moves for a job id this run does not hold.
-			if err := o.claim.wait(); err != nil {
-				d.Admitted = false
-				return err
-			}
-			if err := o.recordExtraSources(ctx, d, p, entry); err != nil {
-				d.Admitted = false
-				return err
-			}
-		}
-		if !d.Admitted || !record || ent.Holds(entry.Source.Repository, p.SHA) {
+		if !d.Admitted || !record {
 			return nil
 		}
 		// No mark moves for a job id this run does not hold.
 		if err := o.claim.wait(); err != nil {
 			d.Admitted = false
 			return err
+		}
+		if err := o.recordExtraSources(ctx, d, p, entry); err != nil {
+			d.Admitted = false
+			return err
+		}
+		if ent.Holds(entry.Source.Repository, p.SHA) {
+			return nil
 		}
 		hw := &highWater{Entry: entry.Name, Repository: entry.Source.Repository, Mode: entry.Source.Mode,
 			Commit: p.SHA, Job: p.ID, Time: o.Now().UTC()}

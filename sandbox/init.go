@@ -80,7 +80,7 @@ func awaitGo(r io.Reader) error {
 		return fmt.Errorf("wait for writ: %w", err)
 	}
 	if string(bytes.TrimSpace(rest)) != string(rune(goByte)) {
-		return errors.New("writ did not place the sandbox in its cgroups")
+		return errors.New("writ did not place the sandbox in its cgroups (writ and writ-sandbox-init must come from the same release)")
 	}
 	return nil
 }
@@ -102,7 +102,8 @@ func dropPrivileges() error {
 
 // runJob starts the job as its uid, then serves as PID 1: it passes
 // termination signals to every process of the namespace and reaps
-// orphans until the job's main process exits, whose status it returns.
+// orphans until the job's main process exits, then exits with its status.
+// It returns only when the job could not be started.
 func runJob(s *spec, status *os.File) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -137,7 +138,6 @@ func runJob(s *spec, status *os.File) int {
 	// the job's status says so (137).
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0)
 	pid := cmd.Process.Pid
-	reaped := make(chan int, 1)
 	go func() {
 		for {
 			var ws unix.WaitStatus
@@ -154,20 +154,17 @@ func runJob(s *spec, status *os.File) int {
 				case ws.Signaled():
 					code = 128 + int(ws.Signal())
 				}
-				reaped <- code
-				return
+				// Straight from here: handing the status to another
+				// goroutine first costs a wake-up, under load a time slice.
+				os.Exit(code)
 			}
 		}
 	}()
-	for {
-		select {
-		case sig := <-sigs:
-			// kill(-1) reaches every process of the namespace but init.
-			_ = unix.Kill(-1, sig.(syscall.Signal))
-		case code := <-reaped:
-			return code
-		}
+	for sig := range sigs {
+		// kill(-1) reaches every process of the namespace but init.
+		_ = unix.Kill(-1, sig.(syscall.Signal))
 	}
+	return exitSetup // not reached: sigs is never closed
 }
 
 // setupRoot builds the job's root in a tmpfs at s.Base and pivots into it.

@@ -241,7 +241,7 @@ func (c *Cmd) Start() error {
 		return &SetupError{Msg: msg}
 	}
 	if goErr != nil {
-		return fail(fmt.Errorf("sandbox: the init ended before the job started: %w", goErr))
+		return fail(fmt.Errorf("sandbox: the init ended before the job started: %w (writ and writ-sandbox-init must come from the same release)", goErr))
 	}
 	return nil
 }

@@ -823,3 +823,46 @@ func TestReadFile(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFileLargeBlob: a blob over largeObject is streamed from its pack
+// (not read whole into memory) and reads back exactly, whether the pack
+// holds it whole or as a delta against another version, and the checkout
+// writes the same bytes.
+func TestReadFileLargeBlob(t *testing.T) {
+	t.Parallel()
+	r := testkeys.GitRepo(t)
+	var big strings.Builder
+	for i := 0; big.Len() < 2*largeObject; i++ {
+		fmt.Fprintf(&big, "  - name: job-%d\n    script: [echo %d]\n", i, i)
+	}
+	v1 := big.String()
+	v2 := strings.Replace(v1, "job-777\n", "job-seven\n", 1) + "# v2\n"
+	c1 := r.Commit(t, map[string]string{"allowlist.yaml": v1}, "v1", nil)
+	c2 := r.Commit(t, map[string]string{"allowlist.yaml": v2}, "v2", nil)
+	// One pack with both versions: git stores one of them as a delta.
+	m := mustMirror(t, r.Path, Auth{})
+	if err := m.Fetch(ctxTimeout(t, time.Minute), "+refs/heads/main:refs/writ/heads/main"); err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := filepath.Glob(filepath.Join(m.Dir(), "objects", "pack", "*.idx"))
+	if len(idx) != 1 {
+		t.Fatalf("%d packs", len(idx))
+	}
+	out, err := exec.Command("git", "verify-pack", "-v", idx[0]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "chain length = 1:") {
+		t.Fatalf("the pack holds no delta, the case this test is for: %v\n%s", err, out)
+	}
+	for c, want := range map[string]string{c1: v1, c2: v2} {
+		got, err := m.ReadFile(c, "allowlist.yaml", 4*largeObject)
+		if err != nil || string(got) != want {
+			t.Fatalf("ReadFile at %s: %d bytes, %v; want %d bytes", c[:8], len(got), err, len(want))
+		}
+		dir := filepath.Join(t.TempDir(), "co")
+		if err := m.Checkout(c, dir); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "allowlist.yaml")); err != nil || string(b) != want {
+			t.Fatalf("checkout at %s differs", c[:8])
+		}
+	}
+}
