@@ -125,7 +125,11 @@ func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 		fmt.Fprintf(w, "writ: source %s at %s, verified (%s, signed by %s)\n", s.Repository, s.Commit, s.Entry.Source.Mode, s.Signer)
 	}
 	for _, v := range s.Sources {
-		fmt.Fprintf(w, "writ: source.extra %s: %s at %s on %s, verified (signed by %s)\n", v.Path, v.Repository, v.Commit, v.Ref, v.Signer)
+		how := "signed by"
+		if extraApprovalsOnly(s.Entry, v.Path) {
+			how = "no author signature:"
+		}
+		fmt.Fprintf(w, "writ: source.extra %s: %s at %s on %s, verified (%s %s)\n", v.Path, v.Repository, v.Commit, v.Ref, how, v.Signer)
 	}
 	if s.Image != "" && s.Image != s.Entry.Definition.Image {
 		fmt.Fprintf(w, "writ: image %s (the entry's %s, expanded from its pinned values)\n", s.Image, s.Entry.Definition.Image)
@@ -133,6 +137,17 @@ func writeAdmitted(w io.Writer, s *Snapshot, version string) {
 	if version != "" {
 		fmt.Fprintf(w, "writ: judged by writ %s\n", version)
 	}
+}
+
+// extraApprovalsOnly reports whether e's extra source at path admits its
+// commit on approvals alone (signature: none).
+func extraApprovalsOnly(e *allowlist.Entry, path string) bool {
+	for _, x := range e.Source.Extra {
+		if x != nil && x.Path == path {
+			return x.Policy.ApprovalsOnly()
+		}
+	}
+	return false
 }
 
 // suggestionText is the rendered suggested entry, or nil when no entry

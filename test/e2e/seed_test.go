@@ -21,8 +21,9 @@ import (
 //     admitted because carol and dave approved it (source.signature: none,
 //     mode strict).
 //   - Its settings are a second repository, a git submodule at settings,
-//     verified under source.extra and checked out with a read-only .git, so
-//     the script's `git -C settings checkout -q main` works.
+//     verified under source.extra (an unsigned commit too, approved by
+//     carol and dave in that repository) and checked out with a read-only
+//     .git, so the script's `git -C settings checkout -q main` works.
 //   - The job runs in an image pinned by digest, served by a registry on
 //     127.0.0.1, holding the host's bash, git and terraform (a static
 //     binary).
@@ -69,7 +70,6 @@ const seedExample = "../../allowlist/testdata/seed/allowlist.yaml"
 const (
 	seedExampleRepository = "https://gitlab.example.com/idp/deploy.git"
 	seedExampleSettings   = "https://gitlab.example.com/idp/deploy-settings.git"
-	seedExampleOwners     = "signers: [settings-owners]"
 	seedExampleImage      = "registry.example.com/idp/deploy-image@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 	seedExampleBase       = "'4b825dc642cb6eb9a060e54bf8d69288fbee4904'"
 )
@@ -92,7 +92,7 @@ func seedEntry(t *testing.T, f *Fixture, image string) (string, *allowlist.Entry
 		t.Fatalf("%s: want one entry under jobs", seedExample)
 	}
 	for _, r := range [][2]string{{seedExampleRepository, f.Repos.SourceURL(RepoApp)}, {seedExampleSettings, f.Repos.SourceURL(RepoSettings)},
-		{seedExampleOwners, "signers: [app-team]"}, {seedExampleImage, image}, {seedExampleBase, f.Hist.Head}} {
+		{seedExampleImage, image}, {seedExampleBase, f.Hist.Head}} {
 		if !strings.Contains(entry, r[0]) {
 			t.Fatalf("%s no longer holds %s", seedExample, r[0])
 		}
@@ -134,15 +134,22 @@ func TestSeedPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The settings repository, signed by its owners (here alice, of
-	// app-team).
+	// The settings repository changes through merge requests too: its
+	// commit is unsigned, and carol and dave approve it for production in
+	// that repository.
 	sr, err := sourceRepos(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	settings, err := sr.NewRepo(RepoSettings, "idp/deploy-settings", map[string]string{"production.tfvars": seedSettings}, Trusted)
+	settings, err := sr.NewRepo(RepoSettings, "idp/deploy-settings", map[string]string{"production.tfvars": seedSettings}, Unsigned)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, a := range carolAndDave {
+		a.Repository, a.Commit, a.Environments = f.Repos.SourceURL(RepoSettings), settings, []string{LegitEnvironment}
+		if err := ar.PublishApproval(RepoSettings, settings, a); err != nil {
+			t.Fatal(err)
+		}
 	}
 	image := seedImage(t, terraform)
 	entry, want := seedEntry(t, f, image)
@@ -205,6 +212,7 @@ func TestSeedPipeline(t *testing.T) {
 	for _, line := range []string{
 		"writ: admitted by entry \"" + want.Name + "\"",
 		"no author signature: approved by person carol, key SHA256:",
+		"writ: source.extra settings: " + f.Repos.SourceURL(RepoSettings) + " at " + settings + " on refs/heads/main, verified (no author signature: approved by person carol, key SHA256:",
 		"writ: image " + image + " fetched and verified",
 		"Terraform has been successfully initialized!",
 		"Apply complete! Resources: 1 added, 0 changed, 0 destroyed.",
