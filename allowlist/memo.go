@@ -16,6 +16,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"gitlab.com/writ-ci/writ/internal/version"
 )
 
 // Incremental acceptance.
@@ -37,8 +39,9 @@ import (
 //     without version and expires, and every file the top level loaded —
 //     compared after the new top level is parsed: any difference, and the
 //     whole file is parsed again;
-//   - the decoder: the build ID of the running writ, so an upgraded writ
-//     (whose checks may differ) never takes an entry decoded by another.
+//   - the decoder: the build ID of the running writ (or the clean commit
+//     a release was built from), so an upgraded writ (whose checks may
+//     differ) never takes an entry decoded by another.
 //
 // An entry that loads a file of its own (none does today) makes its
 // version's memo unusable, since those files are outside the context.
@@ -85,11 +88,29 @@ type entryMemo struct {
 	set bool // filled by the parse
 }
 
-// decoderID identifies the code that decodes entries: the Go build ID of
-// the running executable (a hash of everything that went into the build),
-// read through /proc/self/exe so that a binary replaced on disk since this
-// process started is not mistaken for it. "" when unknown (no reuse then).
-var decoderID = sync.OnceValue(func() string {
+// decoderID identifies the code that decodes entries (see codecID), "" when
+// unknown (no reuse then).
+var decoderID = sync.OnceValue(func() string { return codecID(runningBuildID()) })
+
+// codecID names the code of a writ: its Go build ID (a hash of everything
+// that went into the build) when it has one; a reproducible release build
+// has none (-buildid=), and is named as exactly by the clean commit it was
+// built from, with the toolchain and platform its ldflags and runtime
+// report. Anything else is unknown.
+func codecID(buildID string) string {
+	switch {
+	case buildID != "":
+		return "go-build-id:" + buildID
+	case version.Commit != "" && version.Modified == "false":
+		return "release:" + version.Commit + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	}
+	return ""
+}
+
+// runningBuildID reads the Go build ID of the running executable through
+// /proc/self/exe, so that a binary replaced on disk since this process
+// started is not mistaken for it.
+func runningBuildID() string {
 	f, err := os.Open("/proc/self/exe")
 	if err != nil {
 		exe, xerr := os.Executable()
@@ -102,24 +123,24 @@ var decoderID = sync.OnceValue(func() string {
 	}
 	defer f.Close()
 	if id := elfBuildID(f); id != "" {
-		return "go-build-id:" + id
+		return id
 	}
 	// Other formats carry it as text near the start of the code (cmd/go
 	// reads the first 32 KiB for it).
 	buf := make([]byte, 64<<10)
 	n, _ := f.ReadAt(buf, 0)
 	const marker = "\xff Go build ID: \""
-	i := bytes.Index(buf[:n], []byte(marker))
-	if i < 0 {
+	k := bytes.Index(buf[:n], []byte(marker))
+	if k < 0 {
 		return ""
 	}
-	rest := buf[i+len(marker) : n]
-	j := bytes.IndexByte(rest, '"')
-	if j <= 0 {
+	rest := buf[k+len(marker) : n]
+	e := bytes.IndexByte(rest, '"')
+	if e <= 0 {
 		return ""
 	}
-	return "go-build-id:" + string(rest[:j])
-})
+	return string(rest[:e])
+}
 
 // elfBuildID reads the Go build ID note of an ELF executable.
 func elfBuildID(r io.ReaderAt) string {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"gitlab.com/writ-ci/writ/internal/version"
 )
 
 // acceptStore parses data as acceptance does, taking entries from prev,
@@ -347,4 +349,30 @@ func FuzzIncrementalParse(f *testing.F) {
 			t.Fatal("the incremental parse differs from the full parse")
 		}
 	})
+}
+
+// TestCodecID: a build ID names the decoder; a release build, which has
+// none, is named by its clean stamped commit; anything else is unknown,
+// so nothing is reused.
+func TestCodecID(t *testing.T) {
+	commit, modified := version.Commit, version.Modified
+	t.Cleanup(func() { version.Commit, version.Modified = commit, modified })
+	version.Commit, version.Modified = "", ""
+	if got := codecID("abc/def"); got != "go-build-id:abc/def" {
+		t.Fatalf("codecID with a build ID = %q", got)
+	}
+	if got := codecID(""); got != "" {
+		t.Fatalf("codecID of an unknown build = %q", got)
+	}
+	version.Commit, version.Modified = "0123abcd", "true"
+	if got := codecID(""); got != "" {
+		t.Fatalf("codecID of a build from a modified tree = %q", got)
+	}
+	version.Modified = "false"
+	if got := codecID(""); !strings.HasPrefix(got, "release:0123abcd go") {
+		t.Fatalf("codecID of a release build = %q", got)
+	}
+	if decoderID() == "" {
+		t.Fatal("the test binary has no decoder ID: reuse would never happen")
+	}
 }
