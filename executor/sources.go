@@ -15,7 +15,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 
 	"gitlab.com/writ-ci/writ/allowlist"
-	"gitlab.com/writ-ci/writ/internal/fsutil"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
 )
 
@@ -319,21 +318,11 @@ func (o *Options) checkoutExtra(ctx context.Context, v VerifiedSource, dir strin
 	if err != nil {
 		return err
 	}
-	lockPath, err := o.mirrorLockPath(v.Repository)
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, lockWait)
-	unlock, err := fsutil.RLock(lctx, lockPath)
-	cancel()
+	m, unlock, err := o.openMirrorShared(ctx, v.Repository)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, v.Repository, sourceAuth(o.Config, v.Repository), mirrorLimits(o.Config))
-	if err != nil {
-		return err
-	}
 	err = m.Checkout(v.Commit, target)
 	if err == nil && readOnlyGit {
 		err = m.WriteGitDir(filepath.Join(target, ".git"), target, v.Commit, gitRefs(v.Ref))

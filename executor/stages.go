@@ -577,21 +577,11 @@ func (o *Options) checkoutOnHost(ctx context.Context, s *Snapshot) error {
 }
 
 func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
-	lockPath, err := o.mirrorLockPath(s.Repository)
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, lockWait)
-	unlock, err := fsutil.RLock(lctx, lockPath)
-	cancel()
+	m, unlock, err := o.openMirrorShared(ctx, s.Repository)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := gitrepo.OpenMirror(o.Config.Paths.Cache, s.Repository, sourceAuth(o.Config, s.Repository), mirrorLimits(o.Config))
-	if err != nil {
-		return err
-	}
 	err = m.Checkout(s.Commit, dir)
 	if gitrepo.IsDamage(err) {
 		m.MarkDamaged(err.Error()) // the next admission's fetch rebuilds it
@@ -600,6 +590,28 @@ func (o *Options) checkout(ctx context.Context, s *Snapshot, dir string) error {
 		return err
 	}
 	return o.checkoutSources(ctx, s, dir, m)
+}
+
+// openMirrorShared opens repository's mirror under its shared lock, so
+// that checkouts read it while no fetch rewrites it; unlock releases the
+// lock.
+func (o *Options) openMirrorShared(ctx context.Context, repository string) (m *gitrepo.Mirror, unlock func() error, err error) {
+	lockPath, err := o.mirrorLockPath(repository)
+	if err != nil {
+		return nil, nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, lockWait)
+	unlock, err = fsutil.RLock(lctx, lockPath)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err = gitrepo.OpenMirror(o.Config.Paths.Cache, repository, sourceAuth(o.Config, repository), mirrorLimits(o.Config))
+	if err != nil {
+		_ = unlock()
+		return nil, nil, err
+	}
+	return m, unlock, nil
 }
 
 // runUserScript runs the entry's lines for a stage in the build directory.
