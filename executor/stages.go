@@ -379,16 +379,26 @@ func writeCheckReport(w io.Writer, d *Decision) {
 	_, _ = io.WriteString(w, b.String())
 }
 
-// loadJob reads the payload only to find the job id and digest, and loads
-// the snapshot prepare wrote for exactly that payload.
-func (o *Options) loadJob() (*Snapshot, *Payload, error) {
+// readPayloadFile reads the job payload the runner names in
+// JOB_RESPONSE_FILE, bounded by the configured size.
+func (o *Options) readPayloadFile() ([]byte, error) {
 	path := o.Getenv(envJobResponse)
 	if path == "" {
-		return nil, nil, errNoPayload
+		return nil, errNoPayload
 	}
 	data, err := fsutil.ReadFileLimit(path, o.Config.Job.MaxPayloadBytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the job payload: %w", err)
+		return nil, fmt.Errorf("read the job payload: %w", err)
+	}
+	return data, nil
+}
+
+// loadJob reads the payload only to find the job id and digest, and loads
+// the snapshot prepare wrote for exactly that payload.
+func (o *Options) loadJob() (*Snapshot, *Payload, error) {
+	data, err := o.readPayloadFile()
+	if err != nil {
+		return nil, nil, err
 	}
 	p, err := DecodePayload(data)
 	if err != nil {
@@ -406,13 +416,9 @@ func (o *Options) loadJob() (*Snapshot, *Payload, error) {
 // id first, no snapshot, another digest) takes loadJob's full decode and
 // its errors. The Payload returned this way carries only ID and Digest.
 func (o *Options) loadDecidedJob() (*Snapshot, *Payload, error) {
-	path := o.Getenv(envJobResponse)
-	if path == "" {
-		return nil, nil, errNoPayload
-	}
-	data, err := fsutil.ReadFileLimit(path, o.Config.Job.MaxPayloadBytes)
+	data, err := o.readPayloadFile()
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the job payload: %w", err)
+		return nil, nil, err
 	}
 	if id := leadingJobID(bytes.NewReader(data)); id != "" {
 		sum := sha256.Sum256(data)

@@ -34,11 +34,7 @@ func WriteFileAtomicParts(path string, perm os.FileMode, parts ...[]byte) error 
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
+	return renameIntoPlace(tmp, path)
 }
 
 // ReplaceFile writes data to a temp file in the same directory and renames
@@ -88,6 +84,12 @@ func WriteFileAtomicFrom(path string, perm os.FileMode, head []byte, rest io.Rea
 	if err != nil {
 		return err
 	}
+	return renameIntoPlace(tmp, path)
+}
+
+// renameIntoPlace moves the written temp file tmp to path and syncs the
+// directory, so the rename survives a crash; on failure tmp is removed.
+func renameIntoPlace(tmp, path string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
