@@ -502,3 +502,42 @@ func TestUploadsAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadsRecordedBeforeSent: when GitLab receives an artifact, the
+// audit log already lists its files, so a writ killed (kill -9) or
+// stopped by a full disk after sending leaves a record of what it sent.
+func TestUploadsRecordedBeforeSent(t *testing.T) {
+	t.Parallel()
+	var e *env
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		text := ""
+		for _, rec := range e.auditRecords() {
+			if rec.Event == EventUpload && rec.Job == "5700" && rec.Fields["status"] == "sending" {
+				text = jsonText(t, rec.Fields)
+			}
+		}
+		mu.Lock()
+		seen = append(seen, text)
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(srv.Close)
+	e = uploadsEnv(t, &fakeGitLab{Server: srv}, uploadScript, twoUploads)
+	j := e.newJob(e.payload(5700, e.head, withScript(uploadScript...), withKey("artifacts", payloadArtifacts())))
+	j.runAll()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("%d uploads, want 2\n%s", len(seen), j.log.String())
+	}
+	for i, text := range seen {
+		for _, want := range []string{`"path":"out/plan.txt"`, `"path":"report.xml"`, "manifest_sha256"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("upload %d: the audit log did not yet list %s: %q", i, want, text)
+			}
+		}
+	}
+}
