@@ -234,6 +234,9 @@ func TestUploadsNeverLeaveTheBuildDirectory(t *testing.T) {
 		"relative symlink":    {[]string{"ln -s ../../../../../../../../../.." + secret + " report.xml"}, fileUpload, fileArtifacts, "report.xml is a symbolic link"},
 		"fifo":                {[]string{"mkfifo report.xml"}, fileUpload, fileArtifacts, "report.xml is not a regular file"},
 		"larger than the cap": {[]string{"head -c 5000 /dev/zero > report.xml"}, fileUpload, fileArtifacts, "larger than the entry's max_bytes"},
+		// The first artifact (out/) is fine; only the second is refused,
+		// and the first must not have been sent either.
+		"second artifact": {[]string{"mkdir out && printf plan > out/plan.txt && ln -s " + secret + " report.xml"}, twoUploads, payloadArtifacts(), "report.xml is a symbolic link"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
