@@ -84,7 +84,7 @@ func (o *Options) uploadStage(ctx context.Context, s *Snapshot, stage string) (i
 		fmt.Fprintf(w, "writ: %s skipped: no artifact of the entry's uploads is for a job that %s\n", stage, map[bool]string{true: "succeeded", false: "failed"}[success])
 		return 0, "skipped"
 	}
-	done, sent, err := o.upload(ctx, s, up.MaxBytes, arts)
+	done, sent, err := o.upload(ctx, s, stage, up.MaxBytes, arts)
 	fields := map[string]any{"stage": stage, "artifacts": auditArtifacts(done), "uploaded": sent}
 	if err != nil {
 		var ce *collectError
@@ -118,7 +118,7 @@ func (o *Options) uploadStage(ctx context.Context, s *Snapshot, stage string) (i
 
 // upload collects every artifact first and sends them only when all are
 // within bounds, so a refused upload sends nothing.
-func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts []allowlist.Artifact) (done []uploadedArtifact, sent int, err error) {
+func (o *Options) upload(ctx context.Context, s *Snapshot, stage string, maxBytes int64, arts []allowlist.Artifact) (done []uploadedArtifact, sent int, err error) {
 	base := strings.TrimRight(o.Config.GitLab.URL, "/")
 	if base == "" {
 		return nil, 0, errors.New("gitlab.url is not set in writ's config: writ sends uploads only to the GitLab the runner host's owners configured (set it to the url of the runner's config.toml)")
@@ -149,6 +149,18 @@ func (o *Options) upload(ctx context.Context, s *Snapshot, maxBytes int64, arts 
 		done = append(done, ua)
 		if err != nil {
 			return done, 0, err
+		}
+	}
+	// What is about to leave the host is recorded before the first byte
+	// does: a writ killed (kill -9) or stopped by a full disk after
+	// sending could otherwise leave no record of what it sent.
+	for _, a := range done {
+		if len(a.Files) > 0 {
+			fields := map[string]any{"stage": stage, "status": "sending", "artifacts": auditArtifacts(done), "uploaded": 0}
+			if err := o.auditUpload(ctx, s.Job.ID, "", fields); err != nil {
+				return done, 0, fmt.Errorf("cannot write the audit log, so nothing is sent: %w", err)
+			}
+			break
 		}
 	}
 	for i := range done {

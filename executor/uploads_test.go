@@ -234,6 +234,9 @@ func TestUploadsNeverLeaveTheBuildDirectory(t *testing.T) {
 		"relative symlink":    {[]string{"ln -s ../../../../../../../../../.." + secret + " report.xml"}, fileUpload, fileArtifacts, "report.xml is a symbolic link"},
 		"fifo":                {[]string{"mkfifo report.xml"}, fileUpload, fileArtifacts, "report.xml is not a regular file"},
 		"larger than the cap": {[]string{"head -c 5000 /dev/zero > report.xml"}, fileUpload, fileArtifacts, "larger than the entry's max_bytes"},
+		// The first artifact (out/) is fine; only the second is refused,
+		// and the first must not have been sent either.
+		"second artifact": {[]string{"mkdir out && printf plan > out/plan.txt && ln -s " + secret + " report.xml"}, twoUploads, payloadArtifacts(), "report.xml is a symbolic link"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -468,14 +471,25 @@ func TestUploadsAnswers(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(other.Close)
+	// The subtests are parallel, so they run after this function returns:
+	// the leak check waits for them in a cleanup.
+	t.Cleanup(func() {
+		elsewhere.Lock()
+		defer elsewhere.Unlock()
+		if len(leaked) > 0 {
+			t.Errorf("the redirect target received %d request(s) with tokens %q", len(leaked), leaked)
+		}
+	})
 	for name, tc := range map[string]struct {
 		handler http.HandlerFunc
 		want    string
 	}{
 		"forbidden": {func(w http.ResponseWriter, r *http.Request) { http.Error(w, "403 Forbidden", http.StatusForbidden) }, "GitLab answered 403 Forbidden"},
 		"redirect": {func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-		}, "GitLab answered 307 Temporary Redirect"},
+			// 302, not 307: Go's client would follow it (as a GET that
+			// keeps JOB-TOKEN), where it cannot replay a streamed body.
+			http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusFound)
+		}, "GitLab answered 302 Found"},
 		"too large": {func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusRequestEntityTooLarge) }, "larger than the instance or project allows"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -490,9 +504,43 @@ func TestUploadsAnswers(t *testing.T) {
 			}
 		})
 	}
-	elsewhere.Lock()
-	defer elsewhere.Unlock()
-	if len(leaked) > 0 {
-		t.Fatalf("the redirect target received %d request(s) with tokens %q", len(leaked), leaked)
+}
+
+// TestUploadsRecordedBeforeSent: when GitLab receives an artifact, the
+// audit log already lists its files, so a writ killed (kill -9) or
+// stopped by a full disk after sending leaves a record of what it sent.
+func TestUploadsRecordedBeforeSent(t *testing.T) {
+	t.Parallel()
+	var e *env
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		text := ""
+		for _, rec := range e.auditRecords() {
+			if rec.Event == EventUpload && rec.Job == "5700" && rec.Fields["status"] == "sending" {
+				text = jsonText(t, rec.Fields)
+			}
+		}
+		mu.Lock()
+		seen = append(seen, text)
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(srv.Close)
+	e = uploadsEnv(t, &fakeGitLab{Server: srv}, uploadScript, twoUploads)
+	j := e.newJob(e.payload(5700, e.head, withScript(uploadScript...), withKey("artifacts", payloadArtifacts())))
+	j.runAll()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("%d uploads, want 2\n%s", len(seen), j.log.String())
+	}
+	for i, text := range seen {
+		for _, want := range []string{`"path":"out/plan.txt"`, `"path":"report.xml"`, "manifest_sha256"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("upload %d: the audit log did not yet list %s: %q", i, want, text)
+			}
+		}
 	}
 }
