@@ -269,15 +269,20 @@ func TestExtraSourceTipRollback(t *testing.T) {
 	}
 	older := strings.TrimSpace(e.settings.Git(t, "rev-parse", e.settingsHead+"^"))
 	e.settings.Git(t, "update-ref", "refs/heads/main", older)
+	// The first job's canary goes before the refused job runs, so that a
+	// canary after it is the refused job's.
+	if err := os.Remove(e.canary); err != nil {
+		t.Fatal(err)
+	}
 	j := e.job(931, e.head)
 	if r := j.runAll(); r.prepare != 1 {
 		t.Fatalf("rollback of the extra source admitted: %+v\n%s", r, j.log.String())
 	}
 	mustContain(t, j.log.String(), "Failed check: rollback", "source.extra tools", "is not "+e.settingsHead+" or a descendant of it")
-	if err := os.Remove(e.canary); err != nil {
-		t.Fatal(err)
-	}
 	j.assertNothingRan()
+	if ev := eventsFor(e.auditRecords(), j.id); len(ev) == 0 || ev[0] != EventRefuse {
+		t.Fatalf("audit events of the refused job: %v", ev)
+	}
 
 	e.entry.SourceExtra = tipItem("    allow_rollback: true")
 	e.write()
@@ -375,6 +380,9 @@ func TestExtraSourceApprovalsOnly(t *testing.T) {
 			}
 			mustContain(t, j.log.String(), "Failed check: approvals", "source.extra settings", "has 1 of the 2 approvals")
 			j.assertNothingRan()
+			if ev := eventsFor(e.auditRecords(), j.id); len(ev) == 0 || ev[0] != EventRefuse {
+				t.Fatalf("audit events of the refused job: %v", ev)
+			}
 		})
 	}
 }
