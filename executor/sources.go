@@ -16,6 +16,7 @@ import (
 
 	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
+	"gitlab.com/writ-ci/writ/internal/state"
 )
 
 // VerifiedSource is one of an entry's further repositories (source.extra)
@@ -37,6 +38,11 @@ type VerifiedSource struct {
 	// Submodule: Commit is the gitlink at Path in the job's verified
 	// commit.
 	Submodule bool `json:"submodule,omitempty"`
+
+	// mark is the extra source's mark as read for this verification:
+	// recordExtraSources moves it from there (compare-and-swap), so a
+	// mark another host moved meanwhile is never written over.
+	mark *state.Entry
 }
 
 // verifyExtraSources verifies each of the entry's source.extra after the
@@ -176,13 +182,14 @@ func (o *Options) verifyExtraSource(ctx context.Context, d *Decision, p *Payload
 	}
 	mark := o.startReadHighWater(ctx, xe.Name)
 	res, err := o.verifySource(ctx, xd, xp, xe, a, mark.wait)
-	if _, _, merr := mark.wait(); merr != nil {
+	_, ent, merr := mark.wait()
+	if merr != nil {
 		return VerifiedSource{}, merr
 	}
 	if err != nil || len(xd.Failures) > 0 {
 		return VerifiedSource{}, extraFailures(x, what, err, xd.Failures)
 	}
-	return VerifiedSource{Path: x.Path, Repository: x.Policy.Repository, Ref: x.Ref, Mode: x.Policy.Mode, Commit: xp.SHA, Signer: res.signer, Submodule: x.Submodule}, nil
+	return VerifiedSource{Path: x.Path, Repository: x.Policy.Repository, Ref: x.Ref, Mode: x.Policy.Mode, Commit: xp.SHA, Signer: res.signer, Submodule: x.Submodule, mark: ent}, nil
 }
 
 // extraFailures names the extra source in each refusal of its
@@ -372,15 +379,16 @@ func ExtraSourceMark(entry, path string) string {
 }
 
 // recordExtraSources moves each admitted extra source's mark to its
-// verified commit. The caller holds the entry lock. A mark moved by
-// another host meanwhile means writ cannot decide now (the runner
-// retries); a mark already at the commit moves nothing.
+// verified commit, from the mark it was verified against. The caller
+// holds the entry lock. A mark moved by another host meanwhile means writ
+// cannot decide now (the runner retries); a mark already at the commit
+// moves nothing.
 func (o *Options) recordExtraSources(ctx context.Context, d *Decision, p *Payload, e *allowlist.Entry) error {
 	for _, v := range d.Sources {
 		name := ExtraSourceMark(e.Name, v.Path)
-		_, ent, err := o.readHighWater(ctx, name)
-		if err != nil {
-			return err
+		ent := v.mark
+		if ent == nil || ent.Name != name {
+			return fmt.Errorf("source.extra %s was not verified against its mark", v.Path)
 		}
 		if ent.Holds(v.Repository, v.Commit) {
 			continue

@@ -3,12 +3,15 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"gitlab.com/writ-ci/writ/allowlist"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/state"
 	"gitlab.com/writ-ci/writ/internal/testkeys"
@@ -269,15 +272,20 @@ func TestExtraSourceTipRollback(t *testing.T) {
 	}
 	older := strings.TrimSpace(e.settings.Git(t, "rev-parse", e.settingsHead+"^"))
 	e.settings.Git(t, "update-ref", "refs/heads/main", older)
+	// The first job's canary goes before the refused job runs, so that a
+	// canary after it is the refused job's.
+	if err := os.Remove(e.canary); err != nil {
+		t.Fatal(err)
+	}
 	j := e.job(931, e.head)
 	if r := j.runAll(); r.prepare != 1 {
 		t.Fatalf("rollback of the extra source admitted: %+v\n%s", r, j.log.String())
 	}
 	mustContain(t, j.log.String(), "Failed check: rollback", "source.extra tools", "is not "+e.settingsHead+" or a descendant of it")
-	if err := os.Remove(e.canary); err != nil {
-		t.Fatal(err)
-	}
 	j.assertNothingRan()
+	if ev := eventsFor(e.auditRecords(), j.id); len(ev) == 0 || ev[0] != EventRefuse {
+		t.Fatalf("audit events of the refused job: %v", ev)
+	}
 
 	e.entry.SourceExtra = tipItem("    allow_rollback: true")
 	e.write()
@@ -375,6 +383,62 @@ func TestExtraSourceApprovalsOnly(t *testing.T) {
 			}
 			mustContain(t, j.log.String(), "Failed check: approvals", "source.extra settings", "has 1 of the 2 approvals")
 			j.assertNothingRan()
+			if ev := eventsFor(e.auditRecords(), j.id); len(ev) == 0 || ev[0] != EventRefuse {
+				t.Fatalf("audit events of the refused job: %v", ev)
+			}
 		})
+	}
+}
+
+// casStore is a Local store whose PutEntry is a compare-and-swap, as the
+// fleet store's: a mark that moved since it was read is a conflict.
+type casStore struct{ *state.Local }
+
+func (s casStore) PutEntry(ctx context.Context, e *state.Entry, next state.EntryMark) error {
+	cur, err := s.Local.Entry(ctx, e.Name)
+	if err != nil {
+		return err
+	}
+	if (cur.Last == nil) != (e.Last == nil) || (cur.Last != nil && cur.Last.Commit != e.Last.Commit) {
+		return fmt.Errorf("%w: injected", state.ErrConflict)
+	}
+	return s.Local.PutEntry(ctx, e, next)
+}
+
+// An extra source's mark that another host moved after this decision read
+// it is not written over: the admission cannot be recorded, and the other
+// host's mark stays (it may be newer than the commit verified here).
+func TestExtraSourceMarkMovedMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newSettingsEnv(t)
+	e.entry.SourceExtra = []string{"extra:", "  - path: tools", "    ref: refs/heads/main",
+		"    repository: " + q("file://"+e.settings.Path), "    signers: [devs]", "    mode: commit"}
+	e.write()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := state.NewLocal(e.state)
+	opts := Options{Config: cfg, Allowlist: &dirSource{dir: e.alDir}, Stdout: io.Discard, State: casStore{local}}
+	d, err := Check(context.Background(), opts, makePayload(t, 1, e.head, e.entry.Script))
+	if err != nil || !d.Admitted || len(d.Sources) != 1 {
+		t.Fatalf("check: %v %+v", err, d)
+	}
+	name := ExtraSourceMark("app-build", "tools")
+	newer := strings.Repeat("cd", 20)
+	cur, err := local.Entry(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.PutEntry(context.Background(), cur, state.EntryMark{Entry: name, Repository: "file://" + e.settings.Path, Mode: "commit", Commit: newer, Job: "9999"}); err != nil {
+		t.Fatal(err)
+	}
+	o := opts.withDefaults()
+	err = o.recordExtraSources(context.Background(), d, &Payload{ID: "1"}, &allowlist.Entry{Name: "app-build"})
+	if !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("record over a mark moved meanwhile: %v, want a conflict", err)
+	}
+	if st, err := local.Entry(context.Background(), name); err != nil || st.Last == nil || st.Last.Commit != newer {
+		t.Fatalf("the other host's mark was written over: %+v %v", st.Last, err)
 	}
 }
