@@ -266,11 +266,15 @@ func (a *Accepter) pruneStores(keep string) {
 		}
 	}
 	_ = os.Remove(filepath.Join(a.cfg.Paths.Cache, "allowlist-verified.gob")) // an earlier writ's cache
-	// Sections a writer killed mid-store left behind (stores are written
-	// under the state lock, so none is being written now).
-	tmps, _ := filepath.Glob(filepath.Join(a.cfg.Paths.Cache, ".allowlist-sections-*"))
-	for _, p := range tmps {
-		_ = os.Remove(p)
+	// Sections, and the store's own temp file (fsutil's ".NAME.tmp-*"), a
+	// writer killed mid-store left behind (stores are written under the
+	// state lock, so none is being written now). Each is as large as a
+	// store, and nothing else would ever remove it.
+	for _, glob := range []string{".allowlist-sections-*", ".allowlist-verified-*.store.tmp-*"} {
+		tmps, _ := filepath.Glob(filepath.Join(a.cfg.Paths.Cache, glob))
+		for _, p := range tmps {
+			_ = os.Remove(p)
+		}
 	}
 }
 
