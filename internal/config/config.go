@@ -638,7 +638,7 @@ func checkServerURL(s string) string {
 		return "is not a URL: write the GitLab instance's address, such as https://gitlab.example.com"
 	case u.Scheme != "https" && u.Scheme != "http":
 		return "must start with https:// (or http://)"
-	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") || u.Opaque != "":
 		return "must hold no credentials, query or fragment"
 	case u.Host == "" || u.Hostname() == "":
 		return "names no host"

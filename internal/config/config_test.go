@@ -66,6 +66,9 @@ func TestRejects(t *testing.T) {
 		"server url creds":   {minimal + "\n[job]\nserver_url = \"https://u:p@gitlab.example.com\"\n", "no credentials"},
 		"server url scheme":  {minimal + "\n[job]\nserver_url = \"gitlab.example.com\"\n", "must start with https://"},
 		"server url slash":   {minimal + "\n[job]\nserver_url = \"https://gitlab.example.com/\"\n", "must not end with /"},
+		"gitlab url query":   {minimal + "\n[gitlab]\nurl = \"https://gitlab.example.com?\"\n", "no credentials, query or fragment"},
+		"gitlab url no host": {minimal + "\n[gitlab]\nurl = \"https://:443\"\n", "names no host"},
+		"gitlab url http":    {minimal + "\n[gitlab]\nurl = \"http://gitlab.example.com\"\n", "http:// is allowed only on a loopback address"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -29,10 +29,13 @@ func (c *Config) validateGitLab(bad func(string, ...any)) {
 	if c.GitLab.URL == "" {
 		return
 	}
-	u, err := url.Parse(c.GitLab.URL)
+	// The same address rules as job.server_url, and https: writ sends the
+	// job token there.
+	msg := checkServerURL(c.GitLab.URL)
+	u, _ := url.Parse(c.GitLab.URL)
 	switch {
-	case err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		bad("gitlab.url %q: write the GitLab instance's address, such as https://gitlab.example.com (no credentials, query or fragment)", c.GitLab.URL)
+	case msg != "":
+		bad("gitlab.url %q %s", c.GitLab.URL, msg)
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	default:
