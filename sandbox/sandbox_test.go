@@ -428,7 +428,7 @@ func TestStartIntoCgroupV2(t *testing.T) {
 	if err := os.Mkdir(leaf, 0o755); err != nil {
 		t.Skipf("cannot make a cgroup v2 leaf here: %v", err)
 	}
-	cg := &cgroup{dirs: []string{leaf}, unified: true}
+	cg := &cgroup{dirs: []string{leaf}, v2: leaf}
 	defer cg.remove()
 	var out bytes.Buffer
 	cmd, placed, err := cg.start(func() *exec.Cmd {
