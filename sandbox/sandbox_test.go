@@ -451,3 +451,44 @@ func TestStartIntoCgroupV2(t *testing.T) {
 		t.Errorf("placed %v; the process's cgroups:\n%s\nwant the line %s", placed, out.String(), want)
 	}
 }
+
+// On cgroup v1 a run's process is born in the run's cgroups (the thread
+// that forks it joins them first), and no thread of writ stays there.
+func TestStartIntoCgroupV1(t *testing.T) {
+	h, _ := testHost(t)
+	v := h.cgroupVersion()
+	if v.pids != "cgroup v1" || v.pidsHome == "" {
+		t.Skipf("no cgroup v1 pids hierarchy holding this process here: %+v", v)
+	}
+	cg, err := h.newCgroup("v1test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.remove()
+	var out bytes.Buffer
+	cmd, placed, err := cg.start(func() *exec.Cmd {
+		c := exec.Command("/bin/cat", "/proc/self/cgroup")
+		c.Stdout, c.SysProcAttr = &out, &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		return c
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	leaf := "/writ-v1test-" + strconv.Itoa(os.Getpid())
+	if !placed || !strings.Contains(out.String(), leaf+"\n") {
+		t.Errorf("placed %v; the process's cgroups:\n%s\nwant each run leaf ending in %s", placed, out.String(), leaf)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		data, _ := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "cgroup"))
+		if strings.Contains(string(data), leaf) {
+			t.Errorf("thread %s of writ stayed in the run's cgroups:\n%s", task.Name(), data)
+		}
+	}
+}
