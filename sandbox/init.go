@@ -195,6 +195,9 @@ func setupRoot(s *spec) error {
 			return err
 		}
 	}
+	if err := nameIdentity(s, base); err != nil {
+		return err
+	}
 	if err := copyFiles(s, base); err != nil {
 		return err
 	}

@@ -88,7 +88,8 @@ func TestContainment(t *testing.T) {
 	}
 	out, code := run(t, h, build, NetworkNone, `
 set -u
-echo "id=$(id -u):$(id -g) groups=$(id -G)"
+echo "id=$(id -u):$(id -g) groups=$(id -G) name=$(id -un):$(id -gn)"
+ls -A / | grep -q '^\.writ' && echo root-has-copies
 grep -E '^(NoNewPrivs|CapBnd|CapEff):' /proc/self/status | tr -s '\t' ' '
 touch ok-build && echo build-writable
 touch /tmp/x && echo tmp-writable
@@ -104,13 +105,16 @@ cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	for _, want := range []string{
-		"id=2000000123:2000000123 groups=2000000123",
+		"id=2000000123:2000000123 groups=2000000123 name=writ-job:writ-job",
 		"NoNewPrivs: 1", "CapBnd: 0000000000000000", "CapEff: 0000000000000000",
 		"build-writable", "tmp-writable", "etc-readonly", "shadow-hidden", "etc-apt-masked", "no-var", "state-hidden", "s3cret",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "root-has-copies") {
+		t.Errorf("the copies of /etc/passwd or /etc/group are left in the sandbox's root:\n%s", out)
 	}
 	if !strings.HasSuffix(strings.TrimSpace(out), "\nlo") {
 		t.Errorf("network none: interfaces other than lo:\n%s", out)
