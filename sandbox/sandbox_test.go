@@ -243,6 +243,36 @@ func TestLimits(t *testing.T) {
 	if v.pids == "" || v.memory == "" {
 		t.Skipf("no pids or memory controller here: %+v", v)
 	}
+	checkLimits(t, h, build)
+}
+
+// The same limits on a cgroup v2 hierarchy whose root offers the pids and
+// memory controllers (a unified host, or a delegated subtree). A hybrid
+// host whose controllers are bound to v1, as this test host's, cannot
+// enable them on v2: the test says so and skips.
+func TestLimitsCgroupV2(t *testing.T) {
+	h, build := testHost(t)
+	mnt := cgroup2Mount(t)
+	if mnt == "" {
+		t.Skip("no cgroup v2 hierarchy on this host: the v2 limits cannot be tested here (TestLimits covers v1)")
+	}
+	data, err := os.ReadFile(filepath.Join(mnt, "cgroup.controllers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !containsWord(string(data), "pids") || !containsWord(string(data), "memory") {
+		t.Skipf("the cgroup v2 hierarchy at %s offers the controllers %q, not pids and memory (they are bound to cgroup v1 here): the v2 limits cannot be tested on this host (TestLimits covers v1)",
+			mnt, strings.TrimSpace(string(data)))
+	}
+	h.CgroupRoot = mnt
+	if v := h.cgroupVersion(); v.pids != "cgroup v2" || v.memory != "cgroup v2" {
+		t.Fatalf("the sandbox does not find the v2 controllers at %s: %+v", mnt, v)
+	}
+	checkLimits(t, h, build)
+}
+
+func checkLimits(t *testing.T, h *Host, build string) {
+	t.Helper()
 	h.PidsMax, h.MemoryMax, h.TmpSize = 16, 64<<20, 512<<20
 	out, code := run(t, h, build, NetworkHost, `for i in $(seq 40); do sleep 5 & done; echo all-$((40))-started`)
 	if code == 0 || strings.Contains(out, "all-40-started") || !strings.Contains(out, "Resource temporarily unavailable") {
