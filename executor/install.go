@@ -72,15 +72,17 @@ func CheckHost(ctx context.Context, opts Options) []HostProblem {
 	return out
 }
 
-// probeSandbox builds a sandbox that runs nothing, once per boot, writ
-// binary, init binary and sandbox policy: what it proves (root,
+// probeSandbox builds a sandbox that runs nothing, once per boot, user,
+// writ binary, init binary and sandbox policy: what it proves (root,
 // namespaces, mounts, cgroups) does not change in between, and a stage
 // whose sandbox fails anyway fails closed.
 func (o *Options) probeSandbox(ctx context.Context) error {
 	h := o.sandboxHost()
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	exe, _ := os.Executable()
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s %s\n%s %s\n%+v", boot, exe, fileStamp(exe), h.Init, fileStamp(h.Init), *h)))
+	// Who writ runs as is part of what the probe proved (the sandbox needs
+	// root): a marker another user can read proves nothing for it.
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\neuid %d\n%s %s\n%s %s\n%+v", boot, os.Geteuid(), exe, fileStamp(exe), h.Init, fileStamp(h.Init), *h)))
 	key := hex.EncodeToString(sum[:])
 	marker := filepath.Join(h.Work, "probe-ok")
 	if data, err := os.ReadFile(marker); err == nil && string(data) == key {
