@@ -24,6 +24,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/gcstart"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
 	wstate "gitlab.com/writ-ci/writ/internal/state"
@@ -932,6 +933,9 @@ func principal(s gitsig.Signer) string {
 // 20 % growth instead costs some CPU once per version and roughly halves
 // the peak. It returns the function that restores the previous setting.
 func boundHeap() (restore func()) {
+	// From here the heap is bounded by this setting, not by the
+	// postponement of the process's first collection.
+	gcstart.Restore()
 	prev := debug.SetGCPercent(10)
 	if prev >= 0 && prev < 10 {
 		debug.SetGCPercent(prev) // the operator asked for tighter still
