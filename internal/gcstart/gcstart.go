@@ -5,7 +5,7 @@
 // The runtime starts its first collection at a 4 MiB heap, and package
 // initialisation alone allocates about 3 MiB, so every stage paid for a
 // collection, started around the end of initialisation, of memory it was
-// about to give back by exiting: about a sixth of a short stage's CPU time.
+// about to give back by exiting: about 15 % of a short stage's CPU time.
 //
 // Importing the package turns the collector off under a memory limit of
 // Headroom, as early in initialisation as its import path and dependencies
