@@ -47,6 +47,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -82,6 +83,8 @@ type Client struct {
 	pre           net.Conn
 	preIdx        int
 	closed        bool
+
+	dials atomic.Int64 // handshakes started, for tests
 }
 
 type member struct {
@@ -209,6 +212,7 @@ func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 func (c *Client) dial(ctx context.Context, m member) (net.Conn, error) {
+	c.dials.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -263,38 +267,73 @@ func (c *Client) waitConnect(ctx context.Context) error {
 	}
 }
 
-// call posts body to path on the member in use, moving to the next one
-// while a member cannot be reached or has no leader, or, for a read
-// (retry), while the request fails in flight. It returns the body of a
-// 200 response, at most limit bytes.
-func (c *Client) call(ctx context.Context, path string, body []byte, limit int64, retry bool) ([]byte, error) {
+// call posts body to path and returns the body of a 200 answer, at most
+// limit bytes. It moves to the next member while one cannot be reached,
+// refuses the TLS handshake or has no leader, or, for a read
+// (idempotent), while a request fails in flight or the member is briefly
+// unavailable (its leader changed). Only that last kind of failure starts
+// another round of the members, after a pause, until ctx ends: a cluster
+// whose reachable members all say they have no leader has lost quorum,
+// and the caller learns it at once. A write whose fate is unknown is
+// never sent again.
+func (c *Client) call(ctx context.Context, path string, body []byte, limit int64, idempotent bool) ([]byte, error) {
 	if err := c.waitConnect(ctx); err != nil {
 		return nil, err
 	}
-	var errs []error
-	for range c.members {
+	last := make([]error, len(c.members)) // each member's last error
+	backoff, transient := 25*time.Millisecond, false
+	for n := 1; ; n++ {
 		i := c.current()
-		m := c.members[i]
-		data, err := c.post(ctx, m, path, body, limit)
+		data, err := c.post(ctx, c.members[i], path, body, limit)
 		if err == nil {
 			return data, nil
 		}
-		errs = append(errs, fmt.Errorf("member %s: %w", m.addr, err))
-		var de *dialError
-		moveOn := errors.As(err, &de) || errors.Is(err, ErrNoLeader) || (retry && isTransport(err))
-		if !moveOn || ctx.Err() != nil {
-			break
+		last[i] = fmt.Errorf("member %s: %w", c.members[i].addr, err)
+		next, again := retryable(err, idempotent)
+		if !next || ctx.Err() != nil {
+			return nil, errors.Join(last...)
 		}
+		transient = transient || again
 		c.advance(i)
+		if n%len(c.members) != 0 {
+			continue
+		}
+		// A round of members failed. Try again only if one may soon
+		// answer, after a pause.
+		if !transient {
+			return nil, errors.Join(last...)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, errors.Join(append(last, ctx.Err())...)
+		case <-t.C:
+		}
+		backoff, transient = min(2*backoff, 400*time.Millisecond), false
 	}
-	return nil, errors.Join(errs...)
 }
 
-// isTransport reports whether err is a failure to exchange the request,
-// not an answer.
-func isTransport(err error) bool {
+// retryable reports whether a request that failed with err may go to the
+// next member, and whether the same member may answer it if asked again
+// a little later.
+func retryable(err error, idempotent bool) (next, again bool) {
+	var de *dialError
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &de), errors.Is(err, ErrNoLeader),
+		// A TLS alert: with TLS 1.3 a member refuses this client's
+		// certificate after the client's side of the handshake.
+		errors.As(err, &oe) && oe.Op == "remote error":
+		// Nothing was sent, or the member refused it before acting.
+		return true, false
+	}
 	var ue *url.Error
-	return errors.As(err, &ue)
+	var se *Error
+	if idempotent && (errors.As(err, &ue) || errors.As(err, &se) && se.Code == codeUnavailable) {
+		return true, true
+	}
+	return false, false
 }
 
 // maxErrorBytes bounds an error response's body.

@@ -35,14 +35,20 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("%s (gRPC code %d)", e.Message, e.Code) }
 
+// gRPC status codes etcd answers with.
+const (
+	codeNotFound    = 5
+	codeUnavailable = 14
+)
+
 // Is matches ErrNoLeader and ErrLeaseNotFound by etcd's code and message
 // (rpctypes.ErrGRPCNoLeader, ErrGRPCLeaseNotFound).
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrNoLeader:
-		return e.Code == 14 && e.Message == ErrNoLeader.Error()
+		return e.Code == codeUnavailable && e.Message == ErrNoLeader.Error()
 	case ErrLeaseNotFound:
-		return e.Code == 5 && e.Message == ErrLeaseNotFound.Error()
+		return e.Code == codeNotFound && e.Message == ErrLeaseNotFound.Error()
 	}
 	return false
 }

@@ -6,17 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
 // The gateway speaks the protobuf JSON mapping of etcd's v3 messages
-// (etcdserverpb in rpc.proto) with the .proto field names: bytes are
-// standard base64, 64-bit integers are decimal strings, enums are names,
-// and fields at their zero value are left out (a failed transaction has
-// no "succeeded", an empty value no "value"). etcd 3.4 marshals with
-// grpc-gateway v1's jsonpb, 3.5 and later with v2's protojson; both read
-// and write the same forms below. Unknown fields are ignored, as newer
-// members may add some.
+// (etcdserverpb in rpc.proto): bytes are standard base64, 64-bit integers
+// are decimal strings, enums are names. etcd 3.4 and 3.5 marshal with
+// grpc-gateway v1 (the .proto field names, "create_revision"; fields at
+// their zero value left out, so a failed transaction has no "succeeded"),
+// etcd 3.6 with v2's defaults (lowerCamelCase names, "createRevision";
+// zero values written). Requests use the .proto names, which both read.
+// Responses are brought to the .proto names by protoNames before they are
+// decoded. Unknown fields are ignored, as newer members may add some.
 
 // Requests. 64-bit integers are written as strings, which both accept.
 
@@ -167,12 +169,132 @@ type errorBody struct {
 }
 
 // unmarshal decodes one whole response body: a JSON object and nothing
-// after it.
+// after it, in either spelling of the field names.
 func unmarshal(data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
+	data, err := protoNames(data)
+	if err == nil {
+		err = json.Unmarshal(data, v)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	return nil
+}
+
+// maxDepth bounds the nesting of a response (etcd's are at most 5 deep).
+const maxDepth = 16
+
+// protoNames rewrites the object keys of a JSON document from protobuf's
+// JSON names to the .proto names (createRevision to create_revision; ID
+// and TTL are both), and refuses a document that is not one JSON value,
+// nests deeper than maxDepth, or names a field twice in one object, in
+// either spelling: one response has one reading.
+func protoNames(data []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	out := bytes.NewBuffer(make([]byte, 0, len(data)+len(data)/8))
+	type frame struct {
+		object bool
+		n      int // values written
+		keys   map[string]bool
+	}
+	var stack []*frame
+	expectKey := func() bool { return len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].n%2 == 0 }
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(stack) == 0 && out.Len() > 0 {
+			return nil, errors.New("data after the JSON value")
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			out.WriteByte(byte(d))
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 {
+				stack[len(stack)-1].n++
+			}
+			continue
+		}
+		top := (*frame)(nil)
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+			if top.n > 0 {
+				if top.object && top.n%2 == 1 {
+					out.WriteByte(':')
+				} else {
+					out.WriteByte(',')
+				}
+			}
+		}
+		if key, ok := tok.(string); ok && expectKey() {
+			key = snake(key)
+			if top.keys[key] {
+				return nil, fmt.Errorf("field %q appears twice", key)
+			}
+			top.keys[key] = true
+			tok = key
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if len(stack) == maxDepth {
+				return nil, fmt.Errorf("nested deeper than %d", maxDepth)
+			}
+			out.WriteByte(byte(v))
+			f := &frame{object: v == '{'}
+			if f.object {
+				f.keys = map[string]bool{}
+			}
+			stack = append(stack, f)
+			continue
+		case json.Number:
+			out.WriteString(v.String())
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			out.Write(b)
+		}
+		if top != nil {
+			top.n++
+		}
+	}
+	if out.Len() == 0 {
+		return nil, errors.New("empty response")
+	}
+	return out.Bytes(), nil
+}
+
+// snake turns a lowerCamelCase name into snake_case; other names (ID,
+// TTL, kvs) stay as they are.
+func snake(name string) string {
+	if name == "" || name[0] < 'a' || name[0] > 'z' {
+		return name
+	}
+	var b []byte
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			if b == nil {
+				b = append(make([]byte, 0, len(name)+4), name[:i]...)
+			}
+			b = append(b, '_', c+('a'-'A'))
+		case c == '_' && b == nil:
+			// Already a .proto name.
+			return name
+		case b != nil:
+			b = append(b, c)
+		}
+	}
+	if b == nil {
+		return name
+	}
+	return string(b)
 }
 
 func checkHeader(h *responseHeader) (int64, error) {
