@@ -114,15 +114,7 @@ func (c *Client) read(ctx context.Context, s span) ([]KeyValue, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	var r rangeResponse
-	if err := unmarshal(data, &r); err != nil {
-		return nil, false, err
-	}
-	rev, err := checkHeader(r.Header)
-	if err != nil {
-		return nil, false, err
-	}
-	return decodeRange(&r, s, rev)
+	return decodeRangeBody(data, s)
 }
 
 // Compare is a condition of a transaction on one key's revision.
@@ -195,16 +187,9 @@ type TxnResult struct {
 // transaction of gets only is a linearizable read, retried on the next
 // member like Get; one that writes is sent once.
 func (c *Client) Txn(ctx context.Context, cmps []Compare, then, els []Op) (*TxnResult, error) {
-	req := txnRequest{Compare: []compare{}, Success: []requestOp{}, Failure: []requestOp{}}
-	for _, cmp := range cmps {
-		w := compare{Result: "EQUAL", Target: cmp.target, Key: []byte(cmp.key)}
-		rev := strconv.FormatInt(cmp.rev, 10)
-		if cmp.target == "MOD" {
-			w.ModRevision = rev
-		} else {
-			w.CreateRevision = rev
-		}
-		req.Compare = append(req.Compare, w)
+	body, err := txnBody(cmps, then, els)
+	if err != nil {
+		return nil, err
 	}
 	gets, readOnly := 0, true
 	for _, ops := range [][]Op{then, els} {
@@ -216,21 +201,32 @@ func (c *Client) Txn(ctx context.Context, cmps []Compare, then, els []Op) (*TxnR
 			}
 		}
 	}
+	data, err := c.call(ctx, "/v3/kv/txn", body, c.budget(gets)+int64(len(then)+len(els))*256, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTxn(data, then, els)
+}
+
+func txnBody(cmps []Compare, then, els []Op) ([]byte, error) {
+	req := txnRequest{Compare: []compare{}, Success: []requestOp{}, Failure: []requestOp{}}
+	for _, cmp := range cmps {
+		w := compare{Result: "EQUAL", Target: cmp.target, Key: []byte(cmp.key)}
+		rev := strconv.FormatInt(cmp.rev, 10)
+		if cmp.target == "MOD" {
+			w.ModRevision = rev
+		} else {
+			w.CreateRevision = rev
+		}
+		req.Compare = append(req.Compare, w)
+	}
 	for _, op := range then {
 		req.Success = append(req.Success, op.wire())
 	}
 	for _, op := range els {
 		req.Failure = append(req.Failure, op.wire())
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	data, err := c.call(ctx, "/v3/kv/txn", body, c.budget(gets)+int64(len(then)+len(els))*256, readOnly)
-	if err != nil {
-		return nil, err
-	}
-	return decodeTxn(data, then, els)
+	return json.Marshal(req)
 }
 
 // Grant creates a lease of ttl (whole seconds, at least one) and returns

@@ -141,10 +141,10 @@ type rangeResponse struct {
 }
 
 type responseOp struct {
-	ResponseRange       *rangeResponse  `json:"response_range"`
-	ResponsePut         *struct{}       `json:"response_put"`
-	ResponseDeleteRange *struct{}       `json:"response_delete_range"`
-	ResponseTxn         json.RawMessage `json:"response_txn"`
+	ResponseRange       *rangeResponse   `json:"response_range"`
+	ResponsePut         *struct{}        `json:"response_put"`
+	ResponseDeleteRange *struct{}        `json:"response_delete_range"`
+	ResponseTxn         *json.RawMessage `json:"response_txn"`
 }
 
 type txnResponse struct {
@@ -263,8 +263,8 @@ func protoNames(data []byte) ([]byte, error) {
 			top.n++
 		}
 	}
-	if out.Len() == 0 {
-		return nil, errors.New("empty response")
+	if out.Len() == 0 || len(stack) > 0 {
+		return nil, errors.New("empty or cut short")
 	}
 	return out.Bytes(), nil
 }
@@ -336,7 +336,8 @@ func decodeRange(r *rangeResponse, s span, rev int64) ([]KeyValue, bool, error) 
 	switch {
 	case max > 0 && n > max:
 		return nil, false, fmt.Errorf("%w: %d keys for a read of at most %d", ErrProtocol, n, max)
-	case int64(r.Count) < int64(n) || r.More != (int64(r.Count) > int64(n)):
+	case int64(r.Count) < int64(n) || r.More != (int64(r.Count) > int64(n)) || r.More && n != max:
+		// etcd says "more" only when it cut the keys at the limit.
 		return nil, false, fmt.Errorf("%w: count %d and more=%v do not fit %d keys", ErrProtocol, r.Count, r.More, n)
 	}
 	out := make([]KeyValue, n)
@@ -354,6 +355,19 @@ func decodeRange(r *rangeResponse, s span, rev int64) ([]KeyValue, bool, error) 
 			ModRevision: int64(kv.ModRevision), Version: int64(kv.Version), Lease: int64(kv.Lease)}
 	}
 	return out, r.More, nil
+}
+
+// decodeRangeBody decodes the answer to a read of s.
+func decodeRangeBody(data []byte, s span) ([]KeyValue, bool, error) {
+	var r rangeResponse
+	if err := unmarshal(data, &r); err != nil {
+		return nil, false, err
+	}
+	rev, err := checkHeader(r.Header)
+	if err != nil {
+		return nil, false, err
+	}
+	return decodeRange(&r, s, rev)
 }
 
 // decodeTxn checks a transaction's response: one response per operation
