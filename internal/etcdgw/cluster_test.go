@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"gitlab.com/writ-ci/writ/internal/state/etcdtest"
 )
 
@@ -271,5 +273,36 @@ func restart(t *testing.T, c *etcdtest.Cluster, members ...int) {
 	}
 	if err := c.WaitHealthy(60 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With etcd's authentication on, etcd takes a gRPC caller's certificate
+// common name for its user, but refuses the JSON gateway to such a
+// certificate: the error says so, rather than "bad request".
+func TestAuthCommonName(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	root, err := c.ClientTLS("root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, TLS: root, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := within(t, 20*time.Second)
+	_, _ = admin.RoleAdd(ctx, "root")
+	for _, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "unused"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = ordered(t, c, clientTLS(t, c), 0).Get(ctx, "/t/a")
+	if !errors.Is(err, ErrCommonNameAuth) {
+		t.Fatalf("with etcd auth on: %v, want ErrCommonNameAuth", err)
 	}
 }

@@ -26,6 +26,12 @@ var ErrNoLeader = errors.New("etcdserver: no leader")
 // restored).
 var ErrLeaseNotFound = errors.New("etcdserver: requested lease not found")
 
+// ErrCommonNameAuth is wrapped when a member refuses the gateway to a
+// client certificate with a common name because etcd's authentication is
+// enabled: etcd does not take the gateway's callers for the certificate's
+// user (the gRPC API does), and this client has no other credential.
+var ErrCommonNameAuth = errors.New("etcd refuses JSON gateway requests from a client certificate with a common name while etcd authentication is enabled")
+
 // Error is an error status a member answered with: a gRPC status code and
 // etcd's message.
 type Error struct {

@@ -442,6 +442,10 @@ func decodeGrant(data []byte) (int64, int64, error) {
 // decodeError reads a gateway's error body; what is not one is reported
 // with the HTTP status and the start of the body.
 func decodeError(status int, data []byte) error {
+	// etcd's own refusal, before the gateway, in plain text (serve.go).
+	if status == 400 && bytes.HasPrefix(data, []byte("CommonName of client sending a request against gateway")) {
+		return ErrCommonNameAuth
+	}
 	var e errorBody
 	if err := json.Unmarshal(data, &e); err != nil || e.Code <= 0 || e.Code > 16 || (e.Message == "" && e.Error == "") {
 		return fmt.Errorf("%w: HTTP status %d with body %q", ErrProtocol, status, truncate(data, 200))
