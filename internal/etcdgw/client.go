@@ -111,15 +111,20 @@ func New(cfg Config) (*Client, error) {
 	}
 	for _, e := range cfg.Endpoints {
 		u, err := url.Parse(e)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") ||
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") ||
 			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("etcdgw: endpoint %q is not https://host:port", e)
 		}
+		port := u.Port()
+		if port == "" {
+			port = "443" // as gRPC, and so clientv3, read such an endpoint
+		}
+		addr := net.JoinHostPort(u.Hostname(), port)
 		tc := cfg.TLS.Clone()
 		tc.ServerName = u.Hostname()
 		// HTTP/1.1: a process makes a few requests, one at a time.
 		tc.NextProtos = []string{"http/1.1"}
-		c.members = append(c.members, member{url: "https://" + u.Host, addr: u.Host, tls: tc})
+		c.members = append(c.members, member{url: "https://" + addr, addr: addr, tls: tc})
 	}
 	// A random order per client spreads a fleet's hosts over the members.
 	rand.Shuffle(len(c.members), func(i, j int) { c.members[i], c.members[j] = c.members[j], c.members[i] })

@@ -286,3 +286,26 @@ func TestMembersInTurn(t *testing.T) {
 		}
 	})
 }
+
+func TestEndpoints(t *testing.T) {
+	tc := &tls.Config{}
+	for _, bad := range []string{"http://127.0.0.1:2379", "https://", "https://u:p@h:1", "https://h:1/x", "https://h:1?q", "127.0.0.1:2379"} {
+		if _, err := New(Config{Endpoints: []string{bad}, TLS: tc}); err == nil {
+			t.Errorf("endpoint %q accepted", bad)
+		}
+	}
+	cl, err := New(Config{Endpoints: []string{"https://etcd.example", "https://[::1]:2379/"}, TLS: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]bool{}
+	for _, m := range cl.members {
+		addrs[m.addr] = true
+	}
+	if !addrs["etcd.example:443"] || !addrs["[::1]:2379"] {
+		t.Fatalf("members %v", addrs)
+	}
+	if _, err := New(Config{Endpoints: []string{"https://h:1"}}); err == nil {
+		t.Error("a client without TLS")
+	}
+}
