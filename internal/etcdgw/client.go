@@ -122,16 +122,21 @@ func New(cfg Config) (*Client, error) {
 		addr := net.JoinHostPort(u.Hostname(), port)
 		tc := cfg.TLS.Clone()
 		tc.ServerName = u.Hostname()
-		// HTTP/1.1: a process makes a few requests, one at a time.
-		tc.NextProtos = []string{"http/1.1"}
+		// HTTP/2 where the member offers it (etcd does): a process's
+		// concurrent requests share one connection, so one handshake.
+		tc.NextProtos = []string{"h2", "http/1.1"}
 		c.members = append(c.members, member{url: "https://" + addr, addr: addr, tls: tc})
 	}
 	// A random order per client spreads a fleet's hosts over the members.
 	rand.Shuffle(len(c.members), func(i, j int) { c.members[i], c.members[j] = c.members[j], c.members[i] })
 	c.hc = &http.Client{Transport: &http.Transport{
-		DialTLSContext:         c.dialTLS,
-		Proxy:                  nil, // the store is reached directly, never through the environment's proxy
-		MaxIdleConnsPerHost:    2,
+		DialTLSContext:    c.dialTLS,
+		Proxy:             nil, // the store is reached directly, never through the environment's proxy
+		ForceAttemptHTTP2: true,
+		// Concurrent requests wait for the one connection rather than
+		// each making a handshake of its own.
+		MaxConnsPerHost:        1,
+		MaxIdleConnsPerHost:    1,
 		IdleConnTimeout:        90 * time.Second,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 64 << 10,

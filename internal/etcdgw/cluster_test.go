@@ -306,3 +306,27 @@ func TestAuthCommonName(t *testing.T) {
 		t.Fatalf("with etcd auth on: %v, want ErrCommonNameAuth", err)
 	}
 }
+
+// Concurrent requests of one process share one connection (HTTP/2): one
+// handshake, whatever the number of requests in flight.
+func TestOneHandshake(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	cl := ordered(t, c, clientTLS(t, c), 0)
+	cl.Connect()
+	ctx := within(t, 10*time.Second)
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			_, err := cl.Txn(ctx, nil, []Op{OpPut(fmt.Sprintf("/o/%d", i), "v", 0)}, nil)
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cl.dials.Load(); n != 1 {
+		t.Fatalf("%d handshakes for 8 concurrent requests, want 1", n)
+	}
+}
