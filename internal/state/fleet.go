@@ -136,9 +136,12 @@ func (f *Fleet) tlsConfig() (*tls.Config, error) {
 // background, so that a caller about to use the store can do its own work
 // meanwhile. Errors surface on first use.
 func (f *Fleet) Connect() {
-	if c, err := f.kv(); err == nil {
-		c.Connect()
-	}
+	go func() {
+		// Reading the certificate files is part of the work overlapped.
+		if c, err := f.kv(); err == nil {
+			c.Connect()
+		}
+	}()
 }
 
 // kv returns the client. It talks to one member at a time, in a random
@@ -158,6 +161,9 @@ func (f *Fleet) kv() (*etcdgw.Client, error) {
 		dial := max(f.cfg.Timeout/time.Duration(len(f.cfg.Endpoints)), min(f.cfg.Timeout, time.Second))
 		f.client, f.err = etcdgw.New(etcdgw.Config{Endpoints: f.cfg.Endpoints, TLS: tc, DialTimeout: dial, MaxValueBytes: maxRecordBytes})
 	})
+	if f.client == nil && f.err == nil {
+		return nil, errors.New("state: the fleet store was closed")
+	}
 	return f.client, f.err
 }
 
