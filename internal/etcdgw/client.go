@@ -109,6 +109,28 @@ func New(cfg Config) (*Client, error) {
 	if c.maxValue <= 0 {
 		c.maxValue = 64 << 10
 	}
+	t := &http.Transport{
+		DialTLSContext:    c.dialTLS,
+		Proxy:             nil, // the store is reached directly, never through the environment's proxy
+		ForceAttemptHTTP2: true,
+		// Concurrent requests wait for the one connection rather than
+		// each making a handshake of its own.
+		MaxConnsPerHost:        1,
+		MaxIdleConnsPerHost:    1,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	c.hc = &http.Client{Transport: t}
+	// Offer HTTP/2 (etcd takes it) only if the transport speaks it: its
+	// setup, which this call runs, leaves it out under
+	// GODEBUG=http2client=0, and a member that agreed to h2 would answer
+	// in frames the transport does not read.
+	t.CloseIdleConnections()
+	alpn := []string{"http/1.1"}
+	if _, ok := t.TLSNextProto["h2"]; ok {
+		alpn = []string{"h2", "http/1.1"}
+	}
 	for _, e := range cfg.Endpoints {
 		u, err := url.Parse(e)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") ||
@@ -122,25 +144,13 @@ func New(cfg Config) (*Client, error) {
 		addr := net.JoinHostPort(u.Hostname(), port)
 		tc := cfg.TLS.Clone()
 		tc.ServerName = u.Hostname()
-		// HTTP/2 where the member offers it (etcd does): a process's
-		// concurrent requests share one connection, so one handshake.
-		tc.NextProtos = []string{"h2", "http/1.1"}
+		// With HTTP/2 a process's concurrent requests share one
+		// connection, so one handshake.
+		tc.NextProtos = alpn
 		c.members = append(c.members, member{url: "https://" + addr, addr: addr, tls: tc})
 	}
 	// A random order per client spreads a fleet's hosts over the members.
 	rand.Shuffle(len(c.members), func(i, j int) { c.members[i], c.members[j] = c.members[j], c.members[i] })
-	c.hc = &http.Client{Transport: &http.Transport{
-		DialTLSContext:    c.dialTLS,
-		Proxy:             nil, // the store is reached directly, never through the environment's proxy
-		ForceAttemptHTTP2: true,
-		// Concurrent requests wait for the one connection rather than
-		// each making a handshake of its own.
-		MaxConnsPerHost:        1,
-		MaxIdleConnsPerHost:    1,
-		IdleConnTimeout:        90 * time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 64 << 10,
-	}}
 	return c, nil
 }
 

@@ -329,4 +329,12 @@ func TestOneHandshake(t *testing.T) {
 	if n := cl.dials.Load(); n != 1 {
 		t.Fatalf("%d handshakes for 8 concurrent requests, want 1", n)
 	}
+
+	// A host may turn HTTP/2 off (GODEBUG=http2client=0): the client then
+	// offers HTTP/1.1 only, or the member would answer in HTTP/2 frames.
+	t.Setenv("GODEBUG", "http2client=0")
+	h1 := ordered(t, c, clientTLS(t, c), 0)
+	if _, err := h1.Get(ctx, "/o/1"); err != nil {
+		t.Fatalf("with HTTP/2 off in the transport: %v", err)
+	}
 }
