@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -82,9 +83,10 @@ type Fleet struct {
 	cfg   FleetConfig
 	local *Local
 
-	once   sync.Once
-	client *etcdgw.Client
-	err    error
+	once    sync.Once
+	connect atomic.Bool // Connect was called
+	client  *etcdgw.Client
+	err     error
 }
 
 // NewFleet returns the shared state for cfg, with local as the floor. It
@@ -136,12 +138,9 @@ func (f *Fleet) tlsConfig() (*tls.Config, error) {
 // background, so that a caller about to use the store can do its own work
 // meanwhile. Errors surface on first use.
 func (f *Fleet) Connect() {
-	go func() {
-		// Reading the certificate files is part of the work overlapped.
-		if c, err := f.kv(); err == nil {
-			c.Connect()
-		}
-	}()
+	f.connect.Store(true)
+	// Reading the certificate files is part of the work overlapped.
+	go func() { _, _ = f.kv() }()
 }
 
 // kv returns the client. It talks to one member at a time, in a random
@@ -160,6 +159,11 @@ func (f *Fleet) kv() (*etcdgw.Client, error) {
 		// handshakes, so an unresponsive one leaves time for the next.
 		dial := max(f.cfg.Timeout/time.Duration(len(f.cfg.Endpoints)), min(f.cfg.Timeout, time.Second))
 		f.client, f.err = etcdgw.New(etcdgw.Config{Endpoints: f.cfg.Endpoints, TLS: tc, DialTimeout: dial, MaxValueBytes: maxRecordBytes})
+		if f.err == nil && f.connect.Load() {
+			// Inside once: a request that waits for the client also
+			// waits for this handshake, rather than making its own.
+			f.client.Connect()
+		}
 	})
 	if f.client == nil && f.err == nil {
 		return nil, errors.New("state: the fleet store was closed")
