@@ -113,6 +113,14 @@ func TestHostileAnswers(t *testing.T) {
 		})
 	}
 
+	t.Run("a member without the gateway is named as such", func(t *testing.T) {
+		f := fake(t, answer(404, "text/plain; charset=utf-8", "404 page not found\n"))
+		_, err := fakes(t, f).Get(within(t, 5*time.Second), "k")
+		if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "--enable-grpc-gateway") {
+			t.Fatalf("%v, want the gateway named", err)
+		}
+	})
+
 	t.Run("the same answer, well formed, is read", func(t *testing.T) {
 		f := fake(t, answer(200, "application/json", `{`+hdr+`,"kvs":[`+kvK+`],"count":"1"}`))
 		kv, err := fakes(t, f).Get(within(t, 5*time.Second), "k")

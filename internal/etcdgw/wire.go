@@ -448,6 +448,9 @@ func decodeError(status int, data []byte) error {
 	}
 	var e errorBody
 	if err := json.Unmarshal(data, &e); err != nil || e.Code <= 0 || e.Code > 16 || (e.Message == "" && e.Error == "") {
+		if status == 404 {
+			return fmt.Errorf("%w: HTTP status 404: the member serves no JSON gateway at /v3/ (etcd 3.4 or later, with --enable-grpc-gateway, its default)", ErrProtocol)
+		}
 		return fmt.Errorf("%w: HTTP status %d with body %q", ErrProtocol, status, truncate(data, 200))
 	}
 	msg := e.Message
