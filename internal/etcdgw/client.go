@@ -73,6 +73,8 @@ type Config struct {
 }
 
 // Client talks to one member at a time. It is safe for concurrent use.
+// Each call is bounded by its context only (a read is retried while a
+// member's leader changes): give it a deadline.
 type Client struct {
 	members     []member
 	dialTimeout time.Duration
