@@ -77,6 +77,9 @@ type Mirror struct {
 	limits  Limits
 	repo    *git.Repository
 	rebuilt int
+	// readAhead: keep the largest blob a fetch brings (see WithReadAhead).
+	readAhead bool
+	fresh     keptBlob
 }
 
 // OpenMirror opens, creating it if needed, the mirror of url in cacheDir,
