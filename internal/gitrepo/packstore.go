@@ -262,57 +262,70 @@ func (x *packIndexer) store(ctx context.Context, f *os.File, dir string, lim Lim
 }
 
 // resolve names every delta: its base's content, patched. A base is an
-// object of the pack (the fetch asks for no thin pack); one that is not
-// leaves the pack refused.
+// object of the pack (the fetch asks for no thin pack); a delta whose base
+// is not leaves the pack refused. Each delta waits on its base and is
+// resolved once that is named, depth first (its base's content is then
+// still at hand), so the work is linear in the pack whatever its order.
 func (x *packIndexer) resolve(ctx context.Context, f *os.File, lim Limits) error {
-	byHash := make(map[plumbing.Hash]int, len(x.entries))
-	var pending []int
+	byOfs := map[int][]int{}           // base entry → ofs-deltas on it
+	byRef := map[plumbing.Hash][]int{} // base name → ref-deltas on it
+	var stack []int                    // named objects whose deltas wait
+	waiting := 0
 	for i, e := range x.entries {
-		if e.known {
-			byHash[e.hash] = i
-		} else {
-			pending = append(pending, i)
+		switch {
+		case e.known:
+			stack = append(stack, i)
+		case e.typ == objOfsDelta:
+			byOfs[e.baseIdx] = append(byOfs[e.baseIdx], i)
+			waiting++
+		default:
+			byRef[plumbing.Hash(e.base.ref)] = append(byRef[plumbing.Hash(e.base.ref)], i)
+			waiting++
 		}
-	}
-	if len(pending) == 0 {
-		return nil
 	}
 	rd := &packReader{f: f, x: x, cache: map[int][]byte{}}
-	for len(pending) > 0 {
-		next := pending[:0]
-		for n, i := range pending {
-			if n%256 == 0 && ctx.Err() != nil {
-				return fmt.Errorf("resolve the pack's deltas: %w", context.Cause(ctx))
-			}
-			e := &x.entries[i]
-			if e.typ == objRefDelta {
-				if j, ok := byHash[e.base.ref]; ok {
-					e.baseIdx = j
-				}
-			}
-			if e.baseIdx < 0 || !x.entries[e.baseIdx].known {
-				next = append(next, i)
-				continue
-			}
-			data, err := rd.patch(i)
-			if err != nil {
+	for n := 0; len(stack) > 0 && waiting > 0; n++ {
+		if n%256 == 0 && ctx.Err() != nil {
+			return fmt.Errorf("resolve the pack's deltas: %w", context.Cause(ctx))
+		}
+		b := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		deltas := append(byOfs[b], byRef[x.entries[b].hash]...)
+		delete(byOfs, b)
+		delete(byRef, x.entries[b].hash)
+		for _, i := range deltas {
+			if err := x.name(rd, i, b, lim); err != nil {
 				return err
 			}
-			if int64(len(data)) > lim.MaxObjectBytes {
-				return &LimitError{Limit: "max_object_bytes", Max: lim.MaxObjectBytes, Got: int64(len(data)), What: fmt.Sprintf("size of the object delta %d builds", i)}
-			}
-			e.otype = x.entries[e.baseIdx].otype
-			e.hash, e.known = plumbing.ComputeHash(e.otype, data), true
-			byHash[e.hash] = i
-			if x.keep && e.otype == plumbing.BlobObject && len(data) >= keepMin && len(data) > len(x.kept.data) {
-				x.kept = keptBlob{hash: e.hash, data: data}
+			waiting--
+			stack = append(stack, i)
+		}
+	}
+	if waiting > 0 {
+		for _, e := range x.entries {
+			if !e.known {
+				return fmt.Errorf("the pack is not self-contained: the base %s of its delta at offset %d is not in it", plumbing.Hash(e.base.ref), e.off)
 			}
 		}
-		if len(next) == len(pending) {
-			e := x.entries[next[0]]
-			return fmt.Errorf("the pack is not self-contained: the base %s of its delta at offset %d is not in it", plumbing.Hash(e.base.ref), e.off)
-		}
-		pending = next
+	}
+	return nil
+}
+
+// name resolves delta i on base b, which is named.
+func (x *packIndexer) name(rd *packReader, i, b int, lim Limits) error {
+	e := &x.entries[i]
+	e.baseIdx = b
+	data, err := rd.patch(i)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) > lim.MaxObjectBytes {
+		return &LimitError{Limit: "max_object_bytes", Max: lim.MaxObjectBytes, Got: int64(len(data)), What: fmt.Sprintf("size of the object the delta at offset %d builds", e.off)}
+	}
+	e.otype = x.entries[b].otype
+	e.hash, e.known = plumbing.ComputeHash(e.otype, data), true
+	if x.keep && e.otype == plumbing.BlobObject && len(data) >= keepMin && len(data) > len(x.kept.data) {
+		x.kept = keptBlob{hash: e.hash, data: data}
 	}
 	return nil
 }
