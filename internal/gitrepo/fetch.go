@@ -74,6 +74,9 @@ func (m *Mirror) Fetch(ctx context.Context, refspecs ...string) error {
 			m.MarkDamaged(err.Error()) // the next fetch starts from scratch again
 		}
 	}
+	if err == nil {
+		m.tidy()
+	}
 	if err == nil && m.overBudget() {
 		// The mirror outgrew its bound (old packs, objects no ref needs any
 		// more): a fresh mirror holds only what these refs need.

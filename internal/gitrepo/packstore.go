@@ -223,13 +223,20 @@ func (x *packIndexer) store(ctx context.Context, f *os.File, dir string, lim Lim
 	if err := w.OnFooter(sum); err != nil {
 		return err
 	}
-	idx, err := w.Index()
+	return installPack(dir, f, &w, sum)
+}
+
+// installPack moves the pack written to f into dir as pack-<sum>.pack,
+// with the index iw built. A pack already there under that name is the
+// same pack: f is then left for the caller to remove.
+func installPack(dir string, f *os.File, iw *idxfile.Writer, sum plumbing.Hash) error {
+	idx, err := iw.Index()
 	if err != nil {
 		return err
 	}
 	base := filepath.Join(dir, "pack-"+sum.String())
 	if _, err := os.Stat(base + ".pack"); err == nil {
-		return nil // the same pack is already there; the caller removes f
+		return nil
 	}
 	// The index goes in first: a pack without its index is damage, an
 	// index without its pack is ignored.

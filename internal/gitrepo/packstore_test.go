@@ -315,3 +315,94 @@ func FuzzPackIndexer(f *testing.F) {
 		readAll(t, dir)
 	})
 }
+
+// TestFetchMergesPacks: a mirror fetched once per new commit keeps few
+// packs (merged as they accumulate), is never rebuilt for their number,
+// and stays whole: git fsck accepts it (every object reachable from its
+// ref is there and hashes to its name, ofs-deltas copied into a merged
+// pack included) and the first commit is still an ancestor of the last.
+func TestFetchMergesPacks(t *testing.T) {
+	t.Parallel()
+	r := testkeys.GitRepo(t)
+	m := mustMirror(t, r.Path, Auth{})
+	text := strings.Repeat("a line of an allowlist, long enough to delta\n", 300)
+	var first, head string
+	for i := range 3 * mergeAt {
+		// Two similar files per commit: the server sends one as a delta
+		// against the other, inside the same pack.
+		head = r.Commit(t, map[string]string{"a.txt": text + fmt.Sprint(i), "b.txt": fmt.Sprint(i) + text}, fmt.Sprint("v", i), nil)
+		if first == "" {
+			first = head
+		}
+		if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+			t.Fatal(err)
+		}
+		packs, _ := filepath.Glob(filepath.Join(m.Dir(), "objects", "pack", "pack-*.pack"))
+		if len(packs) > mergeAt {
+			t.Fatalf("after fetch %d: %d packs, want at most %d", i, len(packs), mergeAt)
+		}
+		assertClean(t, m, head)
+	}
+	if m.Rebuilt() != 0 {
+		t.Fatalf("the mirror was rebuilt %d times", m.Rebuilt())
+	}
+	if ok, err := m.IsAncestor(first, head); err != nil || !ok {
+		t.Fatalf("IsAncestor(first, head) = %v, %v", ok, err)
+	}
+	if err := m.CheckCommit(head); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "--git-dir", m.Dir(), "fsck", "--full", "--no-dangling").CombinedOutput()
+	if err != nil {
+		t.Fatalf("git fsck: %v\n%s", err, out)
+	}
+	idx, _ := filepath.Glob(filepath.Join(m.Dir(), "objects", "pack", "pack-*.idx"))
+	deltas := false
+	for _, p := range idx {
+		out, err := exec.Command("git", "verify-pack", "-v", p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git verify-pack %s: %v\n%s", filepath.Base(p), err, out)
+		}
+		deltas = deltas || strings.Contains(string(out), "chain length = 1:")
+	}
+	if !deltas {
+		t.Fatal("no pack holds a delta, the case merging must keep")
+	}
+}
+
+// TestMergeRefusesDuplicates: packs that share an object are left as they
+// are (one index entry could not describe two copies).
+func TestMergeRefusesDuplicates(t *testing.T) {
+	t.Parallel()
+	a := packObject{typ: objBlob, size: 1, data: deflate(t, []byte("a"))}
+	b := packObject{typ: objBlob, size: 1, data: deflate(t, []byte("b"))}
+	dir1, _, err := indexInto(t, craftPack(-1, a), DefaultLimits(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir2, _, err := indexInto(t, craftPack(-1, a, b), DefaultLimits(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packDir := filepath.Join(dir1, "objects", "pack")
+	moved, _ := filepath.Glob(filepath.Join(dir2, "objects", "pack", "pack-*"))
+	for _, p := range moved {
+		if err := os.Rename(p, filepath.Join(packDir, filepath.Base(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var packs []packFile
+	paths, _ := filepath.Glob(filepath.Join(packDir, "pack-*.pack"))
+	for _, p := range paths {
+		fi, _ := os.Stat(p)
+		packs = append(packs, packFile{base: strings.TrimSuffix(p, ".pack"), size: fi.Size()})
+	}
+	wantErr(t, mergeInto(packDir, packs), "in more than one pack")
+	after, _ := filepath.Glob(filepath.Join(packDir, "*"))
+	if len(after) != 4 {
+		t.Fatalf("after a refused merge: %v", after)
+	}
+	if got := readAll(t, dir1); got[blobName("a")] != "a" || got[blobName("b")] != "b" {
+		t.Fatalf("objects after a refused merge: %v", got)
+	}
+}
