@@ -9,7 +9,8 @@
 //
 // A fetch is bounded while the pack is read (see [Limits]), asks for the
 // named refs only, and moves a ref only once what a decision reads through
-// it is in the mirror. A mirror is a cache: one found damaged (see
+// it is in the mirror. The pack is indexed in the pass that checks it:
+// every object is named from its content before anything can read it. A mirror is a cache: one found damaged (see
 // [IsDamage]) is rebuilt from scratch by the next [Mirror.Fetch].
 package gitrepo
 
