@@ -291,16 +291,18 @@ func (x *packIndexer) resolve(ctx context.Context, f *os.File, lim Limits) error
 		}
 	}
 	rd := &packReader{f: f, x: x, cache: map[int][]byte{}}
-	for n := 0; len(stack) > 0 && waiting > 0; n++ {
-		if n%256 == 0 && ctx.Err() != nil {
-			return fmt.Errorf("resolve the pack's deltas: %w", context.Cause(ctx))
-		}
+	for len(stack) > 0 && waiting > 0 {
 		b := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		deltas := append(byOfs[b], byRef[x.entries[b].hash]...)
 		delete(byOfs, b)
 		delete(byRef, x.entries[b].hash)
 		for _, i := range deltas {
+			// One delta can build up to MaxObjectBytes: the fetch's
+			// deadline is checked before each.
+			if ctx.Err() != nil {
+				return fmt.Errorf("resolve the pack's deltas: %w", context.Cause(ctx))
+			}
 			if err := x.name(rd, i, b, lim); err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -404,5 +405,34 @@ func TestMergeRefusesDuplicates(t *testing.T) {
 	}
 	if got := readAll(t, dir1); got[blobName("a")] != "a" || got[blobName("b")] != "b" {
 		t.Fatalf("objects after a refused merge: %v", got)
+	}
+}
+
+// TestPackIndexerStopsAtTheDeadline: resolving deltas (each may build up
+// to max_object_bytes) stops when the fetch's deadline passes.
+func TestPackIndexerStopsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	const base = "base content, long enough"
+	d := copyDelta(len(base), "!")
+	pack := craftPack(-1, packObject{typ: objBlob, size: int64(len(base)), data: deflate(t, []byte(base))},
+		packObject{typ: objRefDelta, size: int64(len(d)), base: refBase(base), data: deflate(t, d)})
+	dir := filepath.Join(t.TempDir(), "pack")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(dir, "tmp_pack_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ix := newPackIndexer(false)
+	if err := guardIndexed(bytes.NewReader(pack), f, DefaultLimits(), ix); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("the fetch timed out"))
+	wantErr(t, ix.store(ctx, f, dir, DefaultLimits()), "resolve the pack's deltas: the fetch timed out")
+	if packs, _ := filepath.Glob(filepath.Join(dir, "pack-*")); len(packs) > 0 {
+		t.Fatalf("stored after the deadline: %v", packs)
 	}
 }
