@@ -311,11 +311,14 @@ func (x *packIndexer) resolve(ctx context.Context, f *os.File, lim Limits) error
 		}
 	}
 	if waiting > 0 {
+		// Whole objects are named and an ofs-delta's base is in the pack:
+		// what is left waits, directly or not, on a ref-delta's base.
 		for _, e := range x.entries {
-			if !e.known {
+			if !e.known && e.typ == objRefDelta {
 				return fmt.Errorf("the pack is not self-contained: the base %s of its delta at offset %d is not in it", plumbing.Hash(e.base.ref), e.off)
 			}
 		}
+		return fmt.Errorf("%d of the pack's deltas have no base in it", waiting)
 	}
 	return nil
 }
@@ -405,7 +408,7 @@ func (r *packReader) patch(i int) ([]byte, error) {
 		}
 		chain = append(chain, b)
 		if len(chain) > len(r.x.entries) {
-			return nil, errors.New("the pack's deltas form a cycle")
+			return nil, errors.New("the pack's deltas form a cycle") // cannot happen: bases are named first
 		}
 	}
 	base, err := r.content(r.x.entries[chain[len(chain)-1]].baseIdx)
