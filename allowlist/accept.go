@@ -507,7 +507,10 @@ func (a *Accepter) openMirror() (*gitrepo.Mirror, error) {
 	return gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
 		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
 		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
-	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)),
+		// A new version's allowlist.yaml is read right after the fetch
+		// that brings it: the fetch keeps it, already named.
+		gitrepo.WithReadAhead())
 }
 
 func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
