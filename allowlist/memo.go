@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ import (
 // would have written, and nothing in it was not verified by this
 // environment. TestIncrementalStoreEqualsFull checks both.
 
-const memoMagic = "writ-accept-memo/1\n"
+const memoMagic = "writ-accept-memo/2\n"
 
 // acceptMemo is what an acceptance remembers of its entries.
 type acceptMemo struct {
@@ -84,6 +85,11 @@ type entryMemo struct {
 	Uses []string
 	// Sec and Idx locate the entry in the store: section and index.
 	Sec, Idx int
+	// Name and Match are the entry's: what the checks that span entries
+	// (unique names, overlaps) and the store's sections read of it, so
+	// that an unchanged entry passes them without being decoded.
+	Name  string
+	Match *Match
 
 	set bool // filled by the parse
 }
@@ -212,14 +218,17 @@ func itemDigests(data []byte, s *jobsSplit) [][sha256.Size]byte {
 
 // parseAccept parses an allowlist for acceptance and returns the memo its
 // store keeps. It takes unchanged entries from prev, the store of the
-// version in force, when that store's memo allows; the result is always
-// what Parse returns. The memo is nil when the file had to be parsed whole.
+// version in force, when that store's memo allows; the result is what
+// Parse returns, except that the entries taken from prev are nil in Jobs:
+// every rule was checked without decoding them (their names and matches
+// are in the memo), and the new store copies the sections that hold them
+// (writeVerified); m.materialize decodes them when they are needed. The
+// memo is nil when the file had to be parsed whole.
 //
 // When entries are reused, their bytes are not read again: the parse reads
 // a copy of the file in which they are blank lines, and data is let go
-// before the entries are decoded from the store, so that the file and the
-// decoded allowlist are not in memory at once. reread returns the file's
-// bytes again if the parse must fall back to reading all of it.
+// before the store in force is read. reread returns the file's bytes again
+// if the parse must fall back to reading all of it.
 func parseAccept(file string, data []byte, reread func() ([]byte, error), load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
 	var s *jobsSplit
 	if len(data) <= MaxFileBytes {
@@ -230,7 +239,7 @@ func parseAccept(file string, data []byte, reread func() ([]byte, error), load F
 		if r := matchReuse(prev, digests); r != nil && wholeFileClean(data) {
 			sparse, ss := sparseCopy(data, s, r)
 			data = nil
-			if r.loadEntries() == nil {
+			if r.verify() == nil {
 				if a, m, ok := parseMemo(file, sparse, load, ss, digests, r); ok {
 					return a, m, nil
 				}
@@ -352,16 +361,16 @@ type reuseSource struct {
 	entries map[int][]Entry
 	// given marks the memo's entries handed out.
 	given []bool
+	// perSection counts the memo's entries in each section.
+	perSection []int
 	// kept counts the sections the new store copied from file.
 	kept    int
 	file    *os.File
-	fileErr error
 	scratch []byte
 }
 
 // matchReuse returns what of prev's version the new file's items
-// (digests) repeat, or nil if nothing or prev's memo does not allow. The
-// entries are decoded by loadEntries.
+// (digests) repeat, or nil if nothing or prev's memo does not allow.
 func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	if prev == nil || prev.header.Memo.Len == 0 {
 		return nil
@@ -394,36 +403,89 @@ func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	return r
 }
 
-// loadEntries decodes the entries matchReuse found.
-func (r *reuseSource) loadEntries() error {
-	secs := map[int]bool{}
-	for _, k := range r.old {
-		if k >= 0 {
-			secs[r.memo.Entries[k].Sec] = true
-		}
-	}
-	if err := r.load(secs); err != nil {
-		return err
-	}
+// verify checks that every section of the store in force holding an
+// entry matchReuse found matches its SHA-256, so that a damaged store lends
+// nothing and the parse reads the whole file instead. The sections are
+// checked again when they are copied or decoded.
+func (r *reuseSource) verify() error {
+	secs := make([]bool, len(r.store.header.sections))
 	for _, k := range r.old {
 		if k < 0 {
 			continue
 		}
-		if es := r.entries[r.memo.Entries[k].Sec]; r.memo.Entries[k].Idx < 0 || r.memo.Entries[k].Idx >= len(es) {
-			return errors.New("the memo does not describe its store")
+		s := r.memo.Entries[k].Sec
+		if s < 0 || s >= len(secs) {
+			return errors.New("memo names a section the store does not have")
+		}
+		secs[s] = true
+	}
+	f, err := os.Open(r.store.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var buf []byte
+	for s, want := range secs {
+		if !want {
+			continue
+		}
+		if buf, err = r.store.readInto(f, r.store.header.sections[s], buf); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// load reads, checks and decodes the sections secs, on every core.
+// materialize decodes, from the store in force, the entries of a the
+// parse took from it (nil in a.Jobs), for the items want selects (every
+// one if want is nil).
+func (m *acceptMemo) materialize(a *Allowlist, want func(i int) bool) error {
+	r := m.reuse
+	if r == nil {
+		return nil
+	}
+	secs := map[int]bool{}
+	for i, e := range a.Jobs {
+		if e == nil && r.has(i) && (want == nil || want(i)) {
+			secs[r.memo.Entries[r.old[i]].Sec] = true
+		}
+	}
+	if len(secs) == 0 {
+		return nil
+	}
+	if err := r.load(secs); err != nil {
+		return err
+	}
+	for i, e := range a.Jobs {
+		if e != nil || !r.has(i) || (want != nil && !want(i)) {
+			continue
+		}
+		e, err := r.entry(i, Pos{Line: m.Entries[i].Line, Column: m.Entries[i].Column})
+		if err != nil {
+			return err
+		}
+		// The store keeps variable sets once; the context (the top
+		// level, sets included) is unchanged, so they resolve alike.
+		a.resolveIncluded(e)
+		a.Jobs[i] = e
+	}
+	return nil
+}
+
+// load reads, checks and decodes the sections secs not decoded yet, on
+// every core.
 func (r *reuseSource) load(secs map[int]bool) error {
 	list := make([]int, 0, len(secs))
 	for s := range secs {
 		if s < 0 || s >= len(r.store.header.sections) {
 			return errors.New("memo names a section the store does not have")
 		}
-		list = append(list, s)
+		if _, done := r.entries[s]; !done {
+			list = append(list, s)
+		}
+	}
+	if len(list) == 0 {
+		return nil
 	}
 	sort.Ints(list)
 	f, err := os.Open(r.store.path)
@@ -431,7 +493,9 @@ func (r *reuseSource) load(secs map[int]bool) error {
 		return err
 	}
 	defer f.Close()
-	r.entries = make(map[int][]Entry, len(list))
+	if r.entries == nil {
+		r.entries = make(map[int][]Entry, len(list))
+	}
 	workers := min(max(1, runtime.GOMAXPROCS(0)), len(list))
 	type result struct {
 		es  map[int][]Entry
@@ -570,13 +634,21 @@ func gobUint(b []byte) (x uint64, w int) {
 // has reports whether item i is taken from the version in force.
 func (r *reuseSource) has(i int) bool { return r != nil && r.old[i] >= 0 }
 
-// entry returns item i, now starting at line, and the signer sets it uses.
-// The entry decoded from the store is handed out itself, once; an item
-// repeated byte for byte gets a copy.
-func (r *reuseSource) entry(i, line int) (*Entry, []string) {
+// memoOf returns the memo of the version in force for item i, which it
+// takes from there.
+func (r *reuseSource) memoOf(i int) *entryMemo { return &r.memo.Entries[r.old[i]] }
+
+// entry returns item i, now at pos, decoded by load. The entry decoded
+// from the store is handed out itself, once; an item repeated byte for
+// byte gets a copy.
+func (r *reuseSource) entry(i int, pos Pos) (*Entry, error) {
 	k := r.old[i]
 	m := &r.memo.Entries[k]
-	e := &r.entries[m.Sec][m.Idx]
+	es, ok := r.entries[m.Sec]
+	if !ok || m.Idx < 0 || m.Idx >= len(es) {
+		return nil, errors.New("the memo does not describe its store")
+	}
+	e := &es[m.Idx]
 	if r.given == nil {
 		r.given = make([]bool, len(r.memo.Entries))
 	}
@@ -585,49 +657,58 @@ func (r *reuseSource) entry(i, line int) (*Entry, []string) {
 		e = &cp
 	}
 	r.given[k] = true
-	e.Pos = Pos{Line: line + m.LineOff, Column: m.Column}
-	return e, m.Uses
+	e.Pos = pos
+	return e, nil
 }
 
-// section returns the bytes and SHA-256 of section sec of the version in
-// force when the new store's section sec holds exactly its entries (items,
-// in order) out of n sections. The bytes are read again rather than kept
-// since the parse, which would hold the sections twice at once; they were
-// checked when decoded, and the caller checks them again as it writes
-// them; the slice is reused by the next call.
-func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byte, bool) {
-	var none [sha256.Size]byte
-	if r == nil || len(r.store.header.sections) != n || r.fileErr != nil {
-		return nil, none, false
+// copyable reports whether the new store's section sec, out of n, holds
+// exactly the entries of section sec of the version in force (items, in
+// order), so that its bytes can be copied from there.
+func (r *reuseSource) copyable(sec, n int, items []int) bool {
+	if r == nil || len(r.store.header.sections) != n {
+		return false
 	}
-	es, ok := r.entries[sec]
-	if !ok || len(es) != len(items) {
-		return nil, none, false
+	if r.perSection == nil {
+		r.perSection = make([]int, n)
+		for _, e := range r.memo.Entries {
+			if e.Sec >= 0 && e.Sec < n {
+				r.perSection[e.Sec]++
+			}
+		}
+	}
+	if r.perSection[sec] != len(items) {
+		return false
 	}
 	for k, i := range items {
 		o := r.old[i]
 		if o < 0 || r.memo.Entries[o].Sec != sec || r.memo.Entries[o].Idx != k {
-			return nil, none, false
+			return false
 		}
 	}
+	return true
+}
+
+// section returns the bytes of section sec of the version in force,
+// checked against its SHA-256, and that SHA-256. The bytes are read again
+// rather than kept since the parse verified them, which would hold the
+// sections twice at once; the caller checks them again as it writes them;
+// the slice is reused by the next call.
+func (r *reuseSource) section(sec int) ([]byte, [sha256.Size]byte, error) {
 	if r.file == nil {
-		if r.file, r.fileErr = os.Open(r.store.path); r.fileErr != nil {
-			return nil, none, false
+		f, err := os.Open(r.store.path)
+		if err != nil {
+			return nil, [sha256.Size]byte{}, err
 		}
+		r.file = f
 	}
 	old := r.store.header.sections[sec]
-	if old.Len < 0 || old.Len > maxVerifiedSection || old.Off < 0 {
-		return nil, none, false
+	b, err := r.store.readInto(r.file, old, r.scratch)
+	if err != nil {
+		return nil, old.Sum, fmt.Errorf("verified store: a section of the store in force: %w", err)
 	}
-	if int64(cap(r.scratch)) < old.Len {
-		r.scratch = make([]byte, old.Len)
-	}
-	b := r.scratch[:old.Len]
-	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil {
-		return nil, none, false
-	}
+	r.scratch = b
 	r.kept++
-	return b, old.Sum, true
+	return b, old.Sum, nil
 }
 
 // close closes the store in force if section opened it.
@@ -638,19 +719,42 @@ func (r *reuseSource) close() {
 	}
 }
 
-// marshal encodes m; the format is private to the verified store.
+// marshal encodes m; the format is private to the verified store. Every
+// string is written once, in a table, and named by its index: an
+// allowlist repeats its projects, jobs, environments, refs and signer
+// sets many times.
 func (m *acceptMemo) marshal() []byte {
 	strs := map[string]uint32{}
 	var table []string
+	index := func(s string) uint32 {
+		i, ok := strs[s]
+		if !ok {
+			i = uint32(len(table))
+			strs[s] = i
+			table = append(table, s)
+		}
+		return i
+	}
+	var none Match
+	var refs []uint32 // every entry's strings, by index, in the order written
 	for _, e := range m.Entries {
-		for _, u := range e.Uses {
-			if _, ok := strs[u]; !ok {
-				strs[u] = uint32(len(table))
-				table = append(table, u)
+		mt := e.Match
+		if mt == nil {
+			mt = &none
+		}
+		refs = append(refs, index(e.Name), index(mt.Project), index(mt.Job))
+		for _, list := range [][]string{mt.Environments, mt.Refs, e.Uses} {
+			refs = append(refs, uint32(len(list)))
+			for _, s := range list {
+				refs = append(refs, index(s))
 			}
 		}
 	}
-	b := make([]byte, 0, len(memoMagic)+64+len(m.Entries)*(sha256.Size+24))
+	size := len(memoMagic) + 64 + len(m.Entries)*(sha256.Size+20) + 4*len(refs)
+	for _, s := range table {
+		size += 4 + len(s)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, memoMagic...)
 	b = appendString(b, m.Codec)
 	b = append(b, m.Context[:]...)
@@ -666,12 +770,19 @@ func (m *acceptMemo) marshal() []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Entries)))
 	for _, e := range m.Entries {
 		b = append(b, e.Digest[:]...)
-		for _, v := range []int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx, len(e.Uses)} {
+		for _, v := range []int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx} {
 			b = binary.BigEndian.AppendUint32(b, uint32(v))
 		}
-		for _, u := range e.Uses {
-			b = binary.BigEndian.AppendUint32(b, strs[u])
+		// Name, project, job, then environments, refs and uses, each
+		// a count and the strings.
+		n := 3
+		for range 3 {
+			n += 1 + int(refs[n])
 		}
+		for _, v := range refs[:n] {
+			b = binary.BigEndian.AppendUint32(b, v)
+		}
+		refs = refs[n:]
 	}
 	return b
 }
@@ -701,7 +812,9 @@ func (r *memoReader) u32() int { return int(binary.BigEndian.Uint32(r.next(4))) 
 
 func (r *memoReader) str() string { return string(r.next(r.u32())) }
 
-// unmarshal decodes what marshal wrote.
+// unmarshal decodes what marshal wrote. The strings of the table share one
+// allocation, and the entries' lists share a few, so that the memo of a
+// large allowlist costs little more than its bytes.
 func (m *acceptMemo) unmarshal(b []byte) error {
 	r := &memoReader{b: b}
 	if string(r.next(len(memoMagic))) != memoMagic {
@@ -710,40 +823,91 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 	m.Codec = r.str()
 	copy(m.Context[:], r.next(sha256.Size))
 	m.EntryLoads = r.next(1)[0] == 1
-	nt := r.u32()
-	if r.err != nil || nt > len(r.b)/4 {
-		return errors.New("memo is truncated")
-	}
-	table := make([]string, nt)
-	for i := range table {
-		table[i] = r.str()
+	table, err := r.table()
+	if err != nil {
+		return err
 	}
 	ne := r.u32()
-	if r.err != nil || ne > len(r.b)/(sha256.Size+24) {
+	if r.err != nil || ne > len(r.b)/(sha256.Size+32) {
 		return errors.New("memo is truncated")
 	}
 	m.Entries = make([]entryMemo, ne)
+	matches := make([]Match, ne)
+	var pool []string
+	// list reads a count and that many strings of the table.
+	list := func() []string {
+		n := r.u32()
+		if r.err != nil || n > len(r.b)/4 {
+			r.err = errors.New("memo is truncated")
+			return nil
+		}
+		if n == 0 {
+			return nil
+		}
+		if cap(pool)-len(pool) < n {
+			pool = make([]string, 0, max(n, 4096))
+		}
+		at := len(pool)
+		for range n {
+			pool = append(pool, r.ref(table))
+		}
+		return pool[at:len(pool):len(pool)]
+	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		copy(e.Digest[:], r.next(sha256.Size))
 		e.Line, e.LineOff, e.Column, e.Sec, e.Idx = r.u32(), r.u32(), r.u32(), r.u32(), r.u32()
-		nu := r.u32()
-		if r.err != nil || nu > len(r.b)/4 {
-			return errors.New("memo is truncated")
-		}
-		if nu > 0 {
-			e.Uses = make([]string, nu)
-			for k := range e.Uses {
-				if t := r.u32(); t < len(table) {
-					e.Uses[k] = table[t]
-				} else {
-					r.err = errors.New("memo names a signer set it does not hold")
-				}
-			}
+		e.Name = r.ref(table)
+		e.Match = &matches[i]
+		e.Match.Project, e.Match.Job = r.ref(table), r.ref(table)
+		e.Match.Environments, e.Match.Refs, e.Uses = list(), list(), list()
+		if r.err != nil {
+			return r.err
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = errors.New("memo has trailing bytes")
+	if len(r.b) != 0 {
+		return errors.New("memo has trailing bytes")
 	}
-	return r.err
+	return nil
+}
+
+// table reads the string table, as substrings of one string.
+func (r *memoReader) table() ([]string, error) {
+	nt := r.u32()
+	if r.err != nil || nt > len(r.b)/4 {
+		return nil, errors.New("memo is truncated")
+	}
+	lens := make([]int, nt)
+	start, total := r.b, 0
+	for i := range lens {
+		lens[i] = r.u32()
+		r.next(lens[i])
+		total += lens[i]
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	var all strings.Builder
+	all.Grow(total)
+	for _, n := range lens {
+		all.Write(start[4 : 4+n])
+		start = start[4+n:]
+	}
+	s := all.String()
+	table := make([]string, nt)
+	for i, n := range lens {
+		table[i], s = s[:n], s[n:]
+	}
+	return table, nil
+}
+
+// ref reads an index into table and returns its string.
+func (r *memoReader) ref(table []string) string {
+	if t := r.u32(); t < len(table) {
+		return table[t]
+	}
+	if r.err == nil {
+		r.err = errors.New("memo names a string it does not hold")
+	}
+	return ""
 }

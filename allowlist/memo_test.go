@@ -13,17 +13,22 @@ import (
 )
 
 // acceptStore parses data as acceptance does, taking entries from prev,
-// writes its verified store and returns the parse, its memo and the open
-// store.
+// writes its verified store and returns the parse (every entry decoded),
+// its memo and the open store.
 func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *acceptMemo, *verifiedStore, []byte) {
 	t.Helper()
-	al, m, err := parseFile(data, prev, nil)
+	al, m, err := parseAccept(FileName, bytes.Clone(data), func() ([]byte, error) { return bytes.Clone(data), nil }, nil, prev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	parts, sum, err := encodeVerified(&cached{Commit: "c0ffee", Version: al.Version, Digest: "d1", Parsed: al, memo: m})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m != nil {
+		if err := m.materialize(al, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b := bytes.Join(parts, nil)
 	p := filepath.Join(t.TempDir(), "allowlist-verified.store")
@@ -37,15 +42,27 @@ func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *a
 	return al, m, s, b
 }
 
-// parseFile is parseAccept of data, counting in rereads how often the
+// parseFile is parseFull of data, counting in rereads how often the
 // parse read the file again.
 func parseFile(data []byte, prev *verifiedStore, rereads *int) (*Allowlist, *acceptMemo, error) {
-	return parseAccept(FileName, bytes.Clone(data), func() ([]byte, error) {
+	return parseFull(FileName, bytes.Clone(data), func() ([]byte, error) {
 		if rereads != nil {
 			*rereads++
 		}
 		return bytes.Clone(data), nil
 	}, nil, prev)
+}
+
+// parseFull is parseAccept with the entries it took from prev decoded: what
+// Parse returns.
+func parseFull(file string, data []byte, reread func() ([]byte, error), load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
+	a, m, err := parseAccept(file, data, reread, load, prev)
+	if err == nil && m != nil {
+		if err := m.materialize(a, nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	return a, m, err
 }
 
 // reused counts the items a parse took from the version in force.
@@ -210,8 +227,10 @@ func TestIncrementalDuplicatesStillRefused(t *testing.T) {
 // is refused.
 func TestMemoRoundTrip(t *testing.T) {
 	m := &acceptMemo{Codec: "go-build-id:x", EntryLoads: true, Entries: []entryMemo{
-		{Line: 7, LineOff: 0, Column: 5, Uses: []string{"team", "ops"}, Sec: 3, Idx: 1},
-		{Line: 20, LineOff: 1, Column: 7, Sec: 0, Idx: 0},
+		{Line: 7, LineOff: 0, Column: 5, Uses: []string{"team", "ops"}, Sec: 3, Idx: 1, Name: "deploy",
+			Match: &Match{Project: "group/app", Job: "deploy", Environments: []string{"production", "staging"}, Refs: []string{"refs/heads/main"}}},
+		{Line: 20, LineOff: 1, Column: 7, Sec: 0, Idx: 0, Name: "team",
+			Match: &Match{Project: "group/app", Job: "ops", Environments: []string{"production"}, Refs: []string{"refs/tags/v1", "refs/heads/main"}}},
 	}}
 	m.Context[0], m.Entries[0].Digest[31] = 1, 2
 	b := m.marshal()
@@ -324,7 +343,7 @@ func FuzzIncrementalParse(f *testing.F) {
 		reread := func(b []byte) func() ([]byte, error) {
 			return func() ([]byte, error) { return bytes.Clone(b), nil }
 		}
-		al, m, err := parseAccept(FileName, bytes.Clone(old), reread(old), load, nil)
+		al, m, err := parseFull(FileName, bytes.Clone(old), reread(old), load, nil)
 		if err != nil {
 			return
 		}
@@ -340,10 +359,31 @@ func FuzzIncrementalParse(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		inc, _, ierr := parseAccept(FileName, bytes.Clone(next), reread(next), load, prev)
-		full, _, ferr := parseAccept(FileName, bytes.Clone(next), reread(next), load, nil)
+		// As acceptance does: the entries taken from prev are decoded
+		// only for the sections of the new store that cannot be copied.
+		inc, im, ierr := parseAccept(FileName, bytes.Clone(next), reread(next), load, prev)
+		full, fm, ferr := parseAccept(FileName, bytes.Clone(next), reread(next), load, nil)
 		if (ierr == nil) != (ferr == nil) || (ierr != nil && ierr.Error() != ferr.Error()) {
 			t.Fatalf("incremental: %v\nfull: %v", ierr, ferr)
+		}
+		if ierr != nil {
+			return
+		}
+		iparts, isum, err := encodeVerified(&cached{Parsed: inc, memo: im})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fparts, fsum, err := encodeVerified(&cached{Parsed: full, memo: fm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isum != fsum || !bytes.Equal(bytes.Join(iparts, nil), bytes.Join(fparts, nil)) {
+			t.Fatal("the incremental store differs from the full parse's store")
+		}
+		if im != nil {
+			if err := im.materialize(inc, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if !reflect.DeepEqual(inc, full) {
 			t.Fatal("the incremental parse differs from the full parse")
