@@ -764,6 +764,11 @@ func definedSets(a *Allowlist) string {
 
 // overlaps refuses two entries that could both match one job, so that
 // selecting an entry is never ambiguous.
+//
+// Only entries that share their project and job can overlap, and most
+// share them with no other: the (environment, ref) pairs of those alone
+// are looked at, entry by entry in file order, so the errors are the same
+// as if every pair were.
 func (p *parser) overlaps(jobsNode *yaml.Node, keys []entryKey) {
 	total := 0
 	for _, k := range keys {
@@ -773,10 +778,20 @@ func (p *parser) overlaps(jobsNode *yaml.Node, keys []entryKey) {
 			return
 		}
 	}
-	owner := make(map[matchKey]int, total)
+	type projectJob struct{ project, job string }
+	shared := make(map[projectJob]bool, len(keys))
+	for _, k := range keys {
+		pj := projectJob{k.match.Project, k.match.Job}
+		_, seen := shared[pj]
+		shared[pj] = seen
+	}
+	owner := map[matchKey]int{}
 	reported := map[[2]int]bool{}
 	for i, k := range keys {
 		m := k.match
+		if !shared[projectJob{m.Project, m.Job}] {
+			continue
+		}
 		for _, env := range m.Environments {
 			for _, ref := range m.Refs {
 				first, dup := owner[matchKey{m.Project, m.Job, env, ref}]

@@ -14,7 +14,6 @@ import (
 	"os"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -719,11 +718,12 @@ func (r *reuseSource) close() {
 	}
 }
 
-// marshal encodes m; the format is private to the verified store. Every
-// string is written once, in a table, and named by its index: an
-// allowlist repeats its projects, jobs, environments, refs and signer
-// sets many times.
-func (m *acceptMemo) marshal() []byte {
+// writeTo writes m to w; the format is private to the verified store.
+// Names are written in place (each entry has its own); the other strings
+// (projects, jobs, environments, refs, signer sets), which an allowlist
+// repeats many times, once in a table before the entries, which name them
+// by index.
+func (m *acceptMemo) writeTo(w io.Writer) error {
 	strs := map[string]uint32{}
 	var table []string
 	index := func(s string) uint32 {
@@ -736,25 +736,31 @@ func (m *acceptMemo) marshal() []byte {
 		return i
 	}
 	var none Match
-	var refs []uint32 // every entry's strings, by index, in the order written
+	// refs are every entry's strings by index, in the order written:
+	// project, job, then environments, refs and uses, each a count and
+	// the strings.
+	var refs []uint32
 	for _, e := range m.Entries {
 		mt := e.Match
 		if mt == nil {
 			mt = &none
 		}
-		refs = append(refs, index(e.Name), index(mt.Project), index(mt.Job))
-		for _, list := range [][]string{mt.Environments, mt.Refs, e.Uses} {
+		refs = append(refs, index(mt.Project), index(mt.Job))
+		for _, list := range [...][]string{mt.Environments, mt.Refs, e.Uses} {
 			refs = append(refs, uint32(len(list)))
 			for _, s := range list {
 				refs = append(refs, index(s))
 			}
 		}
 	}
-	size := len(memoMagic) + 64 + len(m.Entries)*(sha256.Size+20) + 4*len(refs)
-	for _, s := range table {
-		size += 4 + len(s)
+	b := make([]byte, 0, 64<<10)
+	var err error
+	flush := func(limit int) {
+		if len(b) >= limit && err == nil {
+			_, err = w.Write(b)
+			b = b[:0]
+		}
 	}
-	b := make([]byte, 0, size)
 	b = append(b, memoMagic...)
 	b = appendString(b, m.Codec)
 	b = append(b, m.Context[:]...)
@@ -766,16 +772,16 @@ func (m *acceptMemo) marshal() []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(table)))
 	for _, s := range table {
 		b = appendString(b, s)
+		flush(32 << 10)
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Entries)))
 	for _, e := range m.Entries {
 		b = append(b, e.Digest[:]...)
-		for _, v := range []int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx} {
+		for _, v := range [...]int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx} {
 			b = binary.BigEndian.AppendUint32(b, uint32(v))
 		}
-		// Name, project, job, then environments, refs and uses, each
-		// a count and the strings.
-		n := 3
+		b = appendString(b, e.Name)
+		n := 2
 		for range 3 {
 			n += 1 + int(refs[n])
 		}
@@ -783,8 +789,17 @@ func (m *acceptMemo) marshal() []byte {
 			b = binary.BigEndian.AppendUint32(b, v)
 		}
 		refs = refs[n:]
+		flush(32 << 10)
 	}
-	return b
+	flush(0)
+	return err
+}
+
+// marshal returns what writeTo writes.
+func (m *acceptMemo) marshal() []byte {
+	var b bytes.Buffer
+	_ = m.writeTo(&b) // a bytes.Buffer does not fail
+	return b.Bytes()
 }
 
 func appendString(b []byte, s string) []byte {
@@ -793,42 +808,67 @@ func appendString(b []byte, s string) []byte {
 }
 
 // memoReader reads the memo's fields, remembering the first shortfall.
+// It reads a string, so that every string it returns is a part of that
+// one, not an allocation of its own.
 type memoReader struct {
-	b   []byte
+	s   string
 	err error
 }
 
-func (r *memoReader) next(n int) []byte {
-	if r.err != nil || n < 0 || n > len(r.b) {
-		r.err = errors.New("memo is truncated")
-		return make([]byte, max(n, 0))
+func (r *memoReader) next(n int) string {
+	if r.err != nil || n < 0 || n > len(r.s) {
+		if r.err == nil {
+			r.err = errors.New("memo is truncated")
+		}
+		return ""
 	}
-	out := r.b[:n]
-	r.b = r.b[n:]
+	out := r.s[:n]
+	r.s = r.s[n:]
 	return out
 }
 
-func (r *memoReader) u32() int { return int(binary.BigEndian.Uint32(r.next(4))) }
+func (r *memoReader) u32() int {
+	b := r.next(4)
+	if len(b) < 4 {
+		return 0
+	}
+	return int(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+}
 
-func (r *memoReader) str() string { return string(r.next(r.u32())) }
+func (r *memoReader) str() string { return r.next(r.u32()) }
 
-// unmarshal decodes what marshal wrote. The strings of the table share one
-// allocation, and the entries' lists share a few, so that the memo of a
-// large allowlist costs little more than its bytes.
+// ref reads an index into table and returns its string.
+func (r *memoReader) ref(table []string) string {
+	if t := r.u32(); t < len(table) {
+		return table[t]
+	}
+	if r.err == nil {
+		r.err = errors.New("memo names a string it does not hold")
+	}
+	return ""
+}
+
+// unmarshal decodes what writeTo wrote. The memo's strings share one
+// allocation (a copy of b), and the entries' lists a few, so that the memo
+// of a large allowlist costs little more than its bytes.
 func (m *acceptMemo) unmarshal(b []byte) error {
-	r := &memoReader{b: b}
-	if string(r.next(len(memoMagic))) != memoMagic {
+	r := &memoReader{s: string(b)}
+	if r.next(len(memoMagic)) != memoMagic {
 		return errors.New("memo is not in this writ's format")
 	}
 	m.Codec = r.str()
 	copy(m.Context[:], r.next(sha256.Size))
-	m.EntryLoads = r.next(1)[0] == 1
-	table, err := r.table()
-	if err != nil {
-		return err
+	m.EntryLoads = r.next(1) == "\x01"
+	nt := r.u32()
+	if r.err != nil || nt > len(r.s)/4 {
+		return errors.New("memo is truncated")
+	}
+	table := make([]string, nt)
+	for i := range table {
+		table[i] = r.str()
 	}
 	ne := r.u32()
-	if r.err != nil || ne > len(r.b)/(sha256.Size+32) {
+	if r.err != nil || ne > len(r.s)/(sha256.Size+32) {
 		return errors.New("memo is truncated")
 	}
 	m.Entries = make([]entryMemo, ne)
@@ -837,7 +877,7 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 	// list reads a count and that many strings of the table.
 	list := func() []string {
 		n := r.u32()
-		if r.err != nil || n > len(r.b)/4 {
+		if r.err != nil || n > len(r.s)/4 {
 			r.err = errors.New("memo is truncated")
 			return nil
 		}
@@ -857,7 +897,7 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 		e := &m.Entries[i]
 		copy(e.Digest[:], r.next(sha256.Size))
 		e.Line, e.LineOff, e.Column, e.Sec, e.Idx = r.u32(), r.u32(), r.u32(), r.u32(), r.u32()
-		e.Name = r.ref(table)
+		e.Name = r.str()
 		e.Match = &matches[i]
 		e.Match.Project, e.Match.Job = r.ref(table), r.ref(table)
 		e.Match.Environments, e.Match.Refs, e.Uses = list(), list(), list()
@@ -865,49 +905,8 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 			return r.err
 		}
 	}
-	if len(r.b) != 0 {
+	if len(r.s) != 0 {
 		return errors.New("memo has trailing bytes")
 	}
 	return nil
-}
-
-// table reads the string table, as substrings of one string.
-func (r *memoReader) table() ([]string, error) {
-	nt := r.u32()
-	if r.err != nil || nt > len(r.b)/4 {
-		return nil, errors.New("memo is truncated")
-	}
-	lens := make([]int, nt)
-	start, total := r.b, 0
-	for i := range lens {
-		lens[i] = r.u32()
-		r.next(lens[i])
-		total += lens[i]
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	var all strings.Builder
-	all.Grow(total)
-	for _, n := range lens {
-		all.Write(start[4 : 4+n])
-		start = start[4+n:]
-	}
-	s := all.String()
-	table := make([]string, nt)
-	for i, n := range lens {
-		table[i], s = s[:n], s[n:]
-	}
-	return table, nil
-}
-
-// ref reads an index into table and returns its string.
-func (r *memoReader) ref(table []string) string {
-	if t := r.u32(); t < len(table) {
-		return table[t]
-	}
-	if r.err == nil {
-		r.err = errors.New("memo names a string it does not hold")
-	}
-	return ""
 }

@@ -200,7 +200,7 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 		}
 	}
 	w.start()
-	if _, err := w.Write(m.marshal()); err != nil {
+	if err := m.writeTo(w); err != nil {
 		return nil, "", err
 	}
 	if h.Memo, err = w.end(); err != nil {
