@@ -874,7 +874,7 @@ func (a *Accepter) writeCache(c *cached) (string, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(tmp, 256<<10)
 	head, sum, err := writeVerified(c, bw)
 	if err == nil {
 		err = bw.Flush()

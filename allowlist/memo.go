@@ -381,17 +381,28 @@ func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	if id := decoderID(); m.Codec == "" || m.Codec != id || m.EntryLoads {
 		return nil
 	}
-	at := make(map[[sha256.Size]byte]int, len(m.Entries))
-	for k := range m.Entries {
-		if _, dup := at[m.Entries[k].Digest]; !dup {
-			at[m.Entries[k].Digest] = k
-		}
-	}
+	// An item is usually where it was, or just after the item before
+	// it: that guess is checked first, and a map of every digest built
+	// only when it fails. Which of two entries with the same digest an
+	// item takes does not matter: an entry is a function of its bytes
+	// and its context, which are the same.
+	var at map[[sha256.Size]byte]int
 	r := &reuseSource{store: prev, memo: &m, old: make([]int, len(digests))}
-	found := false
+	found, next := false, 0
 	for i, d := range digests {
-		k, ok := at[d]
+		k, ok := next, next < len(m.Entries) && m.Entries[next].Digest == d
 		if !ok {
+			if at == nil {
+				at = make(map[[sha256.Size]byte]int, len(m.Entries))
+				for k := range m.Entries {
+					at[m.Entries[k].Digest] = k
+				}
+			}
+			k, ok = at[d]
+		}
+		if ok {
+			next = k + 1
+		} else {
 			k = -1
 		}
 		r.old[i], found = k, found || ok
@@ -739,7 +750,7 @@ func (m *acceptMemo) writeTo(w io.Writer) error {
 	// refs are every entry's strings by index, in the order written:
 	// project, job, then environments, refs and uses, each a count and
 	// the strings.
-	var refs []uint32
+	refs := make([]uint32, 0, 8*len(m.Entries))
 	for _, e := range m.Entries {
 		mt := e.Match
 		if mt == nil {
