@@ -25,10 +25,14 @@ import (
 // A new version of a large allowlist usually changes a few entries and the
 // version line. Acceptance therefore remembers, in the verified store it
 // writes (the memo section, which no job reads), the SHA-256 of every job
-// item's bytes as the split parse cut them (split.go). The next acceptance
-// takes an item whose bytes are unchanged from that store — decoded from
-// the section that holds it — instead of parsing its YAML again, and keeps
-// a section's encoded bytes when it holds exactly the same entries.
+// item's bytes as the split parse cut them (split.go), with the entry's
+// name and match. The next acceptance does not parse an item whose bytes
+// are unchanged: the checks that span entries read its name and match
+// from the memo, and the new store copies the encoded bytes of a section
+// that holds exactly the same entries. Such an entry is decoded from the
+// store in force only when its new section also holds a changed one
+// (materialize), so that accepting a new version costs about what its
+// changes cost, plus reading and hashing the file and the store.
 //
 // An entry is a function of its own bytes and of its context, and nothing
 // else; reuse is keyed on all three:
@@ -51,9 +55,11 @@ import (
 // parse, and the rule of the split parse holds: any error or warning and
 // the whole-file parse decides. Reused bytes come only from the store the
 // state names, checked against its header (whose SHA-256 the state holds)
-// and each section's SHA-256 in it: the store written is what a full parse
-// would have written, and nothing in it was not verified by this
-// environment. TestIncrementalStoreEqualsFull checks both.
+// and each section's SHA-256 in it, both before the parse relies on them
+// and as they are copied or decoded: the store written is what a full
+// parse would have written, and nothing in it was not verified by this
+// environment. TestIncrementalStoreEqualsFull and FuzzIncrementalParse
+// check both.
 
 const memoMagic = "writ-accept-memo/2\n"
 
