@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -825,22 +826,20 @@ func appendString(b []byte, s string) []byte {
 }
 
 // memoReader reads the memo's fields, remembering the first shortfall.
-// It reads a string, so that every string it returns is a part of that
-// one, not an allocation of its own.
 type memoReader struct {
-	s   string
+	b   []byte
 	err error
 }
 
-func (r *memoReader) next(n int) string {
-	if r.err != nil || n < 0 || n > len(r.s) {
+func (r *memoReader) next(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
 		if r.err == nil {
 			r.err = errors.New("memo is truncated")
 		}
-		return ""
+		return nil
 	}
-	out := r.s[:n]
-	r.s = r.s[n:]
+	out := r.b[:n]
+	r.b = r.b[n:]
 	return out
 }
 
@@ -849,10 +848,34 @@ func (r *memoReader) u32() int {
 	if len(b) < 4 {
 		return 0
 	}
-	return int(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+	return int(binary.BigEndian.Uint32(b))
 }
 
-func (r *memoReader) str() string { return r.next(r.u32()) }
+// table reads the string table. Its strings share one allocation.
+func (r *memoReader) table() []string {
+	n := r.u32()
+	if r.err != nil || n > len(r.b)/4 {
+		r.err = errors.New("memo is truncated")
+		return nil
+	}
+	var all strings.Builder
+	ends := make([]int, n)
+	for i := range ends {
+		all.Write(r.next(r.u32()))
+		ends[i] = all.Len()
+	}
+	return cut(all.String(), ends)
+}
+
+// cut returns the parts of s that end at ends.
+func cut(s string, ends []int) []string {
+	out := make([]string, len(ends))
+	at := 0
+	for i, e := range ends {
+		out[i], at = s[at:e], e
+	}
+	return out
+}
 
 // ref reads an index into table and returns its string.
 func (r *memoReader) ref(table []string) string {
@@ -865,64 +888,73 @@ func (r *memoReader) ref(table []string) string {
 	return ""
 }
 
-// unmarshal decodes what writeTo wrote. The memo's strings share one
-// allocation (a copy of b), and the entries' lists a few, so that the memo
-// of a large allowlist costs little more than its bytes.
+// list reads a count and that many indices into table. Entries mostly
+// repeat a few lists (the same environments, refs and signer sets), so
+// equal lists are one slice, kept in seen; nothing may append to it.
+func (r *memoReader) list(table []string, seen map[string][]string) []string {
+	n := r.u32()
+	if r.err != nil || n > len(r.b)/4 {
+		r.err = errors.New("memo is truncated")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	raw := r.next(4 * n)
+	if l, ok := seen[string(raw)]; ok {
+		return l
+	}
+	l := make([]string, n)
+	for i := range l {
+		if t := int(binary.BigEndian.Uint32(raw[4*i:])); t < len(table) {
+			l[i] = table[t]
+		} else if r.err == nil {
+			r.err = errors.New("memo names a string it does not hold")
+		}
+	}
+	seen[string(raw)] = l
+	return l
+}
+
+// unmarshal decodes what writeTo wrote. It keeps nothing of b: the
+// table's strings share one allocation, the names another, and equal
+// lists one slice, so that the memo of a large allowlist costs little
+// more than its entries.
 func (m *acceptMemo) unmarshal(b []byte) error {
-	r := &memoReader{s: string(b)}
-	if r.next(len(memoMagic)) != memoMagic {
+	r := &memoReader{b: b}
+	if string(r.next(len(memoMagic))) != memoMagic {
 		return errors.New("memo is not in this writ's format")
 	}
-	m.Codec = r.str()
+	m.Codec = string(r.next(r.u32()))
 	copy(m.Context[:], r.next(sha256.Size))
-	m.EntryLoads = r.next(1) == "\x01"
-	nt := r.u32()
-	if r.err != nil || nt > len(r.s)/4 {
-		return errors.New("memo is truncated")
-	}
-	table := make([]string, nt)
-	for i := range table {
-		table[i] = r.str()
-	}
+	m.EntryLoads = string(r.next(1)) == "\x01"
+	table := r.table()
 	ne := r.u32()
-	if r.err != nil || ne > len(r.s)/(sha256.Size+32) {
+	if r.err != nil || ne > len(r.b)/(sha256.Size+32) {
 		return errors.New("memo is truncated")
 	}
 	m.Entries = make([]entryMemo, ne)
 	matches := make([]Match, ne)
-	var pool []string
-	// list reads a count and that many strings of the table.
-	list := func() []string {
-		n := r.u32()
-		if r.err != nil || n > len(r.s)/4 {
-			r.err = errors.New("memo is truncated")
-			return nil
-		}
-		if n == 0 {
-			return nil
-		}
-		if cap(pool)-len(pool) < n {
-			pool = make([]string, 0, max(n, 4096))
-		}
-		at := len(pool)
-		for range n {
-			pool = append(pool, r.ref(table))
-		}
-		return pool[at:len(pool):len(pool)]
-	}
+	lists := map[string][]string{}
+	var names strings.Builder
+	ends := make([]int, ne)
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		copy(e.Digest[:], r.next(sha256.Size))
 		e.Line, e.LineOff, e.Column, e.Sec, e.Idx = r.u32(), r.u32(), r.u32(), r.u32(), r.u32()
-		e.Name = r.str()
+		names.Write(r.next(r.u32()))
+		ends[i] = names.Len()
 		e.Match = &matches[i]
 		e.Match.Project, e.Match.Job = r.ref(table), r.ref(table)
-		e.Match.Environments, e.Match.Refs, e.Uses = list(), list(), list()
+		e.Match.Environments, e.Match.Refs, e.Uses = r.list(table, lists), r.list(table, lists), r.list(table, lists)
 		if r.err != nil {
 			return r.err
 		}
 	}
-	if len(r.s) != 0 {
+	for i, name := range cut(names.String(), ends) {
+		m.Entries[i].Name = name
+	}
+	if len(r.b) != 0 {
 		return errors.New("memo has trailing bytes")
 	}
 	return nil
