@@ -201,11 +201,16 @@ func checkText(data []byte) (errs ErrorList, fatal bool) {
 			col += 8
 			continue
 		}
-		if c := data[i]; c >= 0x20 && c < 0x7F {
+		switch c := data[i]; {
+		case c >= 0x20 && c < 0x7F:
 			// Printable ASCII, nearly all of a real file: nothing to
 			// refuse.
 			i++
 			col++
+			continue
+		case c == '\n':
+			i++
+			line, col = line+1, 1
 			continue
 		}
 		r, size := utf8.DecodeRune(data[i:])

@@ -25,6 +25,10 @@ func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *a
 	if err != nil {
 		t.Fatal(err)
 	}
+	decodedAtWrite = 0
+	if m != nil && m.reuse != nil {
+		decodedAtWrite = len(m.reuse.entries)
+	}
 	if m != nil {
 		if err := m.materialize(al, nil); err != nil {
 			t.Fatal(err)
@@ -41,6 +45,10 @@ func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *a
 	}
 	return al, m, s, b
 }
+
+// decodedAtWrite is the number of sections of the store in force the last
+// acceptStore decoded to write its store.
+var decodedAtWrite int
 
 // parseFile is parseFull of data, counting in rereads how often the
 // parse read the file again.
@@ -112,6 +120,7 @@ func TestIncrementalStoreEqualsFull(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			inc, m, _, incStore := acceptStore(t, []byte(c.text), prev)
+			decoded := decodedAtWrite
 			if n := reused(m); n < c.minReused {
 				t.Fatalf("%d entries taken from the version in force, want at least %d", n, c.minReused)
 			}
@@ -127,6 +136,12 @@ func TestIncrementalStoreEqualsFull(t *testing.T) {
 			}
 			if name == "version only" && m.reuse.kept != len(prev.header.sections) {
 				t.Fatalf("%d of %d sections copied from the store in force", m.reuse.kept, len(prev.header.sections))
+			}
+			if name == "version only" && decoded != 0 {
+				t.Fatalf("%d sections of the store in force decoded to write a version that changed no entry", decoded)
+			}
+			if name == "one entry edited" && decoded != 1 {
+				t.Fatalf("%d sections of the store in force decoded to write a version that changed one entry, want 1", decoded)
 			}
 		})
 	}
