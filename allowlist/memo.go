@@ -737,10 +737,11 @@ func (r *reuseSource) close() {
 }
 
 // writeTo writes m to w; the format is private to the verified store.
-// Names are written in place (each entry has its own); the other strings
-// (projects, jobs, environments, refs, signer sets), which an allowlist
-// repeats many times, once in a table before the entries, which name them
-// by index.
+// Names and projects are written in place (an entry's name is its own, and
+// a large allowlist has about as many projects as entries: a table would
+// only cost a map of them); the other strings (jobs, environments, refs,
+// signer sets), which an allowlist repeats many times, once in a table
+// before the entries, which name them by index.
 func (m *acceptMemo) writeTo(w io.Writer) error {
 	strs := map[string]uint32{}
 	var table []string
@@ -755,15 +756,15 @@ func (m *acceptMemo) writeTo(w io.Writer) error {
 	}
 	var none Match
 	// refs are every entry's strings by index, in the order written:
-	// project, job, then environments, refs and uses, each a count and
-	// the strings.
+	// job, then environments, refs and uses, each a count and the
+	// strings.
 	refs := make([]uint32, 0, 8*len(m.Entries))
 	for _, e := range m.Entries {
 		mt := e.Match
 		if mt == nil {
 			mt = &none
 		}
-		refs = append(refs, index(mt.Project), index(mt.Job))
+		refs = append(refs, index(mt.Job))
 		for _, list := range [...][]string{mt.Environments, mt.Refs, e.Uses} {
 			refs = append(refs, uint32(len(list)))
 			for _, s := range list {
@@ -798,8 +799,13 @@ func (m *acceptMemo) writeTo(w io.Writer) error {
 		for _, v := range [...]int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx} {
 			b = binary.BigEndian.AppendUint32(b, uint32(v))
 		}
+		mt := e.Match
+		if mt == nil {
+			mt = &none
+		}
 		b = appendString(b, e.Name)
-		n := 2
+		b = appendString(b, mt.Project)
+		n := 1
 		for range 3 {
 			n += 1 + int(refs[n])
 		}
@@ -917,7 +923,7 @@ func (r *memoReader) list(table []string, seen map[string][]string) []string {
 }
 
 // unmarshal decodes what writeTo wrote. It keeps nothing of b: the
-// table's strings share one allocation, the names another, and equal
+// table's strings share one allocation, the names and projects another, and equal
 // lists one slice, so that the memo of a large allowlist costs little
 // more than its entries.
 func (m *acceptMemo) unmarshal(b []byte) error {
@@ -937,22 +943,28 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 	matches := make([]Match, ne)
 	lists := map[string][]string{}
 	var names strings.Builder
-	ends := make([]int, ne)
+	ends := make([]int, 2*ne)
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		copy(e.Digest[:], r.next(sha256.Size))
 		e.Line, e.LineOff, e.Column, e.Sec, e.Idx = r.u32(), r.u32(), r.u32(), r.u32(), r.u32()
 		names.Write(r.next(r.u32()))
-		ends[i] = names.Len()
+		ends[2*i] = names.Len()
+		names.Write(r.next(r.u32()))
+		ends[2*i+1] = names.Len()
 		e.Match = &matches[i]
-		e.Match.Project, e.Match.Job = r.ref(table), r.ref(table)
+		e.Match.Job = r.ref(table)
 		e.Match.Environments, e.Match.Refs, e.Uses = r.list(table, lists), r.list(table, lists), r.list(table, lists)
 		if r.err != nil {
 			return r.err
 		}
 	}
-	for i, name := range cut(names.String(), ends) {
-		m.Entries[i].Name = name
+	for i, s := range cut(names.String(), ends) {
+		if i%2 == 0 {
+			m.Entries[i/2].Name = s
+		} else {
+			m.Entries[i/2].Match.Project = s
+		}
 	}
 	if len(r.b) != 0 {
 		return errors.New("memo has trailing bytes")
