@@ -277,8 +277,38 @@ func wholeFileClean(data []byte) bool {
 	if structureCount(data) > maxStructure {
 		return false
 	}
-	errs, fatal := checkText(data)
-	return len(errs) == 0 && !fatal
+	// Only whether checkText finds anything matters here, so the file is
+	// checked in parts, cut after a line break, on every core. A part
+	// that does not start the file could only report more (a byte order
+	// mark at its start), which sends the file to the full parse.
+	parts := max(1, runtime.GOMAXPROCS(0))
+	clean := make([]bool, parts)
+	var wg sync.WaitGroup
+	for k, start := 0, 0; k < parts; k++ {
+		end := len(data)
+		if k+1 < parts {
+			end = max(start, (k+1)*len(data)/parts)
+			if i := bytes.IndexByte(data[end:], '\n'); i >= 0 {
+				end += i + 1
+			} else {
+				end = len(data)
+			}
+		}
+		wg.Add(1)
+		go func(k int, b []byte) {
+			defer wg.Done()
+			errs, fatal := checkText(b)
+			clean[k] = len(errs) == 0 && !fatal
+		}(k, data[start:end])
+		start = end
+	}
+	wg.Wait()
+	for _, ok := range clean {
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sparseCopy returns a copy of data in which the items r takes from the

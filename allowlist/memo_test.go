@@ -431,3 +431,20 @@ func TestCodecID(t *testing.T) {
 		t.Fatal("the test binary has no decoder ID: reuse would never happen")
 	}
 }
+
+// TestWholeFileClean: the check in parts finds a refused character
+// wherever it is, the cuts between parts included, and passes a clean file.
+func TestWholeFileClean(t *testing.T) {
+	clean := generatedAllowlist(40)
+	if !wholeFileClean(clean) {
+		t.Fatal("a clean file was refused")
+	}
+	for _, bad := range []string{"\t", "\r", "\u200b", "\xff"} {
+		for off := 0; off < len(clean); off += 97 {
+			b := append(append(bytes.Clone(clean[:off]), bad...), clean[off:]...)
+			if wholeFileClean(b) {
+				t.Fatalf("%q at byte %d passed", bad, off)
+			}
+		}
+	}
+}
