@@ -376,6 +376,9 @@ func parseMemo(file string, data []byte, load FileLoader, split *jobsSplit, dige
 	}
 	for i := range m.Entries {
 		if !m.Entries[i].set {
+			if r != nil {
+				return nil, nil, false // entries taken from r need the memo
+			}
 			return a, nil, true
 		}
 		m.Entries[i].Digest = digests[i]
@@ -736,10 +739,10 @@ func (r *reuseSource) copyable(sec, n int, items []int) bool {
 }
 
 // section returns the bytes of section sec of the version in force,
-// checked against its SHA-256, and that SHA-256. The bytes are read again
-// rather than kept since the parse verified them, which would hold the
-// sections twice at once; the caller checks them again as it writes them;
-// the slice is reused by the next call.
+// checked against its SHA-256 as they are read, and that SHA-256. The
+// bytes are read again rather than kept since verify checked them, which
+// would hold the store in memory meanwhile; the slice is reused by the
+// next call.
 func (r *reuseSource) section(sec int) ([]byte, [sha256.Size]byte, error) {
 	if r.file == nil {
 		f, err := os.Open(r.store.path)
