@@ -975,7 +975,10 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 	m.Entries = make([]entryMemo, ne)
 	matches := make([]Match, ne)
 	lists := map[string][]string{}
+	// Every entry takes at least 76 bytes besides its name and project:
+	// what is left bounds them, so the builder never grows.
 	var names strings.Builder
+	names.Grow(max(0, len(r.b)-76*ne))
 	ends := make([]int, 2*ne)
 	for i := range m.Entries {
 		e := &m.Entries[i]
