@@ -588,14 +588,21 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		}
 		return b, err
 	})
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
+	// The file's SHA-256 is taken on another core while the parse starts
+	// reading it.
+	var sum [sha256.Size]byte
+	summed := make(chan struct{})
+	go func() {
+		sum = sha256.Sum256(data)
+		close(summed)
+	}()
+	fileSum := func() [sha256.Size]byte { <-summed; return sum }
 	// Entries the version in force holds with the same bytes, in the same
 	// context, are taken from its verified store (memo.go). The parse may
 	// let the file's bytes go early, and read them again if it must.
 	reread := func() ([]byte, error) {
 		b, err := m.ReadFile(head, FileName, maxAllowlistBytes)
-		if err == nil && sha256.Sum256(b) != sum {
+		if err == nil && sha256.Sum256(b) != fileSum() {
 			err = fmt.Errorf("%w: %s at %s read differently twice", gitrepo.ErrDamaged, FileName, short(head))
 		}
 		if err != nil && gitrepo.IsDamage(err) {
@@ -604,6 +611,8 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		return b, err
 	}
 	al, memo, err := parseAccept(FileName, data, reread, load, a.storeInForce(st))
+	<-summed // sum is set from here on
+	digest := hex.EncodeToString(sum[:])
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
 	}
@@ -878,7 +887,7 @@ func (a *Accepter) writeCache(c *cached) (string, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(tmp, 256<<10)
 	head, sum, err := writeVerified(c, bw)
 	if err == nil {
 		err = bw.Flush()
