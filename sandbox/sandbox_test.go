@@ -537,6 +537,17 @@ func TestStartIntoCgroupV1(t *testing.T) {
 	if !placed || !strings.Contains(out.String(), leaf+"\n") {
 		t.Errorf("placed %v; the process's cgroups:\n%s\nwant each run leaf ending in %s", placed, out.String(), leaf)
 	}
+	// Where writ's own cgroup is not visible (the thread would have no
+	// way back), the process is started plainly and moved: not placed.
+	fallback := &cgroup{dirs: cg.dirs, v1: []v1Leaf{{leaf: cg.v1[0].leaf}}, released: make(chan struct{})}
+	cmd, placed, err = fallback.start(func() *exec.Cmd { return exec.Command("/bin/true") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if placed {
+		t.Error("a run whose thread could not return home was reported born in its cgroups")
+	}
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
