@@ -34,23 +34,28 @@ const maxAccountFile = 1 << 20
 // following any symlink, so an image's link cannot make the init copy a
 // host file into the job's view.
 func nameIdentity(s *spec, base string) error {
-	home := "/"
-	for _, kv := range s.Env {
-		// A field of its own: never one that could end the line or add one.
-		if v, ok := strings.CutPrefix(kv, "HOME="); ok && filepath.IsAbs(v) && !strings.ContainsAny(v, ":\n\x00") {
-			home = v
-		}
-	}
+	passwd, group := accountLines(s)
 	uid, gid := strconv.FormatUint(uint64(s.UID), 10), strconv.FormatUint(uint64(s.GID), 10)
-	for _, f := range []struct{ name, id, line string }{
-		{"passwd", uid, jobAccount + ":x:" + uid + ":" + gid + ":writ job:" + home + ":/bin/sh\n"},
-		{"group", gid, jobAccount + ":x:" + gid + ":\n"},
-	} {
+	for _, f := range []struct{ name, id, line string }{{"passwd", uid, passwd}, {"group", gid, group}} {
 		if err := addAccountLine(base, f.name, f.id, f.line); err != nil {
 			return fmt.Errorf("name the job's identity in /etc/%s: %w", f.name, err)
 		}
 	}
 	return nil
+}
+
+// accountLines are the job's /etc/passwd and /etc/group lines. The home
+// directory is the job's HOME when it is an absolute path that cannot end
+// the line or add a field; "/" otherwise.
+func accountLines(s *spec) (passwd, group string) {
+	home := "/"
+	for _, kv := range s.Env {
+		if v, ok := strings.CutPrefix(kv, "HOME="); ok && filepath.IsAbs(v) && !strings.ContainsAny(v, ":\n\x00") {
+			home = v
+		}
+	}
+	uid, gid := strconv.FormatUint(uint64(s.UID), 10), strconv.FormatUint(uint64(s.GID), 10)
+	return jobAccount + ":x:" + uid + ":" + gid + ":writ job:" + home + ":/bin/sh\n", jobAccount + ":x:" + gid + ":\n"
 }
 
 // addAccountLine mounts a copy of base/etc/<name> with line appended over

@@ -75,3 +75,17 @@ func TestAccountFile(t *testing.T) {
 func write(etc, content string) error {
 	return os.WriteFile(filepath.Join(etc, "passwd"), []byte(content), 0o644)
 }
+
+// The account's home is the job's HOME only when it is a plain absolute
+// path: a value that could end the line or add a field gives "/".
+func TestAccountLines(t *testing.T) {
+	for home, want := range map[string]string{
+		"/builds/7": "/builds/7", "": "/", "relative": "/", "/a:b": "/", "/a\nroot::0:0::/:/bin/sh": "/",
+	} {
+		s := &spec{Spec: Spec{UID: 2000000123, GID: 2000000124, Env: []string{"PATH=/bin", "HOME=" + home}}}
+		passwd, group := accountLines(s)
+		if passwd != "writ-job:x:2000000123:2000000124:writ job:"+want+":/bin/sh\n" || group != "writ-job:x:2000000124:\n" {
+			t.Errorf("HOME=%q: %q %q", home, passwd, group)
+		}
+	}
+}
