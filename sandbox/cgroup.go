@@ -27,7 +27,7 @@ type cgroup struct {
 	// there: a process can be created in it (CLONE_INTO_CGROUP).
 	v2 string
 	// released is closed by remove: a thread that could not leave the
-	// run's v1 cgroups after the fork ends then.
+	// run's v1 cgroups after the fork tries again then.
 	released chan struct{}
 }
 
@@ -227,9 +227,15 @@ func (cg *cgroup) start(newCmd func() *exec.Cmd) (cmd *exec.Cmd, placed bool, er
 		}
 		// Still in the run's cgroups: the thread must serve no other
 		// goroutine (what it started would be counted and limited as the
-		// job's), and must not end while the process it forked lives
-		// (Pdeathsig follows the thread). It ends, locked, with the run.
+		// job's). Nor may it end: Pdeathsig follows the thread, and it may
+		// have forked other runs' inits before. Once the run is over it
+		// tries to leave again; if it still cannot, it stays parked.
 		<-cg.released
+		if cg.leave(joined) {
+			runtime.UnlockOSThread()
+			return
+		}
+		select {}
 	}()
 	r := <-done
 	return r.cmd, r.placed, r.err
