@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"gitlab.com/writ-ci/writ/internal/etcdgw"
 )
 
 // Marks is every mark one place holds (a host's files or the fleet store),
@@ -81,48 +81,66 @@ func (m *Marks) sort() {
 	sort.Slice(m.Jobs, func(i, j int) bool { return len(m.Jobs[i].ID) < len(m.Jobs[j].ID) || m.Jobs[i].ID < m.Jobs[j].ID })
 }
 
-// marks reads every key under the prefix.
+// exportPage is how many keys one read of marks asks for: it bounds the
+// memory a response takes (each value up to maxRecordBytes).
+const exportPage = 64
+
+// marks reads every key under the prefix, a page at a time.
 func (f *Fleet) marks(ctx context.Context) (*Marks, error) {
 	m := &Marks{Where: "etcd " + f.cfg.Prefix, Entries: []EntryMark{}, Jobs: []JobClaim{}}
-	err := f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
-		resp, err := c.Get(ctx, f.cfg.Prefix, clientv3.WithPrefix())
+	from, end := f.cfg.Prefix, etcdgw.PrefixEnd(f.cfg.Prefix)
+	for more := true; more; {
+		var kvs []etcdgw.KeyValue
+		err := f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+			var err error
+			kvs, more, err = c.Range(ctx, from, end, exportPage)
+			return tooLarge(err, "under "+f.cfg.Prefix)
+		})
 		if err != nil {
-			return err
+			m.sort()
+			return m, err
 		}
-		for _, kv := range resp.Kvs {
-			key := string(kv.Key)
-			rest := strings.TrimPrefix(key, f.cfg.Prefix)
-			var derr error
-			switch {
-			case rest == "allowlist/mark":
-				var am AllowlistMark
-				if derr = decode(key, kv.Value, &am); derr == nil {
-					m.Allowlist = &Allowlist{Version: am.Version, Commit: am.Commit, Digest: am.Digest, Statement: am.Statement, AcceptedAt: am.AcceptedAt}
-				}
-			case rest == "allowlist/rejected":
-				m.Rejection = &Rejection{}
-				derr = decode(key, kv.Value, m.Rejection)
-			case strings.HasPrefix(rest, "entries/"):
-				var e EntryMark
-				if derr = decode(key, kv.Value, &e); derr == nil {
-					m.Entries = append(m.Entries, e)
-				}
-			case strings.HasPrefix(rest, "jobs/"):
-				var c JobClaim
-				if derr = decode(key, kv.Value, &c); derr == nil {
-					m.Jobs = append(m.Jobs, c)
-				}
-			default:
-				derr = fmt.Errorf("unknown key %s", key)
-			}
-			if derr != nil {
-				m.Problems = append(m.Problems, derr.Error())
-			}
+		for _, kv := range kvs {
+			m.add(f.cfg.Prefix, kv)
 		}
-		return nil
-	})
+		if len(kvs) > 0 {
+			from = string(kvs[len(kvs)-1].Key) + "\x00"
+		}
+	}
 	m.sort()
-	return m, err
+	return m, nil
+}
+
+// add records one store key of marks, or the problem with it.
+func (m *Marks) add(prefix string, kv etcdgw.KeyValue) {
+	key := string(kv.Key)
+	rest := strings.TrimPrefix(key, prefix)
+	var derr error
+	switch {
+	case rest == "allowlist/mark":
+		var am AllowlistMark
+		if derr = decode(key, kv.Value, &am); derr == nil {
+			m.Allowlist = &Allowlist{Version: am.Version, Commit: am.Commit, Digest: am.Digest, Statement: am.Statement, AcceptedAt: am.AcceptedAt}
+		}
+	case rest == "allowlist/rejected":
+		m.Rejection = &Rejection{}
+		derr = decode(key, kv.Value, m.Rejection)
+	case strings.HasPrefix(rest, "entries/"):
+		var e EntryMark
+		if derr = decode(key, kv.Value, &e); derr == nil {
+			m.Entries = append(m.Entries, e)
+		}
+	case strings.HasPrefix(rest, "jobs/"):
+		var c JobClaim
+		if derr = decode(key, kv.Value, &c); derr == nil {
+			m.Jobs = append(m.Jobs, c)
+		}
+	default:
+		derr = fmt.Errorf("unknown key %s", key)
+	}
+	if derr != nil {
+		m.Problems = append(m.Problems, derr.Error())
+	}
 }
 
 // Migrate copies this host's local marks into the fleet store, for the

@@ -11,13 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
+
+	"gitlab.com/writ-ci/writ/internal/etcdgw"
 )
 
 // sharedAllowlist is what the shared store held when an Allowlist was read.
@@ -84,9 +83,10 @@ type Fleet struct {
 	cfg   FleetConfig
 	local *Local
 
-	once   sync.Once
-	client *clientv3.Client
-	err    error
+	once    sync.Once
+	connect atomic.Bool // Connect was called
+	client  *etcdgw.Client
+	err     error
 }
 
 // NewFleet returns the shared state for cfg, with local as the floor. It
@@ -134,51 +134,49 @@ func (f *Fleet) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// Connect starts connecting to the store in the background (TCP and TLS
-// handshakes with the members), so that a caller about to use it can do
-// its own work meanwhile. Errors surface on first use.
-func (f *Fleet) Connect() { go func() { _, _ = f.kv() }() }
-
-// pickOneMember makes the client connect to one member, in a random order
-// per process, and to the next only when it cannot reach that one; etcd's
-// default (round robin) makes a TLS handshake with every member, while a
-// writ process lives for a few requests, which any member serves (a
-// follower forwards writes and linearizable reads to the leader). The
-// random order spreads a fleet's hosts over the members.
-var pickOneMember = []grpc.DialOption{
-	grpc.WithDisableServiceConfig(),
-	grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": true}}]}`),
+// Connect starts the TCP and TLS handshakes with a member in the
+// background, so that a caller about to use the store can do its own work
+// meanwhile. Errors surface on first use.
+func (f *Fleet) Connect() {
+	f.connect.Store(true)
+	// Reading the certificate files is part of the work overlapped.
+	go func() { _, _ = f.kv() }()
 }
 
-// kv returns the connected client.
-func (f *Fleet) kv() (*clientv3.Client, error) {
+// kv returns the client. It talks to one member at a time, in a random
+// order per process, and to the next only when that one cannot be reached
+// or has no leader: a writ process lives for a few requests, which any
+// member serves (a follower forwards writes and linearizable reads to the
+// leader), and the random order spreads a fleet's hosts over the members.
+func (f *Fleet) kv() (*etcdgw.Client, error) {
 	f.once.Do(func() {
 		tc, err := f.tlsConfig()
 		if err != nil {
 			f.err = err
 			return
 		}
-		f.client, f.err = clientv3.New(clientv3.Config{
-			Endpoints:   f.cfg.Endpoints,
-			DialTimeout: f.cfg.Timeout,
-			TLS:         tc,
-			// The client's own logs would reach the job log.
-			Logger: zap.NewNop(),
-			// Keepalive detects a dead member between requests.
-			DialKeepAliveTime:    f.cfg.Timeout,
-			DialKeepAliveTimeout: f.cfg.Timeout,
-			DialOptions:          pickOneMember,
-		})
+		// Each member gets a share of the timeout to answer the
+		// handshakes, so an unresponsive one leaves time for the next.
+		dial := max(f.cfg.Timeout/time.Duration(len(f.cfg.Endpoints)), min(f.cfg.Timeout, time.Second))
+		f.client, f.err = etcdgw.New(etcdgw.Config{Endpoints: f.cfg.Endpoints, TLS: tc, DialTimeout: dial, MaxValueBytes: maxRecordBytes})
+		if f.err == nil && f.connect.Load() {
+			// Inside once: a request that waits for the client also
+			// waits for this handshake, rather than making its own.
+			f.client.Connect()
+		}
 	})
+	if f.client == nil && f.err == nil {
+		return nil, errors.New("state: the fleet store was closed")
+	}
 	return f.client, f.err
 }
 
-// do runs one request against the store, bounded by the timeout, and
-// failing fast when the cluster has no leader.
-func (f *Fleet) do(ctx context.Context, op func(context.Context, *clientv3.Client) error) error {
+// do runs one request against the store, bounded by the timeout; every
+// request fails fast when the member it reaches has no leader.
+func (f *Fleet) do(ctx context.Context, op func(context.Context, *etcdgw.Client) error) error {
 	c, err := f.kv()
 	if err == nil {
-		ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), f.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 		err = op(ctx, c)
 		cancel()
 	}
@@ -204,6 +202,17 @@ func (f *Fleet) fallback(err error) bool {
 
 func (f *Fleet) key(parts ...string) string { return f.cfg.Prefix + strings.Join(parts, "/") }
 
+// tooLarge turns a store answer too large to read into the error of a
+// corrupt value at one of keys, with its repair; other errors pass.
+func tooLarge(err error, keys ...string) error {
+	if errors.Is(err, etcdgw.ErrTooLarge) {
+		k := strings.Join(keys, " or ")
+		return fmt.Errorf("%w: store value %s is larger than %d bytes (%v); delete it (etcdctl del <key>): every host's own floor still holds its marks, and `writ state migrate` on a host publishes them again",
+			ErrCorrupt, k, maxRecordBytes, err)
+	}
+	return err
+}
+
 func decode(key string, b []byte, v any) error {
 	if len(b) > maxRecordBytes {
 		return fmt.Errorf("%w: store value %s is larger than %d bytes", ErrCorrupt, key, maxRecordBytes)
@@ -224,27 +233,27 @@ func (f *Fleet) Allowlist(ctx context.Context) (*Allowlist, error) {
 	var base sharedAllowlist
 	var shared *AllowlistMark
 	var rej *Rejection
-	err = f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
-		resp, err := c.Get(ctx, f.key("allowlist", ""), clientv3.WithPrefix())
+	markKey, rejKey := f.key("allowlist", "mark"), f.key("allowlist", "rejected")
+	err = f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+		// Both keys in one read-only transaction: one snapshot.
+		resp, err := c.Txn(ctx, nil, []etcdgw.Op{etcdgw.OpGet(markKey), etcdgw.OpGet(rejKey)}, nil)
 		if err != nil {
-			return err
+			return tooLarge(err, markKey, rejKey)
 		}
-		for _, kv := range resp.Kvs {
-			switch string(kv.Key) {
-			case f.key("allowlist", "mark"):
-				shared = &AllowlistMark{}
-				base.markRev = kv.ModRevision
-				if err := decode(string(kv.Key), kv.Value, shared); err != nil {
-					return err
-				}
-				if !shaPattern.MatchString(shared.Commit) || shared.Version < 1 {
-					return fmt.Errorf("%w: store value %s names version %d at %q", ErrCorrupt, kv.Key, shared.Version, shared.Commit)
-				}
-			case f.key("allowlist", "rejected"):
-				rej = &Rejection{}
-				if err := decode(string(kv.Key), kv.Value, rej); err != nil {
-					return err
-				}
+		if kv := resp.Gets[0]; kv != nil {
+			shared = &AllowlistMark{}
+			base.markRev = kv.ModRevision
+			if err := decode(markKey, kv.Value, shared); err != nil {
+				return err
+			}
+			if !shaPattern.MatchString(shared.Commit) || shared.Version < 1 {
+				return fmt.Errorf("%w: store value %s names version %d at %q", ErrCorrupt, markKey, shared.Version, shared.Commit)
+			}
+		}
+		if kv := resp.Gets[1]; kv != nil {
+			rej = &Rejection{}
+			if err := decode(rejKey, kv.Value, rej); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -314,9 +323,9 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 	}
 	advanced := st.verified && (st.Version != base.shared.Version || st.Commit != base.shared.Commit || st.Digest != base.shared.Digest)
 	rej := Rejection{Head: st.RejectedHead, Why: st.RejectedWhy, Trust: st.RejectedTrust}
-	err := f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
-		var ops []clientv3.Op
-		var conds []clientv3.Cmp
+	err := f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+		var ops []etcdgw.Op
+		var conds []etcdgw.Compare
 		if advanced {
 			m := st.Mark()
 			b, err := json.Marshal(struct {
@@ -326,24 +335,24 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 			if err != nil {
 				return err
 			}
-			conds = append(conds, clientv3.Compare(clientv3.ModRevision(f.key("allowlist", "mark")), "=", base.markRev))
-			ops = append(ops, clientv3.OpPut(f.key("allowlist", "mark"), string(b)))
+			conds = append(conds, etcdgw.ModRevisionIs(f.key("allowlist", "mark"), base.markRev))
+			ops = append(ops, etcdgw.OpPut(f.key("allowlist", "mark"), string(b), 0))
 		}
 		if rej != base.rejected {
 			if rej.Head == "" {
-				ops = append(ops, clientv3.OpDelete(f.key("allowlist", "rejected")))
+				ops = append(ops, etcdgw.OpDelete(f.key("allowlist", "rejected")))
 			} else {
 				b, err := json.Marshal(rej)
 				if err != nil {
 					return err
 				}
-				ops = append(ops, clientv3.OpPut(f.key("allowlist", "rejected"), string(b)))
+				ops = append(ops, etcdgw.OpPut(f.key("allowlist", "rejected"), string(b), 0))
 			}
 		}
 		if len(ops) == 0 {
 			return nil
 		}
-		resp, err := c.Txn(ctx).If(conds...).Then(ops...).Commit()
+		resp, err := c.Txn(ctx, conds, ops, nil)
 		if err != nil {
 			return err
 		}
@@ -387,15 +396,15 @@ func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
 	e := &Entry{Name: name}
 	var shared *EntryMark
 	key := f.key("entries", EntryKey(name))
-	err = f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
-		resp, err := c.Get(ctx, key)
+	err = f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+		kv, err := c.Get(ctx, key)
 		if err != nil {
-			return err
+			return tooLarge(err, key)
 		}
-		if len(resp.Kvs) == 1 {
+		if kv != nil {
 			shared = &EntryMark{}
-			e.rev = resp.Kvs[0].ModRevision
-			if err := decode(key, resp.Kvs[0].Value, shared); err != nil {
+			e.rev = kv.ModRevision
+			if err := decode(key, kv.Value, shared); err != nil {
 				return err
 			}
 			if !validEntryMark(shared, name) {
@@ -437,9 +446,8 @@ func (f *Fleet) PutEntry(ctx context.Context, e *Entry, next EntryMark) error {
 			return err
 		}
 		key := f.key("entries", EntryKey(e.Name))
-		err = f.do(ctx, func(ctx context.Context, c *clientv3.Client) error {
-			resp, err := c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", e.rev)).
-				Then(clientv3.OpPut(key, string(b))).Commit()
+		err = f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+			resp, err := c.Txn(ctx, []etcdgw.Compare{etcdgw.ModRevisionIs(key, e.rev)}, []etcdgw.Op{etcdgw.OpPut(key, string(b), 0)}, nil)
 			if err != nil {
 				return err
 			}
@@ -470,30 +478,28 @@ func (f *Fleet) ClaimJob(ctx context.Context, c JobClaim) error {
 	}
 	key := f.key("jobs", c.ID)
 	var held *JobClaim
-	err = f.do(ctx, func(ctx context.Context, cl *clientv3.Client) error {
+	err = f.do(ctx, func(ctx context.Context, cl *etcdgw.Client) error {
 		lease, err := f.lease(ctx, cl, false)
 		if err != nil {
 			return err
 		}
-		claim := func(lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
-			return cl.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-				Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
-				Else(clientv3.OpGet(key)).Commit()
+		claim := func(lease int64) (*etcdgw.TxnResult, error) {
+			return cl.Txn(ctx, []etcdgw.Compare{etcdgw.CreateRevisionIs(key, 0)},
+				[]etcdgw.Op{etcdgw.OpPut(key, string(b), lease)}, []etcdgw.Op{etcdgw.OpGet(key)})
 		}
 		resp, err := claim(lease)
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		if errors.Is(err, etcdgw.ErrLeaseNotFound) {
 			// The store lost the lease (restored, or another cluster).
 			if lease, err = f.lease(ctx, cl, true); err == nil {
 				resp, err = claim(lease)
 			}
 		}
 		if err != nil || resp.Succeeded {
-			return err
+			return tooLarge(err, key)
 		}
-		kvs := resp.Responses[0].GetResponseRange().Kvs
 		held = &JobClaim{ID: c.ID}
-		if len(kvs) == 1 {
-			return decode(key, kvs[0].Value, held)
+		if kv := resp.Gets[0]; kv != nil {
+			return decode(key, kv.Value, held)
 		}
 		return nil
 	})
@@ -517,24 +523,24 @@ type claimLease struct {
 	Expires time.Time `json:"expires"`
 }
 
-func (f *Fleet) lease(ctx context.Context, cl *clientv3.Client, fresh bool) (clientv3.LeaseID, error) {
+func (f *Fleet) lease(ctx context.Context, cl *etcdgw.Client, fresh bool) (int64, error) {
 	path := filepath.Join(f.local.Dir(), "fleet-lease.json")
 	var l claimLease
 	if ok, err := readJSON(path, &l); !fresh && err == nil && ok && l.Prefix == f.cfg.Prefix &&
 		time.Until(l.Expires) >= f.cfg.JobClaimTTL {
-		return clientv3.LeaseID(l.ID), nil
+		return l.ID, nil
 	}
 	ttl := 2 * f.cfg.JobClaimTTL
 	start := time.Now()
-	g, err := cl.Grant(ctx, int64(ttl/time.Second))
+	id, granted, err := cl.Grant(ctx, ttl)
 	if err != nil {
 		return 0, err
 	}
-	l = claimLease{ID: int64(g.ID), Prefix: f.cfg.Prefix, Expires: start.Add(time.Duration(g.TTL) * time.Second)}
+	l = claimLease{ID: id, Prefix: f.cfg.Prefix, Expires: start.Add(granted)}
 	if err := writeJSON(path, l); err != nil {
 		f.cfg.Log.Warn("cannot keep the job claim lease; the next prepare grants another", "error", err)
 	}
-	return g.ID, nil
+	return id, nil
 }
 
 // Claim implements Store: this host's claim.
@@ -553,17 +559,16 @@ func (f *Fleet) ReleaseJob(ctx context.Context, c JobClaim) error {
 // holds it, then this host's.
 func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
 	key := f.key("jobs", c.ID)
-	err := f.do(ctx, func(ctx context.Context, cl *clientv3.Client) error {
-		resp, err := cl.Get(ctx, key)
-		if err != nil || len(resp.Kvs) != 1 {
-			return err
+	err := f.do(ctx, func(ctx context.Context, cl *etcdgw.Client) error {
+		kv, err := cl.Get(ctx, key)
+		if err != nil || kv == nil {
+			return tooLarge(err, key)
 		}
 		var held JobClaim
-		if err := decode(key, resp.Kvs[0].Value, &held); err != nil || held.Token != c.Token {
+		if err := decode(key, kv.Value, &held); err != nil || held.Token != c.Token {
 			return err
 		}
-		_, err = cl.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
-			Then(clientv3.OpDelete(key)).Commit()
+		_, err = cl.Txn(ctx, []etcdgw.Compare{etcdgw.ModRevisionIs(key, kv.ModRevision)}, []etcdgw.Op{etcdgw.OpDelete(key)}, nil)
 		return err
 	})
 	if err != nil && !f.fallback(err) {
@@ -574,7 +579,7 @@ func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
 
 // Close implements Store.
 func (f *Fleet) Close() error {
-	// Wait for a connection Connect started (or forbid a later one).
+	// Forbid a later connection.
 	f.once.Do(func() {})
 	if f.client != nil {
 		return f.client.Close()

@@ -292,6 +292,59 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("an oversized or garbled store value is corrupt, even with the local fallback", func(t *testing.T) {
+		const p = "/writ/oversized/"
+		f := host(t, c, "a8", func(cfg *state.FleetConfig) { cfg.Prefix, cfg.FallbackLocal = p, true })
+		cl := raw(t, c)
+		big := `{"entry":"big","commit":"` + strings.Repeat("0", 200<<10) + `"}`
+		if _, err := cl.Put(ctx, p+"entries/"+state.EntryKey("big"), big); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Entry(ctx, "big"); !errors.Is(err, state.ErrCorrupt) || !strings.Contains(err.Error(), "etcdctl del") {
+			t.Fatalf("an oversized entry mark: %v, want ErrCorrupt naming the repair", err)
+		}
+		m, err := state.Export(ctx, f)
+		if err != nil {
+			t.Fatalf("export over an oversized value: %v", err)
+		}
+		if len(m[0].Problems) != 1 || !strings.Contains(m[0].Problems[0], "larger than") {
+			t.Fatalf("export over an oversized value: problems %q, want it named", m[0].Problems)
+		}
+		if _, err := cl.Put(ctx, p+"allowlist/mark", "{garbled"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Allowlist(ctx); !errors.Is(err, state.ErrCorrupt) {
+			t.Fatalf("a garbled allowlist mark: %v, want ErrCorrupt", err)
+		}
+		if _, err := cl.Put(ctx, p+"allowlist/mark", big); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Allowlist(ctx); !errors.Is(err, state.ErrCorrupt) {
+			t.Fatalf("an oversized allowlist mark: %v, want ErrCorrupt", err)
+		}
+	})
+
+	t.Run("export reads every mark, a page at a time", func(t *testing.T) {
+		const p = "/writ/export/"
+		f := host(t, c, "a9", func(cfg *state.FleetConfig) { cfg.Prefix = p })
+		for i := range 150 {
+			e, err := f.Entry(ctx, fmt.Sprintf("e%03d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.PutEntry(ctx, e, mark(fmt.Sprintf("e%03d", i), commit(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		marks, err := state.Export(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(marks[0].Entries) != 150 || len(marks[0].Problems) != 0 {
+			t.Fatalf("export: %d entries, problems %q; want 150", len(marks[0].Entries), marks[0].Problems)
+		}
+	})
+
 	t.Run("a client certificate from another CA is refused", func(t *testing.T) {
 		cert, key, err := etcdtest.OtherCA(t.TempDir())
 		if err != nil {
