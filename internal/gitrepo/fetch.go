@@ -359,7 +359,8 @@ func (m *Mirror) storePack(ctx context.Context, r io.Reader) error {
 // removeTempPacks removes what an interrupted pack write left behind
 // (the caller holds the mirror's lock, so no other fetch is writing).
 func (m *Mirror) removeTempPacks() {
-	tmps, _ := filepath.Glob(filepath.Join(m.dir, "objects", "pack", "tmp_pack_*"))
+	// tmp_pack_* and tmp_idx_*: a pack and its index being written.
+	tmps, _ := filepath.Glob(filepath.Join(m.dir, "objects", "pack", "tmp_*"))
 	for _, t := range tmps {
 		_ = os.Remove(t)
 	}

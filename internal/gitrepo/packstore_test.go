@@ -436,3 +436,24 @@ func TestPackIndexerStopsAtTheDeadline(t *testing.T) {
 		t.Fatalf("stored after the deadline: %v", packs)
 	}
 }
+
+// TestFetchRemovesLeftoverTempFiles: a pack or index that a killed fetch
+// was writing is removed by the next fetch that stores a pack.
+func TestFetchRemovesLeftoverTempFiles(t *testing.T) {
+	t.Parallel()
+	r, _ := linearRepo(t, 1)
+	m := mustMirror(t, r.Path, Auth{})
+	if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tmp_pack_123", "tmp_idx_456"} {
+		if err := os.WriteFile(filepath.Join(m.Dir(), "objects", "pack", name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := r.Commit(t, map[string]string{"f.txt": "next"}, "next", nil)
+	if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, m, head)
+}
