@@ -457,3 +457,35 @@ func TestFetchRemovesLeftoverTempFiles(t *testing.T) {
 	}
 	assertClean(t, m, head)
 }
+
+// TestPatchDelta: the delta patcher builds what git's does and refuses
+// every malformed delta rather than reading or writing out of bounds.
+func TestPatchDelta(t *testing.T) {
+	t.Parallel()
+	base := []byte(strings.Repeat("0123456789", 7000))              // 70,000 bytes
+	big := append([]byte{0xf0, 0xa2, 0x04, 0x80, 0x80, 0x04}, 0x80) // base size 70000, target 65536 (size 0 means 0x10000)
+	for name, c := range map[string]struct {
+		delta []byte
+		want  string // the result, or the error's fragment
+		ok    bool
+	}{
+		"copy-and-insert":  {append([]byte{0xf0, 0xa2, 0x04, 8, 0x91, 2, 5, 3}, "abc"...), "23456abc", true},
+		"copy-0x10000":     {big, string(base[:0x10000]), true},
+		"wrong-base-size":  {[]byte{5, 1, 1, 'x'}, "another size", false},
+		"truncated-copy":   {[]byte{0xf0, 0xa2, 0x04, 4, 0x91, 2}, "truncated copy", false},
+		"copy-past-base":   {[]byte{0xf0, 0xa2, 0x04, 10, 0x97, 0x6b, 0x11, 0x01, 10}, "out of bounds", false}, // bytes 69995 to 70005,
+		"copy-past-target": {[]byte{0xf0, 0xa2, 0x04, 4, 0x90, 5}, "out of bounds", false},
+		"insert-past-data": {[]byte{0xf0, 0xa2, 0x04, 4, 4, 'a'}, "out of bounds", false},
+		"opcode-0":         {[]byte{0xf0, 0xa2, 0x04, 4, 0}, "opcode 0", false},
+		"short-result":     {[]byte{0xf0, 0xa2, 0x04, 4, 1, 'a'}, "builds 1 bytes, not the 4", false},
+		"target-too-big":   {[]byte{0xf0, 0xa2, 0x04, 0x80, 0x80, 0x80, 0x80, 0x10}, "bad target size", false},
+	} {
+		got, err := patchDelta(base, c.delta, 1<<20)
+		switch {
+		case c.ok && (err != nil || string(got) != c.want):
+			t.Errorf("%s: %q, %v; want %q", name, clip(string(got)), err, clip(c.want))
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one containing %q", name, err, c.want)
+		}
+	}
+}
