@@ -342,9 +342,9 @@ func (x *packIndexer) name(rd *packReader, i, b int, lim Limits) error {
 	}
 	e.otype = x.entries[b].otype
 	e.hash, e.known = plumbing.ComputeHash(e.otype, data), true
-	if x.keep && e.otype == plumbing.BlobObject && len(data) >= keepMin && len(data) > len(x.kept.data) {
-		x.kept = keptBlob{hash: e.hash, data: data}
-	}
+	// Read-ahead keeps whole blobs only: a server sends the newest
+	// version of a file whole and older ones as deltas on it, so a blob
+	// built from a delta is, in a fetch of several versions, an old one.
 	return nil
 }
 

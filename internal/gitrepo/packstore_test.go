@@ -489,3 +489,42 @@ func TestPatchDelta(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAheadFirstReadTakesOrDrops: after a fetch of several versions
+// of the large file, the first read returns the head's version (the kept
+// copy, or the pack's when the server sent another version whole) and
+// the mirror holds nothing afterwards; a first read of another file drops
+// the kept copy too.
+func TestReadAheadFirstReadTakesOrDrops(t *testing.T) {
+	t.Parallel()
+	r := testkeys.GitRepo(t)
+	var big strings.Builder
+	for i := 0; big.Len() < 2*largeObject; i++ {
+		fmt.Fprintf(&big, "  - name: job-%d\n", i)
+	}
+	var head, last string
+	for v := range 3 {
+		// Older versions are longer: the server sends the largest whole.
+		last = big.String() + strings.Repeat("# padding\n", 3-v)
+		head = r.Commit(t, map[string]string{"allowlist.yaml": last, "small.txt": fmt.Sprint(v)}, fmt.Sprint("v", v), nil)
+	}
+	for _, first := range []string{"allowlist.yaml", "small.txt"} {
+		m, err := OpenMirror(t.TempDir(), r.Path, Auth{}, WithReadAhead())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+			t.Fatal(err)
+		}
+		if m.fresh.data == nil {
+			t.Fatal("nothing kept")
+		}
+		got, err := m.ReadFile(head, first, 4*largeObject)
+		if err != nil || m.fresh.data != nil {
+			t.Fatalf("first read of %s: %v; the mirror still holds %d bytes", first, err, len(m.fresh.data))
+		}
+		if first == "allowlist.yaml" && string(got) != last {
+			t.Fatalf("first read: %d bytes, not the head's version", len(got))
+		}
+	}
+}
