@@ -289,7 +289,11 @@ func (m *Mirror) haves(local map[plumbing.ReferenceName]plumbing.Hash) []plumbin
 func (m *Mirror) fetchPack(ctx context.Context, sess transport.UploadPackSession, ar *packp.AdvRefs, wants, haves []plumbing.Hash) error {
 	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
 	// A thin pack may refer to objects outside it; writ stores only
-	// self-contained packs.
+	// self-contained packs. Thin would not be cheaper here either: for a
+	// new allowlist version the server's delta search costs it more than
+	// compressing the blob (git pack-objects, 4 MB file: 26 ms thin, 21 ms
+	// not; 40 MB: 300 ms, 178 ms), and completing a thin pack costs the
+	// client a deflate of the base.
 	req.Capabilities.Delete(capability.ThinPack)
 	if ar.Capabilities.Supports(capability.NoProgress) {
 		_ = req.Capabilities.Set(capability.NoProgress)
@@ -359,7 +363,8 @@ func (m *Mirror) storePack(ctx context.Context, r io.Reader) error {
 // removeTempPacks removes what an interrupted pack write left behind
 // (the caller holds the mirror's lock, so no other fetch is writing).
 func (m *Mirror) removeTempPacks() {
-	tmps, _ := filepath.Glob(filepath.Join(m.dir, "objects", "pack", "tmp_pack_*"))
+	// tmp_pack_* and tmp_idx_*: a pack and its index being written.
+	tmps, _ := filepath.Glob(filepath.Join(m.dir, "objects", "pack", "tmp_*"))
 	for _, t := range tmps {
 		_ = os.Remove(t)
 	}

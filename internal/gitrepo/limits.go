@@ -60,10 +60,12 @@ func WithLimits(l Limits) Option {
 }
 
 // WithReadAhead makes each fetch keep in memory, named and checked, the
-// largest blob (of 1 MiB or more) its pack brings, until ReadFile reads
-// it: that read then costs neither inflating nor hashing it again. For a
-// caller that reads one large file at the head it fetches, such as the
-// allowlist; a mirror without it holds nothing after a fetch.
+// largest blob (of 1 MiB or more) its pack brings whole, for the next
+// ReadFile: if that read is of this blob, it costs neither inflating nor
+// hashing it again; either way the mirror then drops it. For a caller
+// that reads one large file right after fetching a new version of it, such
+// as the allowlist (a pack that brings one version brings it whole); a
+// mirror without it holds nothing after a fetch.
 func WithReadAhead() Option {
 	return func(m *Mirror) { m.readAhead = true }
 }

@@ -6,6 +6,7 @@ import (
 	"compress/zlib"
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
 // Why writ indexes packs itself: go-git's pack writer runs its packfile
@@ -290,7 +290,7 @@ func (x *packIndexer) resolve(ctx context.Context, f *os.File, lim Limits) error
 			waiting++
 		}
 	}
-	rd := &packReader{f: f, x: x, cache: map[int][]byte{}}
+	rd := &packReader{f: f, x: x, cache: map[int][]byte{}, max: lim.MaxObjectBytes}
 	for len(stack) > 0 && waiting > 0 {
 		b := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -307,8 +307,14 @@ func (x *packIndexer) resolve(ctx context.Context, f *os.File, lim Limits) error
 				return err
 			}
 			waiting--
+			if len(byOfs[i]) == 0 && len(byRef[x.entries[i].hash]) == 0 {
+				rd.drop(i) // no delta waits on it
+				continue
+			}
 			stack = append(stack, i)
 		}
+		// Every delta on b is named: its content is needed no more.
+		rd.drop(b)
 	}
 	if waiting > 0 {
 		// Whole objects are named and an ofs-delta's base is in the pack:
@@ -336,9 +342,9 @@ func (x *packIndexer) name(rd *packReader, i, b int, lim Limits) error {
 	}
 	e.otype = x.entries[b].otype
 	e.hash, e.known = plumbing.ComputeHash(e.otype, data), true
-	if x.keep && e.otype == plumbing.BlobObject && len(data) >= keepMin && len(data) > len(x.kept.data) {
-		x.kept = keptBlob{hash: e.hash, data: data}
-	}
+	// Read-ahead keeps whole blobs only: a server sends the newest
+	// version of a file whole and older ones as deltas on it, so a blob
+	// built from a delta is, in a fetch of several versions, an old one.
 	return nil
 }
 
@@ -352,6 +358,7 @@ type packReader struct {
 	cache map[int][]byte
 	order []int
 	bytes int
+	max   int64 // max_object_bytes
 }
 
 // inflate reads entry i's data as stored (a delta's instructions, or a
@@ -420,7 +427,7 @@ func (r *packReader) patch(i int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		data, err := packfile.PatchDelta(base, delta)
+		data, err := patchDelta(base, delta, r.max)
 		if err != nil {
 			return nil, fmt.Errorf("the pack's delta at offset %d does not apply: %w", r.x.entries[chain[k]].off, err)
 		}
@@ -428,6 +435,14 @@ func (r *packReader) patch(i int) ([]byte, error) {
 		base = data
 	}
 	return base, nil
+}
+
+// drop forgets entry i's content.
+func (r *packReader) drop(i int) {
+	if d, ok := r.cache[i]; ok {
+		r.bytes -= len(d)
+		delete(r.cache, i)
+	}
 }
 
 // put caches a content, dropping the oldest beyond deltaCacheBytes.
@@ -441,7 +456,71 @@ func (r *packReader) put(i int, d []byte) {
 	for r.bytes > deltaCacheBytes && len(r.order) > 1 {
 		old := r.order[0]
 		r.order = r.order[1:]
-		r.bytes -= len(r.cache[old])
-		delete(r.cache, old)
+		if old != i {
+			r.drop(old)
+		}
 	}
+}
+
+// errBadDelta is wrapped by patchDelta's errors.
+var errBadDelta = errors.New("invalid delta")
+
+// patchDelta applies delta (gitformat-pack's delta data) to base, into a
+// buffer of exactly the size the delta declares (the guard has checked it
+// against max_object_bytes). go-git's PatchDelta grows its buffer from
+// 64 KiB: a 40 MB blob then costs twice its size in garbage, and keeps up
+// to twice its size while it serves as the next delta's base.
+func patchDelta(base, delta []byte, max int64) ([]byte, error) {
+	srcSize, n := binary.Uvarint(delta)
+	if n <= 0 || srcSize != uint64(len(base)) {
+		return nil, fmt.Errorf("%w: it is for a base of another size", errBadDelta)
+	}
+	delta = delta[n:]
+	dstSize, n := binary.Uvarint(delta)
+	if n <= 0 || dstSize > uint64(max) {
+		return nil, fmt.Errorf("%w: bad target size", errBadDelta)
+	}
+	delta = delta[n:]
+	out := make([]byte, 0, dstSize)
+	for len(delta) > 0 {
+		cmd := delta[0]
+		delta = delta[1:]
+		switch {
+		case cmd&0x80 != 0: // copy from base: offset and size bytes as the low bits say
+			var off, size uint64
+			for i := range 7 {
+				if cmd&(1<<i) == 0 {
+					continue
+				}
+				if len(delta) == 0 {
+					return nil, fmt.Errorf("%w: truncated copy", errBadDelta)
+				}
+				if i < 4 {
+					off |= uint64(delta[0]) << (8 * i)
+				} else {
+					size |= uint64(delta[0]) << (8 * (i - 4))
+				}
+				delta = delta[1:]
+			}
+			if size == 0 {
+				size = 0x10000
+			}
+			if off+size > uint64(len(base)) || size > dstSize-uint64(len(out)) {
+				return nil, fmt.Errorf("%w: copy out of bounds", errBadDelta)
+			}
+			out = append(out, base[off:off+size]...)
+		case cmd != 0: // insert the next cmd bytes
+			if int(cmd) > len(delta) || uint64(cmd) > dstSize-uint64(len(out)) {
+				return nil, fmt.Errorf("%w: insert out of bounds", errBadDelta)
+			}
+			out = append(out, delta[:cmd]...)
+			delta = delta[cmd:]
+		default:
+			return nil, fmt.Errorf("%w: opcode 0", errBadDelta)
+		}
+	}
+	if uint64(len(out)) != dstSize {
+		return nil, fmt.Errorf("%w: it builds %d bytes, not the %d it declares", errBadDelta, len(out), dstSize)
+	}
+	return out, nil
 }

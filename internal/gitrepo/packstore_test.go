@@ -436,3 +436,95 @@ func TestPackIndexerStopsAtTheDeadline(t *testing.T) {
 		t.Fatalf("stored after the deadline: %v", packs)
 	}
 }
+
+// TestFetchRemovesLeftoverTempFiles: a pack or index that a killed fetch
+// was writing is removed by the next fetch that stores a pack.
+func TestFetchRemovesLeftoverTempFiles(t *testing.T) {
+	t.Parallel()
+	r, _ := linearRepo(t, 1)
+	m := mustMirror(t, r.Path, Auth{})
+	if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tmp_pack_123", "tmp_idx_456"} {
+		if err := os.WriteFile(filepath.Join(m.Dir(), "objects", "pack", name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := r.Commit(t, map[string]string{"f.txt": "next"}, "next", nil)
+	if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, m, head)
+}
+
+// TestPatchDelta: the delta patcher builds what git's does and refuses
+// every malformed delta rather than reading or writing out of bounds.
+func TestPatchDelta(t *testing.T) {
+	t.Parallel()
+	base := []byte(strings.Repeat("0123456789", 7000))              // 70,000 bytes
+	big := append([]byte{0xf0, 0xa2, 0x04, 0x80, 0x80, 0x04}, 0x80) // base size 70000, target 65536 (size 0 means 0x10000)
+	for name, c := range map[string]struct {
+		delta []byte
+		want  string // the result, or the error's fragment
+		ok    bool
+	}{
+		"copy-and-insert":  {append([]byte{0xf0, 0xa2, 0x04, 8, 0x91, 2, 5, 3}, "abc"...), "23456abc", true},
+		"copy-0x10000":     {big, string(base[:0x10000]), true},
+		"wrong-base-size":  {[]byte{5, 1, 1, 'x'}, "another size", false},
+		"truncated-copy":   {[]byte{0xf0, 0xa2, 0x04, 4, 0x91, 2}, "truncated copy", false},
+		"copy-past-base":   {[]byte{0xf0, 0xa2, 0x04, 10, 0x97, 0x6b, 0x11, 0x01, 10}, "out of bounds", false}, // bytes 69995 to 70005,
+		"copy-past-target": {[]byte{0xf0, 0xa2, 0x04, 4, 0x90, 5}, "out of bounds", false},
+		"insert-past-data": {[]byte{0xf0, 0xa2, 0x04, 4, 4, 'a'}, "out of bounds", false},
+		"opcode-0":         {[]byte{0xf0, 0xa2, 0x04, 4, 0}, "opcode 0", false},
+		"short-result":     {[]byte{0xf0, 0xa2, 0x04, 4, 1, 'a'}, "builds 1 bytes, not the 4", false},
+		"target-too-big":   {[]byte{0xf0, 0xa2, 0x04, 0x80, 0x80, 0x80, 0x80, 0x10}, "bad target size", false},
+	} {
+		got, err := patchDelta(base, c.delta, 1<<20)
+		switch {
+		case c.ok && (err != nil || string(got) != c.want):
+			t.Errorf("%s: %q, %v; want %q", name, clip(string(got)), err, clip(c.want))
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one containing %q", name, err, c.want)
+		}
+	}
+}
+
+// TestReadAheadFirstReadTakesOrDrops: after a fetch of several versions
+// of the large file, the first read returns the head's version (the kept
+// copy, or the pack's when the server sent another version whole) and
+// the mirror holds nothing afterwards; a first read of another file drops
+// the kept copy too.
+func TestReadAheadFirstReadTakesOrDrops(t *testing.T) {
+	t.Parallel()
+	r := testkeys.GitRepo(t)
+	var big strings.Builder
+	for i := 0; big.Len() < 2*largeObject; i++ {
+		fmt.Fprintf(&big, "  - name: job-%d\n", i)
+	}
+	var head, last string
+	for v := range 3 {
+		// Older versions are longer: the server sends the largest whole.
+		last = big.String() + strings.Repeat("# padding\n", 3-v)
+		head = r.Commit(t, map[string]string{"allowlist.yaml": last, "small.txt": fmt.Sprint(v)}, fmt.Sprint("v", v), nil)
+	}
+	for _, first := range []string{"allowlist.yaml", "small.txt"} {
+		m, err := OpenMirror(t.TempDir(), r.Path, Auth{}, WithReadAhead())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Fetch(ctxTimeout(t, time.Minute), mainSpec); err != nil {
+			t.Fatal(err)
+		}
+		if m.fresh.data == nil {
+			t.Fatal("nothing kept")
+		}
+		got, err := m.ReadFile(head, first, 4*largeObject)
+		if err != nil || m.fresh.data != nil {
+			t.Fatalf("first read of %s: %v; the mirror still holds %d bytes", first, err, len(m.fresh.data))
+		}
+		if first == "allowlist.yaml" && string(got) != last {
+			t.Fatalf("first read: %d bytes, not the head's version", len(got))
+		}
+	}
+}
