@@ -240,7 +240,8 @@ type cached struct {
 	Files      map[string][]byte `json:"files"`
 	// Parsed is the allowlist as Parse returned it at acceptance, so a job
 	// does not parse a large allowlist again; CacheSHA256 in the state
-	// covers it.
+	// covers it. The entries acceptance took from the store in force are
+	// nil until writeVerified decodes those it cannot copy (memo.go).
 	Parsed *Allowlist `json:"parsed"`
 	// memo is what the store keeps for the next acceptance (memo.go).
 	memo *acceptMemo

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -561,6 +562,57 @@ func TestLoadTrustRefusesSignerForms(t *testing.T) {
 		_, err := allowlist.LoadTrust(w.cfg)
 		if err == nil || !strings.Contains(err.Error(), "trust.ssh_allowed_signers") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("LoadTrust with %q: %v, want an error containing %q", tc.line, err, tc.want)
+		}
+	}
+}
+
+// TestAcceptWithDamagedStoreInForce: a new version is accepted although a
+// section of the store in force no longer matches its SHA-256: nothing is
+// taken from that store, and every entry reads from the new store as the
+// file says.
+func TestAcceptWithDamagedStoreInForce(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	text := strings.Replace(string(allowlist.GeneratedAllowlist(400)), "repository: acme/deploy-allowlist", "repository: "+identity, 1)
+	text = strings.Replace(text, "expires: 2027-03-01T00:00:00Z", "expires: "+now.AddDate(1, 0, 0).Format(time.RFC3339), 1)
+	w.repo.Commit(t, map[string]string{"allowlist.yaml": text}, "v1", w.alice)
+	a := w.accepter()
+	if _, _, err := a.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stores, err := filepath.Glob(filepath.Join(w.dir, "cache", "allowlist-verified-*.store"))
+	if err != nil || len(stores) != 1 {
+		t.Fatalf("stores: %v %v", stores, err)
+	}
+	b, err := os.ReadFile(stores[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The middle of the file is one of the entries' sections (the header
+	// is small, the memo last).
+	b[len(b)/2] ^= 0x20
+	if err := os.WriteFile(stores[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The new version changes one entry and the version line.
+	next := strings.Replace(text, "version: 1\n", "version: 2\n", 1)
+	next = strings.Replace(next, "./deploy.sh --target app-17\n", "./deploy.sh --target app-17 --now\n", 1)
+	w.repo.Commit(t, map[string]string{"allowlist.yaml": next}, "v2", w.alice)
+	acc, rep, err := a.Refresh(context.Background())
+	if err != nil || !rep.Accepted || acc.Allowlist.Version != 2 {
+		t.Fatalf("refresh: %v %+v", err, rep)
+	}
+	want, err := allowlist.Parse(allowlist.FileName, []byte(next), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range want.Jobs {
+		ix, err := acc.JobIndex(e.Match.Project, e.Match.Job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := ix.Lookup(e.Match.Project, e.Match.Job, e.Match.Environments[0], e.Match.Refs[0])
+		if !ok || got.Name != e.Name || !slices.Equal(got.Definition.Script, e.Definition.Script) {
+			t.Fatalf("entry %s reads as %+v", e.Name, got)
 		}
 	}
 }

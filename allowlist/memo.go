@@ -474,16 +474,24 @@ func (r *reuseSource) verify() error {
 		return err
 	}
 	defer f.Close()
-	var buf []byte
-	for s, want := range secs {
-		if !want {
-			continue
-		}
-		if buf, err = r.store.readInto(f, r.store.header.sections[s], buf); err != nil {
-			return err
-		}
+	// On every core: each reads and hashes every workers-th section.
+	workers := max(1, runtime.GOMAXPROCS(0))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for s := w; s < len(secs) && errs[w] == nil; s += workers {
+				if secs[s] {
+					buf, errs[w] = r.store.readInto(f, r.store.header.sections[s], buf)
+				}
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // materialize decodes, from the store in force, the entries of a the
