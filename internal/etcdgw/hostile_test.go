@@ -122,7 +122,9 @@ func answer(resp []byte) handler {
 }
 
 func fail(code codes.Code, msg string) handler {
-	return func(*fakeMember, string, []byte, context.Context) ([]byte, error) { return nil, status.Error(code, msg) }
+	return func(*fakeMember, string, []byte, context.Context) ([]byte, error) {
+		return nil, status.Error(code, msg)
+	}
 }
 
 // Protobuf by hand, to write what no etcd would.
