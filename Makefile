@@ -21,9 +21,12 @@ GIT_DATE := $(shell git log -1 --format=%cI 2>/dev/null)
 GIT_DIRTY := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true || echo false)
 LDFLAGS := -X $(VERSION_PKG).Commit=$(GIT_COMMIT) -X $(VERSION_PKG).Date=$(GIT_DATE) -X $(VERSION_PKG).Modified=$(GIT_DIRTY)
 
+# Without cgo, as the release builds it (release/build.go): a static binary
+# starts without the dynamic linker, and the runner starts writ eight or
+# more times per job.
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/writ
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/writ-sandbox-init ./cmd/writ-sandbox-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/writ
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/writ-sandbox-init ./cmd/writ-sandbox-init
 
 deps:
 	bash scripts/deps.sh

@@ -24,6 +24,7 @@ import (
 	"gitlab.com/writ-ci/writ/internal/audit"
 	"gitlab.com/writ-ci/writ/internal/config"
 	"gitlab.com/writ-ci/writ/internal/fsutil"
+	"gitlab.com/writ-ci/writ/internal/gcstart"
 	"gitlab.com/writ-ci/writ/internal/gitrepo"
 	"gitlab.com/writ-ci/writ/internal/gitsig"
 	wstate "gitlab.com/writ-ci/writ/internal/state"
@@ -506,7 +507,10 @@ func (a *Accepter) openMirror() (*gitrepo.Mirror, error) {
 	return gitrepo.OpenMirror(filepath.Join(a.cfg.Paths.Cache, "allowlist"), al.URL, gitrepo.Auth{
 		Kind: al.Auth, TokenFile: al.TokenFile, Username: al.Username,
 		SSHKeyFile: al.SSHKeyFile, KnownHostsFile: al.KnownHostsFile,
-	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)))
+	}, gitrepo.WithLimits(gitrepo.Limits(a.cfg.Fetch)),
+		// A new version's allowlist.yaml is read right after the fetch
+		// that brings it: the fetch keeps it, already named.
+		gitrepo.WithReadAhead())
 }
 
 func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
@@ -584,14 +588,21 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		}
 		return b, err
 	})
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
+	// The file's SHA-256 is taken on another core while the parse starts
+	// reading it.
+	var sum [sha256.Size]byte
+	summed := make(chan struct{})
+	go func() {
+		sum = sha256.Sum256(data)
+		close(summed)
+	}()
+	fileSum := func() [sha256.Size]byte { <-summed; return sum }
 	// Entries the version in force holds with the same bytes, in the same
 	// context, are taken from its verified store (memo.go). The parse may
 	// let the file's bytes go early, and read them again if it must.
 	reread := func() ([]byte, error) {
 		b, err := m.ReadFile(head, FileName, maxAllowlistBytes)
-		if err == nil && sha256.Sum256(b) != sum {
+		if err == nil && sha256.Sum256(b) != fileSum() {
 			err = fmt.Errorf("%w: %s at %s read differently twice", gitrepo.ErrDamaged, FileName, short(head))
 		}
 		if err != nil && gitrepo.IsDamage(err) {
@@ -600,6 +611,8 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		return b, err
 	}
 	al, memo, err := parseAccept(FileName, data, reread, load, a.storeInForce(st))
+	<-summed // sum is set from here on
+	digest := hex.EncodeToString(sum[:])
 	if err != nil {
 		return fail(RuleFormat, "%v", err)
 	}
@@ -874,7 +887,7 @@ func (a *Accepter) writeCache(c *cached) (string, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(tmp, 256<<10)
 	head, sum, err := writeVerified(c, bw)
 	if err == nil {
 		err = bw.Flush()
@@ -932,6 +945,9 @@ func principal(s gitsig.Signer) string {
 // 20 % growth instead costs some CPU once per version and roughly halves
 // the peak. It returns the function that restores the previous setting.
 func boundHeap() (restore func()) {
+	// From here the heap is bounded by this setting, not by the
+	// postponement of the process's first collection.
+	gcstart.Restore()
 	prev := debug.SetGCPercent(10)
 	if prev >= 0 && prev < 10 {
 		debug.SetGCPercent(prev) // the operator asked for tighter still

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,33 @@ func BenchmarkCachedAllowlist10000(b *testing.B) {
 		}
 		if e, ok := ix.Lookup("group/app-500", "deploy-3", "production", "refs/heads/main"); !ok || e.Name != "job-5003" {
 			b.Fatalf("lookup: %v %v", e, ok)
+		}
+	}
+}
+
+// BenchmarkAcceptNewVersion10000 is BenchmarkAcceptNewVersion with a
+// 10,000-entry allowlist whose new versions change only the version line:
+// the in-process part of test/scale's BenchmarkAcceptScale, for profiles.
+func BenchmarkAcceptNewVersion10000(b *testing.B) {
+	w := newWorld(b, worldOpts{})
+	text := strings.Replace(string(allowlist.GeneratedAllowlist(10000)), "repository: acme/deploy-allowlist", "repository: "+identity, 1)
+	text = strings.Replace(text, "expires: 2027-03-01T00:00:00Z", "expires: "+now.AddDate(1, 0, 0).Format(time.RFC3339), 1)
+	w.repo.Commit(b, map[string]string{"allowlist.yaml": text}, "v1", w.alice)
+	a := w.accepter()
+	if _, _, err := a.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	v := 1
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		v++
+		next := strings.Replace(text, "version: 1\n", "version: "+strconv.Itoa(v)+"\n", 1)
+		w.repo.Commit(b, map[string]string{"allowlist.yaml": next}, "next", w.alice)
+		b.StartTimer()
+		_, rep, err := a.Refresh(context.Background())
+		if err != nil || !rep.Accepted {
+			b.Fatalf("refresh: %v %+v", err, rep)
 		}
 	}
 }

@@ -52,10 +52,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/hiddeco/sshsig"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/crypto/ssh"
@@ -579,34 +579,11 @@ func keyHint(pub crypto.PublicKey) (string, error) {
 	return base64.StdEncoding.EncodeToString(sum[:]), nil
 }
 
-// keypair adapts a crypto.Signer to sigstore-go's sign.Keypair.
-type keypair struct {
-	key  crypto.Signer
-	alg  sigstoreAlg
-	hint string
-}
-
-var _ sign.Keypair = (*keypair)(nil)
-
-func (k *keypair) GetHashAlgorithm() protocommon.HashAlgorithm       { return k.alg.hash }
-func (k *keypair) GetSigningAlgorithm() protocommon.PublicKeyDetails { return k.alg.details }
-func (k *keypair) GetHint() []byte                                   { return []byte(k.hint) }
-func (k *keypair) GetKeyAlgorithm() string                           { return k.alg.name }
-func (k *keypair) GetPublicKey() crypto.PublicKey                    { return k.key.Public() }
-
-func (k *keypair) GetPublicKeyPem() (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(k.key.Public())
-	if err != nil {
-		return "", err
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
-}
-
-// SignData signs the digest of data and returns the signature and digest.
-func (k *keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, error) {
-	var digest []byte
-	var opts crypto.SignerOpts = k.alg.hashFn
-	switch k.alg.hashFn {
+// signDigest signs the digest of data as alg says and returns the
+// signature and the digest.
+func signDigest(key crypto.Signer, alg sigstoreAlg, data []byte) (sig, digest []byte, err error) {
+	var opts crypto.SignerOpts = alg.hashFn
+	switch alg.hashFn {
 	case crypto.SHA256:
 		d := sha256.Sum256(data)
 		digest = d[:]
@@ -617,13 +594,47 @@ func (k *keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, erro
 		// Ed25519ph.
 		opts = &ed25519.Options{Hash: crypto.SHA512}
 	default:
-		return nil, nil, fmt.Errorf("unsupported hash %v", k.alg.hashFn)
+		return nil, nil, fmt.Errorf("unsupported hash %v", alg.hashFn)
 	}
-	sig, err := k.key.Sign(rand.Reader, digest, opts)
+	sig, err = key.Sign(rand.Reader, digest, opts)
 	if err != nil {
 		return nil, nil, err
 	}
 	return sig, digest, nil
+}
+
+// bundleV03MediaType is the media type of the bundles approvals are.
+const bundleV03MediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+// keyBundle signs statement with key and returns the bundle that
+// sigstore-go's sign.Bundle makes for plain data, a key pair and no
+// certificate, log or timestamp options: a v0.3 bundle with a message
+// signature and the key's hint (a test checks they are the same).
+//
+// Why not sign.Bundle itself: that package links sigstore-go's Fulcio,
+// Rekor and timestamp clients (rekor's pki packages, govalidator, the
+// go-openapi stack), whose package initialisation every writ process
+// would pay, eight or more times per job, for a message that needs none
+// of them.
+func keyBundle(statement []byte, key crypto.Signer, alg sigstoreAlg, hint string) (*protobundle.Bundle, error) {
+	sig, digest, err := signDigest(key, alg, statement)
+	if err != nil {
+		return nil, err
+	}
+	return &protobundle.Bundle{
+		MediaType: bundleV03MediaType,
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_PublicKey{
+				PublicKey: &protocommon.PublicKeyIdentifier{Hint: hint},
+			},
+		},
+		Content: &protobundle.Bundle_MessageSignature{
+			MessageSignature: &protocommon.MessageSignature{
+				MessageDigest: &protocommon.HashOutput{Algorithm: alg.hash, Digest: digest},
+				Signature:     sig,
+			},
+		},
+	}, nil
 }
 
 // SignSigstore signs statement with key and returns a Sigstore bundle (JSON,
@@ -644,7 +655,7 @@ func SignSigstore(statement []byte, key crypto.Signer) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pb, err := sign.Bundle(&sign.PlainData{Data: statement}, &keypair{key: key, alg: alg, hint: hint}, sign.BundleOptions{})
+	pb, err := keyBundle(statement, key, alg, hint)
 	if err != nil {
 		return nil, fmt.Errorf("sigstore approval: %w", err)
 	}

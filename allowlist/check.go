@@ -1,6 +1,7 @@
 package allowlist
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"unicode"
@@ -193,11 +194,23 @@ func checkText(data []byte) (errs ErrorList, fatal bool) {
 	}
 	line, col := 1, 1
 	for i := 0; i < len(data); {
-		if c := data[i]; c >= 0x20 && c < 0x7F {
+		if i+8 <= len(data) && printable8(binary.LittleEndian.Uint64(data[i:])) {
+			// Eight at once: a large file is checked several times
+			// faster than byte by byte.
+			i += 8
+			col += 8
+			continue
+		}
+		switch c := data[i]; {
+		case c >= 0x20 && c < 0x7F:
 			// Printable ASCII, nearly all of a real file: nothing to
 			// refuse.
 			i++
 			col++
+			continue
+		case c == '\n':
+			i++
+			line, col = line+1, 1
 			continue
 		}
 		r, size := utf8.DecodeRune(data[i:])
@@ -234,6 +247,18 @@ func checkText(data []byte) (errs ErrorList, fatal bool) {
 		errs = append(errs, &Error{Line: line, Column: col, Msg: fmt.Sprintf("%d more refused characters not listed", more)})
 	}
 	return errs, fatal
+}
+
+// printable8 reports whether each of the eight bytes of x is printable
+// ASCII (0x20 to 0x7E). It never says yes to any other byte: with no high
+// bit set, subtracting 0x20 from a byte borrows exactly when it is below
+// 0x20, and x^0x7F has a zero byte exactly where x has 0x7F.
+func printable8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (x - 0x20*ones) & ^x
+	del := x ^ 0x7F*ones
+	isDel := (del - ones) & ^del
+	return (x|below|isDel)&highs == 0
 }
 
 // escapeRune is the YAML double-quoted escape for r.

@@ -1,6 +1,8 @@
 package allowlist
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -157,5 +159,40 @@ func TestVisibleIsLinear(t *testing.T) {
 	}
 	if got := Visible(strings.Repeat(" ", 1<<20)); got != strings.Repeat("<SP>", 1<<20) {
 		t.Fatal("trailing spaces not marked")
+	}
+}
+
+// TestPrintable8: the eight-byte test agrees with a byte-by-byte one for
+// every byte value at every position, and for pairs of bytes around the
+// edges of the printable range (where a borrow crosses bytes).
+func TestPrintable8(t *testing.T) {
+	printable := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x7F {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(b []byte) {
+		t.Helper()
+		if got, want := printable8(binary.LittleEndian.Uint64(b)), printable(b); got != want {
+			t.Fatalf("printable8(% x) = %v, want %v", b, got, want)
+		}
+	}
+	edges := []byte{0x00, 0x01, 0x1F, 0x20, 0x21, 0x7E, 0x7F, 0x80, 0x9F, 0xA0, 0xFE, 0xFF}
+	for pos := range 8 {
+		for v := range 256 {
+			b := []byte("abcdefgh")
+			b[pos] = byte(v)
+			check(b)
+			for _, e := range edges {
+				for other := range 8 {
+					c := bytes.Clone(b)
+					c[other] = e
+					check(c)
+				}
+			}
+		}
 	}
 }

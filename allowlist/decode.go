@@ -295,24 +295,26 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 		p.errorf(n, "jobs has %d entries; the limit is %d: split the allowlist", count, MaxEntries)
 		return
 	}
-	names := make(map[string]*Entry, count)
+	names := make(map[string]int, count)
+	keys := make([]entryKey, 0, count)
 	if p.usedVarSets == nil {
 		p.usedVarSets = map[string]bool{}
 	}
 	varSets, entrySets := p.usedVarSets, map[string]bool{}
 	for i, it := range seq {
 		var e *Entry
+		var k entryKey
 		var uses []string
 		if it == nil {
 			// An item the previous acceptance decoded from the same
-			// bytes, in the same context (see memo.go).
-			e, uses = p.reuse.entry(i, p.split.items[i].line)
-			// The store keeps variable sets once; the context (the top
-			// level, sets included) is unchanged, so they resolve alike.
-			a.resolveIncluded(e)
-			for _, name := range e.Definition.VariableSets {
-				p.usedVarSets[name] = true
-			}
+			// bytes, in the same context (see memo.go). The checks
+			// below read its name, match and position from the memo;
+			// the entry stays nil in a.Jobs until materialize decodes
+			// it, which acceptance does only for a section of the new
+			// store that cannot be copied from the store in force.
+			om := p.reuse.memoOf(i)
+			k = entryKey{name: om.Name, match: om.Match, pos: Pos{Line: p.split.items[i].line + om.LineOff, Column: om.Column}}
+			uses = om.Uses
 		} else {
 			if p.split != nil {
 				p.structure(it, 2)
@@ -333,6 +335,7 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			for _, name := range sortedKeys(entrySets) {
 				uses = append(uses, varSetUse+name)
 			}
+			k = entryKey{name: e.Name, match: &e.Match, pos: e.Pos}
 		}
 		for _, u := range uses {
 			if name, ok := strings.CutPrefix(u, varSetUse); ok {
@@ -342,18 +345,27 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			}
 		}
 		if p.memo != nil {
-			p.memo[i] = entryMemo{Line: e.Pos.Line, LineOff: e.Pos.Line - p.split.items[i].line, Column: e.Pos.Column, Uses: uses, set: true}
+			p.memo[i] = entryMemo{Line: k.pos.Line, LineOff: k.pos.Line - p.split.items[i].line, Column: k.pos.Column, Uses: uses, Name: k.name, Match: k.match, set: true}
 		}
-		if e.Name != "" {
-			if first, dup := names[e.Name]; dup {
-				p.add(&p.errs, e.Pos.Line, e.Pos.Column, "entry name %q is already used at line %d: entry names must be unique", e.Name, first.Pos.Line)
+		if k.name != "" {
+			if first, dup := names[k.name]; dup {
+				p.add(&p.errs, k.pos.Line, k.pos.Column, "entry name %q is already used at line %d: entry names must be unique", k.name, keys[first].pos.Line)
 			} else {
-				names[e.Name] = e
+				names[k.name] = len(keys)
 			}
 		}
+		keys = append(keys, k)
 		a.Jobs = append(a.Jobs, e)
 	}
-	p.overlaps(n, a.Jobs)
+	p.overlaps(n, keys)
+}
+
+// entryKey is what the checks that span entries (unique names, overlaps)
+// read of an entry, decoded or taken from the memo.
+type entryKey struct {
+	name  string
+	match *Match
+	pos   Pos
 }
 
 // varSetUse marks a variable set among an entry's uses (see jobs); no
@@ -752,33 +764,49 @@ func definedSets(a *Allowlist) string {
 
 // overlaps refuses two entries that could both match one job, so that
 // selecting an entry is never ambiguous.
-func (p *parser) overlaps(jobsNode *yaml.Node, entries []*Entry) {
+//
+// Only entries that share their project and job can overlap, and most
+// share them with no other: the (environment, ref) pairs of those alone
+// are looked at, entry by entry in file order, so the errors are the same
+// as if every pair were.
+func (p *parser) overlaps(jobsNode *yaml.Node, keys []entryKey) {
 	total := 0
-	for _, e := range entries {
-		total += len(e.Match.Environments) * len(e.Match.Refs)
+	for _, k := range keys {
+		total += len(k.match.Environments) * len(k.match.Refs)
 		if total > MaxMatchPairs {
 			p.errorf(jobsNode, "the entries together match more than %d (environment, ref) combinations: the limit is %d; split the allowlist", MaxMatchPairs, MaxMatchPairs)
 			return
 		}
 	}
-	owner := make(map[matchKey]*Entry, total)
-	reported := map[[2]*Entry]bool{}
-	for _, e := range entries {
-		for _, env := range e.Match.Environments {
-			for _, ref := range e.Match.Refs {
-				k := matchKey{e.Match.Project, e.Match.Job, env, ref}
-				first, dup := owner[k]
+	type projectJob struct{ project, job string }
+	shared := make(map[projectJob]bool, len(keys))
+	for _, k := range keys {
+		pj := projectJob{k.match.Project, k.match.Job}
+		_, seen := shared[pj]
+		shared[pj] = seen
+	}
+	owner := map[matchKey]int{}
+	reported := map[[2]int]bool{}
+	for i, k := range keys {
+		m := k.match
+		if !shared[projectJob{m.Project, m.Job}] {
+			continue
+		}
+		for _, env := range m.Environments {
+			for _, ref := range m.Refs {
+				first, dup := owner[matchKey{m.Project, m.Job, env, ref}]
 				if !dup {
-					owner[k] = e
+					owner[matchKey{m.Project, m.Job, env, ref}] = i
 					continue
 				}
-				if first == e || reported[[2]*Entry{first, e}] {
+				if first == i || reported[[2]int{first, i}] {
 					continue
 				}
-				reported[[2]*Entry{first, e}] = true
-				p.add(&p.errs, e.Pos.Line, e.Pos.Column,
+				reported[[2]int{first, i}] = true
+				f := keys[first]
+				p.add(&p.errs, k.pos.Line, k.pos.Column,
 					"entry %q overlaps entry %q (line %d): both match job %q of %s in environment %q on ref %q; make their environments or refs disjoint",
-					e.Name, first.Name, first.Pos.Line, e.Match.Job, e.Match.Project, env, ref)
+					k.name, f.name, f.pos.Line, m.Job, m.Project, env, ref)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,10 +26,14 @@ import (
 // A new version of a large allowlist usually changes a few entries and the
 // version line. Acceptance therefore remembers, in the verified store it
 // writes (the memo section, which no job reads), the SHA-256 of every job
-// item's bytes as the split parse cut them (split.go). The next acceptance
-// takes an item whose bytes are unchanged from that store — decoded from
-// the section that holds it — instead of parsing its YAML again, and keeps
-// a section's encoded bytes when it holds exactly the same entries.
+// item's bytes as the split parse cut them (split.go), with the entry's
+// name and match. The next acceptance does not parse an item whose bytes
+// are unchanged: the checks that span entries read its name and match
+// from the memo, and the new store copies the encoded bytes of a section
+// that holds exactly the same entries. Such an entry is decoded from the
+// store in force only when its new section also holds a changed one
+// (materialize), so that accepting a new version costs about what its
+// changes cost, plus reading and hashing the file and the store.
 //
 // An entry is a function of its own bytes and of its context, and nothing
 // else; reuse is keyed on all three:
@@ -51,11 +56,13 @@ import (
 // parse, and the rule of the split parse holds: any error or warning and
 // the whole-file parse decides. Reused bytes come only from the store the
 // state names, checked against its header (whose SHA-256 the state holds)
-// and each section's SHA-256 in it: the store written is what a full parse
-// would have written, and nothing in it was not verified by this
-// environment. TestIncrementalStoreEqualsFull checks both.
+// and each section's SHA-256 in it, both before the parse relies on them
+// and as they are copied or decoded: the store written is what a full
+// parse would have written, and nothing in it was not verified by this
+// environment. TestIncrementalStoreEqualsFull and FuzzIncrementalParse
+// check both.
 
-const memoMagic = "writ-accept-memo/1\n"
+const memoMagic = "writ-accept-memo/2\n"
 
 // acceptMemo is what an acceptance remembers of its entries.
 type acceptMemo struct {
@@ -84,6 +91,11 @@ type entryMemo struct {
 	Uses []string
 	// Sec and Idx locate the entry in the store: section and index.
 	Sec, Idx int
+	// Name and Match are the entry's: what the checks that span entries
+	// (unique names, overlaps) and the store's sections read of it, so
+	// that an unchanged entry passes them without being decoded.
+	Name  string
+	Match *Match
 
 	set bool // filled by the parse
 }
@@ -212,14 +224,17 @@ func itemDigests(data []byte, s *jobsSplit) [][sha256.Size]byte {
 
 // parseAccept parses an allowlist for acceptance and returns the memo its
 // store keeps. It takes unchanged entries from prev, the store of the
-// version in force, when that store's memo allows; the result is always
-// what Parse returns. The memo is nil when the file had to be parsed whole.
+// version in force, when that store's memo allows; the result is what
+// Parse returns, except that the entries taken from prev are nil in Jobs:
+// every rule was checked without decoding them (their names and matches
+// are in the memo), and the new store copies the sections that hold them
+// (writeVerified); m.materialize decodes them when they are needed. The
+// memo is nil when the file had to be parsed whole.
 //
 // When entries are reused, their bytes are not read again: the parse reads
 // a copy of the file in which they are blank lines, and data is let go
-// before the entries are decoded from the store, so that the file and the
-// decoded allowlist are not in memory at once. reread returns the file's
-// bytes again if the parse must fall back to reading all of it.
+// before the store in force is read. reread returns the file's bytes again
+// if the parse must fall back to reading all of it.
 func parseAccept(file string, data []byte, reread func() ([]byte, error), load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
 	var s *jobsSplit
 	if len(data) <= MaxFileBytes {
@@ -230,7 +245,7 @@ func parseAccept(file string, data []byte, reread func() ([]byte, error), load F
 		if r := matchReuse(prev, digests); r != nil && wholeFileClean(data) {
 			sparse, ss := sparseCopy(data, s, r)
 			data = nil
-			if r.loadEntries() == nil {
+			if r.verify() == nil {
 				if a, m, ok := parseMemo(file, sparse, load, ss, digests, r); ok {
 					return a, m, nil
 				}
@@ -262,8 +277,38 @@ func wholeFileClean(data []byte) bool {
 	if structureCount(data) > maxStructure {
 		return false
 	}
-	errs, fatal := checkText(data)
-	return len(errs) == 0 && !fatal
+	// Only whether checkText finds anything matters here, so the file is
+	// checked in parts, cut after a line break, on every core. A part
+	// that does not start the file could only report more (a byte order
+	// mark at its start), which sends the file to the full parse.
+	parts := max(1, runtime.GOMAXPROCS(0))
+	clean := make([]bool, parts)
+	var wg sync.WaitGroup
+	for k, start := 0, 0; k < parts; k++ {
+		end := len(data)
+		if k+1 < parts {
+			end = max(start, (k+1)*len(data)/parts)
+			if i := bytes.IndexByte(data[end:], '\n'); i >= 0 {
+				end += i + 1
+			} else {
+				end = len(data)
+			}
+		}
+		wg.Add(1)
+		go func(k int, b []byte) {
+			defer wg.Done()
+			errs, fatal := checkText(b)
+			clean[k] = len(errs) == 0 && !fatal
+		}(k, data[start:end])
+		start = end
+	}
+	wg.Wait()
+	for _, ok := range clean {
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sparseCopy returns a copy of data in which the items r takes from the
@@ -331,6 +376,9 @@ func parseMemo(file string, data []byte, load FileLoader, split *jobsSplit, dige
 	}
 	for i := range m.Entries {
 		if !m.Entries[i].set {
+			if r != nil {
+				return nil, nil, false // entries taken from r need the memo
+			}
 			return a, nil, true
 		}
 		m.Entries[i].Digest = digests[i]
@@ -352,16 +400,16 @@ type reuseSource struct {
 	entries map[int][]Entry
 	// given marks the memo's entries handed out.
 	given []bool
+	// perSection counts the memo's entries in each section.
+	perSection []int
 	// kept counts the sections the new store copied from file.
 	kept    int
 	file    *os.File
-	fileErr error
 	scratch []byte
 }
 
 // matchReuse returns what of prev's version the new file's items
-// (digests) repeat, or nil if nothing or prev's memo does not allow. The
-// entries are decoded by loadEntries.
+// (digests) repeat, or nil if nothing or prev's memo does not allow.
 func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	if prev == nil || prev.header.Memo.Len == 0 {
 		return nil
@@ -373,17 +421,28 @@ func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	if id := decoderID(); m.Codec == "" || m.Codec != id || m.EntryLoads {
 		return nil
 	}
-	at := make(map[[sha256.Size]byte]int, len(m.Entries))
-	for k := range m.Entries {
-		if _, dup := at[m.Entries[k].Digest]; !dup {
-			at[m.Entries[k].Digest] = k
-		}
-	}
+	// An item is usually where it was, or just after the item before
+	// it: that guess is checked first, and a map of every digest built
+	// only when it fails. Which of two entries with the same digest an
+	// item takes does not matter: an entry is a function of its bytes
+	// and its context, which are the same.
+	var at map[[sha256.Size]byte]int
 	r := &reuseSource{store: prev, memo: &m, old: make([]int, len(digests))}
-	found := false
+	found, next := false, 0
 	for i, d := range digests {
-		k, ok := at[d]
+		k, ok := next, next < len(m.Entries) && m.Entries[next].Digest == d
 		if !ok {
+			if at == nil {
+				at = make(map[[sha256.Size]byte]int, len(m.Entries))
+				for k := range m.Entries {
+					at[m.Entries[k].Digest] = k
+				}
+			}
+			k, ok = at[d]
+		}
+		if ok {
+			next = k + 1
+		} else {
 			k = -1
 		}
 		r.old[i], found = k, found || ok
@@ -394,36 +453,89 @@ func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 	return r
 }
 
-// loadEntries decodes the entries matchReuse found.
-func (r *reuseSource) loadEntries() error {
-	secs := map[int]bool{}
-	for _, k := range r.old {
-		if k >= 0 {
-			secs[r.memo.Entries[k].Sec] = true
-		}
-	}
-	if err := r.load(secs); err != nil {
-		return err
-	}
+// verify checks that every section of the store in force holding an
+// entry matchReuse found matches its SHA-256, so that a damaged store lends
+// nothing and the parse reads the whole file instead. The sections are
+// checked again when they are copied or decoded.
+func (r *reuseSource) verify() error {
+	secs := make([]bool, len(r.store.header.sections))
 	for _, k := range r.old {
 		if k < 0 {
 			continue
 		}
-		if es := r.entries[r.memo.Entries[k].Sec]; r.memo.Entries[k].Idx < 0 || r.memo.Entries[k].Idx >= len(es) {
-			return errors.New("the memo does not describe its store")
+		s := r.memo.Entries[k].Sec
+		if s < 0 || s >= len(secs) {
+			return errors.New("memo names a section the store does not have")
+		}
+		secs[s] = true
+	}
+	f, err := os.Open(r.store.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var buf []byte
+	for s, want := range secs {
+		if !want {
+			continue
+		}
+		if buf, err = r.store.readInto(f, r.store.header.sections[s], buf); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// load reads, checks and decodes the sections secs, on every core.
+// materialize decodes, from the store in force, the entries of a the
+// parse took from it (nil in a.Jobs), for the items want selects (every
+// one if want is nil).
+func (m *acceptMemo) materialize(a *Allowlist, want func(i int) bool) error {
+	r := m.reuse
+	if r == nil {
+		return nil
+	}
+	secs := map[int]bool{}
+	for i, e := range a.Jobs {
+		if e == nil && r.has(i) && (want == nil || want(i)) {
+			secs[r.memo.Entries[r.old[i]].Sec] = true
+		}
+	}
+	if len(secs) == 0 {
+		return nil
+	}
+	if err := r.load(secs); err != nil {
+		return err
+	}
+	for i, e := range a.Jobs {
+		if e != nil || !r.has(i) || (want != nil && !want(i)) {
+			continue
+		}
+		e, err := r.entry(i, Pos{Line: m.Entries[i].Line, Column: m.Entries[i].Column})
+		if err != nil {
+			return err
+		}
+		// The store keeps variable sets once; the context (the top
+		// level, sets included) is unchanged, so they resolve alike.
+		a.resolveIncluded(e)
+		a.Jobs[i] = e
+	}
+	return nil
+}
+
+// load reads, checks and decodes the sections secs not decoded yet, on
+// every core.
 func (r *reuseSource) load(secs map[int]bool) error {
 	list := make([]int, 0, len(secs))
 	for s := range secs {
 		if s < 0 || s >= len(r.store.header.sections) {
 			return errors.New("memo names a section the store does not have")
 		}
-		list = append(list, s)
+		if _, done := r.entries[s]; !done {
+			list = append(list, s)
+		}
+	}
+	if len(list) == 0 {
+		return nil
 	}
 	sort.Ints(list)
 	f, err := os.Open(r.store.path)
@@ -431,7 +543,9 @@ func (r *reuseSource) load(secs map[int]bool) error {
 		return err
 	}
 	defer f.Close()
-	r.entries = make(map[int][]Entry, len(list))
+	if r.entries == nil {
+		r.entries = make(map[int][]Entry, len(list))
+	}
 	workers := min(max(1, runtime.GOMAXPROCS(0)), len(list))
 	type result struct {
 		es  map[int][]Entry
@@ -570,13 +684,21 @@ func gobUint(b []byte) (x uint64, w int) {
 // has reports whether item i is taken from the version in force.
 func (r *reuseSource) has(i int) bool { return r != nil && r.old[i] >= 0 }
 
-// entry returns item i, now starting at line, and the signer sets it uses.
-// The entry decoded from the store is handed out itself, once; an item
-// repeated byte for byte gets a copy.
-func (r *reuseSource) entry(i, line int) (*Entry, []string) {
+// memoOf returns the memo of the version in force for item i, which it
+// takes from there.
+func (r *reuseSource) memoOf(i int) *entryMemo { return &r.memo.Entries[r.old[i]] }
+
+// entry returns item i, now at pos, decoded by load. The entry decoded
+// from the store is handed out itself, once; an item repeated byte for
+// byte gets a copy.
+func (r *reuseSource) entry(i int, pos Pos) (*Entry, error) {
 	k := r.old[i]
 	m := &r.memo.Entries[k]
-	e := &r.entries[m.Sec][m.Idx]
+	es, ok := r.entries[m.Sec]
+	if !ok || m.Idx < 0 || m.Idx >= len(es) {
+		return nil, errors.New("the memo does not describe its store")
+	}
+	e := &es[m.Idx]
 	if r.given == nil {
 		r.given = make([]bool, len(r.memo.Entries))
 	}
@@ -585,49 +707,58 @@ func (r *reuseSource) entry(i, line int) (*Entry, []string) {
 		e = &cp
 	}
 	r.given[k] = true
-	e.Pos = Pos{Line: line + m.LineOff, Column: m.Column}
-	return e, m.Uses
+	e.Pos = pos
+	return e, nil
 }
 
-// section returns the bytes and SHA-256 of section sec of the version in
-// force when the new store's section sec holds exactly its entries (items,
-// in order) out of n sections. The bytes are read again rather than kept
-// since the parse, which would hold the sections twice at once; they were
-// checked when decoded, and the caller checks them again as it writes
-// them; the slice is reused by the next call.
-func (r *reuseSource) section(sec, n int, items []int) ([]byte, [sha256.Size]byte, bool) {
-	var none [sha256.Size]byte
-	if r == nil || len(r.store.header.sections) != n || r.fileErr != nil {
-		return nil, none, false
+// copyable reports whether the new store's section sec, out of n, holds
+// exactly the entries of section sec of the version in force (items, in
+// order), so that its bytes can be copied from there.
+func (r *reuseSource) copyable(sec, n int, items []int) bool {
+	if r == nil || len(r.store.header.sections) != n {
+		return false
 	}
-	es, ok := r.entries[sec]
-	if !ok || len(es) != len(items) {
-		return nil, none, false
+	if r.perSection == nil {
+		r.perSection = make([]int, n)
+		for _, e := range r.memo.Entries {
+			if e.Sec >= 0 && e.Sec < n {
+				r.perSection[e.Sec]++
+			}
+		}
+	}
+	if r.perSection[sec] != len(items) {
+		return false
 	}
 	for k, i := range items {
 		o := r.old[i]
 		if o < 0 || r.memo.Entries[o].Sec != sec || r.memo.Entries[o].Idx != k {
-			return nil, none, false
+			return false
 		}
 	}
+	return true
+}
+
+// section returns the bytes of section sec of the version in force,
+// checked against its SHA-256 as they are read, and that SHA-256. The
+// bytes are read again rather than kept since verify checked them, which
+// would hold the store in memory meanwhile; the slice is reused by the
+// next call.
+func (r *reuseSource) section(sec int) ([]byte, [sha256.Size]byte, error) {
 	if r.file == nil {
-		if r.file, r.fileErr = os.Open(r.store.path); r.fileErr != nil {
-			return nil, none, false
+		f, err := os.Open(r.store.path)
+		if err != nil {
+			return nil, [sha256.Size]byte{}, err
 		}
+		r.file = f
 	}
 	old := r.store.header.sections[sec]
-	if old.Len < 0 || old.Len > maxVerifiedSection || old.Off < 0 {
-		return nil, none, false
+	b, err := r.store.readInto(r.file, old, r.scratch)
+	if err != nil {
+		return nil, old.Sum, fmt.Errorf("verified store: a section of the store in force: %w", err)
 	}
-	if int64(cap(r.scratch)) < old.Len {
-		r.scratch = make([]byte, old.Len)
-	}
-	b := r.scratch[:old.Len]
-	if _, err := r.file.ReadAt(b, r.store.base+old.Off); err != nil {
-		return nil, none, false
-	}
+	r.scratch = b
 	r.kept++
-	return b, old.Sum, true
+	return b, old.Sum, nil
 }
 
 // close closes the store in force if section opened it.
@@ -638,19 +769,50 @@ func (r *reuseSource) close() {
 	}
 }
 
-// marshal encodes m; the format is private to the verified store.
-func (m *acceptMemo) marshal() []byte {
+// writeTo writes m to w; the format is private to the verified store.
+// Names and projects are written in place (an entry's name is its own, and
+// a large allowlist has about as many projects as entries: a table would
+// only cost a map of them); the other strings (jobs, environments, refs,
+// signer sets), which an allowlist repeats many times, once in a table
+// before the entries, which name them by index.
+func (m *acceptMemo) writeTo(w io.Writer) error {
 	strs := map[string]uint32{}
 	var table []string
+	index := func(s string) uint32 {
+		i, ok := strs[s]
+		if !ok {
+			i = uint32(len(table))
+			strs[s] = i
+			table = append(table, s)
+		}
+		return i
+	}
+	var none Match
+	// refs are every entry's strings by index, in the order written:
+	// job, then environments, refs and uses, each a count and the
+	// strings.
+	refs := make([]uint32, 0, 8*len(m.Entries))
 	for _, e := range m.Entries {
-		for _, u := range e.Uses {
-			if _, ok := strs[u]; !ok {
-				strs[u] = uint32(len(table))
-				table = append(table, u)
+		mt := e.Match
+		if mt == nil {
+			mt = &none
+		}
+		refs = append(refs, index(mt.Job))
+		for _, list := range [...][]string{mt.Environments, mt.Refs, e.Uses} {
+			refs = append(refs, uint32(len(list)))
+			for _, s := range list {
+				refs = append(refs, index(s))
 			}
 		}
 	}
-	b := make([]byte, 0, len(memoMagic)+64+len(m.Entries)*(sha256.Size+24))
+	b := make([]byte, 0, 64<<10)
+	var err error
+	flush := func(limit int) {
+		if len(b) >= limit && err == nil {
+			_, err = w.Write(b)
+			b = b[:0]
+		}
+	}
 	b = append(b, memoMagic...)
 	b = appendString(b, m.Codec)
 	b = append(b, m.Context[:]...)
@@ -662,18 +824,39 @@ func (m *acceptMemo) marshal() []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(table)))
 	for _, s := range table {
 		b = appendString(b, s)
+		flush(32 << 10)
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Entries)))
 	for _, e := range m.Entries {
 		b = append(b, e.Digest[:]...)
-		for _, v := range []int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx, len(e.Uses)} {
+		for _, v := range [...]int{e.Line, e.LineOff, e.Column, e.Sec, e.Idx} {
 			b = binary.BigEndian.AppendUint32(b, uint32(v))
 		}
-		for _, u := range e.Uses {
-			b = binary.BigEndian.AppendUint32(b, strs[u])
+		mt := e.Match
+		if mt == nil {
+			mt = &none
 		}
+		b = appendString(b, e.Name)
+		b = appendString(b, mt.Project)
+		n := 1
+		for range 3 {
+			n += 1 + int(refs[n])
+		}
+		for _, v := range refs[:n] {
+			b = binary.BigEndian.AppendUint32(b, v)
+		}
+		refs = refs[n:]
+		flush(32 << 10)
 	}
-	return b
+	flush(0)
+	return err
+}
+
+// marshal returns what writeTo writes.
+func (m *acceptMemo) marshal() []byte {
+	var b bytes.Buffer
+	_ = m.writeTo(&b) // a bytes.Buffer does not fail
+	return b.Bytes()
 }
 
 func appendString(b []byte, s string) []byte {
@@ -689,61 +872,138 @@ type memoReader struct {
 
 func (r *memoReader) next(n int) []byte {
 	if r.err != nil || n < 0 || n > len(r.b) {
-		r.err = errors.New("memo is truncated")
-		return make([]byte, max(n, 0))
+		if r.err == nil {
+			r.err = errors.New("memo is truncated")
+		}
+		return nil
 	}
 	out := r.b[:n]
 	r.b = r.b[n:]
 	return out
 }
 
-func (r *memoReader) u32() int { return int(binary.BigEndian.Uint32(r.next(4))) }
+func (r *memoReader) u32() int {
+	b := r.next(4)
+	if len(b) < 4 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(b))
+}
 
-func (r *memoReader) str() string { return string(r.next(r.u32())) }
+// table reads the string table. Its strings share one allocation.
+func (r *memoReader) table() []string {
+	n := r.u32()
+	if r.err != nil || n > len(r.b)/4 {
+		r.err = errors.New("memo is truncated")
+		return nil
+	}
+	var all strings.Builder
+	ends := make([]int, n)
+	for i := range ends {
+		all.Write(r.next(r.u32()))
+		ends[i] = all.Len()
+	}
+	return cut(all.String(), ends)
+}
 
-// unmarshal decodes what marshal wrote.
+// cut returns the parts of s that end at ends.
+func cut(s string, ends []int) []string {
+	out := make([]string, len(ends))
+	at := 0
+	for i, e := range ends {
+		out[i], at = s[at:e], e
+	}
+	return out
+}
+
+// ref reads an index into table and returns its string.
+func (r *memoReader) ref(table []string) string {
+	if t := r.u32(); t < len(table) {
+		return table[t]
+	}
+	if r.err == nil {
+		r.err = errors.New("memo names a string it does not hold")
+	}
+	return ""
+}
+
+// list reads a count and that many indices into table. Entries mostly
+// repeat a few lists (the same environments, refs and signer sets), so
+// equal lists are one slice, kept in seen; nothing may append to it.
+func (r *memoReader) list(table []string, seen map[string][]string) []string {
+	n := r.u32()
+	if r.err != nil || n > len(r.b)/4 {
+		r.err = errors.New("memo is truncated")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	raw := r.next(4 * n)
+	if l, ok := seen[string(raw)]; ok {
+		return l
+	}
+	l := make([]string, n)
+	for i := range l {
+		if t := int(binary.BigEndian.Uint32(raw[4*i:])); t < len(table) {
+			l[i] = table[t]
+		} else if r.err == nil {
+			r.err = errors.New("memo names a string it does not hold")
+		}
+	}
+	seen[string(raw)] = l
+	return l
+}
+
+// unmarshal decodes what writeTo wrote. It keeps nothing of b: the
+// table's strings share one allocation, the names and projects another, and equal
+// lists one slice, so that the memo of a large allowlist costs little
+// more than its entries.
 func (m *acceptMemo) unmarshal(b []byte) error {
 	r := &memoReader{b: b}
 	if string(r.next(len(memoMagic))) != memoMagic {
 		return errors.New("memo is not in this writ's format")
 	}
-	m.Codec = r.str()
+	m.Codec = string(r.next(r.u32()))
 	copy(m.Context[:], r.next(sha256.Size))
-	m.EntryLoads = r.next(1)[0] == 1
-	nt := r.u32()
-	if r.err != nil || nt > len(r.b)/4 {
-		return errors.New("memo is truncated")
-	}
-	table := make([]string, nt)
-	for i := range table {
-		table[i] = r.str()
-	}
+	m.EntryLoads = string(r.next(1)) == "\x01"
+	table := r.table()
 	ne := r.u32()
-	if r.err != nil || ne > len(r.b)/(sha256.Size+24) {
+	if r.err != nil || ne > len(r.b)/(sha256.Size+32) {
 		return errors.New("memo is truncated")
 	}
 	m.Entries = make([]entryMemo, ne)
+	matches := make([]Match, ne)
+	lists := map[string][]string{}
+	// Every entry takes at least 76 bytes besides its name and project:
+	// what is left bounds them, so the builder never grows.
+	var names strings.Builder
+	names.Grow(max(0, len(r.b)-76*ne))
+	ends := make([]int, 2*ne)
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		copy(e.Digest[:], r.next(sha256.Size))
 		e.Line, e.LineOff, e.Column, e.Sec, e.Idx = r.u32(), r.u32(), r.u32(), r.u32(), r.u32()
-		nu := r.u32()
-		if r.err != nil || nu > len(r.b)/4 {
-			return errors.New("memo is truncated")
-		}
-		if nu > 0 {
-			e.Uses = make([]string, nu)
-			for k := range e.Uses {
-				if t := r.u32(); t < len(table) {
-					e.Uses[k] = table[t]
-				} else {
-					r.err = errors.New("memo names a signer set it does not hold")
-				}
-			}
+		names.Write(r.next(r.u32()))
+		ends[2*i] = names.Len()
+		names.Write(r.next(r.u32()))
+		ends[2*i+1] = names.Len()
+		e.Match = &matches[i]
+		e.Match.Job = r.ref(table)
+		e.Match.Environments, e.Match.Refs, e.Uses = r.list(table, lists), r.list(table, lists), r.list(table, lists)
+		if r.err != nil {
+			return r.err
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = errors.New("memo has trailing bytes")
+	for i, s := range cut(names.String(), ends) {
+		if i%2 == 0 {
+			m.Entries[i/2].Name = s
+		} else {
+			m.Entries[i/2].Match.Project = s
+		}
 	}
-	return r.err
+	if len(r.b) != 0 {
+		return errors.New("memo has trailing bytes")
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package allowlist
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,17 +14,26 @@ import (
 )
 
 // acceptStore parses data as acceptance does, taking entries from prev,
-// writes its verified store and returns the parse, its memo and the open
-// store.
+// writes its verified store and returns the parse (every entry decoded),
+// its memo and the open store.
 func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *acceptMemo, *verifiedStore, []byte) {
 	t.Helper()
-	al, m, err := parseFile(data, prev, nil)
+	al, m, err := parseAccept(FileName, bytes.Clone(data), func() ([]byte, error) { return bytes.Clone(data), nil }, nil, prev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	parts, sum, err := encodeVerified(&cached{Commit: "c0ffee", Version: al.Version, Digest: "d1", Parsed: al, memo: m})
 	if err != nil {
 		t.Fatal(err)
+	}
+	decodedAtWrite = 0
+	if m != nil && m.reuse != nil {
+		decodedAtWrite = len(m.reuse.entries)
+	}
+	if m != nil {
+		if err := m.materialize(al, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b := bytes.Join(parts, nil)
 	p := filepath.Join(t.TempDir(), "allowlist-verified.store")
@@ -37,15 +47,31 @@ func acceptStore(t *testing.T, data []byte, prev *verifiedStore) (*Allowlist, *a
 	return al, m, s, b
 }
 
-// parseFile is parseAccept of data, counting in rereads how often the
+// decodedAtWrite is the number of sections of the store in force the last
+// acceptStore decoded to write its store.
+var decodedAtWrite int
+
+// parseFile is parseFull of data, counting in rereads how often the
 // parse read the file again.
 func parseFile(data []byte, prev *verifiedStore, rereads *int) (*Allowlist, *acceptMemo, error) {
-	return parseAccept(FileName, bytes.Clone(data), func() ([]byte, error) {
+	return parseFull(FileName, bytes.Clone(data), func() ([]byte, error) {
 		if rereads != nil {
 			*rereads++
 		}
 		return bytes.Clone(data), nil
 	}, nil, prev)
+}
+
+// parseFull is parseAccept with the entries it took from prev decoded: what
+// Parse returns.
+func parseFull(file string, data []byte, reread func() ([]byte, error), load FileLoader, prev *verifiedStore) (*Allowlist, *acceptMemo, error) {
+	a, m, err := parseAccept(file, data, reread, load, prev)
+	if err == nil && m != nil {
+		if err := m.materialize(a, nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	return a, m, err
 }
 
 // reused counts the items a parse took from the version in force.
@@ -95,6 +121,7 @@ func TestIncrementalStoreEqualsFull(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			inc, m, _, incStore := acceptStore(t, []byte(c.text), prev)
+			decoded := decodedAtWrite
 			if n := reused(m); n < c.minReused {
 				t.Fatalf("%d entries taken from the version in force, want at least %d", n, c.minReused)
 			}
@@ -110,6 +137,12 @@ func TestIncrementalStoreEqualsFull(t *testing.T) {
 			}
 			if name == "version only" && m.reuse.kept != len(prev.header.sections) {
 				t.Fatalf("%d of %d sections copied from the store in force", m.reuse.kept, len(prev.header.sections))
+			}
+			if name == "version only" && decoded != 0 {
+				t.Fatalf("%d sections of the store in force decoded to write a version that changed no entry", decoded)
+			}
+			if name == "one entry edited" && decoded != 1 {
+				t.Fatalf("%d sections of the store in force decoded to write a version that changed one entry, want 1", decoded)
 			}
 		})
 	}
@@ -210,8 +243,10 @@ func TestIncrementalDuplicatesStillRefused(t *testing.T) {
 // is refused.
 func TestMemoRoundTrip(t *testing.T) {
 	m := &acceptMemo{Codec: "go-build-id:x", EntryLoads: true, Entries: []entryMemo{
-		{Line: 7, LineOff: 0, Column: 5, Uses: []string{"team", "ops"}, Sec: 3, Idx: 1},
-		{Line: 20, LineOff: 1, Column: 7, Sec: 0, Idx: 0},
+		{Line: 7, LineOff: 0, Column: 5, Uses: []string{"team", "ops"}, Sec: 3, Idx: 1, Name: "deploy",
+			Match: &Match{Project: "group/app", Job: "deploy", Environments: []string{"production", "staging"}, Refs: []string{"refs/heads/main"}}},
+		{Line: 20, LineOff: 1, Column: 7, Sec: 0, Idx: 0, Name: "team",
+			Match: &Match{Project: "group/app", Job: "ops", Environments: []string{"production"}, Refs: []string{"refs/tags/v1", "refs/heads/main"}}},
 	}}
 	m.Context[0], m.Entries[0].Digest[31] = 1, 2
 	b := m.marshal()
@@ -232,10 +267,11 @@ func TestMemoRoundTrip(t *testing.T) {
 
 // BenchmarkParseAcceptReuse10000: parsing a new version of a 10,000-entry
 // allowlist that changed one entry, taking the others from the store in
-// force, against BenchmarkParseAcceptFull10000.
+// force, and writing its verified store's sections (the allowlist side of
+// acceptance), against BenchmarkParseAcceptFull10000.
 func BenchmarkParseAcceptReuse10000(b *testing.B) { benchParseAccept(b, true) }
 
-// BenchmarkParseAcceptFull10000 is the same parse without a store in force.
+// BenchmarkParseAcceptFull10000 is the same without a store in force.
 func BenchmarkParseAcceptFull10000(b *testing.B) { benchParseAccept(b, false) }
 
 func benchParseAccept(b *testing.B, reuse bool) {
@@ -262,7 +298,13 @@ func benchParseAccept(b *testing.B, reuse bool) {
 	v2 := []byte(strings.Replace(strings.Replace(string(v1), e, strings.Replace(e, "./verify.sh", "./verify.sh --all", 1), 1), "version: 1\n", "version: 2\n", 1))
 	b.SetBytes(int64(len(v2)))
 	for b.Loop() {
-		if _, _, err := parseFile(v2, prev, nil); err != nil {
+		// What acceptance does on the allowlist side: the parse, then
+		// the new store's sections.
+		al, m, err := parseAccept(FileName, bytes.Clone(v2), func() ([]byte, error) { return bytes.Clone(v2), nil }, nil, prev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := writeVerified(&cached{Parsed: al, memo: m}, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -324,7 +366,7 @@ func FuzzIncrementalParse(f *testing.F) {
 		reread := func(b []byte) func() ([]byte, error) {
 			return func() ([]byte, error) { return bytes.Clone(b), nil }
 		}
-		al, m, err := parseAccept(FileName, bytes.Clone(old), reread(old), load, nil)
+		al, m, err := parseFull(FileName, bytes.Clone(old), reread(old), load, nil)
 		if err != nil {
 			return
 		}
@@ -340,10 +382,31 @@ func FuzzIncrementalParse(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		inc, _, ierr := parseAccept(FileName, bytes.Clone(next), reread(next), load, prev)
-		full, _, ferr := parseAccept(FileName, bytes.Clone(next), reread(next), load, nil)
+		// As acceptance does: the entries taken from prev are decoded
+		// only for the sections of the new store that cannot be copied.
+		inc, im, ierr := parseAccept(FileName, bytes.Clone(next), reread(next), load, prev)
+		full, fm, ferr := parseAccept(FileName, bytes.Clone(next), reread(next), load, nil)
 		if (ierr == nil) != (ferr == nil) || (ierr != nil && ierr.Error() != ferr.Error()) {
 			t.Fatalf("incremental: %v\nfull: %v", ierr, ferr)
+		}
+		if ierr != nil {
+			return
+		}
+		iparts, isum, err := encodeVerified(&cached{Parsed: inc, memo: im})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fparts, fsum, err := encodeVerified(&cached{Parsed: full, memo: fm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isum != fsum || !bytes.Equal(bytes.Join(iparts, nil), bytes.Join(fparts, nil)) {
+			t.Fatal("the incremental store differs from the full parse's store")
+		}
+		if im != nil {
+			if err := im.materialize(inc, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if !reflect.DeepEqual(inc, full) {
 			t.Fatal("the incremental parse differs from the full parse")
@@ -374,5 +437,22 @@ func TestCodecID(t *testing.T) {
 	}
 	if decoderID() == "" {
 		t.Fatal("the test binary has no decoder ID: reuse would never happen")
+	}
+}
+
+// TestWholeFileClean: the check in parts finds a refused character
+// wherever it is, the cuts between parts included, and passes a clean file.
+func TestWholeFileClean(t *testing.T) {
+	clean := generatedAllowlist(40)
+	if !wholeFileClean(clean) {
+		t.Fatal("a clean file was refused")
+	}
+	for _, bad := range []string{"\t", "\r", "\u200b", "\xff"} {
+		for off := 0; off < len(clean); off += 97 {
+			b := append(append(bytes.Clone(clean[:off]), bad...), clean[off:]...)
+			if wholeFileClean(b) {
+				t.Fatalf("%q at byte %d passed", bad, off)
+			}
+		}
 	}
 }

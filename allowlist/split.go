@@ -80,26 +80,33 @@ func splitJobs(data []byte) *jobsSplit {
 		}
 		return data[off:], len(data)
 	}
-	key, keyOff, keyEnd := -1, 0, 0
-	for off, n := 0, 1; off < len(data); n++ {
-		l, next := lineAt(off)
-		if isJobsKeyLine(l) {
-			if key >= 0 {
-				return nil // two of them: let the whole parse say so
-			}
-			key, keyOff, keyEnd = n, off, next
-		}
-		off = next
-	}
-	if key < 0 {
+	keyOff, keyEnd, ok := jobsKey(data)
+	if !ok {
 		return nil
 	}
+	key := 1 + bytes.Count(data[:keyOff], []byte{'\n'})
 	// The items' indentation is that of the first line after the key that
 	// is not blank or a comment, which must start an item.
 	indent, end, endLine := -1, len(data), 0
 	var items []span
 	n := key + 1
 	for off := keyEnd; off < len(data); n++ {
+		if indent >= 0 {
+			// A line indented past the items' is inside one, whatever
+			// it holds: skip it without reading more of it.
+			sp := 0
+			for sp <= indent && off+sp < len(data) && data[off+sp] == ' ' {
+				sp++
+			}
+			if sp > indent {
+				if i := bytes.IndexByte(data[off+sp:], '\n'); i >= 0 {
+					off += sp + i + 1
+				} else {
+					off = len(data)
+				}
+				continue
+			}
+		}
 		l, next := lineAt(off)
 		t := bytes.TrimLeft(l, " ")
 		if len(bytes.TrimSpace(t)) == 0 || t[0] == '#' {
@@ -136,14 +143,51 @@ func splitJobs(data []byte) *jobsSplit {
 			items[k].end = end
 		}
 	}
-	// The head keeps every line: the list's lines become empty ones.
+	// The head keeps every line: the list's lines become empty ones, so
+	// that what follows the list keeps its line numbers. A list that runs
+	// to the end of the file (the usual layout) is followed by nothing.
 	blank := endLine - key - 1
+	if end == len(data) {
+		blank = 0
+	}
 	head := make([]byte, 0, keyOff+len("jobs: []\n")+blank+len(data)-end)
 	head = append(head, data[:keyOff]...)
 	head = append(head, "jobs: []\n"...)
 	head = append(head, bytes.Repeat([]byte{'\n'}, blank)...)
 	head = append(head, data[end:]...)
 	return &jobsSplit{head: head, jobsLine: key, items: items}
+}
+
+// jobsKey returns where the one "jobs:" key line (isJobsKeyLine) starts
+// and where the line after it starts; ok is false if there is none, or
+// more than one.
+func jobsKey(data []byte) (keyOff, keyEnd int, ok bool) {
+	found := false
+	for at := 0; at < len(data); {
+		// Candidates are lines that start with "jobs:", found by a
+		// vectorised search rather than by walking every line.
+		i := bytes.Index(data[at:], []byte("jobs:"))
+		if i < 0 {
+			break
+		}
+		off := at + i
+		at = off + 1
+		if off > 0 && data[off-1] != '\n' {
+			continue
+		}
+		end := len(data)
+		if j := bytes.IndexByte(data[off:], '\n'); j >= 0 {
+			end = off + j + 1
+		}
+		if !isJobsKeyLine(data[off:end]) {
+			continue
+		}
+		if found {
+			return 0, 0, false // two of them: let the whole parse say so
+		}
+		found, keyOff, keyEnd = true, off, end
+	}
+	return keyOff, keyEnd, found
 }
 
 // isJobsKeyLine reports whether l is "jobs:" at the start of a line, with

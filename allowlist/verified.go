@@ -125,7 +125,9 @@ func encodeVerified(c *cached) ([][]byte, string, error) {
 // writeVerified writes the sections of c's store to body and returns the
 // header that goes before them and the hex SHA-256 the state records. A
 // section that holds exactly the entries of the same section of the
-// version c's memo reused is copied from there.
+// version c's memo reused is copied from there; the entries the parse
+// took from that version (nil in c.Parsed.Jobs) are decoded only for the
+// other sections.
 func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 	if c.Parsed == nil {
 		return nil, "", errors.New("verified store: nothing parsed to store")
@@ -136,17 +138,27 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 		// Only the order and positions (no reuse next time).
 		m = &acceptMemo{Entries: make([]entryMemo, len(jobs))}
 		for i, e := range jobs {
-			m.Entries[i] = entryMemo{Line: e.Pos.Line, Column: e.Pos.Column}
+			if e == nil {
+				return nil, "", errors.New("verified store: an entry was not decoded")
+			}
+			m.Entries[i] = entryMemo{Line: e.Pos.Line, Column: e.Pos.Column, Name: e.Name, Match: &e.Match}
 		}
 	}
 	n := sectionCount(len(jobs))
 	groups := make([][]int, n)
-	for i, e := range jobs {
-		g := sectionOf(e.Match.Project, e.Match.Job, n)
+	for i := range jobs {
+		g := sectionOf(m.Entries[i].Match.Project, m.Entries[i].Match.Job, n)
 		m.Entries[i].Sec, m.Entries[i].Idx = g, len(groups[g])
 		groups[g] = append(groups[g], i)
 	}
 	defer m.reuse.close()
+	copied := make([]bool, n)
+	for i, g := range groups {
+		copied[i] = m.reuse.copyable(i, n, g)
+	}
+	if err := m.materialize(c.Parsed, func(j int) bool { return !copied[m.Entries[j].Sec] }); err != nil {
+		return nil, "", fmt.Errorf("verified store: an entry of the store in force: %w", err)
+	}
 	w := &sectionWriter{w: body}
 	put := func(v any) (section, error) {
 		w.start()
@@ -161,19 +173,17 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 		return nil, "", err
 	}
 	for i, g := range groups {
-		if b, sum, ok := m.reuse.section(i, n, g); ok {
-			w.start()
-			if _, err := w.Write(b); err != nil {
+		if copied[i] {
+			// Checked against its SHA-256 as it is read: if the store
+			// in force changed since the parse verified it, nothing is
+			// written, and the next acceptance finds it damaged and
+			// parses in full.
+			b, sum, err := m.reuse.section(i)
+			if err != nil {
 				return nil, "", err
 			}
-			if h.sections[i], err = w.end(); err != nil {
+			if h.sections[i], err = w.copied(b, sum); err != nil {
 				return nil, "", err
-			}
-			if h.sections[i].Sum != sum {
-				// It matched when it was decoded: the store in force
-				// changed since. Nothing is written; the next acceptance
-				// finds it damaged and parses in full.
-				return nil, "", errors.New("verified store: a section of the store in force changed while it was copied")
 			}
 			continue
 		}
@@ -190,7 +200,7 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 		}
 	}
 	w.start()
-	if _, err := w.Write(m.marshal()); err != nil {
+	if err := m.writeTo(w); err != nil {
 		return nil, "", err
 	}
 	if h.Memo, err = w.end(); err != nil {
@@ -247,6 +257,18 @@ func (s *sectionWriter) Write(b []byte) (int, error) {
 	s.off += int64(n)
 	s.writeErr = err
 	return n, err
+}
+
+// copied writes b, a whole section whose SHA-256 is known to be sum.
+func (s *sectionWriter) copied(b []byte, sum [sha256.Size]byte) (section, error) {
+	if s.writeErr != nil {
+		return section{}, s.writeErr
+	}
+	at := s.off
+	n, err := s.w.Write(b)
+	s.off += int64(n)
+	s.writeErr = err
+	return section{Off: at, Len: s.off - at, Sum: sum}, err
 }
 
 func (s *sectionWriter) end() (section, error) {
@@ -312,10 +334,18 @@ func openVerified(path, wantSum string) (*verifiedStore, error) {
 // readAt returns the bytes of sec from f, the store's file, checked
 // against its SHA-256.
 func (s *verifiedStore) readAt(f *os.File, sec section) ([]byte, error) {
+	return s.readInto(f, sec, nil)
+}
+
+// readInto is readAt into buf, grown if it is too small.
+func (s *verifiedStore) readInto(f *os.File, sec section, buf []byte) ([]byte, error) {
 	if sec.Len < 0 || sec.Len > maxVerifiedSection || sec.Off < 0 {
 		return nil, fmt.Errorf("verified store %s: a section is out of bounds", s.path)
 	}
-	b := make([]byte, sec.Len)
+	if int64(cap(buf)) < sec.Len {
+		buf = make([]byte, sec.Len)
+	}
+	b := buf[:sec.Len]
 	if _, err := f.ReadAt(b, s.base+sec.Off); err != nil {
 		return nil, fmt.Errorf("verified store %s: %w", s.path, err)
 	}

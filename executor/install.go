@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"gitlab.com/writ-ci/writ/internal/fsutil"
 )
 
@@ -71,18 +73,14 @@ func CheckHost(ctx context.Context, opts Options) []HostProblem {
 }
 
 // probeSandbox builds a sandbox that runs nothing, once per boot, writ
-// binary and sandbox policy: what it proves (root, namespaces, mounts,
-// cgroups) does not change in between, and a stage whose sandbox fails
-// anyway fails closed.
+// binary, init binary and sandbox policy: what it proves (root,
+// namespaces, mounts, cgroups) does not change in between, and a stage
+// whose sandbox fails anyway fails closed.
 func (o *Options) probeSandbox(ctx context.Context) error {
 	h := o.sandboxHost()
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	exe, _ := os.Executable()
-	var stamp string
-	if fi, err := os.Stat(exe); err == nil {
-		stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
-	}
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s %s\n%+v", boot, exe, stamp, *h)))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s %s\n%s %s\n%+v", boot, exe, fileStamp(exe), h.Init, fileStamp(h.Init), *h)))
 	key := hex.EncodeToString(sum[:])
 	marker := filepath.Join(h.Work, "probe-ok")
 	if data, err := os.ReadFile(marker); err == nil && string(data) == key {
@@ -95,6 +93,16 @@ func (o *Options) probeSandbox(ctx context.Context) error {
 		return err
 	}
 	return fsutil.WriteFileAtomic(marker, []byte(key), 0o600)
+}
+
+// fileStamp names the version of the file at p: a replaced or changed
+// file (a new release) gets a new stamp.
+func fileStamp(p string) string {
+	var st unix.Stat_t
+	if p == "" || unix.Stat(p, &st) != nil {
+		return "-"
+	}
+	return fmt.Sprint(st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
 }
 
 // checkTrusted checks that p (if it exists) and every directory above it

@@ -128,3 +128,49 @@ uid_count = 8
 		t.Errorf("a key file owned by another user: %v", problems)
 	}
 }
+
+// The probe's result is reused only under the key it was made for: a
+// marker with another key (another boot, writ, init or policy) makes
+// config_exec probe again; and a replaced binary gets a new stamp.
+func TestProbeMarkerKeyed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	dir := t.TempDir()
+	cfg := &config.Config{}
+	cfg.Paths.State = filepath.Join(dir, "state")
+	cfg.Sandbox.UIDFirst, cfg.Sandbox.UIDCount = 2003000000, 8
+	o := Options{Config: cfg}
+	o = o.withDefaults()
+	if err := o.probeSandbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(cfg.Paths.State, "sandbox", "probe-ok")
+	key, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatalf("no probe marker after a probe: %v", err)
+	}
+	if err := os.WriteFile(marker, []byte("stale"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.probeSandbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(marker); string(again) != string(key) {
+		t.Errorf("a stale marker was trusted or not replaced: %q, want %q", again, key)
+	}
+	bin := filepath.Join(dir, "writ-sandbox-init")
+	if err := os.WriteFile(bin, []byte("v1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := fileStamp(bin)
+	if err := os.WriteFile(bin+".new", []byte("v2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	if after := fileStamp(bin); after == before || fileStamp(filepath.Join(dir, "absent")) != "-" {
+		t.Errorf("fileStamp: %q before and %q after a replacement", before, after)
+	}
+}

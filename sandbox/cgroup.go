@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -17,11 +18,22 @@ import (
 // cgroup is one run's control groups: one directory per controller on a
 // v1 host, one directory on a unified (v2) host.
 type cgroup struct {
+	// dirs are the run's leaves, one per hierarchy in use.
 	dirs []string
-	// unified: the run has one cgroup, on cgroup v2, which a process can
-	// be created in (CLONE_INTO_CGROUP) rather than moved to.
-	unified bool
+	// v1 are the leaves on cgroup v1 hierarchies, which the thread that
+	// forks the init joins first (see start).
+	v1 []v1Leaf
+	// v2 is the leaf on the unified hierarchy, if a controller in use is
+	// there: a process can be created in it (CLONE_INTO_CGROUP).
+	v2 string
+	// released is closed by remove: a thread that could not leave the
+	// run's v1 cgroups after the fork ends then.
+	released chan struct{}
 }
+
+// v1Leaf is a run's cgroup on a v1 hierarchy, and home the cgroup of writ
+// on the same hierarchy ("" when it is not visible here).
+type v1Leaf struct{ leaf, home string }
 
 // cgroupVersions says where each controller writ uses lives: "cgroup v1",
 // "cgroup v2" or "" (absent).
@@ -29,6 +41,8 @@ type cgroupVersions struct {
 	pids, memory string
 	// v1 directories of the controllers, or the v2 mount.
 	pidsDir, memoryDir string
+	// On v1, writ's own cgroup of each controller ("" if not visible).
+	pidsHome, memoryHome string
 }
 
 func (h *Host) cgroupRoot() string {
@@ -45,17 +59,17 @@ func (h *Host) cgroupVersion() cgroupVersions {
 	var v cgroupVersions
 	own := ownCgroups()
 	for _, c := range []struct {
-		name      string
-		ver, dir  *string
-		probeFile string
-	}{{"pids", &v.pids, &v.pidsDir, "pids.max"}, {"memory", &v.memory, &v.memoryDir, "memory.limit_in_bytes"}} {
+		name           string
+		ver, dir, home *string
+	}{{"pids", &v.pids, &v.pidsDir, &v.pidsHome}, {"memory", &v.memory, &v.memoryDir, &v.memoryHome}} {
 		dir := filepath.Join(root, c.name)
 		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err == nil {
 			// Nest under writ's own cgroup, so a limit on the runner's
 			// service also bounds its jobs.
 			if p, ok := own[c.name]; ok {
-				if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+				if _, err := os.Stat(filepath.Join(dir, p, "tasks")); err == nil {
 					dir = filepath.Join(dir, p)
+					*c.home = dir
 				}
 			}
 			*c.ver, *c.dir = "cgroup v1", dir
@@ -105,7 +119,7 @@ func ownCgroups() map[string]string {
 // host lacks are skipped (Enforced says so); a controller that exists but
 // refuses is an error, so a configured limit never silently vanishes.
 func (h *Host) newCgroup(name string) (*cgroup, error) {
-	cg := &cgroup{}
+	cg := &cgroup{released: make(chan struct{})}
 	if h.PidsMax <= 0 && h.MemoryMax <= 0 {
 		return cg, nil
 	}
@@ -117,12 +131,17 @@ func (h *Host) newCgroup(name string) (*cgroup, error) {
 		}
 		return nil
 	}
-	mk := func(parent string) (string, error) {
+	mk := func(parent, ver, home string) (string, error) {
 		dir := filepath.Join(parent, leaf)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", fmt.Errorf("sandbox: make cgroup %s: %w", dir, err)
 		}
 		cg.dirs = append(cg.dirs, dir)
+		if ver == "cgroup v1" {
+			cg.v1 = append(cg.v1, v1Leaf{leaf: dir, home: home})
+		} else {
+			cg.v2 = dir
+		}
 		return dir, nil
 	}
 	fail := func(err error) (*cgroup, error) { cg.remove(); return nil, err }
@@ -136,7 +155,7 @@ func (h *Host) newCgroup(name string) (*cgroup, error) {
 		_ = os.WriteFile(filepath.Join(root, "writ", "cgroup.subtree_control"), []byte("+pids +memory"), 0o644)
 	}
 	if h.PidsMax > 0 && v.pids != "" {
-		dir, err := mk(v.pidsDir)
+		dir, err := mk(v.pidsDir, v.pids, v.pidsHome)
 		if err != nil {
 			return fail(err)
 		}
@@ -148,7 +167,7 @@ func (h *Host) newCgroup(name string) (*cgroup, error) {
 		dir := filepath.Join(v.memoryDir, leaf)
 		if len(cg.dirs) == 0 || cg.dirs[0] != dir {
 			var err error
-			if dir, err = mk(v.memoryDir); err != nil {
+			if dir, err = mk(v.memoryDir, v.memory, v.memoryHome); err != nil {
 				return fail(err)
 			}
 		}
@@ -166,26 +185,99 @@ func (h *Host) newCgroup(name string) (*cgroup, error) {
 			_ = write(dir, "memory.swap.max", 0)
 		}
 	}
-	// Only when no controller in use is on a v1 hierarchy (hybrid hosts).
-	cg.unified = len(cg.dirs) == 1 &&
-		(h.PidsMax <= 0 || v.pids != "cgroup v1") && (h.MemoryMax <= 0 || v.memory != "cgroup v1")
 	return cg, nil
 }
 
-// start starts the command newCmd makes, created inside the run's cgroup
-// where the host allows it: cgroup v2 with clone3's CLONE_INTO_CGROUP
-// (Linux 5.7), which needs no move and so no wait for an RCU grace
-// period. placed says the process is already in the cgroup; otherwise the
-// caller moves it (add). A kernel without CLONE_INTO_CGROUP gets a plain
-// start.
+// start starts the command newCmd makes so that it is born in the run's
+// cgroups, where the host allows it, rather than moved there: moving a
+// process takes the kernel's global threadgroup lock and waits for an RCU
+// grace period (about 10 ms, most of a contained start).
+//
+//   - cgroup v1: the process is forked by an OS thread of writ that joins
+//     the run's cgroups first and leaves them once the process exists.
+//     A thread that moves itself alone (pid 0 to tasks) skips the global
+//     lock on current kernels (an older one takes it: slower, as
+//     correct), and a child starts in its parent thread's cgroups.
+//   - cgroup v2: clone3's CLONE_INTO_CGROUP (Linux 5.7).
+//
+// placed says the process is in every cgroup of the run; otherwise the
+// caller moves it (add).
 func (cg *cgroup) start(newCmd func() *exec.Cmd) (cmd *exec.Cmd, placed bool, err error) {
-	if cg == nil || !cg.unified {
+	if cg == nil || len(cg.dirs) == 0 {
 		cmd = newCmd()
 		return cmd, false, cmd.Start()
 	}
-	fd, err := unix.Open(cg.dirs[0], unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	type started struct {
+		cmd    *exec.Cmd
+		placed bool
+		err    error
+	}
+	done := make(chan started, 1)
+	go func() {
+		// The fork happens on this goroutine's thread, the one whose
+		// cgroups the child inherits.
+		runtime.LockOSThread()
+		joined := cg.join()
+		cmd, intoV2, err := cg.fork(newCmd)
+		left := cg.leave(joined)
+		done <- started{cmd, joined && (cg.v2 == "" || intoV2), err}
+		if left {
+			runtime.UnlockOSThread()
+			return
+		}
+		// Still in the run's cgroups: the thread must serve no other
+		// goroutine (what it started would be counted and limited as the
+		// job's), and must not end while the process it forked lives
+		// (Pdeathsig follows the thread). It ends, locked, with the run.
+		<-cg.released
+	}()
+	r := <-done
+	return r.cmd, r.placed, r.err
+}
+
+// join moves the calling thread, alone, into each v1 leaf of the run. It
+// reports whether the thread is in all of them (trivially, with none); on
+// a failure it leaves those it joined and reports false.
+func (cg *cgroup) join() bool {
+	for i, l := range cg.v1 {
+		if l.home == "" || writeCgroupFile(filepath.Join(l.leaf, "tasks"), "0") != nil {
+			cg.leaveFirst(i)
+			return false
+		}
+	}
+	return true
+}
+
+// leave moves the calling thread back to writ's own cgroups after join;
+// false means it is still in one of the run's.
+func (cg *cgroup) leave(joined bool) bool {
+	if !joined {
+		return true
+	}
+	return cg.leaveFirst(len(cg.v1))
+}
+
+func (cg *cgroup) leaveFirst(n int) bool {
+	ok := true
+	for _, l := range cg.v1[:n] {
+		if err := writeCgroupFile(filepath.Join(l.home, "tasks"), "0"); err != nil {
+			ok = false
+		}
+	}
+	return ok
+}
+
+// fork starts the command, inside the run's v2 cgroup if it has one.
+// intoV2 says the process was created there; a kernel without
+// CLONE_INTO_CGROUP gets a plain start.
+func (cg *cgroup) fork(newCmd func() *exec.Cmd) (cmd *exec.Cmd, intoV2 bool, err error) {
+	if cg.v2 == "" {
+		cmd = newCmd()
+		return cmd, false, cmd.Start()
+	}
+	fd, err := unix.Open(cg.v2, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, false, fmt.Errorf("sandbox: open cgroup %s: %w", cg.dirs[0], err)
+		return nil, false, fmt.Errorf("sandbox: open cgroup %s: %w", cg.v2, err)
 	}
 	defer unix.Close(fd)
 	cmd = newCmd()
@@ -200,6 +292,20 @@ func (cg *cgroup) start(newCmd func() *exec.Cmd) (cmd *exec.Cmd, placed bool, er
 	// An exec.Cmd that failed to start is not started again: a fresh one.
 	cmd = newCmd()
 	return cmd, false, cmd.Start()
+}
+
+// writeCgroupFile writes an existing control file: a path that is not one
+// (no such file) is an error, never a new regular file.
+func writeCgroupFile(path, val string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(val)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // add moves pid into every cgroup of the run.
@@ -225,6 +331,13 @@ func (cg *cgroup) addUnless(placed bool, pid int) error {
 func (cg *cgroup) remove() {
 	if cg == nil {
 		return
+	}
+	if cg.released != nil {
+		select {
+		case <-cg.released:
+		default:
+			close(cg.released)
+		}
 	}
 	for _, d := range cg.dirs {
 		for i := 0; i < 50; i++ {

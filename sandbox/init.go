@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -116,19 +115,19 @@ func runJob(s *spec, status *os.File) int {
 			return exitSetup
 		}
 	}
-	cmd := &exec.Cmd{
-		Path:   s.Argv[0],
-		Args:   s.Argv,
-		Env:    s.Env,
-		Dir:    s.Dir,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{
+	// syscall.ForkExec rather than os/exec: the init reaps with Wait4 on
+	// its own, and os/exec would first fork a throwaway child to probe
+	// pidfd support, in every stage. Stdin is the init's, /dev/null.
+	pid, err := syscall.ForkExec(s.Argv[0], s.Argv, &syscall.ProcAttr{
+		Dir:   s.Dir,
+		Env:   s.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: []uint32{}},
 			Setsid:     true,
 		},
-	}
-	if err := cmd.Start(); err != nil {
+	})
+	if err != nil {
 		fmt.Fprintf(status, "start %s: %v", s.Argv[0], err)
 		return exitSetup
 	}
@@ -137,7 +136,6 @@ func runJob(s *spec, status *os.File) int {
 	// memory limit the kernel kills the job's process, not the init, and
 	// the job's status says so (137).
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0)
-	pid := cmd.Process.Pid
 	go func() {
 		for {
 			var ws unix.WaitStatus
@@ -194,6 +192,9 @@ func setupRoot(s *spec) error {
 		if err := bindInto(base, b, readOnly); err != nil {
 			return err
 		}
+	}
+	if err := nameIdentity(s, base); err != nil {
+		return err
 	}
 	if err := copyFiles(s, base); err != nil {
 		return err

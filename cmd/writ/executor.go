@@ -30,15 +30,15 @@ type (
 )
 
 func (configStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, "config", executor.Config)
+	return runStage(ctx, g, "config", withTrust, executor.Config)
 }
 
 func (prepareStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, "prepare", executor.Prepare)
+	return runStage(ctx, g, "prepare", withTrust, executor.Prepare)
 }
 
 func (cleanupStage) Run(ctx context.Context, g *globals) error {
-	return runStage(ctx, g, "cleanup", executor.Cleanup)
+	return runStage(ctx, g, "cleanup", withoutTrust, executor.Cleanup)
 }
 
 type runCmd struct {
@@ -58,8 +58,25 @@ func systemFailure() int {
 	return 2
 }
 
-// executorOptions loads the config and builds everything a stage needs.
-func (g *globals) executorOptions() (executor.Options, func(), error) {
+// trustUse says whether a stage loads the environment's trust root (the
+// allowlist Accepter and its keys).
+type trustUse bool
+
+const (
+	// withTrust: prepare and check judge with the allowlist, and config
+	// loads the trust root too, so that a broken one stops a job before
+	// any of it runs.
+	withTrust trustUse = true
+	// withoutTrust: run and cleanup act on the decision prepare recorded
+	// and never read the allowlist. Reading and parsing the trust files
+	// (OpenPGP keyring, allowed signers, Sigstore keys and trusted root)
+	// would only add to each of their starts, eight or more per job.
+	withoutTrust trustUse = false
+)
+
+// executorOptions loads the config and builds everything a stage needs;
+// Allowlist only if trust says so.
+func (g *globals) executorOptions(trust trustUse) (executor.Options, func(), error) {
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return executor.Options{}, func() {}, err
@@ -74,11 +91,15 @@ func (g *globals) executorOptions() (executor.Options, func(), error) {
 		closeLog()
 		return executor.Options{}, func() {}, fail(outcomeConfig, err)
 	}
-	acc, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al), allowlist.WithState(st))
-	if err != nil {
-		st.Close()
-		closeLog()
-		return executor.Options{}, func() {}, fail(outcomeConfig, err)
+	var acc executor.AllowlistSource
+	if trust {
+		a, err := allowlist.NewAccepter(cfg, allowlist.WithLogger(log), allowlist.WithAudit(al), allowlist.WithState(st))
+		if err != nil {
+			st.Close()
+			closeLog()
+			return executor.Options{}, func() {}, fail(outcomeConfig, err)
+		}
+		acc = a
 	}
 	done := func() {
 		st.Close()
@@ -102,8 +123,8 @@ func stageError(err error) error {
 	return exitCode(systemFailure(), fmt.Errorf("cannot start: %w", err))
 }
 
-func runStage(ctx context.Context, g *globals, name string, stage func(context.Context, executor.Options) int) error {
-	o, done, err := g.executorOptions()
+func runStage(ctx context.Context, g *globals, name string, trust trustUse, stage func(context.Context, executor.Options) int) error {
+	o, done, err := g.executorOptions(trust)
 	if err != nil {
 		return stageError(err)
 	}
@@ -118,7 +139,7 @@ func runStage(ctx context.Context, g *globals, name string, stage func(context.C
 }
 
 func (c *runCmd) Run(ctx context.Context, g *globals) error {
-	o, done, err := g.executorOptions()
+	o, done, err := g.executorOptions(withoutTrust)
 	if err != nil {
 		return stageError(err)
 	}
@@ -158,7 +179,7 @@ func newCheckReport(d *executor.Decision) checkReport {
 }
 
 func (c *checkCmd) Run(ctx context.Context, g *globals) error {
-	o, done, err := g.executorOptions()
+	o, done, err := g.executorOptions(withTrust)
 	if err != nil {
 		return err
 	}

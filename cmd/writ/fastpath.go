@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"gitlab.com/writ-ci/writ/internal/gcstart"
 )
 
 // executorArgs is an executor stage's command line as GitLab Runner's
@@ -105,7 +107,12 @@ func runExecutor(a executorArgs, stdout, stderr io.Writer) int {
 // fastRun is run for the runner's stage command lines, kong otherwise.
 func fastRun(args []string, stdout, stderr io.Writer) int {
 	if a, ok := parseExecutorArgs(args, os.LookupEnv); ok {
+		// A stage is short: it keeps gcstart's postponed first
+		// collection.
 		return runExecutor(a, stdout, stderr)
 	}
+	// Other commands may run long with a large heap (allowlist verify's
+	// peak memory is a goal): they collect as the environment says.
+	gcstart.Restore()
 	return run(args, stdout, stderr)
 }

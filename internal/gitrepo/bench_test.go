@@ -4,11 +4,13 @@ import (
 	"compress/zlib"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +201,78 @@ func BenchmarkFetchHonest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFetchNewVersion: what acceptance's git side costs when the
+// allowlist moves: fetch one new commit of a 4 MB allowlist-like file into
+// a read-ahead mirror and read the file, against `git fetch` + `git show`
+// of it in a bare clone (the anchor), interleaved, on a local repository.
+// Reported: x_writ/git (wall) and x_cpu (this process's CPU for writ, the
+// children's for git; both include the server's git-upload-pack).
+func BenchmarkFetchNewVersion(b *testing.B) {
+	r := testkeys.GitRepo(b)
+	var text strings.Builder
+	text.WriteString("version: 1\njobs:\n")
+	for i := 0; text.Len() < 4<<20; i++ {
+		fmt.Fprintf(&text, "  - name: app%d-build\n    match: {project: \"group/app%d\", job: build}\n    definition: {script: [make, \"echo %d\"]}\n", i, i, i)
+	}
+	base := text.String()
+	r.Commit(b, map[string]string{"allowlist.yaml": base}, "v1", nil)
+	m, err := OpenMirror(b.TempDir(), r.Path, Auth{}, WithReadAhead())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Fetch(context.Background(), mainSpec); err != nil {
+		b.Fatal(err)
+	}
+	clone := filepath.Join(b.TempDir(), "clone.git")
+	if out, err := exec.Command("git", "clone", "-q", "--bare", r.Path, clone).CombinedOutput(); err != nil {
+		b.Fatalf("clone: %v\n%s", err, out)
+	}
+	var tw, tg, cw, cg time.Duration
+	v := 1
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		v++
+		head := r.Commit(b, map[string]string{"allowlist.yaml": strings.Replace(base, "version: 1\n", fmt.Sprintf("version: %d\n", v), 1)}, fmt.Sprint("v", v), nil)
+		b.StartTimer()
+		c0, t0 := selfCPU(), time.Now()
+		if err := m.Fetch(context.Background(), mainSpec); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.ReadFile(head, "allowlist.yaml", 64<<20); err != nil {
+			b.Fatal(err)
+		}
+		tw += time.Since(t0)
+		cw += selfCPU() - c0
+		c1, t1 := childCPU(), time.Now()
+		for _, args := range [][]string{{"fetch", "-q", "origin", "+refs/heads/main:refs/heads/main"}, {"show", "main:allowlist.yaml"}} {
+			cmd := exec.Command("git", append([]string{"-C", clone}, args...)...)
+			cmd.Stdout = io.Discard
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("git %v: %v", args, err)
+			}
+		}
+		tg += time.Since(t1)
+		cg += childCPU() - c1
+	}
+	b.ReportMetric(float64(tw)/float64(tg), "x_writ/git")
+	b.ReportMetric(float64(cw)/float64(cg), "x_cpu")
+}
+
+// selfCPU is this process's user and system time, its children's
+// included (writ's fetch runs git-upload-pack as one).
+func selfCPU() time.Duration { return rusage(syscall.RUSAGE_SELF) + rusage(syscall.RUSAGE_CHILDREN) }
+
+// childCPU is the user and system time of this process's waited-for
+// children.
+func childCPU() time.Duration { return rusage(syscall.RUSAGE_CHILDREN) }
+
+func rusage(who int) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

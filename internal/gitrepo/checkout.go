@@ -73,6 +73,17 @@ func (m *Mirror) ReadFile(commit, path string, limit int64) ([]byte, error) {
 	if entry.Mode != filemode.Regular && entry.Mode != filemode.Executable && entry.Mode != filemode.Deprecated {
 		return nil, fmt.Errorf("%s at commit %s is not a regular file (mode %s)", path, commit, entry.Mode)
 	}
+	if m.fresh.hash == entry.Hash && m.fresh.data != nil {
+		// Named from its content by this process's fetch: handed over
+		// once (a second read goes to the pack), so the mirror holds no
+		// copy the caller may want freed.
+		data := m.fresh.data
+		m.fresh = keptBlob{}
+		if int64(len(data)) > limit {
+			return nil, fmt.Errorf("%s at commit %s is %d bytes, more than the %d accepted", path, commit, len(data), limit)
+		}
+		return data, nil
+	}
 	blob, err := m.repo.BlobObject(entry.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("%s at commit %s: %w", path, commit, err)

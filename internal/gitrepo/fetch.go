@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"gitlab.com/writ-ci/writ/internal/fsutil"
@@ -73,6 +73,9 @@ func (m *Mirror) Fetch(ctx context.Context, refspecs ...string) error {
 		if errors.Is(err, ErrIncomplete) || errors.Is(err, ErrDamaged) {
 			m.MarkDamaged(err.Error()) // the next fetch starts from scratch again
 		}
+	}
+	if err == nil {
+		m.tidy()
 	}
 	if err == nil && m.overBudget() {
 		// The mirror outgrew its bound (old packs, objects no ref needs any
@@ -146,9 +149,14 @@ func (m *Mirror) fetch(ctx context.Context, specs []config.RefSpec) (err error) 
 			return err
 		}
 	}
+	// Only haves the mirror holds stop the history check: the server was
+	// told of every local tip, unchecked (checking before the fetch would
+	// load every pack index twice, since storing a pack reopens the store).
 	known := map[plumbing.Hash]bool{}
 	for _, h := range haves {
-		known[h] = true
+		if m.repo.Storer.HasEncodedObject(h) == nil {
+			known[h] = true
+		}
 	}
 	for _, u := range updates {
 		if err := m.checkFetched(u.hash, known); err != nil {
@@ -253,8 +261,10 @@ func (m *Mirror) localRefs() (map[plumbing.ReferenceName]plumbing.Hash, error) {
 	return out, nil
 }
 
-// haves are the local ref tips whose commits are in the mirror: every ref
-// was written only once its history was complete.
+// haves are the local ref tips: every ref was written only once its
+// history was complete. A tip a damaged mirror lost makes the server leave
+// out objects the mirror needs; the check after the fetch finds them
+// missing (ErrIncomplete), and Fetch starts again from an empty mirror.
 func (m *Mirror) haves(local map[plumbing.ReferenceName]plumbing.Hash) []plumbing.Hash {
 	var out []plumbing.Hash
 	seen := map[plumbing.Hash]bool{}
@@ -269,9 +279,7 @@ func (m *Mirror) haves(local map[plumbing.ReferenceName]plumbing.Hash) []plumbin
 			continue
 		}
 		seen[h] = true
-		if m.repo.Storer.HasEncodedObject(h) == nil {
-			out = append(out, h)
-		}
+		out = append(out, h)
 	}
 	return out
 }
@@ -305,32 +313,45 @@ func (m *Mirror) fetchPack(ctx context.Context, sess transport.UploadPackSession
 	return m.storePack(ctx, r)
 }
 
-// storePack writes the guarded pack into the mirror. On any error the
-// partial pack is removed.
+// storePack writes the guarded pack into the mirror with its index (see
+// packstore.go). On any error the partial pack is removed.
 func (m *Mirror) storePack(ctx context.Context, r io.Reader) error {
-	pw, ok := m.repo.Storer.(storer.PackfileWriter)
-	if !ok {
-		return errors.New("the mirror's storage cannot take a pack")
-	}
-	w, err := pw.PackfileWriter()
+	dir := filepath.Join(m.dir, "objects", "pack")
+	f, err := os.CreateTemp(dir, "tmp_pack_")
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDamaged, err)
 	}
-	gerr := guardPack(r, w, m.limits)
-	if gerr != nil {
-		// Closing an unfinished pack writer stops its indexer; the partial
-		// temp pack it leaves is removed below.
-		_ = w.Close()
+	defer func() {
+		_ = f.Close()
 		m.removeTempPacks()
+	}()
+	ix := newPackIndexer(m.readAhead)
+	bw := bufio.NewWriterSize(f, 64<<10)
+	if gerr := guardIndexed(r, bw, m.limits, ix); gerr != nil {
 		var le *LimitError
 		if errors.As(gerr, &le) {
 			return le
 		}
 		return remoteErr(ctx, gerr)
 	}
-	if err := w.Close(); err != nil {
-		m.removeTempPacks()
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("store the pack: %w", err)
+	}
+	if err := ix.store(ctx, f, dir, m.limits); err != nil {
+		var le *LimitError
+		if errors.As(err, &le) {
+			return le
+		}
+		return fmt.Errorf("store the pack: %w", err)
+	}
+	// go-git's storage lists packs once: open it again to see the new one.
+	repo, err := openRepo(m.dir)
+	if err != nil {
+		return fmt.Errorf("%w: reopen after storing a pack: %v", ErrDamaged, err)
+	}
+	m.repo = repo
+	if ix.kept.data != nil {
+		m.fresh = ix.kept
 	}
 	return nil
 }

@@ -59,6 +59,15 @@ func WithLimits(l Limits) Option {
 	}
 }
 
+// WithReadAhead makes each fetch keep in memory, named and checked, the
+// largest blob (of 1 MiB or more) its pack brings, until ReadFile reads
+// it: that read then costs neither inflating nor hashing it again. For a
+// caller that reads one large file at the head it fetches, such as the
+// allowlist; a mirror without it holds nothing after a fetch.
+func WithReadAhead() Option {
+	return func(m *Mirror) { m.readAhead = true }
+}
+
 // LimitError is a fetch refused because the remote sent more than a limit
 // allows. Nothing of the refused pack is kept.
 type LimitError struct {

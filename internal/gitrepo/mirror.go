@@ -9,11 +9,13 @@
 //
 // A fetch is bounded while the pack is read (see [Limits]), asks for the
 // named refs only, and moves a ref only once what a decision reads through
-// it is in the mirror. A mirror is a cache: one found damaged (see
+// it is in the mirror. The pack is indexed in the pass that checks it:
+// every object is named from its content before anything can read it. A mirror is a cache: one found damaged (see
 // [IsDamage]) is rebuilt from scratch by the next [Mirror.Fetch].
 package gitrepo
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -77,6 +80,9 @@ type Mirror struct {
 	limits  Limits
 	repo    *git.Repository
 	rebuilt int
+	// readAhead: keep the largest blob a fetch brings (see WithReadAhead).
+	readAhead bool
+	fresh     keptBlob
 }
 
 // OpenMirror opens, creating it if needed, the mirror of url in cacheDir,
@@ -135,10 +141,36 @@ const largeObject = 1 << 20
 // git.ErrRepositoryNotExists when dir holds no repository; unlike it, it
 // follows no alternates file: a mirror holds every object it reads.
 func openRepo(dir string) (*git.Repository, error) {
-	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRUDefault(),
+	st := filesystem.NewStorageWithOptions(bufferedIdxFS{osfs.New(dir)}, cache.NewObjectLRUDefault(),
 		filesystem.Options{LargeObjectThreshold: largeObject})
 	return git.Open(st, nil)
 }
+
+// bufferedIdxFS reads pack indexes through a buffer. go-git's index
+// decoder reads a file a few bytes per call (the fanout table alone is 256
+// reads), and every process that reads a mirror loads every pack's index:
+// unbuffered, that is hundreds of system calls per pack.
+type bufferedIdxFS struct{ billy.Filesystem }
+
+func (fs bufferedIdxFS) Open(name string) (billy.File, error) {
+	f, err := fs.Filesystem.Open(name)
+	if err != nil || !strings.HasSuffix(name, ".idx") {
+		return f, err
+	}
+	return &bufferedFile{File: f, r: bufio.NewReaderSize(f, 64<<10)}, nil
+}
+
+// Capabilities are those of the file system underneath.
+func (fs bufferedIdxFS) Capabilities() billy.Capability { return billy.Capabilities(fs.Filesystem) }
+
+// bufferedFile is a file read sequentially through r (the index decoder
+// neither seeks nor reads at offsets).
+type bufferedFile struct {
+	billy.File
+	r *bufio.Reader
+}
+
+func (f *bufferedFile) Read(p []byte) (int, error) { return f.r.Read(p) }
 
 // openOrigin opens a mirror directory that has an origin remote.
 func openOrigin(dir string) (*git.Repository, error) {

@@ -30,6 +30,8 @@ type packGuard struct {
 	// declares, so that is once the header (and for a delta, the size it
 	// builds) is checked.
 	safe bool
+	off  int64        // pack bytes read so far
+	ix   *packIndexer // when set, records what it needs to index the pack
 }
 
 // guardPack copies the pack read from r to w within lim.
@@ -66,6 +68,7 @@ func (g *packGuard) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := g.in.Read(p[:min(len(p), 32<<10)])
+	g.off += int64(n)
 	g.pending = append(g.pending, p[:n]...)
 	return n, err
 }
@@ -76,6 +79,7 @@ func (g *packGuard) ReadByte() (byte, error) {
 	}
 	b, err := g.in.ReadByte()
 	if err == nil {
+		g.off++
 		g.pending = append(g.pending, b)
 	}
 	return b, err
@@ -99,6 +103,9 @@ func (g *packGuard) bound() error {
 func (g *packGuard) flush() error {
 	if len(g.pending) == 0 {
 		return nil
+	}
+	if g.ix != nil {
+		g.ix.wrote(g.pending)
 	}
 	_, err := g.w.Write(g.pending)
 	g.pending = g.pending[:0]
@@ -138,6 +145,9 @@ func (g *packGuard) run() error {
 		}
 	}
 	g.safe = true
+	if g.ix != nil {
+		g.ix.trailerAt(g.off)
+	}
 	var trailer [20]byte
 	if _, err := io.ReadFull(g, trailer[:]); err != nil {
 		return g.readErr("pack trailer", err)
@@ -149,10 +159,12 @@ func (g *packGuard) run() error {
 // object checks the i-th object: its header, then its data as it inflates.
 func (g *packGuard) object(i int64) error {
 	g.safe = false
-	typ, size, err := g.objectHeader()
+	start := g.off
+	typ, size, base, err := g.objectHeader()
 	if err != nil {
 		return g.readErr(fmt.Sprintf("header of object %d", i), err)
 	}
+	dataOff := g.off
 	what := fmt.Sprintf("inflated size of object %d (%s)", i, typeNames[typ])
 	if size > g.lim.MaxObjectBytes {
 		return &LimitError{Limit: "max_object_bytes", Max: g.lim.MaxObjectBytes, Got: size, What: what}
@@ -166,6 +178,12 @@ func (g *packGuard) object(i int64) error {
 		return g.readErr(fmt.Sprintf("data of object %d", i), err)
 	}
 	zr := g.zr
+	var obj *objectIndexer
+	if g.ix != nil {
+		if obj, err = g.ix.begin(i, start, dataOff, typ, size, base); err != nil {
+			return err
+		}
+	}
 	// A delta's data starts with the sizes of its base and of the object
 	// it builds: nothing of it reaches the indexer before the second is
 	// checked.
@@ -174,13 +192,20 @@ func (g *packGuard) object(i int64) error {
 	var head []byte
 	var total int64
 	for {
-		n, rerr := zr.Read(g.buf)
+		dst := g.buf
+		if obj != nil {
+			dst = obj.next(dst)
+		}
+		n, rerr := zr.Read(dst)
 		total += int64(n)
 		if total > size {
 			return fmt.Errorf("object %d (%s) inflates beyond the %d bytes its header declares", i, typeNames[typ], size)
 		}
+		if obj != nil {
+			obj.write(dst[:n])
+		}
 		if !checked {
-			head = append(head, g.buf[:min(n, 20)]...)
+			head = append(head, dst[:min(n, 20)]...)
 			target, ok := deltaTarget(head)
 			switch {
 			case ok && target > g.lim.MaxObjectBytes:
@@ -206,6 +231,9 @@ func (g *packGuard) object(i int64) error {
 	if total != size {
 		return fmt.Errorf("object %d (%s) inflates to %d bytes, not the %d its header declares", i, typeNames[typ], total, size)
 	}
+	if obj != nil {
+		obj.end()
+	}
 	// Checked bytes are handed on in batches: each write wakes the indexer.
 	if len(g.pending) >= 32<<10 {
 		return g.flush()
@@ -214,21 +242,23 @@ func (g *packGuard) object(i int64) error {
 }
 
 // objectHeader reads an object's type and declared size, and for deltas
-// the reference to their base.
-func (g *packGuard) objectHeader() (byte, int64, error) {
+// the reference to their base: the distance back to it (ofs-delta) or its
+// name (ref-delta).
+func (g *packGuard) objectHeader() (byte, int64, deltaBase, error) {
+	var base deltaBase
 	b, err := g.ReadByte()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, base, err
 	}
 	typ := (b >> 4) & 7
 	size := int64(b & 15)
 	shift := uint(4)
 	for b&0x80 != 0 {
 		if shift > 56 {
-			return 0, 0, errors.New("object size overflows")
+			return 0, 0, base, errors.New("object size overflows")
 		}
 		if b, err = g.ReadByte(); err != nil {
-			return 0, 0, err
+			return 0, 0, base, err
 		}
 		size |= int64(b&0x7f) << shift
 		shift += 7
@@ -236,26 +266,38 @@ func (g *packGuard) objectHeader() (byte, int64, error) {
 	switch typ {
 	case objCommit, objTree, objBlob, objTag:
 	case objOfsDelta:
+		// gitformat-pack: each further byte adds one before shifting, so
+		// that every distance has exactly one encoding.
 		for n := 0; ; n++ {
-			if n > 9 {
-				return 0, 0, errors.New("delta offset overflows")
+			if n > 9 || base.ofs >= 1<<55 {
+				return 0, 0, base, errors.New("delta offset overflows")
 			}
 			if b, err = g.ReadByte(); err != nil {
-				return 0, 0, err
+				return 0, 0, base, err
 			}
+			if n > 0 {
+				base.ofs++
+			}
+			base.ofs = base.ofs<<7 | int64(b&0x7f)
 			if b&0x80 == 0 {
 				break
 			}
 		}
 	case objRefDelta:
-		var base [20]byte
-		if _, err := io.ReadFull(g, base[:]); err != nil {
-			return 0, 0, err
+		if _, err := io.ReadFull(g, base.ref[:]); err != nil {
+			return 0, 0, base, err
 		}
 	default:
-		return 0, 0, fmt.Errorf("object type %d is not valid", typ)
+		return 0, 0, base, fmt.Errorf("object type %d is not valid", typ)
 	}
-	return typ, size, nil
+	return typ, size, base, nil
+}
+
+// deltaBase is where a delta's base is: ofs bytes before the delta in
+// the same pack, or the object named ref.
+type deltaBase struct {
+	ofs int64
+	ref [20]byte
 }
 
 // deltaTarget reads the target size, the second varint of delta data.

@@ -358,7 +358,10 @@ type toolResult struct {
 }
 
 // buildTool runs `go build -o <tmp>/name ./pkg` in the repository once per
-// process and returns the binary's path.
+// process and returns the binary's path. It builds without cgo, as the
+// release does (release/build.go): the suite runs the static binary users
+// install, not one that also loads libc through the dynamic linker at each
+// of the eight or more starts per job.
 func buildTool(name, pkg string) (string, error) {
 	tools.mu.Lock()
 	defer tools.mu.Unlock()
@@ -375,6 +378,7 @@ func buildTool(name, pkg string) (string, error) {
 	path := filepath.Join(tools.dir, name)
 	cmd := exec.Command("go", "build", "-o", path, pkg)
 	cmd.Dir = moduleRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var r toolResult
 	if out, err := cmd.CombinedOutput(); err != nil {
 		r.err = fmt.Errorf("building %s (%s): %v\n%s", name, pkg, err, out)
