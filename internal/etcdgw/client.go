@@ -215,6 +215,10 @@ func (c *Client) advance(i int) {
 
 var errClosed = errors.New("etcdgw: client closed")
 
+// maxHeaderBytes bounds an answer's headers and trailers (gRPC's status
+// and etcd's message among them).
+const maxHeaderBytes = 64 << 10
+
 // dialError is a failed TCP, TLS or HTTP/2 handshake: nothing was sent.
 type dialError struct{ err error }
 
@@ -250,6 +254,9 @@ func (c *Client) conn(m *member) (*grpc.ClientConn, error) {
 			MinConnectTimeout: c.dialTimeout,
 		}),
 		grpc.WithDisableServiceConfig(),
+		// A status's message travels in headers, which the size of the
+		// response message does not bound.
+		grpc.WithMaxHeaderListSize(maxHeaderBytes),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -200,6 +201,17 @@ func TestHostileAnswers(t *testing.T) {
 		var se *Error
 		if _, err := fakes(t, f).Get(within(t, 5*time.Second), "k"); !errors.As(err, &se) || se.Code != int(codes.Unimplemented) {
 			t.Fatalf("%v, want the status", err)
+		}
+	})
+
+	t.Run("an oversized status is refused", func(t *testing.T) {
+		f := fake(t, fail(codes.PermissionDenied, strings.Repeat("x", 1<<20)))
+		_, err := fakes(t, f).Get(within(t, 5*time.Second), "k")
+		if err == nil || len(err.Error()) > 4096 {
+			t.Fatalf("an error of %d bytes", len(fmt.Sprint(err)))
+		}
+		if se := (*Error)(nil); errors.As(err, &se) && se.Code == int(codes.PermissionDenied) {
+			t.Fatalf("the status's 1 MiB message was read: %.80s", se.Message)
 		}
 	})
 

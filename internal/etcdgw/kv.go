@@ -177,7 +177,7 @@ func (c *Client) Txn(ctx context.Context, cmps []Compare, then, els []Op) (*TxnR
 			}
 		}
 	}
-	data, err := c.call(ctx, methodTxn, txnRequest(cmps, then, els), c.budget(gets)+(len(then)+len(els))*64, readOnly)
+	data, err := c.call(ctx, methodTxn, txnRequest(cmps, then, els), c.budget(gets)+(len(then)+len(els))*128, readOnly)
 	if err != nil {
 		return nil, err
 	}
