@@ -17,8 +17,8 @@
 //   - mutual TLS, with the member's certificate checked against its URL's
 //     host; with etcd's authentication on, etcd takes the client
 //     certificate's common name for the etcd user, so that each host is
-//     held to its role's key prefixes (a refusal is an [Error] with code 7,
-//     PermissionDenied, and never retried);
+//     held to its role's key prefixes (a refusal is [ErrPermissionDenied],
+//     never retried);
 //   - one member at a time, in a random order per [Client], so a fleet's
 //     hosts spread over the members; the next member when one cannot be
 //     reached, refuses the TLS handshake or has no leader, and, for reads,

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-
 	"gitlab.com/writ-ci/writ/internal/state/etcdtest"
 )
 
@@ -281,34 +278,17 @@ func restart(t *testing.T, c *etcdtest.Cluster, members ...int) {
 // and by every member, with no second attempt.
 func TestAuthRoles(t *testing.T) {
 	c := etcdtest.Start(t, 1)
+	tc := clientTLS(t, c)
+	ctx := within(t, 20*time.Second)
+	if _, err := ordered(t, c, tc, 0).Txn(ctx, nil, []Op{OpPut("/staging/mark", "staging's", 0)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableAuth(map[string]string{"prod-host": "/prod/"}); err != nil {
+		t.Fatal(err)
+	}
 	root, err := c.ClientTLS("root")
 	if err != nil {
 		t.Fatal(err)
-	}
-	admin, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, TLS: root, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ctx := within(t, 20*time.Second)
-	for _, step := range []func() error{
-		func() error { _, err := admin.RoleAdd(ctx, "root"); return err },
-		func() error { _, err := admin.UserAdd(ctx, "root", "unused"); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := admin.RoleAdd(ctx, "env-prod"); return err },
-		func() error {
-			_, err := admin.RoleGrantPermission(ctx, "env-prod", "/prod/", clientv3.GetPrefixRangeEnd("/prod/"),
-				clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-		func() error { _, err := admin.UserAdd(ctx, "prod-host", "unused"); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "prod-host", "env-prod"); return err },
-		func() error { _, err := admin.Put(ctx, "/staging/mark", "staging's"); return err },
-		func() error { _, err := admin.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	host, err := c.ClientTLS("prod-host")
 	if err != nil {
@@ -324,7 +304,7 @@ func TestAuthRoles(t *testing.T) {
 	denied := func(what string, err error) {
 		t.Helper()
 		var se *Error
-		if !errors.As(err, &se) || se.Code != int(codes.PermissionDenied) || !strings.Contains(se.Message, "permission denied") {
+		if !errors.Is(err, ErrPermissionDenied) || !errors.As(err, &se) || !strings.Contains(se.Message, "permission denied") {
 			t.Fatalf("%s outside the host's prefix: %v, want PermissionDenied", what, err)
 		}
 	}
@@ -334,8 +314,8 @@ func TestAuthRoles(t *testing.T) {
 	denied("a write", err)
 	_, err = cl.Get(ctx, "/staging/mark")
 	denied("a read", err)
-	if resp, err := admin.Get(ctx, "/staging/mark"); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "staging's" {
-		t.Fatalf("the other environment's key after the refused writes: %+v %v", resp, err)
+	if kv, err := ordered(t, c, root, 0).Get(ctx, "/staging/mark"); err != nil || kv == nil || string(kv.Value) != "staging's" {
+		t.Fatalf("the other environment's key after the refused writes: %+v %v", kv, err)
 	}
 	// A certificate whose name is no etcd user reads nothing.
 	stranger, err := c.ClientTLS("stranger")

@@ -24,9 +24,14 @@ var ErrNoLeader = errors.New("etcdserver: no leader")
 // restored).
 var ErrLeaseNotFound = errors.New("etcdserver: requested lease not found")
 
+// ErrPermissionDenied matches a refusal by etcd's authentication: the
+// etcd user this client acts as (its certificate's common name) has no
+// role that grants the request on its keys. It is a configuration error,
+// never retried.
+var ErrPermissionDenied = errors.New("etcdserver: permission denied")
+
 // Error is an error status a member answered with: a gRPC status code and
-// etcd's message. A refusal by etcd's authentication is code 7
-// (PermissionDenied), "etcdserver: permission denied".
+// etcd's message.
 type Error struct {
 	Code    int
 	Message string
@@ -36,18 +41,22 @@ func (e *Error) Error() string { return fmt.Sprintf("%s (gRPC code %d)", e.Messa
 
 // gRPC status codes etcd answers with.
 const (
-	codeNotFound    = 5
-	codeUnavailable = 14
+	codeNotFound         = 5
+	codePermissionDenied = 7
+	codeUnavailable      = 14
 )
 
 // Is matches ErrNoLeader and ErrLeaseNotFound by etcd's code and message
-// (rpctypes.ErrGRPCNoLeader, ErrGRPCLeaseNotFound).
+// (rpctypes.ErrGRPCNoLeader, ErrGRPCLeaseNotFound), and
+// ErrPermissionDenied by the code alone (etcd words it in several ways).
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrNoLeader:
 		return e.Code == codeUnavailable && e.Message == ErrNoLeader.Error()
 	case ErrLeaseNotFound:
 		return e.Code == codeNotFound && e.Message == ErrLeaseNotFound.Error()
+	case ErrPermissionDenied:
+		return e.Code == codePermissionDenied
 	}
 	return false
 }
