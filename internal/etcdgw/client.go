@@ -281,7 +281,15 @@ func (c *Client) ready(ctx context.Context, m *member) (*grpc.ClientConn, error)
 		case connectivity.Ready:
 			return cc, nil
 		case connectivity.Shutdown:
-			return nil, errClosed
+			// Closed by Close, or dropped by a concurrent request that
+			// saw it fail.
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				return nil, errClosed
+			}
+			return nil, c.drop(m, cc, errors.New("connection closed"))
 		case connectivity.Idle:
 			cc.Connect()
 		case connectivity.TransientFailure:

@@ -305,6 +305,29 @@ func TestMembersInTurn(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent reads all move past a member that is down", func(t *testing.T) {
+		b := fake(t, okRead)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		down := &fakeMember{url: "https://" + l.Addr().String(), cert: b.cert}
+		cl := fakes(t, down, b)
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				_, err := cl.Get(within(t, 5*time.Second), "k")
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("a permission refusal is not tried elsewhere", func(t *testing.T) {
 		a, b := fake(t, fail(codes.PermissionDenied, "etcdserver: permission denied")), fake(t, okRead)
 		_, err := fakes(t, a, b).Get(within(t, 5*time.Second), "k")
