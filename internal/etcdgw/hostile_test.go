@@ -328,6 +328,30 @@ func TestMembersInTurn(t *testing.T) {
 		}
 	})
 
+	t.Run("a member that never completes the handshake costs the dial timeout, then the next answers", func(t *testing.T) {
+		b := fake(t, okRead)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close() // held open, silent, until the test ends
+			}
+		}()
+		silent := &fakeMember{url: "https://" + l.Addr().String(), cert: b.cert}
+		start := time.Now()
+		kv, err := fakes(t, silent, b).Get(within(t, 10*time.Second), "k")
+		if err != nil || kv == nil || time.Since(start) > 4*time.Second {
+			t.Fatalf("%+v %v after %s", kv, err, time.Since(start))
+		}
+	})
+
 	t.Run("a permission refusal is not tried elsewhere", func(t *testing.T) {
 		a, b := fake(t, fail(codes.PermissionDenied, "etcdserver: permission denied")), fake(t, okRead)
 		_, err := fakes(t, a, b).Get(within(t, 5*time.Second), "k")
