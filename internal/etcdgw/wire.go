@@ -203,7 +203,9 @@ func asBool(f field) (bool, error) {
 	return f.n == 1, nil
 }
 
-// header reads a ResponseHeader's revision, which every answer carries.
+// header reads a ResponseHeader's revision (0 if absent). Every answer
+// carries one with a revision; the responses nested in a transaction's
+// need not.
 func header(b []byte) (int64, error) {
 	fs, err := fields(b, map[protowire.Number]protowire.Type{hdrRevision: varint}, nil)
 	if err != nil {
@@ -213,14 +215,15 @@ func header(b []byte) (int64, error) {
 	for _, f := range fs {
 		rev = int64(f.n)
 	}
-	if rev < 1 {
-		return 0, fmt.Errorf("%w: no response header with a revision", ErrProtocol)
-	}
 	return rev, nil
 }
 
+func noHeader() error {
+	return fmt.Errorf("%w: no response header with a revision", ErrProtocol)
+}
+
 type rangeResponse struct {
-	rev   int64 // 0 when the response has no header (inside a transaction)
+	rev   int64 // 0 when the response has no header
 	kvs   []KeyValue
 	more  bool
 	count int64
@@ -337,8 +340,8 @@ func decodeRangeBody(data []byte, s span) ([]KeyValue, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if r.rev == 0 {
-		return nil, false, fmt.Errorf("%w: no response header with a revision", ErrProtocol)
+	if r.rev < 1 {
+		return nil, false, noHeader()
 	}
 	return checkRange(r, s, r.rev)
 }
@@ -394,8 +397,8 @@ func decodeTxn(data []byte, then, els []Op) (*TxnResult, error) {
 			resps = append(resps, r)
 		}
 	}
-	if rev == 0 {
-		return nil, fmt.Errorf("%w: no response header with a revision", ErrProtocol)
+	if rev < 1 {
+		return nil, noHeader()
 	}
 	ops := els
 	if succeeded {
@@ -452,8 +455,8 @@ func decodeGrant(data []byte) (int64, int64, error) {
 		}
 	}
 	switch {
-	case rev == 0:
-		return 0, 0, fmt.Errorf("%w: no response header with a revision", ErrProtocol)
+	case rev < 1:
+		return 0, 0, noHeader()
 	case msg != "":
 		return 0, 0, fmt.Errorf("lease grant: %s", msg)
 	case id <= 0 || ttl <= 0:
