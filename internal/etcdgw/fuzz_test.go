@@ -3,6 +3,9 @@ package etcdgw
 import (
 	"bytes"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // FuzzResponse: every answer a member sends is untrusted input. Decoding
@@ -24,6 +27,23 @@ func FuzzResponse(f *testing.F) {
 		pb(hdr, vint(grantRespID, 7587839221445806083), vint(grantRespTTL, 60)),
 	} {
 		f.Add(s)
+	}
+	// And as etcd's own code writes them.
+	hdr := &etcdserverpb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 9, RaftTerm: 3}
+	kv := &mvccpb.KeyValue{Key: []byte("/p/a"), CreateRevision: 4, ModRevision: 5, Version: 2, Value: []byte("v"), Lease: 7}
+	for _, m := range []interface{ Marshal() ([]byte, error) }{
+		&etcdserverpb.RangeResponse{Header: hdr, Kvs: []*mvccpb.KeyValue{kv}, Count: 1},
+		&etcdserverpb.TxnResponse{Header: hdr, Succeeded: true, Responses: []*etcdserverpb.ResponseOp{
+			{Response: &etcdserverpb.ResponseOp_ResponseRange{ResponseRange: &etcdserverpb.RangeResponse{Header: hdr, Kvs: []*mvccpb.KeyValue{kv}, Count: 1}}},
+			{Response: &etcdserverpb.ResponseOp_ResponsePut{ResponsePut: &etcdserverpb.PutResponse{Header: hdr}}},
+		}},
+		&etcdserverpb.LeaseGrantResponse{Header: hdr, ID: 7, TTL: 60},
+	} {
+		b, err := m.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := span{key: []byte("/p/"), end: []byte("/p0"), limit: 3}
