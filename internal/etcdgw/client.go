@@ -1,59 +1,75 @@
-// Package etcdgw is a small client of etcd's v3 key-value API through the
-// JSON gateway that every etcd member (3.4 and later) serves on its client
-// port next to gRPC: POST /v3/kv/range, /v3/kv/txn and /v3/lease/grant.
+// Package etcdgw is a small client of etcd's v3 key-value API over gRPC
+// (etcd 3.4 and later): Range, Txn and LeaseGrant.
 //
 // writ runs as a short process per executor stage, about ten per job, and
 // each makes a handful of requests. etcd's own client
-// (go.etcd.io/etcd/client/v3) links gRPC and etcd's generated protobuf
-// packages, whose package initialisation alone cost about 3 ms at every
-// start of writ, whether a fleet store is configured or not. This client
-// needs nothing beyond net/http and encoding/json, which writ links
-// anyway. The price is on the member: the gateway decodes JSON and calls
-// the member's own gRPC service, about 0.3 ms more per request.
+// (go.etcd.io/etcd/client/v3) links etcd's generated protobuf packages,
+// whose registration alone cost about 3 ms at every start of writ, whether
+// a fleet store is configured or not. This client speaks the same gRPC
+// service with google.golang.org/grpc, which writ links anyway (through
+// sigstore-go), and encodes the few messages it sends and reads field by
+// field with protowire (wire.go): nothing is registered at start-up. (The
+// package's name is from its first version, a client of etcd's JSON
+// gateway, which etcd refuses to certificate common names when its
+// authentication is on.)
 //
 // It keeps what writ relied on in clientv3:
 //   - mutual TLS, with the member's certificate checked against its URL's
-//     host;
+//     host; with etcd's authentication on, etcd takes the client
+//     certificate's common name for the etcd user, so that each host is
+//     held to its role's key prefixes (a refusal is [ErrPermissionDenied],
+//     never retried);
 //   - one member at a time, in a random order per [Client], so a fleet's
 //     hosts spread over the members; the next member when one cannot be
 //     reached, refuses the TLS handshake or has no leader, and, for reads,
 //     when a request fails in flight or the member's leader changes;
-//   - require-leader on every request (the header
-//     "Grpc-Metadata-hasleader: true", which the gateway passes on as the
-//     gRPC metadata clientv3.WithRequireLeader sets): a member cut off from
-//     its cluster answers at once instead of waiting for a leader;
-//   - one connection (HTTP/2) for a process's concurrent requests;
+//   - require-leader on every request (the gRPC metadata "hasleader: true",
+//     as clientv3.WithRequireLeader): a member cut off from its cluster
+//     answers at once instead of waiting for a leader;
+//   - one connection (HTTP/2) per member used, shared by a process's
+//     concurrent requests;
 //   - linearizable reads, compare-and-swap transactions on revisions, and
 //     leases.
 //
-// It leaves out what writ does not use: watches, lease keep-alive, auth
-// tokens (etcd refuses the gateway to certificate common names when its
-// authentication is on: [ErrCommonNameAuth]), member discovery, and
-// retrying a write whose fate is unknown (a write that failed in flight is
-// an error, never repeated elsewhere).
+// It leaves out what writ does not use: watches, lease keep-alive,
+// password authentication, member discovery, and retrying a write whose
+// fate is unknown (a write that failed in flight is an error, never
+// repeated elsewhere).
 //
 // Every response is untrusted input. Its size is bounded before it is
-// read, and it is decoded strictly: canonical base64 and integers, no
-// field twice, keys inside the range that was read and in order, one
-// response per operation of the kind sent, revisions that fit together.
-// Anything else is [ErrProtocol].
+// read (gRPC reads the length first), and it is decoded strictly: no
+// wrong wire types, no singular field twice, keys inside the range that
+// was read and in order, one response per operation of the kind sent,
+// revisions that fit together. Anything else is [ErrProtocol].
 package etcdgw
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// etcd's gRPC methods (service KV and Lease of etcdserverpb).
+const (
+	methodRange      = "/etcdserverpb.KV/Range"
+	methodTxn        = "/etcdserverpb.KV/Txn"
+	methodLeaseGrant = "/etcdserverpb.Lease/LeaseGrant"
 )
 
 // Config configures a Client.
@@ -61,11 +77,12 @@ type Config struct {
 	// Endpoints are the members' client URLs, https://host:port.
 	Endpoints []string
 	// TLS holds the CA that verifies the members and this client's
-	// certificate. Required: the gateway is reached over TLS only.
+	// certificate, whose common name is the etcd user when etcd's
+	// authentication is on. Required: members are reached over TLS only.
 	TLS *tls.Config
-	// DialTimeout bounds the TCP and TLS handshakes with one member, so
-	// that a member that does not answer leaves time to try the next.
-	// Default: 2s.
+	// DialTimeout bounds the TCP, TLS and HTTP/2 handshakes with one
+	// member, so that a member that does not answer leaves time to try
+	// the next. Default: 2s.
 	DialTimeout time.Duration
 	// MaxValueBytes is the largest key plus value a read expects; it
 	// bounds how much of a response is read. Default: 64 KiB.
@@ -76,28 +93,27 @@ type Config struct {
 // Each call is bounded by its context only (a read is retried while a
 // member's leader changes): give it a deadline.
 type Client struct {
-	members     []member
+	members     []*member
 	dialTimeout time.Duration
 	maxValue    int
-	hc          *http.Client
 
 	mu  sync.Mutex
 	cur int // the member in use
-	// Connect's handshake: connecting is closed when it is over; pre is
-	// its connection to members[preIdx], until a request takes it.
+	// Connect's handshake: connecting is closed when it is over.
 	connecting    chan struct{}
 	cancelConnect context.CancelFunc
-	pre           net.Conn
-	preIdx        int
 	closed        bool
 
-	dials atomic.Int64 // handshakes started, for tests
+	dials atomic.Int64 // TCP connections started, for tests
 }
 
 type member struct {
 	url  string // https://host:port
 	addr string // host:port
 	tls  *tls.Config
+	conn *grpc.ClientConn // under Client.mu; made on first use
+
+	lastErr atomic.Pointer[error] // why the last connection failed
 }
 
 // New returns a client of the members cfg names. Nothing is contacted
@@ -107,7 +123,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("etcdgw: no endpoints")
 	}
 	if cfg.TLS == nil {
-		return nil, errors.New("etcdgw: no TLS configuration (the gateway is reached over TLS only)")
+		return nil, errors.New("etcdgw: no TLS configuration (members are reached over TLS only)")
 	}
 	c := &Client{dialTimeout: cfg.DialTimeout, maxValue: cfg.MaxValueBytes}
 	if c.dialTimeout <= 0 {
@@ -115,28 +131,6 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.maxValue <= 0 {
 		c.maxValue = 64 << 10
-	}
-	t := &http.Transport{
-		DialTLSContext:    c.dialTLS,
-		Proxy:             nil, // the store is reached directly, never through the environment's proxy
-		ForceAttemptHTTP2: true,
-		// Concurrent requests wait for the one connection rather than
-		// each making a handshake of its own.
-		MaxConnsPerHost:        1,
-		MaxIdleConnsPerHost:    1,
-		IdleConnTimeout:        90 * time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 64 << 10,
-	}
-	c.hc = &http.Client{Transport: t}
-	// Offer HTTP/2 (etcd takes it) only if the transport speaks it: its
-	// setup, which this call runs, leaves it out under
-	// GODEBUG=http2client=0, and a member that agreed to h2 would answer
-	// in frames the transport does not read.
-	t.CloseIdleConnections()
-	alpn := []string{"http/1.1"}
-	if _, ok := t.TLSNextProto["h2"]; ok {
-		alpn = []string{"h2", "http/1.1"}
 	}
 	for _, e := range cfg.Endpoints {
 		u, err := url.Parse(e)
@@ -151,20 +145,17 @@ func New(cfg Config) (*Client, error) {
 		addr := net.JoinHostPort(u.Hostname(), port)
 		tc := cfg.TLS.Clone()
 		tc.ServerName = u.Hostname()
-		// With HTTP/2 a process's concurrent requests share one
-		// connection, so one handshake.
-		tc.NextProtos = alpn
-		c.members = append(c.members, member{url: "https://" + addr, addr: addr, tls: tc})
+		c.members = append(c.members, &member{url: "https://" + addr, addr: addr, tls: tc})
 	}
 	// A random order per client spreads a fleet's hosts over the members.
 	rand.Shuffle(len(c.members), func(i, j int) { c.members[i], c.members[j] = c.members[j], c.members[i] })
 	return c, nil
 }
 
-// Connect starts the TCP and TLS handshakes with a member in the
-// background (the next one if that one cannot be reached), for a caller
-// that has other work to do before its first request, which then uses
-// this connection. Errors surface on that request.
+// Connect starts the handshakes with a member in the background (the next
+// one if that one cannot be reached), for a caller that has other work to
+// do before its first request, which then uses this connection. Errors
+// surface on that request.
 func (c *Client) Connect() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -178,18 +169,7 @@ func (c *Client) Connect() {
 		defer cancel()
 		for range c.members {
 			i := c.current()
-			conn, err := c.dial(ctx, c.members[i])
-			if err == nil {
-				c.mu.Lock()
-				if c.closed {
-					conn.Close()
-				} else {
-					c.pre, c.preIdx = conn, i
-				}
-				c.mu.Unlock()
-				return
-			}
-			if ctx.Err() != nil {
+			if _, err := c.ready(ctx, c.members[i]); err == nil || ctx.Err() != nil {
 				return
 			}
 			c.advance(i)
@@ -208,12 +188,13 @@ func (c *Client) Close() error {
 		<-done
 	}
 	c.mu.Lock()
-	if c.pre != nil {
-		c.pre.Close()
-		c.pre = nil
+	defer c.mu.Unlock()
+	for _, m := range c.members {
+		if m.conn != nil {
+			m.conn.Close()
+			m.conn = nil
+		}
 	}
-	c.mu.Unlock()
-	c.hc.CloseIdleConnections()
 	return nil
 }
 
@@ -232,47 +213,153 @@ func (c *Client) advance(i int) {
 	}
 }
 
-// dialError is a failed TCP or TLS handshake: nothing was sent.
+var errClosed = errors.New("etcdgw: client closed")
+
+// maxHeaderBytes bounds an answer's headers and trailers (gRPC's status
+// and etcd's message among them).
+const maxHeaderBytes = 64 << 10
+
+// dialError is a failed TCP, TLS or HTTP/2 handshake: nothing was sent.
 type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-func (c *Client) dial(ctx context.Context, m member) (net.Conn, error) {
-	c.dials.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
-	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", m.addr)
+// conn is m's connection, made on first use. gRPC's ClientConn connects
+// lazily and reconnects by itself; ready waits for it.
+func (c *Client) conn(m *member) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosed
+	}
+	if m.conn != nil {
+		return m.conn, nil
+	}
+	m.lastErr.Store(nil)
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		c.dials.Add(1)
+		var d net.Dialer // directly, never through the environment's proxy
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			m.lastErr.Store(&err)
+		}
+		return conn, err
+	}
+	cc, err := grpc.NewClient("passthrough:///"+m.addr,
+		grpc.WithTransportCredentials(&recordingCreds{credentials.NewTLS(m.tls), m}),
+		grpc.WithContextDialer(dial),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: c.dialTimeout,
+		}),
+		grpc.WithDisableServiceConfig(),
+		// A status's message travels in headers, which the size of the
+		// response message does not bound.
+		grpc.WithMaxHeaderListSize(maxHeaderBytes),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err != nil {
-		return nil, &dialError{err}
+		return nil, err
 	}
-	conn := tls.Client(raw, m.tls)
-	if err := conn.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		return nil, &dialError{err}
-	}
-	return conn, nil
+	m.conn = cc
+	return cc, nil
 }
 
-// dialTLS is the transport's dialer: Connect's connection if it is to
-// addr, else a new one.
-func (c *Client) dialTLS(ctx context.Context, _, addr string) (net.Conn, error) {
-	c.mu.Lock()
-	if c.pre != nil && c.members[c.preIdx].addr == addr {
-		conn := c.pre
-		c.pre = nil
-		c.mu.Unlock()
-		return conn, nil
+// ready returns m's connection once its handshakes are over, within the
+// dial timeout. A connection that failed is closed, so that no
+// reconnection runs in the background and the next use starts afresh.
+func (c *Client) ready(ctx context.Context, m *member) (*grpc.ClientConn, error) {
+	cc, err := c.conn(m)
+	if err != nil {
+		return nil, err
 	}
-	c.mu.Unlock()
-	for _, m := range c.members {
-		if m.addr == addr {
-			return c.dial(ctx, m)
+	wctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
+	defer cancel()
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return cc, nil
+		case connectivity.Shutdown:
+			// Closed by Close, or dropped by a concurrent request that
+			// saw it fail.
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				return nil, errClosed
+			}
+			return nil, c.drop(m, cc, errors.New("connection closed"))
+		case connectivity.Idle:
+			cc.Connect()
+		case connectivity.TransientFailure:
+			return nil, c.drop(m, cc, nil)
+		}
+		if !cc.WaitForStateChange(wctx, s) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, c.drop(m, cc, wctx.Err())
 		}
 	}
-	return nil, &dialError{fmt.Errorf("%s is not a member", addr)}
 }
+
+func (c *Client) drop(m *member, cc *grpc.ClientConn, err error) error {
+	if p := m.lastErr.Load(); p != nil {
+		err = *p
+	} else if err == nil {
+		err = errors.New("the member closed the connection (refused this client's certificate?)")
+	}
+	c.mu.Lock()
+	if m.conn == cc {
+		m.conn = nil
+	}
+	c.mu.Unlock()
+	cc.Close()
+	return &dialError{err}
+}
+
+// recordingCreds keeps the reason a TLS handshake failed, which gRPC
+// reports only in its log.
+type recordingCreds struct {
+	credentials.TransportCredentials
+	m *member
+}
+
+func (r *recordingCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := r.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		r.m.lastErr.Store(&err)
+	}
+	return conn, info, err
+}
+
+func (r *recordingCreds) Clone() credentials.TransportCredentials {
+	return &recordingCreds{r.TransportCredentials.Clone(), r.m}
+}
+
+// rawCodec sends requests as encoded in wire.go and hands responses over
+// as bytes, decoded there. Its name is protobuf's, which etcd reads.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	b, ok := v.([]byte)
+	if !ok {
+		return nil, fmt.Errorf("etcdgw: cannot marshal %T", v)
+	}
+	return b, nil
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	p, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("etcdgw: cannot unmarshal into %T", v)
+	}
+	*p = append([]byte(nil), data...) // gRPC may reuse data's buffer
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
 
 // waitConnect waits for Connect's handshake, so that a request goes to
 // the member it reached.
@@ -281,7 +368,7 @@ func (c *Client) waitConnect(ctx context.Context) error {
 	done, closed := c.connecting, c.closed
 	c.mu.Unlock()
 	if closed {
-		return errors.New("etcdgw: client closed")
+		return errClosed
 	}
 	if done == nil {
 		return nil
@@ -294,16 +381,15 @@ func (c *Client) waitConnect(ctx context.Context) error {
 	}
 }
 
-// call posts body to path and returns the body of a 200 answer, at most
-// limit bytes. It moves to the next member while one cannot be reached,
-// refuses the TLS handshake or has no leader, or, for a read
-// (idempotent), while a request fails in flight or the member is briefly
-// unavailable (its leader changed). Only that last kind of failure starts
-// another round of the members, after a pause, until ctx ends: a cluster
-// whose reachable members all say they have no leader has lost quorum,
-// and the caller learns it at once. A write whose fate is unknown is
-// never sent again.
-func (c *Client) call(ctx context.Context, path string, body []byte, limit int64, idempotent bool) ([]byte, error) {
+// call sends req to method and returns the answer, at most limit bytes.
+// It moves to the next member while one cannot be reached, refuses the
+// TLS handshake or has no leader, or, for a read (idempotent), while a
+// request fails in flight or the member is briefly unavailable (its
+// leader changed). Only that last kind of failure starts another round of
+// the members, after a pause, until ctx ends: a cluster whose reachable
+// members all say they have no leader has lost quorum, and the caller
+// learns it at once. A write whose fate is unknown is never sent again.
+func (c *Client) call(ctx context.Context, method string, req []byte, limit int, idempotent bool) ([]byte, error) {
 	if err := c.waitConnect(ctx); err != nil {
 		return nil, err
 	}
@@ -311,13 +397,19 @@ func (c *Client) call(ctx context.Context, path string, body []byte, limit int64
 	backoff, transient := 25*time.Millisecond, false
 	for n := 1; ; n++ {
 		i := c.current()
-		data, err := c.post(ctx, c.members[i], path, body, limit)
+		data, err := c.invoke(ctx, c.members[i], method, req, limit)
 		if err == nil {
 			return data, nil
 		}
+		if errors.Is(err, errClosed) {
+			return nil, err
+		}
 		last[i] = fmt.Errorf("member %s: %w", c.members[i].addr, err)
+		if ctx.Err() != nil {
+			return nil, errors.Join(append(last, ctx.Err())...)
+		}
 		next, again := retryable(err, idempotent)
-		if !next || ctx.Err() != nil {
+		if !next {
 			return nil, errors.Join(last...)
 		}
 		transient = transient || again
@@ -346,62 +438,43 @@ func (c *Client) call(ctx context.Context, path string, body []byte, limit int64
 // a little later.
 func retryable(err error, idempotent bool) (next, again bool) {
 	var de *dialError
-	var oe *net.OpError
+	var se *Error
 	switch {
-	case errors.As(err, &de), errors.Is(err, ErrNoLeader),
-		// A TLS alert: with TLS 1.3 a member refuses this client's
-		// certificate after the client's side of the handshake.
-		errors.As(err, &oe) && oe.Op == "remote error":
+	case errors.As(err, &de), errors.Is(err, ErrNoLeader):
 		// Nothing was sent, or the member refused it before acting.
 		return true, false
-	}
-	var ue *url.Error
-	var se *Error
-	if idempotent && (errors.As(err, &ue) || errors.As(err, &se) && se.Code == codeUnavailable) {
+	case idempotent && errors.As(err, &se) && se.Code == codeUnavailable:
+		// Cut off in flight, or the member's leader changed.
 		return true, true
 	}
 	return false, false
 }
 
-// maxErrorBytes bounds an error response's body.
-const maxErrorBytes = 64 << 10
-
-func (c *Client) post(ctx context.Context, m member, path string, body []byte, limit int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+path, bytes.NewReader(body))
+// invoke makes one request of m.
+func (c *Client) invoke(ctx context.Context, m *member, method string, req []byte, limit int) ([]byte, error) {
+	cc, err := c.ready(ctx, m)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	// Passed on by the gateway as the gRPC metadata "hasleader: true":
-	// a member without a leader refuses at once (etcdserver: no leader).
-	req.Header.Set("Grpc-Metadata-Hasleader", "true")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
+	// A member without a leader refuses at once (etcdserver: no leader)
+	// rather than holding the request until it has one.
+	ctx = metadata.AppendToOutgoingContext(ctx, "hasleader", "true")
+	var resp []byte
+	if err := cc.Invoke(ctx, method, req, &resp, grpc.MaxCallRecvMsgSize(limit)); err != nil {
+		return nil, statusError(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := readLimit(resp.Body, resp.ContentLength, maxErrorBytes)
-		return nil, decodeError(resp.StatusCode, data)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return nil, fmt.Errorf("%w: content type %q", ErrProtocol, ct)
-	}
-	return readLimit(resp.Body, resp.ContentLength, limit)
+	return resp, nil
 }
 
-// readLimit reads a body of at most limit bytes, refusing a larger one
-// before reading it when its length is announced.
-func readLimit(r io.Reader, length, limit int64) ([]byte, error) {
-	if length > limit {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, length, limit)
+// statusError turns a gRPC status, the member's or gRPC's own, into an
+// Error, and gRPC's refusal of an oversized answer into ErrTooLarge.
+func statusError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
+	if st.Code() == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: received message larger than max") {
+		return fmt.Errorf("%w: %s", ErrTooLarge, st.Message())
 	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
-	}
-	return data, nil
+	return &Error{Code: int(st.Code()), Message: truncate([]byte(st.Message()), 500)}
 }

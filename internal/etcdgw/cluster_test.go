@@ -1,19 +1,15 @@
 package etcdgw
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"gitlab.com/writ-ci/writ/internal/state/etcdtest"
 )
@@ -31,7 +27,7 @@ func ordered(t *testing.T, c *etcdtest.Cluster, tc *tls.Config, order ...int) *C
 		t.Fatal(err)
 	}
 	// New shuffles; put them back in the order asked for.
-	byURL := map[string]member{}
+	byURL := map[string]*member{}
 	for _, m := range cl.members {
 		byURL[m.url] = m
 	}
@@ -227,7 +223,7 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("quorum lost: the survivor refuses at once because of the require-leader header", func(t *testing.T) {
+	t.Run("quorum lost: the survivor refuses at once because of the require-leader metadata", func(t *testing.T) {
 		c.Kill(0)
 		c.Kill(1)
 		defer restart(t, c, 0, 1)
@@ -248,18 +244,18 @@ func TestCluster(t *testing.T) {
 		if !errors.Is(err, ErrNoLeader) || time.Since(start) > time.Second {
 			t.Fatalf("write without quorum: %v after %s, want ErrNoLeader at once", err, time.Since(start))
 		}
-		// Without the header, the same read waits for a leader.
-		req, _ := http.NewRequestWithContext(within(t, 1500*time.Millisecond), http.MethodPost, c.Endpoints[2]+"/v3/kv/range",
-			bytes.NewReader([]byte(`{"key":"L3QvYQ=="}`)))
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
-		defer hc.CloseIdleConnections()
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			t.Fatalf("a read without the require-leader header answered %s; the header's effect is not shown", resp.Status)
+		// Without the metadata, the same read waits for a leader.
+		cc, err := cl.ready(within(t, 5*time.Second), cl.members[0])
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("a read without the require-leader header: %v, want it to wait until the deadline", err)
+		var resp []byte
+		start = time.Now()
+		err = cc.Invoke(within(t, 1500*time.Millisecond), methodRange, rangeRequest(span{key: []byte("/t/a")}), &resp)
+		// etcd answers "context deadline exceeded" when the deadline it
+		// was sent passes.
+		if err == nil || strings.Contains(err.Error(), "no leader") || time.Since(start) < 1400*time.Millisecond {
+			t.Fatalf("a read without the require-leader metadata: %v after %s, want it to wait until the deadline", err, time.Since(start))
 		}
 	})
 }
@@ -276,39 +272,63 @@ func restart(t *testing.T, c *etcdtest.Cluster, members ...int) {
 	}
 }
 
-// With etcd's authentication on, etcd takes a gRPC caller's certificate
-// common name for its user, but refuses the JSON gateway to such a
-// certificate: the error says so, rather than "bad request".
-func TestAuthCommonName(t *testing.T) {
+// With etcd's authentication on, etcd takes the common name of a client
+// certificate for its user: a host whose role covers only its
+// environment's prefix writes there, and is refused elsewhere, at once
+// and by every member, with no second attempt.
+func TestAuthRoles(t *testing.T) {
 	c := etcdtest.Start(t, 1)
+	tc := clientTLS(t, c)
+	ctx := within(t, 20*time.Second)
+	if _, err := ordered(t, c, tc, 0).Txn(ctx, nil, []Op{OpPut("/staging/mark", "staging's", 0)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableAuth(map[string]string{"prod-host": "/prod/"}); err != nil {
+		t.Fatal(err)
+	}
 	root, err := c.ClientTLS("root")
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, TLS: root, DialTimeout: 5 * time.Second})
+	host, err := c.ClientTLS("prod-host")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	ctx := within(t, 20*time.Second)
-	_, _ = admin.RoleAdd(ctx, "root")
-	for _, step := range []func() error{
-		func() error { _, err := admin.UserAdd(ctx, "root", "unused"); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := admin.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
+	cl := ordered(t, c, host, 0)
+	if r, err := cl.Txn(ctx, []Compare{CreateRevisionIs("/prod/mark", 0)}, []Op{OpPut("/prod/mark", "v", 0)}, nil); err != nil || !r.Succeeded {
+		t.Fatalf("a write inside the host's prefix: %+v %v", r, err)
+	}
+	if kv, err := cl.Get(ctx, "/prod/mark"); err != nil || kv == nil || string(kv.Value) != "v" {
+		t.Fatalf("a read inside the host's prefix: %+v %v", kv, err)
+	}
+	denied := func(what string, err error) {
+		t.Helper()
+		var se *Error
+		if !errors.Is(err, ErrPermissionDenied) || !errors.As(err, &se) || !strings.Contains(se.Message, "permission denied") {
+			t.Fatalf("%s outside the host's prefix: %v, want PermissionDenied", what, err)
 		}
 	}
-	_, err = ordered(t, c, clientTLS(t, c), 0).Get(ctx, "/t/a")
-	if !errors.Is(err, ErrCommonNameAuth) {
-		t.Fatalf("with etcd auth on: %v, want ErrCommonNameAuth", err)
+	_, err = cl.Txn(ctx, nil, []Op{OpDelete("/staging/mark")}, nil)
+	denied("a delete", err)
+	_, err = cl.Txn(ctx, nil, []Op{OpPut("/staging/mark", "overwritten", 0)}, nil)
+	denied("a write", err)
+	_, err = cl.Get(ctx, "/staging/mark")
+	denied("a read", err)
+	if kv, err := ordered(t, c, root, 0).Get(ctx, "/staging/mark"); err != nil || kv == nil || string(kv.Value) != "staging's" {
+		t.Fatalf("the other environment's key after the refused writes: %+v %v", kv, err)
+	}
+	// A certificate whose name is no etcd user reads nothing.
+	stranger, err := c.ClientTLS("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ordered(t, c, stranger, 0).Get(ctx, "/prod/mark"); err == nil {
+		t.Fatal("a certificate with no etcd user read a key")
 	}
 }
 
 // Concurrent requests of one process share one connection (HTTP/2): one
-// handshake, whatever the number of requests in flight.
+// connection, whatever the number of requests in flight.
 func TestOneHandshake(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	cl := ordered(t, c, clientTLS(t, c), 0)
@@ -327,14 +347,6 @@ func TestOneHandshake(t *testing.T) {
 		}
 	}
 	if n := cl.dials.Load(); n != 1 {
-		t.Fatalf("%d handshakes for 8 concurrent requests, want 1", n)
-	}
-
-	// A host may turn HTTP/2 off (GODEBUG=http2client=0): the client then
-	// offers HTTP/1.1 only, or the member would answer in HTTP/2 frames.
-	t.Setenv("GODEBUG", "http2client=0")
-	h1 := ordered(t, c, clientTLS(t, c), 0)
-	if _, err := h1.Get(ctx, "/o/1"); err != nil {
-		t.Fatalf("with HTTP/2 off in the transport: %v", err)
+		t.Fatalf("%d connections for 8 concurrent requests, want 1", n)
 	}
 }

@@ -2,27 +2,48 @@ package etcdgw
 
 import (
 	"bytes"
-	"encoding/json"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // FuzzResponse: every answer a member sends is untrusted input. Decoding
 // never panics; what a decoder accepts holds only keys inside what was
-// read, in order and within the limit, and one response per operation of
-// the branch that ran; the field-name rewrite yields JSON and is stable.
+// read, in order and within the limit, revisions that fit, and one
+// response per operation of the branch that ran.
 func FuzzResponse(f *testing.F) {
-	for _, s := range []string{
-		`{` + hdr + `,"kvs":[` + kvK + `],"count":"1"}`,
-		`{"header":{"cluster_id":"1","member_id":"2","revision":"9","raft_term":"3"},"kvs":[{"key":"L3AvYQ==","create_revision":"4","mod_revision":"5","version":"2","value":"dg=="},{"key":"L3AvYg==","create_revision":"6","mod_revision":"6","version":"1"}],"more":true,"count":"3"}`,
-		`{"header":{"clusterId":"1","memberId":"2","revision":"9","raftTerm":"3"},"kvs":[],"more":false,"count":"0"}`,
-		`{` + hdr + `,"succeeded":true,"responses":[{"response_range":{"header":{"revision":"9"},"kvs":[{"key":"L3AvYQ==","create_revision":"4","mod_revision":"5","version":"2"}],"count":"1"}},{"response_put":{"header":{"revision":"9"}}}]}`,
-		`{"header":{"revision":"9"},"succeeded":false,"responses":[{"responseRange":{"header":null,"kvs":[],"count":"0","more":false}}]}`,
-		`{` + hdr + `,"ID":"7587839221445806083","TTL":"60"}`,
-		`{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}`,
-		`{"code":5,"message":"etcdserver: requested lease not found","details":[]}`,
-		`{"a":[1,2.5e3,-0,"x\u00e9",true,null,{"bB":{}}]}`,
+	for _, s := range [][]byte{
+		pb(hdr, kvK, vint(rangeRespCount, 1)),
+		pb(hdr,
+			kvWith(lenf(kvKey, "/p/a"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvVersion, 2), lenf(kvValue, "v")),
+			kvWith(lenf(kvKey, "/p/b"), vint(kvCreate, 6), vint(kvMod, 6), vint(kvVersion, 1)),
+			vint(rangeRespMore, 1), vint(rangeRespCount, 3)),
+		txnPut,
+		pb(hdr, vint(txnRespSucceeded, 1),
+			lenf(txnRespResponses, string(lenf(oneofRange, string(pb(hdr, kvWith(lenf(kvKey, "/p/a"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvVersion, 2)), vint(rangeRespCount, 1)))))),
+			lenf(txnRespResponses, string(lenf(oneofPut, string(hdr))))),
+		pb(hdr, lenf(txnRespResponses, string(lenf(oneofRange, "")))),
+		pb(hdr, vint(grantRespID, 7587839221445806083), vint(grantRespTTL, 60)),
 	} {
-		f.Add([]byte(s))
+		f.Add(s)
+	}
+	// And as etcd's own code writes them.
+	hdr := &etcdserverpb.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: 9, RaftTerm: 3}
+	kv := &mvccpb.KeyValue{Key: []byte("/p/a"), CreateRevision: 4, ModRevision: 5, Version: 2, Value: []byte("v"), Lease: 7}
+	for _, m := range []interface{ Marshal() ([]byte, error) }{
+		&etcdserverpb.RangeResponse{Header: hdr, Kvs: []*mvccpb.KeyValue{kv}, Count: 1},
+		&etcdserverpb.TxnResponse{Header: hdr, Succeeded: true, Responses: []*etcdserverpb.ResponseOp{
+			{Response: &etcdserverpb.ResponseOp_ResponseRange{ResponseRange: &etcdserverpb.RangeResponse{Header: hdr, Kvs: []*mvccpb.KeyValue{kv}, Count: 1}}},
+			{Response: &etcdserverpb.ResponseOp_ResponsePut{ResponsePut: &etcdserverpb.PutResponse{Header: hdr}}},
+		}},
+		&etcdserverpb.LeaseGrantResponse{Header: hdr, ID: 7, TTL: 60},
+	} {
+		b, err := m.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := span{key: []byte("/p/"), end: []byte("/p0"), limit: 3}
@@ -31,7 +52,7 @@ func FuzzResponse(f *testing.F) {
 				t.Fatalf("%d keys for a limit of 3", len(kvs))
 			}
 			for i, kv := range kvs {
-				if !s.holds(kv.Key) || i > 0 && bytes.Compare(kvs[i-1].Key, kv.Key) >= 0 || kv.ModRevision < kv.CreateRevision || kv.CreateRevision < 1 {
+				if !s.holds(kv.Key) || i > 0 && bytes.Compare(kvs[i-1].Key, kv.Key) >= 0 || kv.ModRevision < kv.CreateRevision || kv.CreateRevision < 1 || kv.Lease < 0 {
 					t.Fatalf("accepted key %d: %+v", i, kv)
 				}
 			}
@@ -51,18 +72,6 @@ func FuzzResponse(f *testing.F) {
 		}
 		if id, ttl, err := decodeGrant(data); err == nil && (id <= 0 || ttl <= 0) {
 			t.Fatalf("accepted lease %d with ttl %d", id, ttl)
-		}
-		if err := decodeError(503, data); err == nil {
-			t.Fatal("an error answer decoded to no error")
-		}
-		if out, err := protoNames(data); err == nil {
-			if !json.Valid(out) {
-				t.Fatalf("rewrote %q into invalid JSON %q", data, out)
-			}
-			again, err := protoNames(out)
-			if err != nil || !bytes.Equal(again, out) {
-				t.Fatalf("rewrite of %q is not stable: %q then %q, %v", data, out, again, err)
-			}
 		}
 	})
 }

@@ -1,42 +1,96 @@
 package etcdgw
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
-	"net/http"
+	"fmt"
+	"net"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // A member is not trusted to answer sensibly: a broken or hostile store
 // (or something else on its port) gets a bounded read and a clear error.
-// These members are TLS servers on 127.0.0.1 that answer what no etcd
-// would; the real cluster's answers are in TestCluster.
+// These members are gRPC servers on 127.0.0.1, with TLS, that answer any
+// method with crafted bytes (a raw codec) or a crafted status; the real
+// cluster's answers are in TestCluster.
 
 type fakeMember struct {
-	srv      *httptest.Server
+	url      string
+	cert     *x509.Certificate
 	requests atomic.Int64
-	written  atomic.Int64 // body bytes written before the client stopped reading
+
+	mu    sync.Mutex
+	conns []net.Conn // accepted, so that a handler can hang up
 }
 
-func fake(t *testing.T, h func(f *fakeMember, w http.ResponseWriter, r *http.Request)) *fakeMember {
+// handler answers one request: with bytes (sent as the response message)
+// or an error (sent as the status).
+type handler func(f *fakeMember, method string, req []byte, ctx context.Context) ([]byte, error)
+
+type trackingListener struct {
+	net.Listener
+	f *fakeMember
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.f.mu.Lock()
+		l.f.conns = append(l.f.conns, c)
+		l.f.mu.Unlock()
+	}
+	return c, err
+}
+
+func fake(t *testing.T, h handler) *fakeMember {
 	t.Helper()
-	f := &fakeMember{}
-	f.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.requests.Add(1)
-		if r.Method != http.MethodPost || r.Header.Get("Grpc-Metadata-Hasleader") != "true" ||
-			r.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("request %s %s with headers %v: want a JSON POST with the require-leader header", r.Method, r.URL, r.Header)
-		}
-		h(f, w, r)
-	}))
-	t.Cleanup(f.srv.Close)
+	// httptest's certificate is for 127.0.0.1.
+	hs := httptest.NewTLSServer(nil)
+	pair, leaf := hs.TLS.Certificates[0], hs.Certificate()
+	hs.Close()
+	f := &fakeMember{cert: leaf}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.url = "https://" + lis.Addr().String()
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}})),
+		grpc.ForceServerCodec(rawCodec{}),
+		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+			f.requests.Add(1)
+			method, _ := grpc.MethodFromServerStream(stream)
+			md, _ := metadata.FromIncomingContext(stream.Context())
+			if v := md.Get("hasleader"); len(v) != 1 || v[0] != "true" {
+				t.Errorf("request %s with metadata %v: want the require-leader metadata", method, md)
+			}
+			var req []byte
+			if err := stream.RecvMsg(&req); err != nil {
+				return err
+			}
+			resp, err := h(f, method, req, stream.Context())
+			if err != nil {
+				return err
+			}
+			return stream.SendMsg(resp)
+		}))
+	go srv.Serve(trackingListener{lis, f})
+	t.Cleanup(srv.Stop)
 	return f
 }
 
@@ -46,14 +100,14 @@ func fakes(t *testing.T, members ...*fakeMember) *Client {
 	pool := x509.NewCertPool()
 	var eps []string
 	for _, f := range members {
-		pool.AddCert(f.srv.Certificate())
-		eps = append(eps, f.srv.URL)
+		pool.AddCert(f.cert)
+		eps = append(eps, f.url)
 	}
 	cl, err := New(Config{Endpoints: eps, TLS: &tls.Config{RootCAs: pool}, MaxValueBytes: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
-	byURL := map[string]member{}
+	byURL := map[string]*member{}
 	for _, m := range cl.members {
 		byURL[m.url] = m
 	}
@@ -64,48 +118,61 @@ func fakes(t *testing.T, members ...*fakeMember) *Client {
 	return cl
 }
 
-func answer(status int, contentType, body string) func(*fakeMember, http.ResponseWriter, *http.Request) {
-	return func(_ *fakeMember, w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", contentType)
-		w.WriteHeader(status)
-		io.WriteString(w, body)
+func answer(resp []byte) handler {
+	return func(*fakeMember, string, []byte, context.Context) ([]byte, error) { return resp, nil }
+}
+
+func fail(code codes.Code, msg string) handler {
+	return func(*fakeMember, string, []byte, context.Context) ([]byte, error) {
+		return nil, status.Error(code, msg)
 	}
 }
 
-const (
-	hdr = `"header":{"cluster_id":"1","member_id":"2","revision":"9","raft_term":"3"}`
-	// "k" and "v" in base64.
-	kvK = `{"key":"aw==","create_revision":"4","mod_revision":"5","version":"2","value":"dg=="}`
+// Protobuf by hand, to write what no etcd would.
+func pb(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func vint(n protowire.Number, v int64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, n, protowire.VarintType), uint64(v))
+}
+
+func lenf(n protowire.Number, v string) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, n, protowire.BytesType), []byte(v))
+}
+
+var (
+	hdr = lenf(1, string(pb(vint(1, 1), vint(2, 2), vint(hdrRevision, 9), vint(4, 3))))
+	// The key "k" with the value "v".
+	kvK = lenf(rangeRespKvs, string(pb(lenf(kvKey, "k"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvVersion, 2), lenf(kvValue, "v"))))
+	// A transaction whose one put succeeded.
+	txnPut = pb(hdr, vint(txnRespSucceeded, 1), lenf(txnRespResponses, string(lenf(oneofPut, string(hdr)))))
 )
+
+func kvWith(fields ...[]byte) []byte { return lenf(rangeRespKvs, string(pb(fields...))) }
 
 func TestHostileAnswers(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		status int
-		ctype  string
-		body   string
-		want   error
+		name string
+		body []byte
+		want error
 	}{
-		{"not JSON", 200, "application/json", "<html>proxy error</html>", ErrProtocol},
-		{"no header", 200, "application/json", `{"kvs":[` + kvK + `],"count":"1"}`, ErrProtocol},
-		{"header without a revision", 200, "application/json", `{"header":{"cluster_id":"1"},"count":"0"}`, ErrProtocol},
-		{"a key that was not asked for", 200, "application/json", `{` + hdr + `,"kvs":[{"key":"bA==","create_revision":"4","mod_revision":"5","version":"1"}],"count":"1"}`, ErrProtocol},
-		{"two keys for one", 200, "application/json", `{` + hdr + `,"kvs":[` + kvK + `,` + kvK + `],"count":"2"}`, ErrProtocol},
-		{"count that does not fit", 200, "application/json", `{` + hdr + `,"kvs":[` + kvK + `],"count":"0"}`, ErrProtocol},
-		{"an integer as a number", 200, "application/json", `{"header":{"revision":9},"count":"0"}`, ErrProtocol},
-		{"an integer with a leading zero", 200, "application/json", `{"header":{"revision":"09"},"count":"0"}`, ErrProtocol},
-		{"base64 with a line break", 200, "application/json", `{` + hdr + `,"kvs":[{"key":"aw==","create_revision":"4","mod_revision":"5","version":"1","value":"d\ng=="}],"count":"1"}`, ErrProtocol},
-		{"base64 with padding bits set", 200, "application/json", `{` + hdr + `,"kvs":[{"key":"aw==","create_revision":"4","mod_revision":"5","version":"1","value":"dh=="}],"count":"1"}`, ErrProtocol},
-		{"one field in both spellings", 200, "application/json", `{` + hdr + `,"kvs":[{"key":"aw==","create_revision":"4","mod_revision":"5","modRevision":"6","version":"1"}],"count":"1"}`, ErrProtocol},
-		{"a change after the store's revision", 200, "application/json", `{` + hdr + `,"kvs":[{"key":"aw==","create_revision":"4","mod_revision":"10","version":"1"}],"count":"1"}`, ErrProtocol},
-		{"data after the answer", 200, "application/json", `{` + hdr + `}{}`, ErrProtocol},
-		{"nested too deep", 200, "application/json", `{` + hdr + `,"x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, ErrProtocol},
-		{"not JSON by its type", 200, "text/html", `{` + hdr + `}`, ErrProtocol},
-		{"an error that is not a gRPC status", 502, "text/html", "<html>Bad Gateway</html>", ErrProtocol},
-		{"a value larger than the bound", 200, "application/json", `{` + hdr + `,"kvs":[{"key":"aw==","create_revision":"4","mod_revision":"5","version":"1","value":"` + strings.Repeat("AAAA", 2000) + `"}],"count":"1"}`, ErrTooLarge},
+		{"not protobuf", []byte("<html>proxy error</html>"), ErrProtocol},
+		{"cut short", pb(hdr, kvK)[:len(hdr)+5], ErrProtocol},
+		{"no header", pb(kvK, vint(rangeRespCount, 1)), ErrProtocol},
+		{"header without a revision", pb(lenf(1, string(vint(1, 1)))), ErrProtocol},
+		{"a key that was not asked for", pb(hdr, kvWith(lenf(kvKey, "l"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvVersion, 1)), vint(rangeRespCount, 1)), ErrProtocol},
+		{"two keys for one", pb(hdr, kvK, kvK, vint(rangeRespCount, 2)), ErrProtocol},
+		{"count that does not fit", pb(hdr, kvK), ErrProtocol},
+		{"a revision with the wrong wire type", pb(lenf(1, string(lenf(hdrRevision, "9"))), vint(rangeRespCount, 0)), ErrProtocol},
+		{"a key's field twice", pb(hdr, kvWith(lenf(kvKey, "k"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvMod, 6), vint(kvVersion, 1)), vint(rangeRespCount, 1)), ErrProtocol},
+		{"the header twice", pb(hdr, hdr, vint(rangeRespCount, 0)), ErrProtocol},
+		{"a bool that is not 0 or 1", pb(hdr, vint(rangeRespMore, 2)), ErrProtocol},
+		{"a group", pb(hdr, protowire.AppendTag(nil, 9, protowire.StartGroupType), protowire.AppendTag(nil, 9, protowire.EndGroupType)), ErrProtocol},
+		{"a change after the store's revision", pb(hdr, kvWith(lenf(kvKey, "k"), vint(kvCreate, 4), vint(kvMod, 10), vint(kvVersion, 1)), vint(rangeRespCount, 1)), ErrProtocol},
+		{"a negative lease", pb(hdr, kvWith(lenf(kvKey, "k"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvVersion, 1), vint(kvLease, -1)), vint(rangeRespCount, 1)), ErrProtocol},
+		{"a value larger than the bound", pb(hdr, kvWith(lenf(kvKey, "k"), vint(kvCreate, 4), vint(kvMod, 5), vint(kvVersion, 1), lenf(kvValue, strings.Repeat("A", 8000))), vint(rangeRespCount, 1)), ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := fake(t, answer(tc.status, tc.ctype, tc.body))
+			f := fake(t, answer(tc.body))
 			kv, err := fakes(t, f).Get(within(t, 5*time.Second), "k")
 			if !errors.Is(err, tc.want) || kv != nil {
 				t.Fatalf("got %+v, %v; want %v", kv, err, tc.want)
@@ -113,67 +180,48 @@ func TestHostileAnswers(t *testing.T) {
 		})
 	}
 
-	t.Run("a member without the gateway is named as such", func(t *testing.T) {
-		f := fake(t, answer(404, "text/plain; charset=utf-8", "404 page not found\n"))
-		_, err := fakes(t, f).Get(within(t, 5*time.Second), "k")
-		if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "--enable-grpc-gateway") {
-			t.Fatalf("%v, want the gateway named", err)
-		}
-	})
-
-	t.Run("the same answer, well formed, is read", func(t *testing.T) {
-		f := fake(t, answer(200, "application/json", `{`+hdr+`,"kvs":[`+kvK+`],"count":"1"}`))
+	t.Run("the same answer, well formed, is read; unknown fields are skipped", func(t *testing.T) {
+		f := fake(t, answer(pb(hdr, kvK, vint(rangeRespCount, 1), lenf(99, "from a newer etcd"))))
 		kv, err := fakes(t, f).Get(within(t, 5*time.Second), "k")
 		if err != nil || string(kv.Key) != "k" || string(kv.Value) != "v" || kv.ModRevision != 5 || kv.CreateRevision != 4 || kv.Version != 2 {
 			t.Fatalf("%+v, %v", kv, err)
 		}
 	})
 
-	t.Run("an announced length over the bound is not read", func(t *testing.T) {
-		f := fake(t, func(f *fakeMember, w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Content-Length", "1073741824")
-			w.WriteHeader(200)
-			f.stream(w)
-		})
-		if _, err := fakes(t, f).Get(within(t, 5*time.Second), "k"); !errors.Is(err, ErrTooLarge) {
-			t.Fatalf("%v, want ErrTooLarge", err)
+	t.Run("an oversized answer is refused by its announced length", func(t *testing.T) {
+		f := fake(t, answer(make([]byte, 8<<20)))
+		start := time.Now()
+		if _, err := fakes(t, f).Get(within(t, 5*time.Second), "k"); !errors.Is(err, ErrTooLarge) || time.Since(start) > 3*time.Second {
+			t.Fatalf("%v after %s, want ErrTooLarge", err, time.Since(start))
 		}
-		f.checkBounded(t)
 	})
 
-	t.Run("an endless answer is read up to the bound", func(t *testing.T) {
-		f := fake(t, func(f *fakeMember, w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(200)
-			f.stream(w)
-		})
-		if _, err := fakes(t, f).Get(within(t, 5*time.Second), "k"); !errors.Is(err, ErrTooLarge) {
-			t.Fatalf("%v, want ErrTooLarge", err)
+	t.Run("a member that is not etcd is an error", func(t *testing.T) {
+		f := fake(t, fail(codes.Unimplemented, "unknown service etcdserverpb.KV"))
+		var se *Error
+		if _, err := fakes(t, f).Get(within(t, 5*time.Second), "k"); !errors.As(err, &se) || se.Code != int(codes.Unimplemented) {
+			t.Fatalf("%v, want the status", err)
 		}
-		f.checkBounded(t)
 	})
 
-	t.Run("an endless error is read up to the bound", func(t *testing.T) {
-		f := fake(t, func(f *fakeMember, w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(503)
-			f.stream(w)
-		})
-		if _, err := fakes(t, f).Get(within(t, 5*time.Second), "k"); !errors.Is(err, ErrProtocol) {
-			t.Fatalf("%v, want ErrProtocol", err)
+	t.Run("an oversized status is refused", func(t *testing.T) {
+		f := fake(t, fail(codes.PermissionDenied, strings.Repeat("x", 1<<20)))
+		_, err := fakes(t, f).Get(within(t, 5*time.Second), "k")
+		if err == nil || len(err.Error()) > 4096 {
+			t.Fatalf("an error of %d bytes", len(fmt.Sprint(err)))
 		}
-		f.checkBounded(t)
+		if se := (*Error)(nil); errors.As(err, &se) && se.Code == int(codes.PermissionDenied) {
+			t.Fatalf("the status's 1 MiB message was read: %.80s", se.Message)
+		}
 	})
 
 	t.Run("a member that never answers costs the deadline, no more", func(t *testing.T) {
-		f := fake(t, func(_ *fakeMember, _ http.ResponseWriter, r *http.Request) {
-			// Read the request, so the server notices the client leave.
-			io.Copy(io.Discard, r.Body)
+		f := fake(t, func(_ *fakeMember, _ string, _ []byte, ctx context.Context) ([]byte, error) {
 			select {
-			case <-r.Context().Done():
+			case <-ctx.Done():
 			case <-time.After(10 * time.Second):
 			}
+			return nil, status.Error(codes.Canceled, "gone")
 		})
 		start := time.Now()
 		_, err := fakes(t, f).Get(within(t, 500*time.Millisecond), "k")
@@ -183,40 +231,19 @@ func TestHostileAnswers(t *testing.T) {
 	})
 }
 
-// stream writes up to 64 MiB of JSON-looking bytes until the client stops
-// reading.
-func (f *fakeMember) stream(w http.ResponseWriter) {
-	chunk := []byte(`{"header":{"revision":"1"},"kvs":[` + strings.Repeat(" ", 4000))
-	for f.written.Load() < 64<<20 {
-		n, err := w.Write(chunk)
-		f.written.Add(int64(n))
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (f *fakeMember) checkBounded(t *testing.T) {
-	t.Helper()
-	// The client closes the connection; what the server wrote meanwhile
-	// sits in socket buffers, not in the client's memory.
-	time.Sleep(100 * time.Millisecond)
-	if n := f.written.Load(); n >= 64<<20 {
-		t.Fatalf("the client read all %d bytes of an endless answer", n)
-	}
-}
-
 func TestMembersInTurn(t *testing.T) {
-	noLeader := answer(503, "application/json", `{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}`)
-	ok := answer(200, "application/json", `{`+hdr+`,"succeeded":true,"responses":[{"response_put":{"header":{"revision":"9"}}}]}`)
-	okRead := answer(200, "application/json", `{`+hdr+`,"kvs":[`+kvK+`],"count":"1"}`)
-	hangUp := func(_ *fakeMember, w http.ResponseWriter, _ *http.Request) {
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err == nil {
-			conn.Close()
+	noLeader := fail(codes.Unavailable, "etcdserver: no leader")
+	ok := answer(txnPut)
+	okRead := answer(pb(hdr, kvK, vint(rangeRespCount, 1)))
+	hangUp := func(f *fakeMember, _ string, _ []byte, _ context.Context) ([]byte, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range f.conns {
+			c.Close()
 		}
+		return nil, status.Error(codes.Internal, "hung up")
 	}
-	leaderChanged := answer(503, "application/json", `{"code":14,"message":"etcdserver: leader changed","details":[]}`)
+	leaderChanged := fail(codes.Unavailable, "etcdserver: leader changed")
 
 	t.Run("no leader: the next member answers a write", func(t *testing.T) {
 		a, b := fake(t, noLeader), fake(t, ok)
@@ -235,7 +262,7 @@ func TestMembersInTurn(t *testing.T) {
 		a, b := fake(t, noLeader), fake(t, noLeader)
 		start := time.Now()
 		_, err := fakes(t, a, b).Get(within(t, 5*time.Second), "k")
-		if !errors.Is(err, ErrNoLeader) || time.Since(start) > time.Second || a.requests.Load() != 1 || b.requests.Load() != 1 {
+		if !errors.Is(err, ErrNoLeader) || time.Since(start) > 2*time.Second || a.requests.Load() != 1 || b.requests.Load() != 1 {
 			t.Fatalf("%v after %s; requests %d, %d", err, time.Since(start), a.requests.Load(), b.requests.Load())
 		}
 	})
@@ -258,12 +285,11 @@ func TestMembersInTurn(t *testing.T) {
 
 	t.Run("a read rides through a leader change", func(t *testing.T) {
 		var changed atomic.Int64
-		a := fake(t, func(f *fakeMember, w http.ResponseWriter, r *http.Request) {
+		a := fake(t, func(f *fakeMember, m string, req []byte, ctx context.Context) ([]byte, error) {
 			if changed.Add(1) <= 3 {
-				leaderChanged(f, w, r)
-				return
+				return leaderChanged(f, m, req, ctx)
 			}
-			okRead(f, w, r)
+			return okRead(f, m, req, ctx)
 		})
 		if kv, err := fakes(t, a).Get(within(t, 5*time.Second), "k"); err != nil || kv == nil {
 			t.Fatalf("%+v %v after %d requests", kv, err, a.requests.Load())
@@ -279,17 +305,74 @@ func TestMembersInTurn(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent reads all move past a member that is down", func(t *testing.T) {
+		b := fake(t, okRead)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		down := &fakeMember{url: "https://" + l.Addr().String(), cert: b.cert}
+		cl := fakes(t, down, b)
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				_, err := cl.Get(within(t, 5*time.Second), "k")
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("a member that never completes the handshake costs the dial timeout, then the next answers", func(t *testing.T) {
+		b := fake(t, okRead)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close() // held open, silent, until the test ends
+			}
+		}()
+		silent := &fakeMember{url: "https://" + l.Addr().String(), cert: b.cert}
+		start := time.Now()
+		kv, err := fakes(t, silent, b).Get(within(t, 10*time.Second), "k")
+		if err != nil || kv == nil || time.Since(start) > 4*time.Second {
+			t.Fatalf("%+v %v after %s", kv, err, time.Since(start))
+		}
+	})
+
+	t.Run("a permission refusal is not tried elsewhere", func(t *testing.T) {
+		a, b := fake(t, fail(codes.PermissionDenied, "etcdserver: permission denied")), fake(t, okRead)
+		_, err := fakes(t, a, b).Get(within(t, 5*time.Second), "k")
+		var se *Error
+		if !errors.As(err, &se) || se.Code != int(codes.PermissionDenied) || b.requests.Load() != 0 {
+			t.Fatalf("%v; the next member was asked %d times", err, b.requests.Load())
+		}
+	})
+
 	t.Run("a transaction's answer must fit the operations sent", func(t *testing.T) {
-		for _, body := range []string{
-			`{` + hdr + `,"succeeded":true,"responses":[]}`,
-			`{` + hdr + `,"succeeded":true,"responses":[{"response_range":{"header":{"revision":"9"}}}]}`,
-			`{` + hdr + `,"succeeded":true,"responses":[{"response_put":{},"response_delete_range":{}}]}`,
-			`{` + hdr + `,"responses":[{"response_put":{}}]}`, // a failed compare runs the (empty) else branch
+		for i, body := range [][]byte{
+			pb(hdr, vint(txnRespSucceeded, 1)),
+			pb(hdr, vint(txnRespSucceeded, 1), lenf(txnRespResponses, string(lenf(oneofRange, string(hdr))))),
+			pb(hdr, vint(txnRespSucceeded, 1), lenf(txnRespResponses, string(pb(lenf(oneofPut, ""), lenf(oneofDeleteRange, ""))))),
+			pb(hdr, lenf(txnRespResponses, string(lenf(oneofPut, "")))), // a failed compare runs the (empty) else branch
+			pb(hdr, vint(txnRespSucceeded, 1), vint(txnRespSucceeded, 0), lenf(txnRespResponses, string(lenf(oneofPut, "")))),
 		} {
-			a := fake(t, answer(200, "application/json", body))
+			a := fake(t, answer(body))
 			_, err := fakes(t, a).Txn(within(t, 5*time.Second), nil, []Op{OpPut("k", "v", 0)}, nil)
 			if !errors.Is(err, ErrProtocol) {
-				t.Fatalf("answer %s: %v, want ErrProtocol", body, err)
+				t.Fatalf("answer %d (%x): %v, want ErrProtocol", i, body, err)
 			}
 		}
 	})

@@ -2,16 +2,14 @@ package etcdgw
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 )
 
-// ErrProtocol is wrapped when a member's answer is not what etcd's gateway
-// sends: garbled, cut short, or inconsistent with the request.
-var ErrProtocol = errors.New("etcdgw: not a valid etcd gateway response")
+// ErrProtocol is wrapped when a member's answer is not what etcd sends:
+// garbled, cut short, or inconsistent with the request.
+var ErrProtocol = errors.New("etcdgw: not a valid etcd response")
 
 // ErrTooLarge is wrapped when an answer is larger than the client reads
 // (Config.MaxValueBytes per key it may hold).
@@ -26,11 +24,11 @@ var ErrNoLeader = errors.New("etcdserver: no leader")
 // restored).
 var ErrLeaseNotFound = errors.New("etcdserver: requested lease not found")
 
-// ErrCommonNameAuth is wrapped when a member refuses the gateway to a
-// client certificate with a common name because etcd's authentication is
-// enabled: etcd does not take the gateway's callers for the certificate's
-// user (the gRPC API does), and this client has no other credential.
-var ErrCommonNameAuth = errors.New("etcd refuses JSON gateway requests from a client certificate with a common name while etcd authentication is enabled")
+// ErrPermissionDenied matches a refusal by etcd's authentication: the
+// etcd user this client acts as (its certificate's common name) has no
+// role that grants the request on its keys. It is a configuration error,
+// never retried.
+var ErrPermissionDenied = errors.New("etcdserver: permission denied")
 
 // Error is an error status a member answered with: a gRPC status code and
 // etcd's message.
@@ -43,18 +41,22 @@ func (e *Error) Error() string { return fmt.Sprintf("%s (gRPC code %d)", e.Messa
 
 // gRPC status codes etcd answers with.
 const (
-	codeNotFound    = 5
-	codeUnavailable = 14
+	codeNotFound         = 5
+	codePermissionDenied = 7
+	codeUnavailable      = 14
 )
 
 // Is matches ErrNoLeader and ErrLeaseNotFound by etcd's code and message
-// (rpctypes.ErrGRPCNoLeader, ErrGRPCLeaseNotFound).
+// (rpctypes.ErrGRPCNoLeader, ErrGRPCLeaseNotFound), and
+// ErrPermissionDenied by the code alone (etcd words it in several ways).
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrNoLeader:
 		return e.Code == codeUnavailable && e.Message == ErrNoLeader.Error()
 	case ErrLeaseNotFound:
 		return e.Code == codeNotFound && e.Message == ErrLeaseNotFound.Error()
+	case ErrPermissionDenied:
+		return e.Code == codePermissionDenied
 	}
 	return false
 }
@@ -70,9 +72,9 @@ type KeyValue struct {
 }
 
 // budget is how many bytes a response holding up to n keys may take:
-// base64 of each key and value, and its fields.
-func (c *Client) budget(n int) int64 {
-	return int64(n)*(int64(c.maxValue)*4/3+512) + 4096
+// each key and value, and its fields.
+func (c *Client) budget(n int) int {
+	return n*(c.maxValue+256) + 1024
 }
 
 // Get reads key (linearizable). It returns nil when the key is absent.
@@ -107,16 +109,11 @@ func PrefixEnd(prefix string) string {
 }
 
 func (c *Client) read(ctx context.Context, s span) ([]KeyValue, bool, error) {
-	req := rangeRequest{Key: s.key, RangeEnd: s.end}
 	n := 1
 	if s.end != nil {
-		req.Limit, n = strconv.Itoa(s.limit), s.limit
+		n = s.limit
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, false, err
-	}
-	data, err := c.call(ctx, "/v3/kv/range", body, c.budget(n), true)
+	data, err := c.call(ctx, methodRange, rangeRequest(s), c.budget(n), true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -126,17 +123,17 @@ func (c *Client) read(ctx context.Context, s span) ([]KeyValue, bool, error) {
 // Compare is a condition of a transaction on one key's revision.
 type Compare struct {
 	key    string
-	target string
+	target int // targetMod or targetCreate
 	rev    int64
 }
 
 // ModRevisionIs holds when key was last changed at revision rev; rev 0:
 // the key is absent.
-func ModRevisionIs(key string, rev int64) Compare { return Compare{key, "MOD", rev} }
+func ModRevisionIs(key string, rev int64) Compare { return Compare{key, targetMod, rev} }
 
 // CreateRevisionIs holds when key was created at revision rev; rev 0: the
 // key is absent.
-func CreateRevisionIs(key string, rev int64) Compare { return Compare{key, "CREATE", rev} }
+func CreateRevisionIs(key string, rev int64) Compare { return Compare{key, targetCreate, rev} }
 
 type opKind int
 
@@ -166,20 +163,6 @@ func OpPut(key, value string, lease int64) Op {
 // OpDelete deletes key.
 func OpDelete(key string) Op { return Op{kind: opDelete, key: key} }
 
-func (op Op) wire() requestOp {
-	switch op.kind {
-	case opPut:
-		p := &putRequest{Key: []byte(op.key), Value: []byte(op.value)}
-		if op.lease != 0 {
-			p.Lease = strconv.FormatInt(op.lease, 10)
-		}
-		return requestOp{RequestPut: p}
-	case opDelete:
-		return requestOp{RequestDeleteRange: &deleteRangeRequest{Key: []byte(op.key)}}
-	}
-	return requestOp{RequestRange: &rangeRequest{Key: []byte(op.key)}}
-}
-
 // TxnResult is a transaction's outcome.
 type TxnResult struct {
 	// Succeeded: every compare held, and the then branch ran.
@@ -193,10 +176,6 @@ type TxnResult struct {
 // transaction of gets only is a linearizable read, retried on the next
 // member like Get; one that writes is sent once.
 func (c *Client) Txn(ctx context.Context, cmps []Compare, then, els []Op) (*TxnResult, error) {
-	body, err := txnBody(cmps, then, els)
-	if err != nil {
-		return nil, err
-	}
 	gets, readOnly := 0, true
 	for _, ops := range [][]Op{then, els} {
 		for _, op := range ops {
@@ -207,43 +186,18 @@ func (c *Client) Txn(ctx context.Context, cmps []Compare, then, els []Op) (*TxnR
 			}
 		}
 	}
-	data, err := c.call(ctx, "/v3/kv/txn", body, c.budget(gets)+int64(len(then)+len(els))*256, readOnly)
+	data, err := c.call(ctx, methodTxn, txnRequest(cmps, then, els), c.budget(gets)+(len(then)+len(els))*128, readOnly)
 	if err != nil {
 		return nil, err
 	}
 	return decodeTxn(data, then, els)
 }
 
-func txnBody(cmps []Compare, then, els []Op) ([]byte, error) {
-	req := txnRequest{Compare: []compare{}, Success: []requestOp{}, Failure: []requestOp{}}
-	for _, cmp := range cmps {
-		w := compare{Result: "EQUAL", Target: cmp.target, Key: []byte(cmp.key)}
-		rev := strconv.FormatInt(cmp.rev, 10)
-		if cmp.target == "MOD" {
-			w.ModRevision = rev
-		} else {
-			w.CreateRevision = rev
-		}
-		req.Compare = append(req.Compare, w)
-	}
-	for _, op := range then {
-		req.Success = append(req.Success, op.wire())
-	}
-	for _, op := range els {
-		req.Failure = append(req.Failure, op.wire())
-	}
-	return json.Marshal(req)
-}
-
 // Grant creates a lease of ttl (whole seconds, at least one) and returns
 // its id and the ttl the cluster granted.
 func (c *Client) Grant(ctx context.Context, ttl time.Duration) (int64, time.Duration, error) {
 	secs := max(int64(ttl/time.Second), 1)
-	body, err := json.Marshal(leaseGrantRequest{TTL: strconv.FormatInt(secs, 10)})
-	if err != nil {
-		return 0, 0, err
-	}
-	data, err := c.call(ctx, "/v3/lease/grant", body, c.budget(0), false)
+	data, err := c.call(ctx, methodLeaseGrant, grantRequest(secs), c.budget(0), false)
 	if err != nil {
 		return 0, 0, err
 	}

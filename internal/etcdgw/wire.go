@@ -2,306 +2,289 @@ package etcdgw
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// The gateway speaks the protobuf JSON mapping of etcd's v3 messages
-// (etcdserverpb in rpc.proto): bytes are standard base64, 64-bit integers
-// are decimal strings, enums are names. etcd 3.4 and 3.5 marshal with
-// grpc-gateway v1 (the .proto field names, "create_revision"; fields at
-// their zero value left out, so a failed transaction has no "succeeded"),
-// etcd 3.6 with v2's defaults (lowerCamelCase names, "createRevision";
-// zero values written). Requests use the .proto names, which both read.
-// Responses are brought to the .proto names by protoNames before they are
-// decoded. Unknown fields are ignored, as newer members may add some.
+// The messages are etcd's v3 protobuf messages (etcdserverpb in
+// api/etcdserverpb/rpc.proto, mvccpb in api/mvccpb/kv.proto), encoded and
+// decoded here field by field with protowire instead of etcd's generated
+// packages, whose registration is what made etcd's client slow to start.
+// Only the fields writ uses are written; of a response, only the fields
+// it checks are read, and unknown fields are skipped, as protobuf does, so
+// that a newer member may add some.
 
-// Requests. 64-bit integers are written as strings, which both accept.
+// Field numbers, from rpc.proto and kv.proto.
+const (
+	// ResponseHeader
+	hdrRevision = 3
+	// RangeRequest
+	rangeKey, rangeEnd, rangeLimit = 1, 2, 3
+	// RangeResponse
+	rangeRespHeader, rangeRespKvs, rangeRespMore, rangeRespCount = 1, 2, 3, 4
+	// mvccpb.KeyValue
+	kvKey, kvCreate, kvMod, kvVersion, kvValue, kvLease = 1, 2, 3, 4, 5, 6
+	// PutRequest
+	putKey, putValue, putLease = 1, 2, 3
+	// DeleteRangeRequest
+	deleteKey = 1
+	// RequestOp and ResponseOp: the oneof's members.
+	oneofRange, oneofPut, oneofDeleteRange, oneofTxn = 1, 2, 3, 4
+	// Compare
+	cmpResult, cmpTarget, cmpKey, cmpCreateRevision, cmpModRevision = 1, 2, 3, 5, 6
+	// TxnRequest
+	txnCompare, txnSuccess, txnFailure = 1, 2, 3
+	// TxnResponse
+	txnRespHeader, txnRespSucceeded, txnRespResponses = 1, 2, 3
+	// LeaseGrantRequest
+	grantTTL = 1
+	// LeaseGrantResponse
+	grantRespHeader, grantRespID, grantRespTTL, grantRespError = 1, 2, 3, 4
+)
 
-type rangeRequest struct {
-	Key      []byte `json:"key"`
-	RangeEnd []byte `json:"range_end,omitempty"`
-	Limit    string `json:"limit,omitempty"`
+// Compare's enums.
+const (
+	resultEqual  = 0
+	targetCreate = 1
+	targetMod    = 2
+)
+
+// Requests. proto3 leaves fields at their zero value out; a request
+// decodes the same either way, except the compare's target union, which
+// is always written (0 included): an unset union is not a comparison
+// with 0.
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
 }
 
-type putRequest struct {
-	Key   []byte `json:"key"`
-	Value []byte `json:"value"`
-	Lease string `json:"lease,omitempty"`
+func appendInt(b []byte, num protowire.Number, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(v))
 }
 
-type deleteRangeRequest struct {
-	Key []byte `json:"key"`
+func appendMessage(b []byte, num protowire.Number, m []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, m)
 }
 
-type requestOp struct {
-	RequestRange       *rangeRequest       `json:"request_range,omitempty"`
-	RequestPut         *putRequest         `json:"request_put,omitempty"`
-	RequestDeleteRange *deleteRangeRequest `json:"request_delete_range,omitempty"`
+func rangeRequest(s span) []byte {
+	b := appendBytes(nil, rangeKey, s.key)
+	if s.end != nil {
+		b = appendBytes(b, rangeEnd, s.end)
+		b = appendInt(b, rangeLimit, int64(s.limit))
+	}
+	return b
 }
 
-type compare struct {
-	Result string `json:"result"`
-	Target string `json:"target"`
-	Key    []byte `json:"key"`
-	// One of the target union, always written, 0 included: a compare
-	// whose union is unset would compare against an unnamed default.
-	ModRevision    string `json:"mod_revision,omitempty"`
-	CreateRevision string `json:"create_revision,omitempty"`
+func (op Op) request() []byte {
+	var inner []byte
+	num := protowire.Number(oneofRange)
+	switch op.kind {
+	case opPut:
+		num = oneofPut
+		inner = appendBytes(inner, putKey, []byte(op.key))
+		inner = appendBytes(inner, putValue, []byte(op.value))
+		inner = appendInt(inner, putLease, op.lease)
+	case opDelete:
+		num = oneofDeleteRange
+		inner = appendBytes(inner, deleteKey, []byte(op.key))
+	default:
+		inner = rangeRequest(span{key: []byte(op.key)})
+	}
+	return appendMessage(nil, num, inner)
 }
 
-type txnRequest struct {
-	Compare []compare   `json:"compare"`
-	Success []requestOp `json:"success"`
-	Failure []requestOp `json:"failure"`
+func (cmp Compare) request() []byte {
+	b := appendInt(nil, cmpResult, resultEqual)
+	b = appendInt(b, cmpTarget, int64(cmp.target))
+	b = appendBytes(b, cmpKey, []byte(cmp.key))
+	num := protowire.Number(cmpModRevision)
+	if cmp.target == targetCreate {
+		num = cmpCreateRevision
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(cmp.rev))
 }
 
-type leaseGrantRequest struct {
-	TTL string `json:"TTL"`
+func txnRequest(cmps []Compare, then, els []Op) []byte {
+	var b []byte
+	for _, cmp := range cmps {
+		b = appendMessage(b, txnCompare, cmp.request())
+	}
+	for _, op := range then {
+		b = appendMessage(b, txnSuccess, op.request())
+	}
+	for _, op := range els {
+		b = appendMessage(b, txnFailure, op.request())
+	}
+	return b
 }
+
+func grantRequest(ttl int64) []byte { return appendInt(nil, grantTTL, ttl) }
 
 // Responses.
 
-// i64 is a protobuf JSON int64: a decimal string with no sign but '-',
-// no leading zero, no spaces. A number where a string belongs is refused,
-// so that one value has one spelling.
-type i64 int64
+// field is one field of a message as read from the wire: a varint or a
+// length-delimited payload (bytes, a string or a message).
+type field struct {
+	typ   protowire.Type
+	num   protowire.Number
+	n     uint64
+	bytes []byte
+}
 
-func (v *i64) UnmarshalJSON(b []byte) error {
-	if len(b) < 3 || b[0] != '"' || b[len(b)-1] != '"' {
-		return fmt.Errorf("64-bit integer %.40s is not a quoted decimal", b)
-	}
-	s := string(b[1 : len(b)-1])
-	digits := s
-	if len(digits) > 0 && digits[0] == '-' {
-		digits = digits[1:]
-	}
-	if digits == "" || (digits[0] == '0' && len(digits) > 1) || digits != s && digits == "0" {
-		return fmt.Errorf("64-bit integer %q is not canonical", s)
-	}
-	for _, c := range []byte(digits) {
-		if c < '0' || c > '9' {
-			return fmt.Errorf("64-bit integer %q is not decimal", s)
+// fields splits a message into its fields, refusing anything cut short,
+// any group, and a field of a number in want read with another wire type
+// or, unless repeated[num], twice: one message has one reading. Fields not
+// in want are skipped.
+func fields(b []byte, want map[protowire.Number]protowire.Type, repeated map[protowire.Number]bool) ([]field, error) {
+	var out []field
+	seen := map[protowire.Number]bool{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
 		}
+		b = b[n:]
+		f := field{typ: typ, num: num}
+		switch typ {
+		case protowire.VarintType:
+			f.n, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			f.bytes, n = protowire.ConsumeBytes(b)
+		case protowire.Fixed32Type, protowire.Fixed64Type:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		default:
+			return nil, fmt.Errorf("field %d has wire type %d (a group)", num, typ)
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("field %d: %v", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		wt, ok := want[num]
+		if !ok {
+			continue
+		}
+		if typ != wt {
+			return nil, fmt.Errorf("field %d has wire type %d, want %d", num, typ, wt)
+		}
+		if seen[num] && !repeated[num] {
+			return nil, fmt.Errorf("field %d appears twice", num)
+		}
+		seen[num] = true
+		out = append(out, f)
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	return out, nil
+}
+
+const (
+	varint = protowire.VarintType
+	bytesT = protowire.BytesType
+)
+
+func protoErr(what string, err error) error {
+	return fmt.Errorf("%w: %s: %v", ErrProtocol, what, err)
+}
+
+// int64 fields are varints of the two's complement; a bool is 0 or 1.
+func asBool(f field) (bool, error) {
+	if f.n > 1 {
+		return false, fmt.Errorf("bool field %d is %d", f.num, f.n)
+	}
+	return f.n == 1, nil
+}
+
+// header reads a ResponseHeader's revision (0 if absent). Every answer
+// carries one with a revision; the responses nested in a transaction's
+// need not.
+func header(b []byte) (int64, error) {
+	fs, err := fields(b, map[protowire.Number]protowire.Type{hdrRevision: varint}, nil)
 	if err != nil {
-		return fmt.Errorf("64-bit integer %q: %v", s, err)
+		return 0, protoErr("response header", err)
 	}
-	*v = i64(n)
-	return nil
+	var rev int64
+	for _, f := range fs {
+		rev = int64(f.n)
+	}
+	return rev, nil
 }
 
-// b64 is protobuf JSON bytes: padded standard base64, canonical (zero
-// padding bits, no line breaks), so that one byte string has one spelling.
-type b64 []byte
-
-var strictBase64 = base64.StdEncoding.Strict()
-
-func (v *b64) UnmarshalJSON(b []byte) error {
-	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
-		return fmt.Errorf("bytes field %.40s is not a string", b)
-	}
-	// Base64 has no character JSON escapes: an escape is not canonical.
-	s := b[1 : len(b)-1]
-	if bytes.ContainsAny(s, "\\\r\n") {
-		return errors.New("bytes field holds an escape or a line break")
-	}
-	out := make([]byte, strictBase64.DecodedLen(len(s)))
-	n, err := strictBase64.Decode(out, s)
-	if err != nil {
-		return fmt.Errorf("bytes field: %v", err)
-	}
-	*v = out[:n]
-	return nil
-}
-
-type responseHeader struct {
-	Revision i64 `json:"revision"`
-}
-
-type keyValue struct {
-	Key            b64 `json:"key"`
-	CreateRevision i64 `json:"create_revision"`
-	ModRevision    i64 `json:"mod_revision"`
-	Version        i64 `json:"version"`
-	Value          b64 `json:"value"`
-	Lease          i64 `json:"lease"`
+func noHeader() error {
+	return fmt.Errorf("%w: no response header with a revision", ErrProtocol)
 }
 
 type rangeResponse struct {
-	Header *responseHeader `json:"header"`
-	Kvs    []keyValue      `json:"kvs"`
-	More   bool            `json:"more"`
-	Count  i64             `json:"count"`
+	rev   int64 // 0 when the response has no header
+	kvs   []KeyValue
+	more  bool
+	count int64
 }
 
-type responseOp struct {
-	ResponseRange       *rangeResponse   `json:"response_range"`
-	ResponsePut         *struct{}        `json:"response_put"`
-	ResponseDeleteRange *struct{}        `json:"response_delete_range"`
-	ResponseTxn         *json.RawMessage `json:"response_txn"`
-}
-
-type txnResponse struct {
-	Header    *responseHeader `json:"header"`
-	Succeeded bool            `json:"succeeded"`
-	Responses []responseOp    `json:"responses"`
-}
-
-type leaseGrantResponse struct {
-	Header *responseHeader `json:"header"`
-	ID     i64             `json:"ID"`
-	TTL    i64             `json:"TTL"`
-	Error  string          `json:"error"`
-}
-
-// errorBody is a gateway error: a gRPC status. grpc-gateway v1 (etcd 3.4)
-// writes "error" and "message", v2 only "message".
-type errorBody struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-	Error   string `json:"error"`
-}
-
-// unmarshal decodes one whole response body: a JSON object and nothing
-// after it, in either spelling of the field names.
-func unmarshal(data []byte, v any) error {
-	data, err := protoNames(data)
-	if err == nil {
-		err = json.Unmarshal(data, v)
-	}
+func decodeKeyValue(b []byte) (KeyValue, error) {
+	fs, err := fields(b, map[protowire.Number]protowire.Type{
+		kvKey: bytesT, kvCreate: varint, kvMod: varint, kvVersion: varint, kvValue: bytesT, kvLease: varint,
+	}, nil)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrProtocol, err)
+		return KeyValue{}, protoErr("key-value", err)
 	}
-	return nil
+	var kv KeyValue
+	for _, f := range fs {
+		switch f.num {
+		case kvKey:
+			kv.Key = bytes.Clone(f.bytes)
+		case kvValue:
+			kv.Value = bytes.Clone(f.bytes)
+		case kvCreate:
+			kv.CreateRevision = int64(f.n)
+		case kvMod:
+			kv.ModRevision = int64(f.n)
+		case kvVersion:
+			kv.Version = int64(f.n)
+		case kvLease:
+			kv.Lease = int64(f.n)
+		}
+	}
+	return kv, nil
 }
 
-// maxDepth bounds the nesting of a response (etcd's are at most 5 deep).
-const maxDepth = 16
-
-// protoNames rewrites the object keys of a JSON document from protobuf's
-// JSON names to the .proto names (createRevision to create_revision; ID
-// and TTL are both), and refuses a document that is not one JSON value,
-// nests deeper than maxDepth, or names a field twice in one object, in
-// either spelling: one response has one reading.
-func protoNames(data []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	out := bytes.NewBuffer(make([]byte, 0, len(data)+len(data)/8))
-	type frame struct {
-		object bool
-		n      int // values written
-		keys   map[string]bool
+func decodeRangeResponse(b []byte) (*rangeResponse, error) {
+	fs, err := fields(b, map[protowire.Number]protowire.Type{
+		rangeRespHeader: bytesT, rangeRespKvs: bytesT, rangeRespMore: varint, rangeRespCount: varint,
+	}, map[protowire.Number]bool{rangeRespKvs: true})
+	if err != nil {
+		return nil, protoErr("range response", err)
 	}
-	var stack []*frame
-	expectKey := func() bool { return len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].n%2 == 0 }
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(stack) == 0 && out.Len() > 0 {
-			return nil, errors.New("data after the JSON value")
-		}
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			out.WriteByte(byte(d))
-			stack = stack[:len(stack)-1]
-			if len(stack) > 0 {
-				stack[len(stack)-1].n++
+	r := &rangeResponse{}
+	for _, f := range fs {
+		switch f.num {
+		case rangeRespHeader:
+			if r.rev, err = header(f.bytes); err != nil {
+				return nil, err
 			}
-			continue
-		}
-		top := (*frame)(nil)
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-			if top.n > 0 {
-				if top.object && top.n%2 == 1 {
-					out.WriteByte(':')
-				} else {
-					out.WriteByte(',')
-				}
-			}
-		}
-		if key, ok := tok.(string); ok && expectKey() {
-			key = snake(key)
-			if top.keys[key] {
-				return nil, fmt.Errorf("field %q appears twice", key)
-			}
-			top.keys[key] = true
-			tok = key
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			if len(stack) == maxDepth {
-				return nil, fmt.Errorf("nested deeper than %d", maxDepth)
-			}
-			out.WriteByte(byte(v))
-			f := &frame{object: v == '{'}
-			if f.object {
-				f.keys = map[string]bool{}
-			}
-			stack = append(stack, f)
-			continue
-		case json.Number:
-			out.WriteString(v.String())
-		default:
-			b, err := json.Marshal(v)
+		case rangeRespKvs:
+			kv, err := decodeKeyValue(f.bytes)
 			if err != nil {
 				return nil, err
 			}
-			out.Write(b)
-		}
-		if top != nil {
-			top.n++
-		}
-	}
-	if out.Len() == 0 || len(stack) > 0 {
-		return nil, errors.New("empty or cut short")
-	}
-	return out.Bytes(), nil
-}
-
-// snake turns a lowerCamelCase name into snake_case; other names (ID,
-// TTL, kvs) stay as they are.
-func snake(name string) string {
-	if name == "" || name[0] < 'a' || name[0] > 'z' {
-		return name
-	}
-	var b []byte
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			if b == nil {
-				b = append(make([]byte, 0, len(name)+4), name[:i]...)
+			r.kvs = append(r.kvs, kv)
+		case rangeRespMore:
+			if r.more, err = asBool(f); err != nil {
+				return nil, protoErr("range response", err)
 			}
-			b = append(b, '_', c+('a'-'A'))
-		case c == '_' && b == nil:
-			// Already a .proto name.
-			return name
-		case b != nil:
-			b = append(b, c)
+		case rangeRespCount:
+			r.count = int64(f.n)
 		}
 	}
-	if b == nil {
-		return name
-	}
-	return string(b)
-}
-
-func checkHeader(h *responseHeader) (int64, error) {
-	if h == nil || h.Revision < 1 {
-		return 0, fmt.Errorf("%w: no response header with a revision", ErrProtocol)
-	}
-	return int64(h.Revision), nil
+	return r, nil
 }
 
 // span is the key range a read asked for: key alone when end is nil.
@@ -321,143 +304,165 @@ func (s span) holds(k []byte) bool {
 	return bytes.Equal(s.end, []byte{0}) || bytes.Compare(k, s.end) < 0
 }
 
-// decodeRange checks a range response against what was asked: keys in the
+// checkRange checks a range response against what was asked: keys in the
 // range, ascending, at most limit of them, revisions that fit together
 // and the count etcd reports.
-func decodeRange(r *rangeResponse, s span, rev int64) ([]KeyValue, bool, error) {
-	if r == nil {
-		return nil, false, fmt.Errorf("%w: no range response", ErrProtocol)
-	}
+func checkRange(r *rangeResponse, s span, rev int64) ([]KeyValue, bool, error) {
 	max := s.limit
 	if s.end == nil {
 		max = 1
 	}
-	n := len(r.Kvs)
+	n := len(r.kvs)
 	switch {
 	case max > 0 && n > max:
 		return nil, false, fmt.Errorf("%w: %d keys for a read of at most %d", ErrProtocol, n, max)
-	case int64(r.Count) < int64(n) || r.More != (int64(r.Count) > int64(n)) || r.More && n != max:
+	case r.count < int64(n) || r.more != (r.count > int64(n)) || r.more && n != max:
 		// etcd says "more" only when it cut the keys at the limit.
-		return nil, false, fmt.Errorf("%w: count %d and more=%v do not fit %d keys", ErrProtocol, r.Count, r.More, n)
+		return nil, false, fmt.Errorf("%w: count %d and more=%v do not fit %d keys", ErrProtocol, r.count, r.more, n)
 	}
-	out := make([]KeyValue, n)
-	for i, kv := range r.Kvs {
+	for i, kv := range r.kvs {
 		switch {
 		case !s.holds(kv.Key):
 			return nil, false, fmt.Errorf("%w: key %q is outside the range read", ErrProtocol, kv.Key)
-		case i > 0 && bytes.Compare(r.Kvs[i-1].Key, kv.Key) >= 0:
+		case i > 0 && bytes.Compare(r.kvs[i-1].Key, kv.Key) >= 0:
 			return nil, false, fmt.Errorf("%w: keys are not in ascending order", ErrProtocol)
-		case kv.CreateRevision < 1 || kv.ModRevision < kv.CreateRevision || int64(kv.ModRevision) > rev || kv.Version < 1 || kv.Lease < 0:
+		case kv.CreateRevision < 1 || kv.ModRevision < kv.CreateRevision || kv.ModRevision > rev || kv.Version < 1 || kv.Lease < 0:
 			return nil, false, fmt.Errorf("%w: key %q has revisions that do not fit (create %d, mod %d, version %d, store %d)",
 				ErrProtocol, kv.Key, kv.CreateRevision, kv.ModRevision, kv.Version, rev)
 		}
-		out[i] = KeyValue{Key: kv.Key, Value: kv.Value, CreateRevision: int64(kv.CreateRevision),
-			ModRevision: int64(kv.ModRevision), Version: int64(kv.Version), Lease: int64(kv.Lease)}
 	}
-	return out, r.More, nil
+	return r.kvs, r.more, nil
 }
 
 // decodeRangeBody decodes the answer to a read of s.
 func decodeRangeBody(data []byte, s span) ([]KeyValue, bool, error) {
-	var r rangeResponse
-	if err := unmarshal(data, &r); err != nil {
-		return nil, false, err
-	}
-	rev, err := checkHeader(r.Header)
+	r, err := decodeRangeResponse(data)
 	if err != nil {
 		return nil, false, err
 	}
-	return decodeRange(&r, s, rev)
+	if r.rev < 1 {
+		return nil, false, noHeader()
+	}
+	return checkRange(r, s, r.rev)
+}
+
+// responseOp is one ResponseOp: which member of the oneof is set, and its
+// payload. A oneof set twice is refused (fields sees the same number
+// only; two members of one oneof are counted here).
+type responseOp struct {
+	kind    protowire.Number
+	payload []byte
+}
+
+func decodeResponseOp(b []byte) (responseOp, error) {
+	fs, err := fields(b, map[protowire.Number]protowire.Type{
+		oneofRange: bytesT, oneofPut: bytesT, oneofDeleteRange: bytesT, oneofTxn: bytesT,
+	}, nil)
+	if err != nil {
+		return responseOp{}, protoErr("response op", err)
+	}
+	if len(fs) != 1 {
+		return responseOp{}, fmt.Errorf("%w: a response op with %d responses", ErrProtocol, len(fs))
+	}
+	return responseOp{kind: fs[0].num, payload: fs[0].bytes}, nil
 }
 
 // decodeTxn checks a transaction's response: one response per operation
 // of the branch taken, each of the operation's kind.
 func decodeTxn(data []byte, then, els []Op) (*TxnResult, error) {
-	var r txnResponse
-	if err := unmarshal(data, &r); err != nil {
-		return nil, err
-	}
-	rev, err := checkHeader(r.Header)
+	fs, err := fields(data, map[protowire.Number]protowire.Type{
+		txnRespHeader: bytesT, txnRespSucceeded: varint, txnRespResponses: bytesT,
+	}, map[protowire.Number]bool{txnRespResponses: true})
 	if err != nil {
-		return nil, err
+		return nil, protoErr("transaction response", err)
 	}
-	ops := els
-	if r.Succeeded {
-		ops = then
-	}
-	if len(r.Responses) != len(ops) {
-		return nil, fmt.Errorf("%w: %d responses to %d operations", ErrProtocol, len(r.Responses), len(ops))
-	}
-	res := &TxnResult{Succeeded: r.Succeeded, Gets: make([]*KeyValue, len(ops))}
-	for i, op := range ops {
-		resp := r.Responses[i]
-		kinds := 0
-		for _, set := range []bool{resp.ResponseRange != nil, resp.ResponsePut != nil, resp.ResponseDeleteRange != nil, resp.ResponseTxn != nil} {
-			if set {
-				kinds++
+	var rev int64
+	var succeeded bool
+	var resps []responseOp
+	for _, f := range fs {
+		switch f.num {
+		case txnRespHeader:
+			if rev, err = header(f.bytes); err != nil {
+				return nil, err
 			}
-		}
-		ok := kinds == 1
-		switch op.kind {
-		case opGet:
-			ok = ok && resp.ResponseRange != nil
-		case opPut:
-			ok = ok && resp.ResponsePut != nil
-		case opDelete:
-			ok = ok && resp.ResponseDeleteRange != nil
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: response %d does not answer a %s", ErrProtocol, i, op.kind)
-		}
-		if op.kind == opGet {
-			kvs, _, err := decodeRange(resp.ResponseRange, span{key: []byte(op.key)}, rev)
+		case txnRespSucceeded:
+			if succeeded, err = asBool(f); err != nil {
+				return nil, protoErr("transaction response", err)
+			}
+		case txnRespResponses:
+			r, err := decodeResponseOp(f.bytes)
 			if err != nil {
 				return nil, err
 			}
-			if len(kvs) == 1 {
-				res.Gets[i] = &kvs[0]
-			}
+			resps = append(resps, r)
+		}
+	}
+	if rev < 1 {
+		return nil, noHeader()
+	}
+	ops := els
+	if succeeded {
+		ops = then
+	}
+	if len(resps) != len(ops) {
+		return nil, fmt.Errorf("%w: %d responses to %d operations", ErrProtocol, len(resps), len(ops))
+	}
+	res := &TxnResult{Succeeded: succeeded, Gets: make([]*KeyValue, len(ops))}
+	for i, op := range ops {
+		want := map[opKind]protowire.Number{opGet: oneofRange, opPut: oneofPut, opDelete: oneofDeleteRange}[op.kind]
+		if resps[i].kind != want {
+			return nil, fmt.Errorf("%w: response %d does not answer a %s", ErrProtocol, i, op.kind)
+		}
+		if op.kind != opGet {
+			continue
+		}
+		r, err := decodeRangeResponse(resps[i].payload)
+		if err != nil {
+			return nil, err
+		}
+		kvs, _, err := checkRange(r, span{key: []byte(op.key)}, rev)
+		if err != nil {
+			return nil, err
+		}
+		if len(kvs) == 1 {
+			res.Gets[i] = &kvs[0]
 		}
 	}
 	return res, nil
 }
 
 func decodeGrant(data []byte) (int64, int64, error) {
-	var r leaseGrantResponse
-	if err := unmarshal(data, &r); err != nil {
-		return 0, 0, err
+	fs, err := fields(data, map[protowire.Number]protowire.Type{
+		grantRespHeader: bytesT, grantRespID: varint, grantRespTTL: varint, grantRespError: bytesT,
+	}, nil)
+	if err != nil {
+		return 0, 0, protoErr("lease grant response", err)
 	}
-	if _, err := checkHeader(r.Header); err != nil {
-		return 0, 0, err
-	}
-	if r.Error != "" {
-		return 0, 0, fmt.Errorf("lease grant: %s", r.Error)
-	}
-	if r.ID <= 0 || r.TTL <= 0 {
-		return 0, 0, fmt.Errorf("%w: lease id %d with ttl %d", ErrProtocol, r.ID, r.TTL)
-	}
-	return int64(r.ID), int64(r.TTL), nil
-}
-
-// decodeError reads a gateway's error body; what is not one is reported
-// with the HTTP status and the start of the body.
-func decodeError(status int, data []byte) error {
-	// etcd's own refusal, before the gateway, in plain text (serve.go).
-	if status == 400 && bytes.HasPrefix(data, []byte("CommonName of client sending a request against gateway")) {
-		return ErrCommonNameAuth
-	}
-	var e errorBody
-	if err := json.Unmarshal(data, &e); err != nil || e.Code <= 0 || e.Code > 16 || (e.Message == "" && e.Error == "") {
-		if status == 404 {
-			return fmt.Errorf("%w: HTTP status 404: the member serves no JSON gateway at /v3/ (etcd 3.4 or later, with --enable-grpc-gateway, its default)", ErrProtocol)
+	var rev, id, ttl int64
+	var msg string
+	for _, f := range fs {
+		switch f.num {
+		case grantRespHeader:
+			if rev, err = header(f.bytes); err != nil {
+				return 0, 0, err
+			}
+		case grantRespID:
+			id = int64(f.n)
+		case grantRespTTL:
+			ttl = int64(f.n)
+		case grantRespError:
+			msg = truncate(f.bytes, 500)
 		}
-		return fmt.Errorf("%w: HTTP status %d with body %q", ErrProtocol, status, truncate(data, 200))
 	}
-	msg := e.Message
-	if msg == "" {
-		msg = e.Error
+	switch {
+	case rev < 1:
+		return 0, 0, noHeader()
+	case msg != "":
+		return 0, 0, fmt.Errorf("lease grant: %s", msg)
+	case id <= 0 || ttl <= 0:
+		return 0, 0, fmt.Errorf("%w: lease id %d with ttl %d", ErrProtocol, id, ttl)
 	}
-	return &Error{Code: e.Code, Message: truncate([]byte(msg), 500)}
+	return id, ttl, nil
 }
 
 func truncate(b []byte, n int) string {

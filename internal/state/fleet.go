@@ -180,10 +180,22 @@ func (f *Fleet) do(ctx context.Context, op func(context.Context, *etcdgw.Client)
 		err = op(ctx, c)
 		cancel()
 	}
+	if errors.Is(err, etcdgw.ErrPermissionDenied) {
+		return f.denied(err)
+	}
 	if err != nil && !errors.Is(err, errConflictTxn) && !errors.Is(err, ErrCorrupt) {
 		return f.unavailable(err)
 	}
 	return err
+}
+
+// denied is a refusal by etcd's authentication: this host's role does not
+// cover the prefix. It fails closed like an unavailable store, but never
+// falls back to the local state: it is a configuration to fix, not an
+// outage to ride out.
+func (f *Fleet) denied(err error) error {
+	return fmt.Errorf("%w: the fleet state store (etcd %s) refused this host's request under %q: %w; writ fails closed: the etcd user named by this host's client certificate (its common name) needs a role with readwrite on that prefix (docs/install.md, fleet profile)",
+		ErrUnavailable, strings.Join(f.cfg.Endpoints, ", "), f.cfg.Prefix, err)
 }
 
 func (f *Fleet) unavailable(err error) error {
@@ -193,7 +205,7 @@ func (f *Fleet) unavailable(err error) error {
 
 // fallback reports whether err lets this host go on with its local state.
 func (f *Fleet) fallback(err error) bool {
-	if !f.cfg.FallbackLocal || !errors.Is(err, ErrUnavailable) {
+	if !f.cfg.FallbackLocal || !errors.Is(err, ErrUnavailable) || errors.Is(err, etcdgw.ErrPermissionDenied) {
 		return false
 	}
 	f.cfg.Log.Warn("fleet state store unavailable; deciding on this host's local state alone (state.fallback = \"local\")", "error", err)
