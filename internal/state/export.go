@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"gitlab.com/writ-ci/writ/internal/etcdgw"
+	"gitlab.com/writ-ci/writ/internal/etcdkv"
 )
 
 // Marks is every mark one place holds (a host's files or the fleet store),
@@ -88,10 +88,10 @@ const exportPage = 64
 // marks reads every key under the prefix, a page at a time.
 func (f *Fleet) marks(ctx context.Context) (*Marks, error) {
 	m := &Marks{Where: "etcd " + f.cfg.Prefix, Entries: []EntryMark{}, Jobs: []JobClaim{}}
-	from, end := f.cfg.Prefix, etcdgw.PrefixEnd(f.cfg.Prefix)
+	from, end := f.cfg.Prefix, etcdkv.PrefixEnd(f.cfg.Prefix)
 	for more := true; more; {
-		var kvs []etcdgw.KeyValue
-		err := f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+		var kvs []etcdkv.KeyValue
+		err := f.do(ctx, func(ctx context.Context, c *etcdkv.Client) error {
 			var err error
 			kvs, more, err = c.Range(ctx, from, end, exportPage)
 			return tooLarge(err, "under "+f.cfg.Prefix)
@@ -112,7 +112,7 @@ func (f *Fleet) marks(ctx context.Context) (*Marks, error) {
 }
 
 // add records one store key of marks, or the problem with it.
-func (m *Marks) add(prefix string, kv etcdgw.KeyValue) {
+func (m *Marks) add(prefix string, kv etcdkv.KeyValue) {
 	key := string(kv.Key)
 	rest := strings.TrimPrefix(key, prefix)
 	var derr error

@@ -16,7 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"gitlab.com/writ-ci/writ/internal/etcdgw"
+	"gitlab.com/writ-ci/writ/internal/etcdkv"
 )
 
 // sharedAllowlist is what the shared store held when an Allowlist was read.
@@ -85,7 +85,7 @@ type Fleet struct {
 
 	once    sync.Once
 	connect atomic.Bool // Connect was called
-	client  *etcdgw.Client
+	client  *etcdkv.Client
 	err     error
 }
 
@@ -148,7 +148,7 @@ func (f *Fleet) Connect() {
 // or has no leader: a writ process lives for a few requests, which any
 // member serves (a follower forwards writes and linearizable reads to the
 // leader), and the random order spreads a fleet's hosts over the members.
-func (f *Fleet) kv() (*etcdgw.Client, error) {
+func (f *Fleet) kv() (*etcdkv.Client, error) {
 	f.once.Do(func() {
 		tc, err := f.tlsConfig()
 		if err != nil {
@@ -158,7 +158,7 @@ func (f *Fleet) kv() (*etcdgw.Client, error) {
 		// Each member gets a share of the timeout to answer the
 		// handshakes, so an unresponsive one leaves time for the next.
 		dial := max(f.cfg.Timeout/time.Duration(len(f.cfg.Endpoints)), min(f.cfg.Timeout, time.Second))
-		f.client, f.err = etcdgw.New(etcdgw.Config{Endpoints: f.cfg.Endpoints, TLS: tc, DialTimeout: dial, MaxValueBytes: maxRecordBytes})
+		f.client, f.err = etcdkv.New(etcdkv.Config{Endpoints: f.cfg.Endpoints, TLS: tc, DialTimeout: dial, MaxValueBytes: maxRecordBytes})
 		if f.err == nil && f.connect.Load() {
 			// Inside once: a request that waits for the client also
 			// waits for this handshake, rather than making its own.
@@ -173,14 +173,14 @@ func (f *Fleet) kv() (*etcdgw.Client, error) {
 
 // do runs one request against the store, bounded by the timeout; every
 // request fails fast when the member it reaches has no leader.
-func (f *Fleet) do(ctx context.Context, op func(context.Context, *etcdgw.Client) error) error {
+func (f *Fleet) do(ctx context.Context, op func(context.Context, *etcdkv.Client) error) error {
 	c, err := f.kv()
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 		err = op(ctx, c)
 		cancel()
 	}
-	if errors.Is(err, etcdgw.ErrPermissionDenied) {
+	if errors.Is(err, etcdkv.ErrPermissionDenied) {
 		return f.denied(err)
 	}
 	if err != nil && !errors.Is(err, errConflictTxn) && !errors.Is(err, ErrCorrupt) {
@@ -205,7 +205,7 @@ func (f *Fleet) unavailable(err error) error {
 
 // fallback reports whether err lets this host go on with its local state.
 func (f *Fleet) fallback(err error) bool {
-	if !f.cfg.FallbackLocal || !errors.Is(err, ErrUnavailable) || errors.Is(err, etcdgw.ErrPermissionDenied) {
+	if !f.cfg.FallbackLocal || !errors.Is(err, ErrUnavailable) || errors.Is(err, etcdkv.ErrPermissionDenied) {
 		return false
 	}
 	f.cfg.Log.Warn("fleet state store unavailable; deciding on this host's local state alone (state.fallback = \"local\")", "error", err)
@@ -217,7 +217,7 @@ func (f *Fleet) key(parts ...string) string { return f.cfg.Prefix + strings.Join
 // tooLarge turns a store answer too large to read into the error of a
 // corrupt value at one of keys, with its repair; other errors pass.
 func tooLarge(err error, keys ...string) error {
-	if errors.Is(err, etcdgw.ErrTooLarge) {
+	if errors.Is(err, etcdkv.ErrTooLarge) {
 		k := strings.Join(keys, " or ")
 		return fmt.Errorf("%w: store value %s is larger than %d bytes (%v); delete it (etcdctl del <key>): every host's own floor still holds its marks, and `writ state migrate` on a host publishes them again",
 			ErrCorrupt, k, maxRecordBytes, err)
@@ -246,9 +246,9 @@ func (f *Fleet) Allowlist(ctx context.Context) (*Allowlist, error) {
 	var shared *AllowlistMark
 	var rej *Rejection
 	markKey, rejKey := f.key("allowlist", "mark"), f.key("allowlist", "rejected")
-	err = f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+	err = f.do(ctx, func(ctx context.Context, c *etcdkv.Client) error {
 		// Both keys in one read-only transaction: one snapshot.
-		resp, err := c.Txn(ctx, nil, []etcdgw.Op{etcdgw.OpGet(markKey), etcdgw.OpGet(rejKey)}, nil)
+		resp, err := c.Txn(ctx, nil, []etcdkv.Op{etcdkv.OpGet(markKey), etcdkv.OpGet(rejKey)}, nil)
 		if err != nil {
 			return tooLarge(err, markKey, rejKey)
 		}
@@ -335,9 +335,9 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 	}
 	advanced := st.verified && (st.Version != base.shared.Version || st.Commit != base.shared.Commit || st.Digest != base.shared.Digest)
 	rej := Rejection{Head: st.RejectedHead, Why: st.RejectedWhy, Trust: st.RejectedTrust}
-	err := f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
-		var ops []etcdgw.Op
-		var conds []etcdgw.Compare
+	err := f.do(ctx, func(ctx context.Context, c *etcdkv.Client) error {
+		var ops []etcdkv.Op
+		var conds []etcdkv.Compare
 		if advanced {
 			m := st.Mark()
 			b, err := json.Marshal(struct {
@@ -347,18 +347,18 @@ func (f *Fleet) PutAllowlist(ctx context.Context, st *Allowlist) error {
 			if err != nil {
 				return err
 			}
-			conds = append(conds, etcdgw.ModRevisionIs(f.key("allowlist", "mark"), base.markRev))
-			ops = append(ops, etcdgw.OpPut(f.key("allowlist", "mark"), string(b), 0))
+			conds = append(conds, etcdkv.ModRevisionIs(f.key("allowlist", "mark"), base.markRev))
+			ops = append(ops, etcdkv.OpPut(f.key("allowlist", "mark"), string(b), 0))
 		}
 		if rej != base.rejected {
 			if rej.Head == "" {
-				ops = append(ops, etcdgw.OpDelete(f.key("allowlist", "rejected")))
+				ops = append(ops, etcdkv.OpDelete(f.key("allowlist", "rejected")))
 			} else {
 				b, err := json.Marshal(rej)
 				if err != nil {
 					return err
 				}
-				ops = append(ops, etcdgw.OpPut(f.key("allowlist", "rejected"), string(b), 0))
+				ops = append(ops, etcdkv.OpPut(f.key("allowlist", "rejected"), string(b), 0))
 			}
 		}
 		if len(ops) == 0 {
@@ -408,7 +408,7 @@ func (f *Fleet) Entry(ctx context.Context, name string) (*Entry, error) {
 	e := &Entry{Name: name}
 	var shared *EntryMark
 	key := f.key("entries", EntryKey(name))
-	err = f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
+	err = f.do(ctx, func(ctx context.Context, c *etcdkv.Client) error {
 		kv, err := c.Get(ctx, key)
 		if err != nil {
 			return tooLarge(err, key)
@@ -458,8 +458,8 @@ func (f *Fleet) PutEntry(ctx context.Context, e *Entry, next EntryMark) error {
 			return err
 		}
 		key := f.key("entries", EntryKey(e.Name))
-		err = f.do(ctx, func(ctx context.Context, c *etcdgw.Client) error {
-			resp, err := c.Txn(ctx, []etcdgw.Compare{etcdgw.ModRevisionIs(key, e.rev)}, []etcdgw.Op{etcdgw.OpPut(key, string(b), 0)}, nil)
+		err = f.do(ctx, func(ctx context.Context, c *etcdkv.Client) error {
+			resp, err := c.Txn(ctx, []etcdkv.Compare{etcdkv.ModRevisionIs(key, e.rev)}, []etcdkv.Op{etcdkv.OpPut(key, string(b), 0)}, nil)
 			if err != nil {
 				return err
 			}
@@ -490,17 +490,17 @@ func (f *Fleet) ClaimJob(ctx context.Context, c JobClaim) error {
 	}
 	key := f.key("jobs", c.ID)
 	var held *JobClaim
-	err = f.do(ctx, func(ctx context.Context, cl *etcdgw.Client) error {
+	err = f.do(ctx, func(ctx context.Context, cl *etcdkv.Client) error {
 		lease, err := f.lease(ctx, cl, false)
 		if err != nil {
 			return err
 		}
-		claim := func(lease int64) (*etcdgw.TxnResult, error) {
-			return cl.Txn(ctx, []etcdgw.Compare{etcdgw.CreateRevisionIs(key, 0)},
-				[]etcdgw.Op{etcdgw.OpPut(key, string(b), lease)}, []etcdgw.Op{etcdgw.OpGet(key)})
+		claim := func(lease int64) (*etcdkv.TxnResult, error) {
+			return cl.Txn(ctx, []etcdkv.Compare{etcdkv.CreateRevisionIs(key, 0)},
+				[]etcdkv.Op{etcdkv.OpPut(key, string(b), lease)}, []etcdkv.Op{etcdkv.OpGet(key)})
 		}
 		resp, err := claim(lease)
-		if errors.Is(err, etcdgw.ErrLeaseNotFound) {
+		if errors.Is(err, etcdkv.ErrLeaseNotFound) {
 			// The store lost the lease (restored, or another cluster).
 			if lease, err = f.lease(ctx, cl, true); err == nil {
 				resp, err = claim(lease)
@@ -535,7 +535,7 @@ type claimLease struct {
 	Expires time.Time `json:"expires"`
 }
 
-func (f *Fleet) lease(ctx context.Context, cl *etcdgw.Client, fresh bool) (int64, error) {
+func (f *Fleet) lease(ctx context.Context, cl *etcdkv.Client, fresh bool) (int64, error) {
 	path := filepath.Join(f.local.Dir(), "fleet-lease.json")
 	var l claimLease
 	if ok, err := readJSON(path, &l); !fresh && err == nil && ok && l.Prefix == f.cfg.Prefix &&
@@ -571,7 +571,7 @@ func (f *Fleet) ReleaseJob(ctx context.Context, c JobClaim) error {
 // holds it, then this host's.
 func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
 	key := f.key("jobs", c.ID)
-	err := f.do(ctx, func(ctx context.Context, cl *etcdgw.Client) error {
+	err := f.do(ctx, func(ctx context.Context, cl *etcdkv.Client) error {
 		kv, err := cl.Get(ctx, key)
 		if err != nil || kv == nil {
 			return tooLarge(err, key)
@@ -580,7 +580,7 @@ func (f *Fleet) DropClaim(ctx context.Context, c JobClaim) error {
 		if err := decode(key, kv.Value, &held); err != nil || held.Token != c.Token {
 			return err
 		}
-		_, err = cl.Txn(ctx, []etcdgw.Compare{etcdgw.ModRevisionIs(key, kv.ModRevision)}, []etcdgw.Op{etcdgw.OpDelete(key)}, nil)
+		_, err = cl.Txn(ctx, []etcdkv.Compare{etcdkv.ModRevisionIs(key, kv.ModRevision)}, []etcdkv.Op{etcdkv.OpDelete(key)}, nil)
 		return err
 	})
 	if err != nil && !f.fallback(err) {

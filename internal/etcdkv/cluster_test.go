@@ -1,4 +1,4 @@
-package etcdgw
+package etcdkv
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func ordered(t *testing.T, c *etcdtest.Cluster, tc *tls.Config, order ...int) *C
 
 func clientTLS(t *testing.T, c *etcdtest.Cluster) *tls.Config {
 	t.Helper()
-	tc, err := c.ClientTLS("etcdgw-test")
+	tc, err := c.ClientTLS("etcdkv-test")
 	if err != nil {
 		t.Fatal(err)
 	}

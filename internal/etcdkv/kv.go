@@ -1,4 +1,4 @@
-package etcdgw
+package etcdkv
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 
 // ErrProtocol is wrapped when a member's answer is not what etcd sends:
 // garbled, cut short, or inconsistent with the request.
-var ErrProtocol = errors.New("etcdgw: not a valid etcd response")
+var ErrProtocol = errors.New("etcdkv: not a valid etcd response")
 
 // ErrTooLarge is wrapped when an answer is larger than the client reads
 // (Config.MaxValueBytes per key it may hold).
-var ErrTooLarge = errors.New("etcdgw: response too large")
+var ErrTooLarge = errors.New("etcdkv: response too large")
 
 // ErrNoLeader matches the error of a member that has no leader: the
 // cluster lost quorum, or this member is cut off from it.
@@ -91,7 +91,7 @@ func (c *Client) Get(ctx context.Context, key string) (*KeyValue, error) {
 // prefix), in key order. more reports keys left after the last one.
 func (c *Client) Range(ctx context.Context, key, end string, limit int) (kvs []KeyValue, more bool, err error) {
 	if end == "" || limit < 1 {
-		return nil, false, errors.New("etcdgw: Range needs an end and a limit (use Get for one key)")
+		return nil, false, errors.New("etcdkv: Range needs an end and a limit (use Get for one key)")
 	}
 	return c.read(ctx, span{key: []byte(key), end: []byte(end), limit: limit})
 }

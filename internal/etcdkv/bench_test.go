@@ -1,4 +1,4 @@
-package etcdgw
+package etcdkv
 
 import (
 	"context"

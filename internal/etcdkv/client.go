@@ -1,4 +1,4 @@
-// Package etcdgw is a small client of etcd's v3 key-value API over gRPC
+// Package etcdkv is a small client of etcd's v3 key-value API over gRPC
 // (etcd 3.4 and later): Range, Txn and LeaseGrant.
 //
 // writ runs as a short process per executor stage, about ten per job, and
@@ -8,10 +8,10 @@
 // a fleet store is configured or not. This client speaks the same gRPC
 // service with google.golang.org/grpc, which writ links anyway (through
 // sigstore-go), and encodes the few messages it sends and reads field by
-// field with protowire (wire.go): nothing is registered at start-up. (The
-// package's name is from its first version, a client of etcd's JSON
-// gateway, which etcd refuses to certificate common names when its
-// authentication is on.)
+// field with protowire (wire.go): nothing is registered at start-up. (etcd's
+// JSON gateway would need no gRPC at all, but etcd refuses gateway requests
+// from certificates with a common name when its authentication is on, so
+// per-host roles would be lost.)
 //
 // It keeps what writ relied on in clientv3:
 //   - mutual TLS, with the member's certificate checked against its URL's
@@ -41,7 +41,7 @@
 // wrong wire types, no singular field twice, keys inside the range that
 // was read and in order, one response per operation of the kind sent,
 // revisions that fit together. Anything else is [ErrProtocol].
-package etcdgw
+package etcdkv
 
 import (
 	"context"
@@ -120,10 +120,10 @@ type member struct {
 // until the first request, or Connect.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("etcdgw: no endpoints")
+		return nil, errors.New("etcdkv: no endpoints")
 	}
 	if cfg.TLS == nil {
-		return nil, errors.New("etcdgw: no TLS configuration (members are reached over TLS only)")
+		return nil, errors.New("etcdkv: no TLS configuration (members are reached over TLS only)")
 	}
 	c := &Client{dialTimeout: cfg.DialTimeout, maxValue: cfg.MaxValueBytes}
 	if c.dialTimeout <= 0 {
@@ -136,7 +136,7 @@ func New(cfg Config) (*Client, error) {
 		u, err := url.Parse(e)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") ||
 			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("etcdgw: endpoint %q is not https://host:port", e)
+			return nil, fmt.Errorf("etcdkv: endpoint %q is not https://host:port", e)
 		}
 		port := u.Port()
 		if port == "" {
@@ -213,7 +213,7 @@ func (c *Client) advance(i int) {
 	}
 }
 
-var errClosed = errors.New("etcdgw: client closed")
+var errClosed = errors.New("etcdkv: client closed")
 
 // maxHeaderBytes bounds an answer's headers and trailers (gRPC's status
 // and etcd's message among them).
@@ -345,7 +345,7 @@ type rawCodec struct{}
 func (rawCodec) Marshal(v any) ([]byte, error) {
 	b, ok := v.([]byte)
 	if !ok {
-		return nil, fmt.Errorf("etcdgw: cannot marshal %T", v)
+		return nil, fmt.Errorf("etcdkv: cannot marshal %T", v)
 	}
 	return b, nil
 }
@@ -353,7 +353,7 @@ func (rawCodec) Marshal(v any) ([]byte, error) {
 func (rawCodec) Unmarshal(data []byte, v any) error {
 	p, ok := v.(*[]byte)
 	if !ok {
-		return fmt.Errorf("etcdgw: cannot unmarshal into %T", v)
+		return fmt.Errorf("etcdkv: cannot unmarshal into %T", v)
 	}
 	*p = append([]byte(nil), data...) // gRPC may reuse data's buffer
 	return nil
