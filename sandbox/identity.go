@@ -67,8 +67,10 @@ func addAccountLine(base, name, id, line string) error {
 	}
 	defer f.Close()
 	// The copy lives in the root's own tmpfs only until it is mounted.
+	// An image's own top-level entry of that name is bound into base
+	// already: the copy is created, never written through it.
 	src := filepath.Join(base, ".writ-"+name)
-	if err := os.WriteFile(src, data, 0o644); err != nil {
+	if err := writeNew(src, data); err != nil {
 		return err
 	}
 	defer os.Remove(src)
@@ -85,6 +87,20 @@ func addAccountLine(base, name, id, line string) error {
 	}
 	defer unix.Close(top)
 	return remount(fdPath(uintptr(top)), unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
+}
+
+// writeNew writes data to a file it creates at path (never an existing file,
+// never through a symlink).
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func fdPath(fd uintptr) string { return "/proc/self/fd/" + strconv.Itoa(int(fd)) }

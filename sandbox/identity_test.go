@@ -89,3 +89,34 @@ func TestAccountLines(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteNewNeverWritesThrough: the account file's copy is created in the
+// root; a file or a symlink an image already put at that name (bound into
+// the root before the copy is made) is refused and left as it was.
+func TestWriteNewNeverWritesThrough(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "image-file")
+	if err := os.WriteFile(target, []byte("image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, ".writ-passwd")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeNew(link, []byte("job\n")); err == nil {
+		t.Fatal("writeNew wrote through a symlink")
+	}
+	if err := writeNew(target, []byte("job\n")); err == nil {
+		t.Fatal("writeNew overwrote an existing file")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "image\n" {
+		t.Fatalf("the existing file changed: %q", b)
+	}
+	fresh := filepath.Join(dir, ".writ-group")
+	if err := writeNew(fresh, []byte("job\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(fresh); string(b) != "job\n" {
+		t.Fatalf("new file: %q", b)
+	}
+}
