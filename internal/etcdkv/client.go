@@ -405,8 +405,8 @@ func (c *Client) call(ctx context.Context, method string, req []byte, limit int,
 			return nil, err
 		}
 		last[i] = fmt.Errorf("member %s: %w", c.members[i].addr, err)
-		if ctx.Err() != nil {
-			return nil, errors.Join(append(last, ctx.Err())...)
+		if err := ended(ctx); err != nil {
+			return nil, errors.Join(append(last, err)...)
 		}
 		next, again := retryable(err, idempotent)
 		if !next {
@@ -431,6 +431,20 @@ func (c *Client) call(ctx context.Context, method string, req []byte, limit int,
 		}
 		backoff, transient = min(2*backoff, 400*time.Millisecond), false
 	}
+}
+
+// ended returns why ctx has ended, or nil. A context's deadline is
+// reported by a timer, which may fire a moment after the member (told the
+// deadline in the request) or gRPC has already cut the request off; the
+// caller's deadline is still what ended it, so it is reported as such.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // retryable reports whether a request that failed with err may go to the
