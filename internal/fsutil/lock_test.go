@@ -201,7 +201,13 @@ func TestRLock(t *testing.T) {
 	}
 	_ = r1()
 	_ = r2()
-	w, err := Lock(short(), p)
+	// The refused waiter above is still blocked in flock(2), which cannot
+	// be called off: once the shared locks go it takes the lock and lets
+	// it go at once. That moment can outlast a 30 ms wait on a loaded
+	// machine, so this lock, which must be granted, gets a generous wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := Lock(ctx, p)
 	if err != nil {
 		t.Fatalf("exclusive lock after shared locks released: %v", err)
 	}
