@@ -227,9 +227,12 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The shell creates the pid file before it writes the pid: wait for
+	// the whole line, not for the file, however long the shell is kept
+	// off the CPU in between.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(pidFile); err == nil {
+		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -237,7 +240,6 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond) // let the pid file be written completely
 	// The runner cancels a job by sending SIGTERM to run_exec.
 	if err := c.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
