@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -159,7 +160,7 @@ func TestExitCodeAndSignal(t *testing.T) {
 
 func TestTerminateReachesEveryProcess(t *testing.T) {
 	h, build := testHost(t)
-	c, err := h.Command(Spec{Argv: []string{"/bin/bash", "-c", "trap 'echo got-term; exit 3' TERM; setsid sleep 300 & while :; do sleep 0.05; done"},
+	c, err := h.Command(Spec{Argv: []string{"/bin/bash", "-c", "trap 'echo got-term; exit 3' TERM; setsid sleep 300 & echo ready; while :; do sleep 0.05; done"},
 		Dir: build, UID: testUID, GID: testUID, Network: NetworkHost, Name: "term",
 		Binds: []Bind{{Source: build, Target: build, Writable: true}}})
 	if err != nil {
@@ -171,11 +172,18 @@ func TestTerminateReachesEveryProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	time.Sleep(300 * time.Millisecond)
+	// Signal once the trap is set and the daemon started, not after a
+	// guess at how long that takes.
+	out := bufio.NewReader(r)
+	if line, err := out.ReadString('\n'); line != "ready\n" {
+		_ = syscall.Kill(-c.Pid(), syscall.SIGKILL)
+		_ = c.Wait()
+		t.Fatalf("the script did not start: %q %v", line, err)
+	}
 	_ = syscall.Kill(-c.Pid(), syscall.SIGTERM)
 	err = c.Wait()
 	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(r)
+	_, _ = buf.ReadFrom(out)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(buf.String(), "got-term") {
 		t.Fatalf("want the script's TERM trap (exit 3): %v %q", err, buf.String())
