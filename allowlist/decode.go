@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -300,7 +299,7 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 	if p.usedVarSets == nil {
 		p.usedVarSets = map[string]bool{}
 	}
-	varSets, entrySets := p.usedVarSets, map[string]bool{}
+	sc := newEntryScope(a)
 	for i, it := range seq {
 		var e *Entry
 		var k entryKey
@@ -319,27 +318,19 @@ func (p *parser) jobs(n *yaml.Node, a *Allowlist, used map[string]bool) {
 			if p.split != nil {
 				p.structure(it, 2)
 			}
-			// What the entry names of the top level is recorded in uses,
-			// so that a reused entry marks the same as a decoded one.
-			clear(entrySets)
-			p.usedVarSets = entrySets
-			var refs []*yaml.Node
-			e, refs = p.entry(it, a)
-			p.usedVarSets = varSets
+			// What the entry read of the top level (its scope) is its
+			// uses: a reused entry marks the same as a decoded one, and
+			// is reused only while what it read is unchanged.
+			e = p.entry(it, sc)
+			uses = sc.take()
 			if e == nil {
 				continue
-			}
-			for _, r := range refs {
-				uses = append(uses, r.Value)
-			}
-			for _, name := range sortedKeys(entrySets) {
-				uses = append(uses, varSetUse+name)
 			}
 			k = entryKey{name: e.Name, match: &e.Match, pos: e.Pos}
 		}
 		for _, u := range uses {
 			if name, ok := strings.CutPrefix(u, varSetUse); ok {
-				varSets[name] = true
+				p.usedVarSets[name] = true
 			} else {
 				used[u] = true
 			}
@@ -372,12 +363,11 @@ type entryKey struct {
 // signer set's name contains a colon.
 const varSetUse = "variable_sets:"
 
-// entry decodes one job entry; refs are the signer-set references, for the
-// unused-set warning.
-func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
+// entry decodes one job entry in its scope.
+func (p *parser) entry(n *yaml.Node, sc *entryScope) *Entry {
 	m, ok := p.keyed(n, "a job entry", "name", "match", "definition", "source")
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	p.require(n, m, "job entry", "name", "match", "definition", "source")
 	e := &Entry{Pos: Pos{Line: n.Line, Column: n.Column}}
@@ -395,11 +385,10 @@ func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
 		refNodes = p.match(v, &e.Match)
 	}
 	if v := m.get("definition"); v != nil {
-		p.definition(v, &e.Definition, a)
+		p.definition(v, &e.Definition, sc)
 	}
-	var refs []*yaml.Node
 	if v := m.get("source"); v != nil {
-		refs = p.source(v, &e.Source, a)
+		p.source(v, &e.Source, sc)
 	}
 	if e.Source.Mode == ModeTag {
 		for i, r := range e.Match.Refs {
@@ -408,7 +397,7 @@ func (p *parser) entry(n *yaml.Node, a *Allowlist) (*Entry, []*yaml.Node) {
 			}
 		}
 	}
-	return e, refs
+	return e
 }
 
 // migrationMessage is the error at "schema: writ/v1". The errors after it
@@ -473,7 +462,7 @@ func (p *parser) match(n *yaml.Node, mt *Match) (refNodes []*yaml.Node) {
 	return refNodes
 }
 
-func (p *parser) definition(n *yaml.Node, d *Definition, a *Allowlist) {
+func (p *parser) definition(n *yaml.Node, d *Definition, sc *entryScope) {
 	m, ok := p.keyed(n, "definition", "image", "services", "script", "after_script", "variable_sets", "variables", "timeout", "artifacts", "uploads", "cache", "dependencies", "network")
 	if !ok {
 		return
@@ -511,7 +500,7 @@ func (p *parser) definition(n *yaml.Node, d *Definition, a *Allowlist) {
 		d.Variables, keys = p.variables(v)
 	}
 	if v := m.get("variable_sets"); v != nil {
-		p.includeSets(v, d, keys, a, p.usedVarSets)
+		p.includeSets(v, d, keys, sc)
 	}
 	all := d.AllVariables()
 	p.checkValueRefs("definition", d.Variables, keys, scopeOf(all))
@@ -688,10 +677,10 @@ func (p *parser) timeout(n *yaml.Node) time.Duration {
 
 var commitRE = lazyre.New(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
-func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
+func (p *parser) source(n *yaml.Node, src *Source, sc *entryScope) {
 	m, ok := p.keyed(n, "source", "repository", "signers", "mode", "signature", "pin", "descends_from", "allow_rollback", "approvals", "git", "extra")
 	if !ok {
-		return nil
+		return
 	}
 	p.require(n, m, "source", "repository", "mode")
 	p.sourceSignature(m.get("signature"), src)
@@ -703,18 +692,16 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 			src.Repository = s
 		}
 	}
-	var refs []*yaml.Node
 	if v := m.get("signers"); v != nil {
 		names, nodes, _ := p.strList(v, "signers", "signer set", true)
 		for i, s := range names {
-			if set := a.Signers[s]; set == nil {
-				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(a))
-			} else if len(set.OpenPGP) == 0 && len(set.SSH) == 0 && len(set.Sigstore) > 0 {
+			if set, ok := sc.signer(s); !ok {
+				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(sc))
+			} else if !set.commitKeys && set.sigstoreKeys {
 				p.errorf(nodes[i], "signer set %q holds only Sigstore keys, which sign no commit or tag: name it under source.approvals.signers, or add openpgp or ssh keys", s)
 			}
 		}
 		src.Signers = names
-		refs = nodes
 	}
 	if v := m.get("mode"); v != nil {
 		if s, ok := p.reqStr(v, "mode"); ok {
@@ -740,22 +727,17 @@ func (p *parser) source(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
 		src.AllowRollback, _ = p.boolean(v, "allow_rollback")
 	}
 	if v := m.get("approvals"); v != nil {
-		refs = append(refs, p.sourceApprovals(v, src, a)...)
+		p.sourceApprovals(v, src, sc)
 	}
-	refs = append(refs, p.sourceExtensions(m, src, a)...)
+	p.sourceExtensions(m, src, sc)
 	p.checkSourceSignature(n, m, src)
-	return refs
 }
 
-func definedSets(a *Allowlist) string {
-	if len(a.Signers) == 0 {
+func definedSets(sc *entryScope) string {
+	names := sc.signerNames()
+	if len(names) == 0 {
 		return ""
 	}
-	names := make([]string, 0, len(a.Signers))
-	for n := range a.Signers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	if len(names) > 10 {
 		names = append(names[:10], "…")
 	}

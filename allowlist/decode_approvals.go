@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	"gitlab.com/writ-ci/writ/internal/gitsig"
 )
 
 // MaxApprovalThreshold bounds source.approvals.threshold: more people than
@@ -142,27 +140,27 @@ func sigstorePublicKeyFingerprint(data []byte) (string, error) {
 	return SigstoreFingerprint(pub)
 }
 
-// sourceApprovals decodes source.approvals and returns the nodes of the
-// signer sets it names, for the unused-set warning.
-func (p *parser) sourceApprovals(n *yaml.Node, src *Source, a *Allowlist) []*yaml.Node {
+// sourceApprovals decodes source.approvals.
+func (p *parser) sourceApprovals(n *yaml.Node, src *Source, sc *entryScope) {
 	m, ok := p.keyed(n, "source.approvals", "signers", "threshold", "author_counts")
 	if !ok {
-		return nil
+		return
 	}
 	p.require(n, m, "source.approvals", "signers", "threshold")
 	ap := &SourceApprovals{}
 	src.Approvals = ap
-	var refs []*yaml.Node
 	if v := m.get("signers"); v != nil {
 		names, nodes, _ := p.strList(v, "approvals.signers", "signer set", true)
 		for i, s := range names {
-			if a.Signers[s] == nil {
-				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(a))
-			} else {
-				p.checkApprovalSSH(nodes[i], a.Signers[s])
+			if set, ok := sc.signer(s); !ok {
+				p.errorf(nodes[i], "signer set %q is not defined: define it under signers at the top level%s", s, definedSets(sc))
+			} else if set.foreignNamespace {
+				// Its approvals could never verify, which would fail
+				// only when a deploy is waiting.
+				p.errorf(nodes[i], "signer set %q has an SSH key whose namespaces option does not include %s, so its approvals of commits cannot verify: add the namespace to the key's namespaces=\"…\"", s, SourceApprovalNamespace)
 			}
 		}
-		ap.Signers, refs = names, nodes
+		ap.Signers = names
 	}
 	if v := m.get("threshold"); v != nil {
 		ap.Threshold = p.threshold(v)
@@ -170,7 +168,6 @@ func (p *parser) sourceApprovals(n *yaml.Node, src *Source, a *Allowlist) []*yam
 	if v := m.get("author_counts"); v != nil {
 		ap.AuthorCounts, _ = p.boolean(v, "author_counts")
 	}
-	return refs
 }
 
 func (p *parser) threshold(n *yaml.Node) int {
@@ -188,20 +185,4 @@ func (p *parser) threshold(n *yaml.Node) int {
 		return 0
 	}
 	return t
-}
-
-// checkApprovalSSH refuses an approval set whose SSH key is restricted to
-// namespaces without SourceApprovalNamespace: its approvals could never
-// verify, which would fail only when a deploy is waiting.
-func (p *parser) checkApprovalSSH(n *yaml.Node, set *SignerSet) {
-	for _, l := range set.SSH {
-		signers, err := gitsig.ParseAllowedSigners([]byte(l))
-		if err != nil || len(signers) != 1 {
-			continue // reported under signers
-		}
-		if ns := signers[0].Namespaces; len(ns) > 0 && !contains(ns, SourceApprovalNamespace) {
-			p.errorf(n, "signer set %q has an SSH key whose namespaces option does not include %s, so its approvals of commits cannot verify: add the namespace to the key's namespaces=\"…\"", set.Name, SourceApprovalNamespace)
-			return
-		}
-	}
 }

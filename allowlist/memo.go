@@ -6,7 +6,6 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/gob"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"gitlab.com/writ-ci/writ/internal/version"
 )
@@ -35,15 +33,19 @@ import (
 // (materialize), so that accepting a new version costs about what its
 // changes cost, plus reading and hashing the file and the store.
 //
-// An entry is a function of its own bytes and of its context, and nothing
-// else; reuse is keyed on all three:
+// An entry is a function of its own bytes and of what its decoding read
+// of the top level, and nothing else; reuse is keyed on all three, and on
+// the code that decoded it:
 //   - the item's bytes: their SHA-256;
-//   - the context: the SHA-256 of everything outside the job list an
-//     entry's decoding can read — the parsed top level (signer sets,
-//     people and every other top-level field, whatever is added later),
-//     without version and expires, and every file the top level loaded —
-//     compared after the new top level is parsed: any difference, and the
-//     whole file is parsed again;
+//   - what it read: an entry reads the top level only through its scope
+//     (scope.go), which records the names read (the entry's uses) and
+//     answers each with a view (a signer set's three facts, a variable
+//     set's variables). The memo keeps the digest of every view; the new
+//     top level is parsed first, and an entry is taken only if every name
+//     it used has the same view digest, or it is decoded again. Rotating a
+//     key in a signer set, adding a set, or changing people changes no
+//     view; making a set Sigstore-only or editing a variable set changes
+//     the views of the entries that name it;
 //   - the decoder: the build ID of the running writ (or the clean commit
 //     a release was built from), so an upgraded writ (whose checks may
 //     differ) never takes an entry decoded by another.
@@ -62,15 +64,16 @@ import (
 // environment. TestIncrementalStoreEqualsFull and FuzzIncrementalParse
 // check both.
 
-const memoMagic = "writ-accept-memo/2\n"
+const memoMagic = "writ-accept-memo/3\n"
 
 // acceptMemo is what an acceptance remembers of its entries.
 type acceptMemo struct {
 	// Codec is decoderID() of the writ that decoded the entries; "" makes
 	// the memo unusable for reuse (it then only keeps the file order).
 	Codec string
-	// Context is contextDigest of the version.
-	Context [sha256.Size]byte
+	// Views are the digests of every view the version's entries could
+	// read (entryScope.views), by name.
+	Views map[string][sha256.Size]byte
 	// EntryLoads is true when an entry loaded a file of its own.
 	EntryLoads bool
 	// Entries are the job items in file order.
@@ -87,7 +90,8 @@ type entryMemo struct {
 	// Line and Column are the entry's position; LineOff is Line less the
 	// item's first line, the same wherever identical bytes move.
 	Line, LineOff, Column int
-	// Uses are the signer sets the entry names.
+	// Uses are the names the entry read of the top level (entryScope):
+	// signer sets, and variable sets as varSetUse+name.
 	Uses []string
 	// Sec and Idx locate the entry in the store: section and index.
 	Sec, Idx int
@@ -176,33 +180,6 @@ func elfBuildID(r io.ReaderAt) string {
 	return string(b[16 : 16+descSize])
 }
 
-// contextDigest fixes what an entry's decoding may read outside its own
-// bytes: the top level a (without its jobs, version and expires, which
-// change with every version and which no entry reads) in JSON (map keys
-// sorted), and the files the top level loaded. ok is false if a cannot be
-// encoded.
-func contextDigest(a *Allowlist, files map[string][]byte) (sum [sha256.Size]byte, ok bool) {
-	head := *a
-	head.Jobs, head.Version, head.Expires = nil, 0, time.Time{}
-	b, err := json.Marshal(&head)
-	if err != nil {
-		return sum, false
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "top %d\n", len(b))
-	h.Write(b)
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		fmt.Fprintf(h, "file %q %x\n", p, sha256.Sum256(files[p]))
-	}
-	copy(sum[:], h.Sum(nil))
-	return sum, true
-}
-
 // itemDigests returns the SHA-256 of every item's bytes, on every core.
 func itemDigests(data []byte, s *jobsSplit) [][sha256.Size]byte {
 	out := make([][sha256.Size]byte, len(s.items))
@@ -242,7 +219,7 @@ func parseAccept(file string, data []byte, reread func() ([]byte, error), load F
 	}
 	if s != nil {
 		digests := itemDigests(data, s)
-		if r := matchReuse(prev, digests); r != nil && wholeFileClean(data) {
+		if r := matchReuse(prev, digests); r != nil && wholeFileClean(data) && r.keepUnchanged(topViews(file, s.head, load)) {
 			sparse, ss := sparseCopy(data, s, r)
 			data = nil
 			if r.verify() == nil {
@@ -268,6 +245,20 @@ func parseAccept(file string, data []byte, reread func() ([]byte, error), load F
 		return nil, nil, errs
 	}
 	return a, nil, nil
+}
+
+// topViews returns the views (entryScope.views) of the top level in head,
+// the file with its job items left out (jobsSplit.head), or nil if it does
+// not decode. This parses the top level a second time, before the parse
+// that decides, so that the items whose views changed are read from the
+// file rather than blanked: the top level is small beside the entries.
+func topViews(file string, head []byte, load FileLoader) map[string][sha256.Size]byte {
+	p := &parser{file: file, data: head, load: load}
+	a := p.run()
+	if errs, _ := p.finish(); a == nil || len(errs) > 0 {
+		return nil // the parse that decides reports it
+	}
+	return newEntryScope(a).views()
 }
 
 // wholeFileClean runs the checks of parser.run that read the whole file
@@ -347,18 +338,11 @@ func sparseCopy(data []byte, s *jobsSplit, r *reuseSource) ([]byte, *jobsSplit) 
 func parseMemo(file string, data []byte, load FileLoader, split *jobsSplit, digests [][sha256.Size]byte, r *reuseSource) (*Allowlist, *acceptMemo, bool) {
 	s := &jobsSplit{head: split.head, jobsLine: split.jobsLine, items: split.items}
 	p := &parser{file: file, data: data, split: s, reuse: r}
-	top := map[string][]byte{}
 	entryLoads := false
 	if load != nil {
 		p.load = func(path string) ([]byte, error) {
-			b, err := load(path)
-			switch {
-			case p.inJobs:
-				entryLoads = true
-			case err == nil:
-				top[path] = b
-			}
-			return b, err
+			entryLoads = entryLoads || p.inJobs
+			return load(path)
 		}
 	}
 	a := p.run()
@@ -366,14 +350,13 @@ func parseMemo(file string, data []byte, load FileLoader, split *jobsSplit, dige
 	if a == nil || len(errs) > 0 || len(warns) > 0 || !s.consumed || s.failed || len(a.Jobs) != len(s.items) {
 		return nil, nil, false
 	}
-	ctx, ok := contextDigest(a, top)
-	if r != nil && (!ok || ctx != r.memo.Context || entryLoads) {
+	views := newEntryScope(a).views()
+	// Checked again on the top level that decided, not only on the one
+	// topViews parsed before.
+	if r != nil && (entryLoads || !r.unchanged(views)) {
 		return nil, nil, false
 	}
-	m := &acceptMemo{Codec: decoderID(), Context: ctx, EntryLoads: entryLoads, Entries: p.memo, reuse: r}
-	if !ok {
-		m.Codec = ""
-	}
+	m := &acceptMemo{Codec: decoderID(), Views: views, EntryLoads: entryLoads, Entries: p.memo, reuse: r}
 	for i := range m.Entries {
 		if !m.Entries[i].set {
 			if r != nil {
@@ -451,6 +434,52 @@ func matchReuse(prev *verifiedStore, digests [][sha256.Size]byte) *reuseSource {
 		return nil
 	}
 	return r
+}
+
+// keepUnchanged stops r lending the entries that read a view (uses) whose
+// digest differs in views, the new top level's, and reports whether r
+// still lends any.
+func (r *reuseSource) keepUnchanged(views map[string][sha256.Size]byte) bool {
+	if views == nil {
+		return false
+	}
+	found := false
+	for i, k := range r.old {
+		if k < 0 {
+			continue
+		}
+		if !r.memo.sameViews(k, views) {
+			r.old[i] = -1
+			continue
+		}
+		found = true
+	}
+	return found
+}
+
+// unchanged reports whether every entry r lends read the same views in
+// views as when it was decoded.
+func (r *reuseSource) unchanged(views map[string][sha256.Size]byte) bool {
+	for _, k := range r.old {
+		if k >= 0 && !r.memo.sameViews(k, views) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameViews reports whether every name entry k used has the same view
+// digest in views as in the memo. A name without a digest on either side
+// (undefined) is a change.
+func (m *acceptMemo) sameViews(k int, views map[string][sha256.Size]byte) bool {
+	for _, u := range m.Entries[k].Uses {
+		was, ok1 := m.Views[u]
+		now, ok2 := views[u]
+		if !ok1 || !ok2 || was != now {
+			return false
+		}
+	}
+	return true
 }
 
 // verify checks that every section of the store in force holding an
@@ -710,8 +739,12 @@ func (r *reuseSource) entry(i int, pos Pos) (*Entry, error) {
 	if r.given == nil {
 		r.given = make([]bool, len(r.memo.Entries))
 	}
-	if r.given[k] {
+	// The decoded entry is handed out itself the first time, unless its
+	// extra sources' positions, which the section counts from the
+	// entry's line, must be moved: the section's stay as they are.
+	if r.given[k] || len(e.Source.Extra) > 0 {
 		cp := *e
+		cp.Source.Extra = extrasMoved(e.Source.Extra, pos.Line)
 		e = &cp
 	}
 	r.given[k] = true
@@ -823,7 +856,12 @@ func (m *acceptMemo) writeTo(w io.Writer) error {
 	}
 	b = append(b, memoMagic...)
 	b = appendString(b, m.Codec)
-	b = append(b, m.Context[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Views)))
+	for _, name := range sortedKeys(m.Views) {
+		d := m.Views[name]
+		b = appendString(b, name)
+		b = append(b, d[:]...)
+	}
 	if m.EntryLoads {
 		b = append(b, 1)
 	} else {
@@ -973,7 +1011,23 @@ func (m *acceptMemo) unmarshal(b []byte) error {
 		return errors.New("memo is not in this writ's format")
 	}
 	m.Codec = string(r.next(r.u32()))
-	copy(m.Context[:], r.next(sha256.Size))
+	nv := r.u32()
+	if r.err != nil || nv > len(r.b)/(4+sha256.Size) {
+		return errors.New("memo is truncated")
+	}
+	m.Views = make(map[string][sha256.Size]byte, nv)
+	for range nv {
+		name := string(r.next(r.u32()))
+		var d [sha256.Size]byte
+		copy(d[:], r.next(sha256.Size))
+		if r.err != nil {
+			return r.err
+		}
+		if _, dup := m.Views[name]; dup {
+			return errors.New("memo names a view twice")
+		}
+		m.Views[name] = d
+	}
 	m.EntryLoads = string(r.next(1)) == "\x01"
 	table := r.table()
 	ne := r.u32()

@@ -2,6 +2,12 @@ package allowlist
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"os"
 	"path/filepath"
@@ -166,38 +172,98 @@ func TestIncrementalStoreEqualsFull(t *testing.T) {
 	}
 }
 
-// TestIncrementalReparsesOnContext: an unchanged entry is decoded again
-// when what it depends on outside its bytes changed: a signer set it names
-// is removed (the version must be refused exactly as a full parse refuses
-// it), or its keys change.
+// TestIncrementalReparsesOnContext: an unchanged entry is taken from the
+// store in force only while what it read of the top level (its scope's
+// views) is unchanged. A change an entry can see — a set it names
+// removed, made Sigstore-only, its SSH key restricted to other namespaces,
+// a variable of a set it includes — decodes it again, with exactly the
+// full parse's result or refusal; a change it cannot see — a key rotated
+// or added in its signer set, another set added, people listed — reuses
+// it, and the store written is the full parse's, byte for byte.
 func TestIncrementalReparsesOnContext(t *testing.T) {
-	v1 := generatedAllowlist(400)
-	_, _, prev, _ := acceptStore(t, v1, nil)
-
-	// The set every entry names is renamed: every entry is now an error.
-	renamed := strings.Replace(string(v1), "signers:\n  team:", "signers:\n  crew:", 1)
-	renamed = strings.Replace(renamed, "version: 1\n", "version: 2\n", 1)
-	rereads := 0
-	al, _, err := parseFile([]byte(renamed), prev, &rereads)
-	if err == nil || al != nil {
-		t.Fatal("entries naming a removed signer set were accepted from the store in force")
-	}
-	_, ferr := Parse(FileName, []byte(renamed), nil)
-	if ferr == nil || err.Error() != ferr.Error() {
-		t.Fatalf("refusal differs from the full parse's:\n%v\n---\n%v", err, ferr)
-	}
-	if rereads != 1 {
-		t.Fatalf("the file was read again %d times after the reuse failed, want 1", rereads)
-	}
-
-	// The set's keys change: the entries are valid, but none is reused.
-	rekeyed := strings.Replace(string(v1), bobSSH, strings.Replace(bobSSH, "bob@", "robert@", 1), 1)
-	_, m, err := parseFile([]byte(rekeyed), prev, nil)
+	const n = 400
+	approvals := "      mode: commit\n      approvals:\n        signers: [team]\n        threshold: 1\n"
+	varSets := "variable_sets:\n  common:\n    REGION: {value: eu-west-1}\njobs:\n"
+	gen := func(s string) string { return strings.Replace(s, "version: 1\n", "version: 2\n", 1) }
+	base := string(generatedAllowlist(n))
+	// withSets: the first half of the entries include the set common.
+	withSets := strings.Replace(strings.Replace(base, "jobs:\n", varSets, 1), "      timeout: 15m\n", "      timeout: 15m\n      variable_sets: [common]\n", n/2)
+	rotated := strings.Replace(bobSSH, "AAAAIBjIOV", "AAAAIBjIOW", 1)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := reused(m); n != 0 {
-		t.Fatalf("%d entries reused although the signer sets changed", n)
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := mapLoader(map[string][]byte{"keys/approver.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})})
+	last := item([]byte(withSets), n-1)
+	cases := []struct {
+		name    string
+		v1, v2  string
+		reuse   int  // entries taken from the store in force
+		refused bool // the new version is refused (as a full parse refuses it)
+	}{
+		{name: "key rotated in the set every entry names", v1: base,
+			v2: gen(strings.Replace(base, bobSSH, rotated, 1)), reuse: n},
+		{name: "key added to the set every entry names", v1: base,
+			v2: gen(strings.Replace(base, "jobs:\n", "      - "+rotated+"\njobs:\n", 1)), reuse: n},
+		{name: "key comment changed", v1: base,
+			v2: gen(strings.Replace(base, "bob@", "robert@", 1)), reuse: n},
+		{name: "set renamed: every entry names an undefined set", v1: base,
+			v2: gen(strings.Replace(base, "signers:\n  team:", "signers:\n  crew:", 1)), refused: true},
+		{name: "set made Sigstore-only", v1: base,
+			v2: gen(strings.Replace(base, "    ssh:\n      - "+bobSSH+"\n", "    sigstore: [keys/approver.pub]\n", 1)), refused: true},
+		{name: "approval key restricted to another namespace", v1: strings.ReplaceAll(base, "      mode: commit\n", approvals),
+			v2: gen(strings.ReplaceAll(strings.Replace(base, "- "+bobSSH, "- "+strings.Replace(bobSSH, " ssh-ed25519", ` namespaces="git" ssh-ed25519`, 1), 1), "      mode: commit\n", approvals)), refused: true},
+		{name: "approval key's namespaces include source approval", v1: strings.ReplaceAll(base, "      mode: commit\n", approvals),
+			v2: gen(strings.ReplaceAll(strings.Replace(base, "- "+bobSSH, "- "+strings.Replace(bobSSH, " ssh-ed25519", ` namespaces="git,`+SourceApprovalNamespace+`" ssh-ed25519`, 1), 1), "      mode: commit\n", approvals)), reuse: n},
+		{name: "variable of an included set changed", v1: withSets,
+			v2: gen(strings.Replace(withSets, "eu-west-1", "eu-west-2", 1)), reuse: n / 2},
+		{name: "included set gains the entries' own variable", v1: withSets,
+			v2: gen(strings.Replace(withSets, "    REGION: {value: eu-west-1}\n", "    REGION: {value: eu-west-1}\n    RELEASE: {value: v1}\n", 1)), reuse: n / 2, refused: true},
+		{name: "another variable set added, for another entry", v1: withSets,
+			v2: gen(strings.Replace(strings.Replace(withSets, "variable_sets:\n", "variable_sets:\n  other:\n    X: {value: y}\n", 1),
+				last, strings.Replace(last, "      timeout: 15m\n", "      timeout: 15m\n      variable_sets: [other]\n", 1), 1)), reuse: n - 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, prev, _ := acceptStore(t, []byte(c.v1), nil)
+			rereads := 0
+			inc, im, ierr := parseFull(FileName, []byte(c.v2), func() ([]byte, error) { rereads++; return []byte(c.v2), nil }, load, prev)
+			full, fm, ferr := parseFull(FileName, []byte(c.v2), nil, load, nil)
+			if (ierr == nil) != (ferr == nil) || (ierr != nil && ierr.Error() != ferr.Error()) {
+				t.Fatalf("incremental: %v\nfull: %v", ierr, ferr)
+			}
+			if !reflect.DeepEqual(inc, full) {
+				t.Fatal("the incremental parse differs from the full parse")
+			}
+			if c.refused {
+				if ierr == nil {
+					t.Fatal("the version was accepted")
+				}
+				return
+			}
+			if ierr != nil {
+				t.Fatal(ierr)
+			}
+			if got := reused(im); got != c.reuse {
+				t.Fatalf("%d entries taken from the store in force, want %d", got, c.reuse)
+			}
+			if rereads != 0 {
+				t.Fatalf("the file was read %d more times", rereads)
+			}
+			is, fs := writeStore(t, inc, im), writeStore(t, full, fm)
+			if is.header.Memo.Sum != fs.header.Memo.Sum || len(is.header.sections) != len(fs.header.sections) {
+				t.Fatal("the incremental store differs from the full parse's store")
+			}
+			for i := range is.header.sections {
+				if is.header.sections[i].Sum != fs.header.sections[i].Sum {
+					t.Fatalf("section %d differs from the full parse's", i)
+				}
+			}
+		})
 	}
 }
 
@@ -266,7 +332,8 @@ func TestMemoRoundTrip(t *testing.T) {
 		{Line: 20, LineOff: 1, Column: 7, Sec: 0, Idx: 0, Name: "team",
 			Match: &Match{Project: "group/app", Job: "ops", Environments: []string{"production"}, Refs: []string{"refs/tags/v1", "refs/heads/main"}}},
 	}}
-	m.Context[0], m.Entries[0].Digest[31] = 1, 2
+	m.Views = map[string][sha256.Size]byte{"team": {1}, varSetUse + "aws": {2}}
+	m.Entries[0].Digest[31] = 2
 	b := m.marshal()
 	var got acceptMemo
 	if err := got.unmarshal(b); err != nil {

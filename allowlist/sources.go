@@ -55,8 +55,8 @@ var (
 )
 
 // sourceExtensions decodes source.git and source.extra from the source
-// mapping's fields and returns the signer-set references of the extras.
-func (p *parser) sourceExtensions(m fields, src *Source, a *Allowlist) []*yaml.Node {
+// mapping's fields.
+func (p *parser) sourceExtensions(m fields, src *Source, sc *entryScope) {
 	if v := m.get("git"); v != nil {
 		if s, ok := p.reqStr(v, "git"); ok {
 			switch s {
@@ -71,34 +71,30 @@ func (p *parser) sourceExtensions(m fields, src *Source, a *Allowlist) []*yaml.N
 	}
 	v := m.get("extra")
 	if v == nil {
-		return nil
+		return
 	}
 	items, ok := p.list(v, "source.extra")
 	if !ok {
-		return nil
+		return
 	}
 	if len(items) > MaxExtraSources {
 		p.errorf(v, "source.extra lists %d repositories; the limit is %d", len(items), MaxExtraSources)
-		return nil
+		return
 	}
-	var refs []*yaml.Node
 	for _, it := range items {
-		x, r := p.extraSource(it, a)
-		if x != nil {
+		if x := p.extraSource(it, sc); x != nil {
 			src.Extra = append(src.Extra, x)
-			refs = append(refs, r...)
 		}
 	}
 	p.extraPaths(v, src.Extra)
-	return refs
 }
 
 // extraSource decodes one item of source.extra. The policy keys go through
 // the main source's decoder, so both are read by the same rules.
-func (p *parser) extraSource(n *yaml.Node, a *Allowlist) (*ExtraSource, []*yaml.Node) {
+func (p *parser) extraSource(n *yaml.Node, sc *entryScope) *ExtraSource {
 	m, ok := p.keyed(n, "a source.extra item", extraKeys...)
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	x := &ExtraSource{Pos: Pos{Line: n.Line, Column: n.Column}}
 	// signers is required unless signature is none: the main source's
@@ -123,7 +119,6 @@ func (p *parser) extraSource(n *yaml.Node, a *Allowlist) (*ExtraSource, []*yaml.
 	if v := m.get("submodule"); v != nil {
 		x.Submodule, _ = p.boolean(v, "submodule")
 	}
-	var refs []*yaml.Node
 	if m.has("repository") && m.has("mode") {
 		policy := &yaml.Node{Kind: yaml.MappingNode, Tag: n.Tag, Line: n.Line, Column: n.Column}
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -131,12 +126,12 @@ func (p *parser) extraSource(n *yaml.Node, a *Allowlist) (*ExtraSource, []*yaml.
 				policy.Content = append(policy.Content, n.Content[i], n.Content[i+1])
 			}
 		}
-		refs = p.source(policy, &x.Policy, a)
+		p.source(policy, &x.Policy, sc)
 	}
 	if x.Policy.Mode == ModeTag && x.Ref != "" && !strings.HasPrefix(x.Ref, TagPrefix) {
 		p.errorf(n, "source.extra %q: mode tag verifies a signed tag, and ref %q is a branch: name a tag (refs/tags/…), or use mode commit", x.Path, x.Ref)
 	}
-	return x, refs
+	return x
 }
 
 // extraPaths refuses two extra sources whose paths are equal or nested:

@@ -66,8 +66,8 @@ func (p *parser) variableSets(n *yaml.Node, a *Allowlist) {
 
 // includeSets decodes definition.variable_sets and resolves it into
 // d.Included, refusing an unknown set and a variable the entry would get
-// twice. used records the sets named, for the unused-set warning.
-func (p *parser) includeSets(n *yaml.Node, d *Definition, own []*yaml.Node, a *Allowlist, used map[string]bool) {
+// twice.
+func (p *parser) includeSets(n *yaml.Node, d *Definition, own []*yaml.Node, sc *entryScope) {
 	names, nodes, _ := p.strList(n, "variable_sets", "variable set", true)
 	from := map[string]string{}
 	for i, v := range d.Variables {
@@ -76,12 +76,11 @@ func (p *parser) includeSets(n *yaml.Node, d *Definition, own []*yaml.Node, a *A
 		}
 	}
 	for i, name := range names {
-		set := a.VariableSets[name]
+		set := sc.varSet(name)
 		if set == nil {
-			p.errorf(nodes[i], "variable set %q is not defined: define it under variable_sets at the top level%s", name, definedVarSets(a, name))
+			p.errorf(nodes[i], "variable set %q is not defined: define it under variable_sets at the top level%s", name, definedVarSets(sc, name))
 			continue
 		}
-		used[name] = true
 		d.VariableSets = append(d.VariableSets, name)
 		for _, v := range set.Variables {
 			if where, dup := from[v.Name]; dup {
@@ -101,8 +100,8 @@ func (p *parser) includeSets(n *yaml.Node, d *Definition, own []*yaml.Node, a *A
 	}
 }
 
-func definedVarSets(a *Allowlist, near string) string {
-	names := sortedKeys(a.VariableSets)
+func definedVarSets(sc *entryScope, near string) string {
+	names := sc.varSetNames()
 	if len(names) == 0 {
 		return ""
 	}
