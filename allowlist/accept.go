@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"sort"
 	"strings"
 	"time"
@@ -446,8 +447,9 @@ func (a *Accepter) refresh(ctx context.Context) (*Accepted, *Report, error) {
 		return acc, rep, err
 	}
 
-	defer boundHeap()()
-	c, checks, derr := a.evaluate(m, head, st, now)
+	heap := boundHeap()
+	defer heap.restore()
+	c, checks, derr := a.evaluate(m, head, st, now, heap)
 	rep.Checks = append(rep.Checks, checks...)
 	if derr != nil {
 		// A rule that could not be evaluated because writ's mirror is
@@ -539,7 +541,7 @@ func (a *Accepter) fetch(ctx context.Context) (*gitrepo.Mirror, string, error) {
 // An error means a rule could not be evaluated because the mirror is
 // damaged (gitrepo.IsDamage): the head is then neither accepted nor
 // rejected.
-func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time) (*cached, []Check, error) {
+func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.Time, heap *heapBound) (*cached, []Check, error) {
 	var checks []Check
 	var damage error
 	fail := func(rule, format string, args ...any) (*cached, []Check, error) {
@@ -611,6 +613,7 @@ func (a *Accepter) evaluate(m *gitrepo.Mirror, head string, st *state, now time.
 		}
 		return b, err
 	}
+	heap.forFile(len(data))
 	al, memo, err := parseAccept(FileName, data, reread, load, a.storeInForce(st))
 	<-summed // sum is set from here on
 	digest := hex.EncodeToString(sum[:])
@@ -939,19 +942,67 @@ func principal(s gitsig.Signer) string {
 	return " (" + s.Principal + ")"
 }
 
-// boundHeap keeps the heap close to what is live while a version is
-// accepted: parsing leaves much short-lived garbage (a YAML tree per
-// entry), and the collector's default pacing (a heap twice what is live)
-// would let it grow the process to several times the file. Collecting at
-// 20 % growth instead costs some CPU once per version and roughly halves
-// the peak. It returns the function that restores the previous setting.
-func boundHeap() (restore func()) {
-	// From here the heap is bounded by this setting, not by the
+// heapBound is how acceptance bounds the process's memory: tightly while
+// a version is fetched and read, then by what acceptance promises once the
+// file's size is known (forFile).
+type heapBound struct {
+	gcPercent int   // the process's own settings, restored at the end
+	limit     int64 // (GOGC and GOMEMLIMIT from its environment)
+}
+
+// boundHeap collects at 10 % heap growth until forFile, which costs little
+// while the heap is small. restore puts the process's settings back.
+func boundHeap() *heapBound {
+	// From here the heap is bounded by these settings, not by the
 	// postponement of the process's first collection.
 	gcstart.Restore()
-	prev := debug.SetGCPercent(10)
-	if prev >= 0 && prev < 10 {
-		debug.SetGCPercent(prev) // the operator asked for tighter still
+	h := &heapBound{gcPercent: debug.SetGCPercent(10), limit: debug.SetMemoryLimit(-1)}
+	if h.gcPercent >= 0 && h.gcPercent < 10 {
+		debug.SetGCPercent(h.gcPercent) // the operator asked for tighter still
 	}
-	return func() { debug.SetGCPercent(prev) }
+	return h
+}
+
+func (h *heapBound) restore() {
+	debug.SetGCPercent(h.gcPercent)
+	debug.SetMemoryLimit(h.limit)
+}
+
+// forFile bounds the process, while a file of fileBytes is parsed and its
+// store written, by what acceptance promises: a peak RSS of at most 4× the
+// file + 32 MiB. Parsing leaves much short-lived garbage while what is live
+// stays small (the decoded entries take about the file's size), so
+// collecting at 10 % growth spent more CPU in the collector than in the
+// parse (a 10,000-entry first contact: half its CPU). Instead the
+// collector paces as usual (GOGC=100: a heap of at most twice what is
+// live) under a memory limit of that promise less what the process holds
+// outside the runtime's memory (its mapped binary, chiefly): it collects
+// more often only as the process nears the promise. Measured on that first
+// contact: the same peak RSS as at 10 %, 40 % less CPU. An operator's
+// lower GOGC or GOMEMLIMIT is kept.
+func (h *heapBound) forFile(fileBytes int) {
+	limit := 4*int64(fileBytes) + 32<<20 - outsideHeap() - 2<<20
+	debug.SetMemoryLimit(max(min(limit, h.limit), 8<<20))
+	if h.gcPercent < 0 || h.gcPercent > 100 {
+		debug.SetGCPercent(100)
+	} else {
+		debug.SetGCPercent(h.gcPercent)
+	}
+}
+
+// outsideHeap estimates the resident memory the Go runtime's limit does not
+// count: the process's resident set less the runtime's own resident memory.
+func outsideHeap() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 16 << 20 // a 45 MB binary's touched pages, about
+	}
+	var size, resident int64
+	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
+		return 16 << 20
+	}
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	runtimeResident := int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
+	return max(0, resident*int64(os.Getpagesize())-runtimeResident)
 }

@@ -201,26 +201,30 @@ func isJobsKeyLine(l []byte) bool {
 	return len(rest) == 0 || rest[0] == '\n' || rest[0] == '#'
 }
 
-// decoded is one item's tree, its nodes already on their lines in the file.
+// decoded is a run of items' trees, their nodes already on their lines in
+// the file.
 type decoded struct {
-	node *yaml.Node
-	ok   bool
+	nodes []*yaml.Node
+	ok    bool
 }
 
+// A run is at most runItems consecutive items, or runBytes of them, decoded
+// as one document: a decoder's set-up costs about as much as a small
+// item, and a bounded run keeps the trees held at once few.
+const (
+	runItems = 32
+	runBytes = 32 << 10
+)
+
 // itemNodes decodes the items on every core, in order, keeping at most a
-// bounded number decoded ahead of the consumer, so a huge list never holds
-// more than a few trees at once. Items for which skip is true are not
-// decoded: they are yielded with a nil node.
+// bounded number of runs decoded ahead of the consumer, so a huge list
+// never holds more than a few trees at once. Items for which skip is true
+// are not decoded: they are yielded with a nil node.
 func (s *jobsSplit) itemNodes(data []byte, skip func(int) bool) iter.Seq2[int, *yaml.Node] {
 	return func(yield func(int, *yaml.Node) bool) {
-		const ahead = 64
-		var fresh []int // the items to decode, in order
-		for i := range s.items {
-			if !skip(i) {
-				fresh = append(fresh, i)
-			}
-		}
-		slots := make([]chan decoded, len(fresh))
+		const ahead = 8 // runs
+		runs := s.runs(skip)
+		slots := make([]chan decoded, len(runs))
 		for k := range slots {
 			slots[k] = make(chan decoded, 1)
 		}
@@ -228,7 +232,7 @@ func (s *jobsSplit) itemNodes(data []byte, skip func(int) bool) iter.Seq2[int, *
 		tokens := make(chan struct{}, ahead)
 		go func() {
 			defer close(next)
-			for k := range fresh {
+			for k := range runs {
 				select {
 				case tokens <- struct{}{}:
 				case <-stop:
@@ -247,7 +251,7 @@ func (s *jobsSplit) itemNodes(data []byte, skip func(int) bool) iter.Seq2[int, *
 			go func() {
 				defer wg.Done()
 				for k := range next {
-					slots[k] <- decodeItem(data, s.items[fresh[k]])
+					slots[k] <- decodeRun(data, s.items[runs[k][0]:runs[k][1]])
 				}
 			}()
 		}
@@ -256,11 +260,12 @@ func (s *jobsSplit) itemNodes(data []byte, skip func(int) bool) iter.Seq2[int, *
 			wg.Wait()
 		}()
 		k := 0
-		for i := range s.items {
-			if k == len(fresh) || fresh[k] != i {
+		for i := 0; i < len(s.items); {
+			if k == len(runs) || runs[k][0] != i {
 				if !yield(i, nil) {
 					return
 				}
+				i++
 				continue
 			}
 			d := <-slots[k]
@@ -270,27 +275,57 @@ func (s *jobsSplit) itemNodes(data []byte, skip func(int) bool) iter.Seq2[int, *
 				s.failed = true
 				return
 			}
-			if !yield(i, d.node) {
-				return
+			for _, n := range d.nodes {
+				if !yield(i, n) {
+					return
+				}
+				i++
 			}
 		}
 	}
 }
 
-// decodeItem parses one item alone and moves its nodes to their lines in
-// the file. It must be exactly one list item and nothing else.
-func decodeItem(data []byte, sp span) decoded {
-	doc, second, err := decodeYAML(data[sp.start:sp.end])
+// runs returns the runs of consecutive items skip leaves to decode, each
+// as [first, end) indices of s.items.
+func (s *jobsSplit) runs(skip func(int) bool) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(s.items); {
+		if skip(i) {
+			i++
+			continue
+		}
+		first := i
+		for i < len(s.items) && !skip(i) && i-first < runItems &&
+			(i == first || s.items[i].end-s.items[first].start <= runBytes) {
+			i++
+		}
+		out = append(out, [2]int{first, i})
+	}
+	return out
+}
+
+// decodeRun parses consecutive items as one document and moves their
+// nodes to their lines in the file. It must be exactly one block list of
+// as many items, each starting within its own item's lines, and nothing
+// else: the list the whole file holds there.
+func decodeRun(data []byte, items []span) decoded {
+	first := items[0]
+	doc, second, err := decodeYAML(data[first.start:items[len(items)-1].end])
 	if err != nil || second != nil || doc == nil || len(doc.Content) != 1 {
 		return decoded{}
 	}
 	seq := doc.Content[0]
-	if seq.Kind != yaml.SequenceNode || len(seq.Content) != 1 || seq.Style&yaml.FlowStyle != 0 {
+	if seq.Kind != yaml.SequenceNode || len(seq.Content) != len(items) || seq.Style&yaml.FlowStyle != 0 {
 		return decoded{}
 	}
-	item := seq.Content[0]
-	shiftLines(item, sp.line-1)
-	return decoded{node: item, ok: true}
+	for j, n := range seq.Content {
+		line := first.line - 1 + n.Line
+		if line < items[j].line || (j+1 < len(items) && line >= items[j+1].line) {
+			return decoded{}
+		}
+		shiftLines(n, first.line-1)
+	}
+	return decoded{nodes: seq.Content, ok: true}
 }
 
 func shiftLines(n *yaml.Node, by int) {

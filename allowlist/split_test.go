@@ -79,6 +79,14 @@ func TestSplitParseLayouts(t *testing.T) {
 		"second document":                   {base + "---\nschema: x\n", false},
 		"item not a mapping":                {head + "jobs:\n  - just text\n" + jobs, false},
 		"tagged item":                       {head + "jobs:\n  - !!map\n    name: a\n" + jobs, false},
+		// Items are decoded in runs (decodeRun): many runs, a run cut
+		// by an item larger than a run's bytes, an item whose content
+		// starts on the line after its dash, and quoted text that makes
+		// one item of two in the middle of a run.
+		"many runs":                {string(generatedAllowlist(100)), true},
+		"item larger than a run":   {strings.Replace(string(generatedAllowlist(100)), "--target app-41\n", "--target app-41 "+strings.Repeat("x", runBytes)+"\n", 1), true},
+		"content after the dash":   {strings.Replace(string(generatedAllowlist(100)), "  - name: job-45\n", "  -\n    name: job-45\n", 1), true},
+		"quoted text inside a run": {strings.Replace(string(generatedAllowlist(100)), "--target app-50\n", "\"--target app-50\n  - name: x\"\n", 1), false},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

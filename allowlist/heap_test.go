@@ -1,0 +1,53 @@
+package allowlist
+
+import (
+	"runtime/debug"
+	"testing"
+
+	"gitlab.com/writ-ci/writ/internal/gcstart"
+)
+
+// TestHeapBound: while a file is parsed, the process is bounded by
+// acceptance's promise (4× the file + 32 MiB, less what lies outside the
+// runtime's memory) with the collector pacing as usual; an operator's
+// lower limit and lower GOGC are kept; restore puts back the process's
+// settings.
+func TestHeapBound(t *testing.T) {
+	gcstart.Restore() // as boundHeap does, so that it cannot undo what this test sets
+	gc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(gc); debug.SetMemoryLimit(limit) })
+
+	debug.SetMemoryLimit(1 << 40)
+	h := boundHeap()
+	if got := debug.SetGCPercent(-1); got != 10 {
+		t.Fatalf("GOGC while fetching = %d, want 10", got)
+	}
+	h.forFile(16 << 20)
+	promise := int64(4*(16<<20) + 32<<20)
+	if got := debug.SetMemoryLimit(-1); got > promise-outsideHeap() || got < promise/2 {
+		t.Fatalf("memory limit %d MiB for a 16 MiB file (promise %d MiB, outside the runtime %d MiB)", got>>20, promise>>20, outsideHeap()>>20)
+	}
+	if got := debug.SetGCPercent(-1); got != 100 {
+		t.Fatalf("GOGC while parsing = %d, want 100", got)
+	}
+	h.restore()
+	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
+		t.Fatalf("memory limit after restore = %d", got)
+	}
+	if got := debug.SetGCPercent(-1); got != 100 {
+		t.Fatalf("GOGC after restore = %d", got)
+	}
+
+	// An operator's tighter settings win.
+	debug.SetMemoryLimit(20 << 20)
+	debug.SetGCPercent(5)
+	h = boundHeap()
+	h.forFile(16 << 20)
+	if got := debug.SetMemoryLimit(-1); got != 20<<20 {
+		t.Fatalf("the operator's 20 MiB limit became %d MiB", got>>20)
+	}
+	if got := debug.SetGCPercent(-1); got != 5 {
+		t.Fatalf("the operator's GOGC=5 became %d", got)
+	}
+	h.restore()
+}
