@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,9 +262,11 @@ var (
 	}
 	fzSigstore = []string{"keys/grace.pub", "keys/heidi.pub"}
 	// fzNamespaces are an SSH key's options: none (every namespace), git
-	// only (no source approvals), git and source approvals, and one
-	// refused (without git).
-	fzNamespaces = []string{"", `namespaces="git"`, `namespaces="git,` + SourceApprovalNamespace + `"`, `namespaces="file"`}
+	// only (no source approvals), git and source approvals, and variants
+	// of each (refused ones included: without git, empty, in capitals).
+	fzNamespaces = []string{"", `namespaces="git"`, `namespaces="git,` + SourceApprovalNamespace + `"`, `namespaces="file"`,
+		`namespaces="git,file"`, `namespaces="` + SourceApprovalNamespace + `,git"`, `namespaces=""`, `namespaces="GIT"`,
+		`cert-authority,namespaces="git"`, `namespaces="git",valid-before="20300101Z"`, `valid-after="20200101Z"`}
 
 	fzSetNames    = []string{"team", "ops", "approvers", "release", "crew", "nobody"}
 	fzVarSetNames = []string{"aws-prod", "registry", "common", "other", "missing"}
@@ -308,7 +311,22 @@ type fzSet struct {
 	keys []fzKey
 }
 
-type fzVar struct{ name, value string }
+type fzVar struct {
+	name, value string
+	kind        int // 0: value, 1: pattern, 2: a file's value, 3: a raw value
+}
+
+func (v fzVar) render() string {
+	switch v.kind % 4 {
+	case 1:
+		return v.name + ": {pattern: '^" + regexp.QuoteMeta(v.value) + "$'}"
+	case 2:
+		return v.name + ": {value: '" + v.value + "', file: true}"
+	case 3:
+		return v.name + ": {value: '" + v.value + "', raw: true}"
+	}
+	return v.name + ": {value: '" + v.value + "'}"
+}
 
 type fzVarSet struct {
 	name string
@@ -332,6 +350,7 @@ type fzEntry struct {
 	vars      []fzVar
 	extra     []string // the extra source's signers; nil: no extra source
 	pad       int      // blank and comment lines above the item
+	style     int      // how lists of names are written (list)
 }
 
 // fzDoc is an allowlist the edit fuzzer changes and writes.
@@ -422,7 +441,7 @@ func (d *fzDoc) renderSets(l []string) []string {
 		}
 		l = append(l, "  "+s.name+":")
 		for _, v := range s.vars {
-			l = append(l, "    "+v.name+": {value: '"+v.value+"'}")
+			l = append(l, "    "+v.render())
 		}
 	}
 	if len(d.people) > 0 {
@@ -453,12 +472,12 @@ func (e fzEntry) render(l []string) []string {
 		"    definition:",
 		"      script: ['"+fzScripts[e.script%len(fzScripts)]+"']")
 	if len(e.varSets) > 0 {
-		l = append(l, "      variable_sets: ["+strings.Join(e.varSets, ", ")+"]")
+		l = e.list(l, "      ", "variable_sets", e.varSets)
 	}
 	if len(e.vars) > 0 {
 		l = append(l, "      variables:")
 		for _, v := range e.vars {
-			l = append(l, "        "+v.name+": {value: '"+v.value+"'}")
+			l = append(l, "        "+v.render())
 		}
 	}
 	l = append(l, "    source:", "      repository: https://gitlab.example.com/group/app-"+id+".git")
@@ -466,23 +485,43 @@ func (e fzEntry) render(l []string) []string {
 		l = append(l, "      signature: none")
 	}
 	if !e.sigNone || len(e.signers) > 0 {
-		l = append(l, "      signers: ["+strings.Join(e.signers, ", ")+"]")
+		l = e.list(l, "      ", "signers", e.signers)
 	}
 	l = append(l, "      mode: commit")
 	if e.approvals != nil {
-		l = append(l, "      approvals:",
-			"        signers: ["+strings.Join(e.approvals, ", ")+"]",
-			"        threshold: "+strconv.Itoa(e.threshold))
+		l = append(l, "      approvals:")
+		l = e.list(l, "        ", "signers", e.approvals)
+		l = append(l, "        threshold: "+strconv.Itoa(e.threshold))
 	}
 	if e.extra != nil {
 		l = append(l, "      extra:",
 			"        - path: settings",
 			"          ref: refs/heads/main",
-			"          repository: https://gitlab.example.com/acme/settings.git",
-			"          signers: ["+strings.Join(e.extra, ", ")+"]",
-			"          mode: commit")
+			"          repository: https://gitlab.example.com/acme/settings.git")
+		l = e.list(l, "          ", "signers", e.extra)
+		l = append(l, "          mode: commit")
 	}
 	return l
+}
+
+// list writes a list of names in the entry's style: flow, block, or flow
+// with every name quoted.
+func (e fzEntry) list(l []string, indent, key string, names []string) []string {
+	switch {
+	case e.style%3 == 1 && len(names) > 0:
+		l = append(l, indent+key+":")
+		for _, n := range names {
+			l = append(l, indent+"  - "+n)
+		}
+		return l
+	case e.style%3 == 2:
+		q := make([]string, len(names))
+		for i, n := range names {
+			q[i] = strconv.Quote(n)
+		}
+		return append(l, indent+key+": ["+strings.Join(q, ", ")+"]")
+	}
+	return append(l, indent+key+": ["+strings.Join(names, ", ")+"]")
 }
 
 // The edits, one opcode byte (modulo fzOps) and its operands each.
@@ -518,6 +557,8 @@ const (
 	opTop                   // what: version, repository
 	opPeople                // action, person, key
 	opRaw                   // line, length, bytes: a line inserted (length 0: the line removed)
+	opVarKind               // variable set, slot, kind: value, pattern, file or raw
+	opEntryStyle            // entry, style: how its lists of names are written
 	fzOps
 )
 
@@ -615,7 +656,7 @@ func (d *fzDoc) apply(op int, r *fzReader) {
 	case opVarAdd, opVarRemove, opVarValue:
 		d.varEdit(op, r)
 	case opVarSetAdd:
-		d.varSets = append(d.varSets, fzVarSet{name: pick(fzVarSetNames, r.next()), vars: []fzVar{{pick(fzVarNames, r.next()), pick(fzValues, r.next())}}})
+		d.varSets = append(d.varSets, fzVarSet{name: pick(fzVarSetNames, r.next()), vars: []fzVar{{name: pick(fzVarNames, r.next()), value: pick(fzValues, r.next())}}})
 	case opVarSetRemove:
 		if i := r.next(); len(d.varSets) > 0 {
 			i %= len(d.varSets)
@@ -649,7 +690,7 @@ func (d *fzDoc) varEdit(op int, r *fzReader) {
 	s := &d.varSets[i%len(d.varSets)]
 	switch {
 	case op == opVarAdd:
-		s.vars = append(s.vars, fzVar{pick(fzVarNames, slot), pick(fzValues, r.next())})
+		s.vars = append(s.vars, fzVar{name: pick(fzVarNames, slot), value: pick(fzValues, r.next())})
 	case len(s.vars) == 0:
 	case op == opVarRemove:
 		s.vars = append(s.vars[:slot%len(s.vars)], s.vars[slot%len(s.vars)+1:]...)
@@ -703,7 +744,7 @@ func (d *fzDoc) entryEdit(op int, r *fzReader) {
 		switch {
 		case e == nil:
 		case action == 0:
-			e.vars = append(e.vars, fzVar{name, value})
+			e.vars = append(e.vars, fzVar{name: name, value: value})
 		case len(e.vars) > 0:
 			e.vars = e.vars[:len(e.vars)-1]
 		}
@@ -757,6 +798,16 @@ func (d *fzDoc) entryEdit(op int, r *fzReader) {
 		}
 	case opPeople:
 		d.peopleEdit(r)
+	case opVarKind:
+		i, slot, kind := r.next(), r.next(), r.next()
+		if len(d.varSets) > 0 && len(d.varSets[i%len(d.varSets)].vars) > 0 {
+			s := &d.varSets[i%len(d.varSets)]
+			s.vars[slot%len(s.vars)].kind = kind
+		}
+	case opEntryStyle:
+		if e := d.entry(r.next()); e != nil {
+			e.style = r.next()
+		}
 	case opRaw:
 		line, n := r.next()|r.next()<<8, r.next()%24
 		var text []byte
@@ -885,17 +936,17 @@ func fzBase(i int) *fzDoc {
 	case 2: // variable sets, included by some entries and not others
 		d.signers = []fzSet{{"team", []fzKey{ssh(0, 0)}}}
 		d.varSets = []fzVarSet{
-			{"aws-prod", []fzVar{{"ACCOUNT", "123456789012"}, {"ROLE", "arn:aws:iam::${ACCOUNT}:role/x"}}},
-			{"registry", []fzVar{{"HOST", "registry.example.com"}}},
-			{"common", []fzVar{{"REGION", "eu-west-1"}}},
+			{"aws-prod", []fzVar{{name: "ACCOUNT", value: "123456789012"}, {name: "ROLE", value: "arn:aws:iam::${ACCOUNT}:role/x"}}},
+			{"registry", []fzVar{{name: "HOST", value: "registry.example.com"}}},
+			{"common", []fzVar{{name: "REGION", value: "eu-west-1"}}},
 		}
 		team := []string{"team"}
 		add(fzEntry{signers: team, varSets: []string{"aws-prod", "registry"}})
 		add(fzEntry{envs: 1, signers: team, varSets: []string{"common"}})
 		add(fzEntry{envs: 2, signers: team})
-		add(fzEntry{script: 1, signers: team, varSets: []string{"common"}, vars: []fzVar{{"RELEASE", "v1"}}})
+		add(fzEntry{script: 1, signers: team, varSets: []string{"common"}, vars: []fzVar{{name: "RELEASE", value: "v1"}}})
 		add(fzEntry{script: 2, signers: team, varSets: []string{"aws-prod"}})
-		add(fzEntry{script: 3, signers: team, vars: []fzVar{{"REGION", "us-east-1"}}})
+		add(fzEntry{script: 3, signers: team, vars: []fzVar{{name: "REGION", value: "us-east-1"}}})
 	case 3: // extra sources naming sets their entry's source does not
 		d.signers = []fzSet{{"team", []fzKey{ssh(0, 0)}}, {"crew", []fzKey{ssh(2, 1)}}, {"ops", []fzKey{pgp(0)}}}
 		add(fzEntry{signers: []string{"team"}, extra: []string{"crew"}})
@@ -906,7 +957,7 @@ func fzBase(i int) *fzDoc {
 	case 4: // more entries than one section holds, sets after the list
 		d.tail = true
 		d.signers = []fzSet{{"team", []fzKey{ssh(0, 0)}}, {"ops", []fzKey{pgp(0)}}, {"approvers", []fzKey{ssh(1, 2), sig(0)}}}
-		d.varSets = []fzVarSet{{"common", []fzVar{{"REGION", "eu-west-1"}}}, {"registry", []fzVar{{"HOST", "registry.example.com"}}}}
+		d.varSets = []fzVarSet{{"common", []fzVar{{name: "REGION", value: "eu-west-1"}}}, {"registry", []fzVar{{name: "HOST", value: "registry.example.com"}}}}
 		for k := range 40 {
 			e := fzEntry{script: k, envs: k / 4, signers: []string{[]string{"team", "ops"}[k%2]}}
 			if k%3 == 0 {
@@ -1025,6 +1076,12 @@ var incrementalSeeds = []incrementalSeed{
 	{"commit key restricted to another namespace", 0, ops(opNamespaces, 0, 0, 3), seedRefused},
 	{"set made Sigstore-only, named as commit signers", 0, ops(opSigstoreOnly, 0), seedRefused},
 	{"approval key restricted to git", 1, ops(opNamespaces, 1, 0, 1), seedRefused},
+	{"approval key's namespaces reordered", 1, ops(opNamespaces, 1, 0, 5), seedAll},
+	{"approval key's namespaces emptied", 1, ops(opNamespaces, 1, 0, 6), seedRefused},
+	{"approval key made valid from a date", 1, ops(opNamespaces, 1, 0, 10), seedAll},
+	{"approval key restricted to git, with a validity", 1, ops(opNamespaces, 1, 0, 9), seedRefused},
+	{"commit key made a certificate authority", 0, ops(opNamespaces, 0, 0, 8), seedRefused},
+	{"commit key's namespace in capitals", 0, ops(opNamespaces, 0, 0, 7), seedRefused},
 	{"approval key's namespaces option removed", 1, ops(opNamespaces, 1, 0, 0), seedAll},
 	{"approval set made Sigstore-only, its SSH key still a person's", 1, ops(opSigstoreOnly, 1), seedRefused},
 	{"approval set made Sigstore-only", 1, ops(opPeople, 1, 1, 0, 0, opSigstoreOnly, 1), seedSome},
@@ -1038,6 +1095,9 @@ var incrementalSeeds = []incrementalSeed{
 	{"variable removed", 2, ops(opVarRemove, 0, 1), seedSome},
 	{"variable removed that another refers to", 2, ops(opVarRemove, 0, 0), seedRefused},
 	{"variable's value changed", 2, ops(opVarValue, 2, 0, 1), seedSome},
+	{"variable made a pattern", 2, ops(opVarKind, 2, 0, 1), seedSome},
+	{"variable made a file variable", 2, ops(opVarKind, 1, 0, 2), seedSome},
+	{"variable made raw", 2, ops(opVarKind, 0, 1, 3), seedSome},
 	{"variable set added, named by no entry", 2, ops(opVarSetAdd, 3, 0, 0), seedAny},
 	{"variable set removed that entries include", 2, ops(opVarSetRemove, 1), seedRefused},
 	{"variable set renamed with its references", 2, ops(opVarSetRename, 2, 3, 1), seedSome},
@@ -1045,6 +1105,8 @@ var incrementalSeeds = []incrementalSeed{
 	{"entry included a set", 2, ops(opEntryVarSets, 2, 0, 2), seedSome},
 	{"entry edited", 0, ops(opEntryEdit, 2, 0, 1), seedSome},
 	{"entries swapped", 0, ops(opEntrySwap, 0, 3), seedAll},
+	{"entry's lists written as blocks", 1, ops(opEntryStyle, 0, 1), seedSome},
+	{"entry's names quoted", 0, ops(opEntryStyle, 3, 2), seedSome},
 	{"lines inserted above an entry (the comment joins the item before)", 0, ops(opPad, 1, 3), seedSome},
 	{"blank line inserted above an entry (it joins the item before)", 0, ops(opPad, 1, 1), seedSome},
 	{"comment above the signer sets", 0, ops(opPad, 6, 2), seedAll},
