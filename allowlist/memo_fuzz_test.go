@@ -25,7 +25,7 @@ import (
 // FuzzIncrementalParse mutates two whole documents. Most of its mutations
 // break the YAML or the version in force, so it rarely reaches the reuse
 // paths; FuzzIncrementalEdits therefore mutates a short program of edits
-// instead (fzDoc, fzApply): a version in force built from one of a few
+// instead (fzDoc.apply): a version in force built from one of a few
 // base documents, and a new version made by the changes an operator
 // makes — a key rotated, a set added, removed or renamed, an SSH key's
 // namespaces option changed, a set made Sigstore-only, a variable added to
@@ -33,9 +33,13 @@ import (
 // lines for whatever the model cannot write. Every document is small, and
 // the store of the version in force is written once per process
 // (incrementalChecker), so that an exec costs about four parses of a few
-// kilobytes, and never waits on the disk.
+// kilobytes (about 2.5 ms of CPU) and never waits on the disk.
 //
-// Both targets run the seeds in `go test`; `make fuzz` fuzzes them.
+// The seeds (incrementalSeeds) cover every change of the top level an
+// entry can and cannot see (scope.go), on entries that name the changed
+// set and entries that do not; TestIncrementalEditsSeeds checks that each
+// does what its name says. Both targets run the seeds in `go test`;
+// `make fuzz` fuzzes them.
 
 // incrementalChecker compares the incremental parse of a new version with
 // its parse on its own. It keeps the stores of the versions in force it
@@ -289,7 +293,7 @@ type fzKey struct {
 	ns        int // SSH: index into fzNamespaces
 }
 
-// line returns the key's lines in a signer set's list of its kind.
+// lines returns the key's lines in a signer set's list of its kind.
 func (k fzKey) lines() []string {
 	switch k.kind {
 	case fzKeyOpenPGP:
