@@ -739,8 +739,12 @@ func (r *reuseSource) entry(i int, pos Pos) (*Entry, error) {
 	if r.given == nil {
 		r.given = make([]bool, len(r.memo.Entries))
 	}
-	if r.given[k] {
+	// The decoded entry is handed out itself the first time, unless its
+	// extra sources' positions, which the section counts from the
+	// entry's line, must be moved: the section's stay as they are.
+	if r.given[k] || len(e.Source.Extra) > 0 {
 		cp := *e
+		cp.Source.Extra = extrasMoved(e.Source.Extra, pos.Line)
 		e = &cp
 	}
 	r.given[k] = true

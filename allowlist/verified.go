@@ -190,6 +190,10 @@ func writeVerified(c *cached, body io.Writer) ([]byte, string, error) {
 		es := make([]*Entry, len(g))
 		for k, j := range g {
 			e := *jobs[j]
+			// Positions are the memo's: a section holds none but
+			// those within an entry, counted from its line, so that
+			// identical bytes store identically wherever they move.
+			e.Source.Extra = extrasMoved(e.Source.Extra, -e.Pos.Line)
 			e.Pos = Pos{}
 			// The header holds the variable sets; a reader resolves them.
 			e.Definition.Included = nil
@@ -388,6 +392,21 @@ func (s *verifiedStore) read(sec section, v any) error {
 	})
 }
 
+// extrasMoved returns copies of xs whose positions are by lines further
+// down: a stored entry counts them from its own line (writeVerified).
+func extrasMoved(xs []*ExtraSource, by int) []*ExtraSource {
+	if len(xs) == 0 {
+		return xs
+	}
+	out := make([]*ExtraSource, len(xs))
+	for i, x := range xs {
+		c := *x
+		c.Pos.Line += by
+		out[i] = &c
+	}
+	return out
+}
+
 // jobIndex indexes the entries stored for project and job.
 func (s *verifiedStore) jobIndex(project, job string) (*Index, error) {
 	var es []*Entry
@@ -431,6 +450,7 @@ func (s *verifiedStore) all() (*Allowlist, error) {
 		}
 		e := *secs[me.Sec][me.Idx]
 		e.Pos = Pos{Line: me.Line, Column: me.Column}
+		e.Source.Extra = extrasMoved(e.Source.Extra, me.Line)
 		s.header.Allowlist.resolveIncluded(&e)
 		jobs[i] = &e
 	}
