@@ -103,8 +103,8 @@ faults:
 # all fuzzing meanwhile: a target whose exec takes milliseconds
 # (FuzzIncrementalParse: two parses and a store) spent whole runs shrinking
 # its first few finds, 15-18 execs a minute. 100 execs per input keep the
-# workers fuzzing; to shrink a crasher further, run its target again with
-# FUZZMINIMIZE=60s.
+# workers fuzzing; to shrink a crasher further, run its target alone with
+# -fuzzminimizetime 60s.
 FUZZTIME ?= 15s
 FUZZMINIMIZE ?= 100x
 fuzz:
