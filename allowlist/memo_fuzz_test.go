@@ -131,8 +131,8 @@ func (c *incrementalChecker) check(t *testing.T, old, next []byte) int {
 	if ierr != nil {
 		return n
 	}
-	ih, ib := storeParts(t, inc, im)
-	fh, fb := storeParts(t, full, fm)
+	ih, ib, _ := storeParts(t, inc, im)
+	fh, fb, raw := storeParts(t, full, fm)
 	if im != nil {
 		if err := im.materialize(inc, nil); err != nil {
 			t.Fatal(err)
@@ -147,7 +147,36 @@ func (c *incrementalChecker) check(t *testing.T, old, next []byte) int {
 	if !bytes.Equal(ib, fb) {
 		t.Fatalf("the incremental store's sections differ from the full parse's (%d entries reused)", n)
 	}
+	c.readBack(t, raw, full)
 	return n
+}
+
+// readBack checks that the entries the next acceptance reads back from
+// the store written (raw, its bytes and header sum), at the positions the
+// memo gives them, are the version's.
+func (c *incrementalChecker) readBack(t *testing.T, raw storeBytes, al *Allowlist) {
+	t.Helper()
+	p := filepath.Join(c.dir, "new.store")
+	if err := os.WriteFile(p, append(raw.head, raw.body...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openVerified(p, raw.sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := s.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Jobs, al.Jobs) {
+		t.Fatal("the entries read back from the store differ from the version's")
+	}
+}
+
+// storeBytes is a store as writeVerified returns it.
+type storeBytes struct {
+	head, body []byte
+	sum        string
 }
 
 func errText(err error) string {
@@ -158,13 +187,13 @@ func errText(err error) string {
 }
 
 // storeParts writes the verified store of al and m in memory and returns its
-// header, decoded (the header is a gob of maps, whose order varies), and
-// the bytes after it: the sections and the memo, which must be equal byte
-// for byte.
-func storeParts(t *testing.T, al *Allowlist, m *acceptMemo) (verifiedHeader, []byte) {
+// header, decoded (the header is a gob of maps, whose order varies), the
+// bytes after it (the sections and the memo, which must be equal byte for
+// byte), and the store as written.
+func storeParts(t *testing.T, al *Allowlist, m *acceptMemo) (verifiedHeader, []byte, storeBytes) {
 	t.Helper()
 	var body bytes.Buffer
-	head, _, err := writeVerified(&cached{Parsed: al, memo: m}, &body)
+	head, sum, err := writeVerified(&cached{Parsed: al, memo: m}, &body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +212,7 @@ func storeParts(t *testing.T, al *Allowlist, m *acceptMemo) (verifiedHeader, []b
 		h.sections[i] = section{Off: int64(binary.BigEndian.Uint64(tb)), Len: int64(binary.BigEndian.Uint64(tb[8:]))}
 		copy(h.sections[i].Sum[:], tb[16:sectionSize])
 	}
-	return h, body.Bytes()
+	return h, body.Bytes(), storeBytes{head: head, body: body.Bytes(), sum: sum}
 }
 
 // FuzzIncrementalEdits: a new version made by edits from a version in
