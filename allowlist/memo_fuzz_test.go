@@ -360,7 +360,9 @@ type fzDoc struct {
 	signers []fzSet
 	people  []fzPerson
 	varSets []fzVarSet
-	tail    bool // variable_sets and people after the job list
+	// layout is where the top level's sections are: 0 all before the
+	// job list, 1 variable_sets and people after it, 2 signers too.
+	layout int
 	jobs    []fzEntry
 	nextID  int
 	raw     []fzRaw
@@ -378,23 +380,21 @@ func (d *fzDoc) render() []byte {
 	for range d.pad {
 		l = append(l, "# signer sets are reviewed by the security team")
 	}
-	if len(d.signers) == 0 {
-		l = append(l, "signers: {}")
-	} else {
-		l = append(l, "signers:")
+	if d.layout%3 != 2 {
+		l = d.renderSigners(l)
 	}
-	for _, s := range d.signers {
-		l = s.render(l)
-	}
-	if !d.tail {
+	if d.layout%3 == 0 {
 		l = d.renderSets(l)
 	}
 	l = append(l, "jobs:")
 	for _, e := range d.jobs {
 		l = e.render(l)
 	}
-	if d.tail {
+	if d.layout%3 != 0 {
 		l = d.renderSets(l)
+	}
+	if d.layout%3 == 2 {
+		l = d.renderSigners(l)
 	}
 	for _, r := range d.raw {
 		at := r.line % (len(l) + 1)
@@ -406,6 +406,17 @@ func (d *fzDoc) render() []byte {
 		}
 	}
 	return []byte(strings.Join(l, "\n") + "\n")
+}
+
+func (d *fzDoc) renderSigners(l []string) []string {
+	if len(d.signers) == 0 {
+		return append(l, "signers: {}")
+	}
+	l = append(l, "signers:")
+	for _, s := range d.signers {
+		l = s.render(l)
+	}
+	return l
 }
 
 func (s fzSet) render(l []string) []string {
@@ -552,7 +563,7 @@ const (
 	opEntryRemove           // entry
 	opEntryDuplicate        // entry: a byte-for-byte copy at the end
 	opPad                   // entry (or, past the last, the top level), count: lines above it
-	opLayout                // variable_sets and people move past the job list, or back
+	opLayout                // layout: sections move past the job list, or back
 	opTop                   // what: version, repository
 	opPeople                // action, person, key
 	opRaw                   // line, length, bytes: a line inserted (length 0: the line removed)
@@ -788,7 +799,7 @@ func (d *fzDoc) entryEdit(op int, r *fzReader) {
 			d.pad = n
 		}
 	case opLayout:
-		d.tail = !d.tail
+		d.layout = r.next()
 	case opTop:
 		if r.next()%2 == 0 {
 			d.version++
@@ -954,7 +965,7 @@ func fzBase(i int) *fzDoc {
 		add(fzEntry{script: 1, signers: []string{"crew"}})
 		add(fzEntry{script: 2, signers: []string{"ops"}, extra: []string{"ops", "crew"}})
 	case 4: // more entries than one section holds, sets after the list
-		d.tail = true
+		d.layout = 1
 		d.signers = []fzSet{{"team", []fzKey{ssh(0, 0)}}, {"ops", []fzKey{pgp(0)}}, {"approvers", []fzKey{ssh(1, 2), sig(0)}}}
 		d.varSets = []fzVarSet{{"common", []fzVar{{name: "REGION", value: "eu-west-1"}}}, {"registry", []fzVar{{name: "HOST", value: "registry.example.com"}}}}
 		for k := range 40 {
@@ -1100,7 +1111,9 @@ var incrementalSeeds = []incrementalSeed{
 	{"variable set added, named by no entry", 2, ops(opVarSetAdd, 3, 0, 0), seedAny},
 	{"variable set removed that entries include", 2, ops(opVarSetRemove, 1), seedRefused},
 	{"variable set renamed with its references", 2, ops(opVarSetRename, 2, 3, 1), seedSome},
-	{"variable sets moved past the job list", 2, ops(opLayout), seedAll},
+	{"variable sets moved past the job list", 2, ops(opLayout, 1), seedAll},
+	{"signer sets moved past the job list", 0, ops(opLayout, 2), seedAll},
+	{"signer sets moved past the job list, a key rotated", 4, ops(opLayout, 2, opRotateKey, 0, 0), seedAll},
 	{"entry included a set", 2, ops(opEntryVarSets, 2, 0, 2), seedSome},
 	{"entry edited", 0, ops(opEntryEdit, 2, 0, 1), seedSome},
 	{"entries swapped", 0, ops(opEntrySwap, 0, 3), seedAll},
