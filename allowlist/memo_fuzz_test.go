@@ -363,9 +363,9 @@ type fzDoc struct {
 	// layout is where the top level's sections are: 0 all before the
 	// job list, 1 variable_sets and people after it, 2 signers too.
 	layout int
-	jobs    []fzEntry
-	nextID  int
-	raw     []fzRaw
+	jobs   []fzEntry
+	nextID int
+	raw    []fzRaw
 }
 
 // fzRaw is a line inserted (or, with an empty text, removed) at a line of
