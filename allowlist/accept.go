@@ -982,9 +982,13 @@ func (h *heapBound) restore() {
 // lower GOGC or GOMEMLIMIT is kept.
 func (h *heapBound) forFile(fileBytes int) {
 	limit := 4*int64(fileBytes) + 32<<20 - outsideHeap() - 2<<20
-	// Below about twice the file, the file and its entries alone would
-	// exceed the limit, and collecting harder would only burn CPU.
-	debug.SetMemoryLimit(min(max(limit, 2*int64(fileBytes)+16<<20), h.limit))
+	if limit < 2*int64(fileBytes)+16<<20 {
+		// Too little room for the file, its entries and a heap paced as
+		// usual (a small file, whose promise is mostly the binary's
+		// own pages): keep collecting at 10 % growth.
+		return
+	}
+	debug.SetMemoryLimit(min(limit, h.limit))
 	if h.gcPercent < 0 || h.gcPercent > 100 {
 		debug.SetGCPercent(100)
 	} else {

@@ -7,11 +7,11 @@ import (
 	"gitlab.com/writ-ci/writ/internal/gcstart"
 )
 
-// TestHeapBound: while a file is parsed, the process is bounded by
+// TestHeapBound: while a large file is parsed, the process is bounded by
 // acceptance's promise (4× the file + 32 MiB, less what lies outside the
-// runtime's memory) with the collector pacing as usual; an operator's
-// lower limit and lower GOGC are kept; restore puts back the process's
-// settings.
+// runtime's memory) with the collector pacing as usual; a small file keeps
+// the tight pacing; an operator's lower limit and lower GOGC are kept;
+// restore puts back the process's settings.
 func TestHeapBound(t *testing.T) {
 	gcstart.Restore() // as boundHeap does, so that it cannot undo what this test sets
 	gc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
@@ -40,6 +40,18 @@ func TestHeapBound(t *testing.T) {
 	if got := debug.SetGCPercent(-1); got != 100 {
 		t.Fatalf("GOGC after restore = %d", got)
 	}
+
+	// A small file, whose promise is mostly the binary's own pages,
+	// keeps the tight pacing and no limit of its own.
+	h = boundHeap()
+	h.forFile(1 << 10)
+	if got := debug.SetGCPercent(-1); got != 10 {
+		t.Fatalf("GOGC while parsing a 1 KiB file = %d, want 10", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
+		t.Fatalf("memory limit while parsing a 1 KiB file = %d MiB", got>>20)
+	}
+	h.restore()
 
 	// An operator's tighter settings win.
 	debug.SetMemoryLimit(20 << 20)
