@@ -111,7 +111,7 @@ func (m *Mirror) fetch(ctx context.Context, specs []config.RefSpec) (err error) 
 	if err != nil {
 		return err
 	}
-	sess, err := cli.NewUploadPackSession(ep, auth)
+	sess, err := openSession(ctx, cli, ep, auth)
 	if err != nil {
 		return remoteErr(ctx, err)
 	}

@@ -383,8 +383,9 @@ func (m *Mirror) authMethod(ctx context.Context) (transport.AuthMethod, error) {
 	return nil, fmt.Errorf("auth kind %q is not supported", m.auth.Kind)
 }
 
-// sshAuth bounds the SSH handshake by the fetch's deadline: go-git dials
-// SSH without the fetch context.
+// sshAuth bounds the TCP connection go-git dials for SSH by the fetch's
+// deadline: go-git dials without the fetch's context. (That timeout does
+// not cover the SSH handshake after it; openSession bounds that.)
 type sshAuth struct {
 	*gitssh.PublicKeys
 	timeout time.Duration

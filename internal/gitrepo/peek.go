@@ -31,7 +31,7 @@ func (m *Mirror) RemoteRef(ctx context.Context, name string) (_ plumbing.Hash, e
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	sess, err := cli.NewUploadPackSession(ep, auth)
+	sess, err := openSession(ctx, cli, ep, auth)
 	if err != nil {
 		return plumbing.ZeroHash, remoteErr(ctx, err)
 	}

@@ -158,3 +158,63 @@ func TestFetchSSH(t *testing.T) {
 	err = m.Fetch(context.Background(), "+refs/heads/main:refs/writ/heads/main")
 	wantErr(t, err, "known_hosts")
 }
+
+// An SSH server that accepts the connection and never says a word (not
+// even its version) costs a fetch and a ref check their deadline, no
+// more: go-git runs the SSH handshake without the fetch's context.
+func TestFetchSSHSilentServer(t *testing.T) {
+	t.Parallel()
+	client := testkeys.SSHKey(t, "ci@example.com")
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(client.PublicLine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var held []net.Conn // accepted and silent until the test ends
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	addr := ln.Addr().String()
+	m := mustMirror(t, "ssh://git@"+addr+"/x.git", Auth{Kind: AuthSSHKey, SSHKeyFile: client.PrivatePath, KnownHostsFile: writeKnownHosts(t, addr, pub)})
+	for _, op := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"fetch", func(ctx context.Context) error { return m.Fetch(ctx, mainSpec) }},
+		{"ref check", func(ctx context.Context) error { _, err := m.RemoteRef(ctx, "refs/heads/main"); return err }},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- op.run(ctxTimeout(t, 500*time.Millisecond)) }()
+		var err error
+	wait:
+		for {
+			select {
+			case c := <-accepted:
+				held = append(held, c)
+			case err = <-done:
+				break wait
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s: still waiting for a silent SSH server 30 s after a 500 ms deadline", op.name)
+			}
+		}
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "did not answer in time") {
+			t.Fatalf("%s: %v, want the deadline, worded as the remote not answering", op.name, err)
+		}
+	}
+}
