@@ -407,7 +407,9 @@ func extrasMoved(xs []*ExtraSource, by int) []*ExtraSource {
 	return out
 }
 
-// jobIndex indexes the entries stored for project and job.
+// jobIndex indexes the entries stored for project and job. They carry no
+// positions: an entry's is zero, and its extra sources' lines count from
+// that (writeVerified); a job's decision reads neither.
 func (s *verifiedStore) jobIndex(project, job string) (*Index, error) {
 	var es []*Entry
 	if err := s.read(s.header.sections[sectionOf(project, job, len(s.header.sections))], &es); err != nil {
