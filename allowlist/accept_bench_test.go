@@ -72,14 +72,7 @@ func BenchmarkGitFetchVerifyCommit(b *testing.B) {
 // verified store's header for a 10,000-entry allowlist, then the section
 // that holds the job's entry.
 func BenchmarkCachedAllowlist10000(b *testing.B) {
-	w := newWorld(b, worldOpts{})
-	text := strings.Replace(string(allowlist.GeneratedAllowlist(10000)), "repository: acme/deploy-allowlist", "repository: "+identity, 1)
-	text = strings.Replace(text, "expires: 2027-03-01T00:00:00Z", "expires: "+now.AddDate(1, 0, 0).Format(time.RFC3339), 1)
-	w.repo.Commit(b, map[string]string{"allowlist.yaml": text}, "v1", w.alice)
-	a := w.accepter()
-	if _, _, err := a.Refresh(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	_, a, _ := accepted10000(b)
 	b.ResetTimer()
 	for b.Loop() {
 		// What a job reads: the store's header, and the one section
@@ -102,14 +95,7 @@ func BenchmarkCachedAllowlist10000(b *testing.B) {
 // 10,000-entry allowlist whose new versions change only the version line:
 // the in-process part of test/scale's BenchmarkAcceptScale, for profiles.
 func BenchmarkAcceptNewVersion10000(b *testing.B) {
-	w := newWorld(b, worldOpts{})
-	text := strings.Replace(string(allowlist.GeneratedAllowlist(10000)), "repository: acme/deploy-allowlist", "repository: "+identity, 1)
-	text = strings.Replace(text, "expires: 2027-03-01T00:00:00Z", "expires: "+now.AddDate(1, 0, 0).Format(time.RFC3339), 1)
-	w.repo.Commit(b, map[string]string{"allowlist.yaml": text}, "v1", w.alice)
-	a := w.accepter()
-	if _, _, err := a.Refresh(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	w, a, text := accepted10000(b)
 	v := 1
 	b.ResetTimer()
 	for b.Loop() {
@@ -123,4 +109,18 @@ func BenchmarkAcceptNewVersion10000(b *testing.B) {
 			b.Fatalf("refresh: %v %+v", err, rep)
 		}
 	}
+}
+
+// accepted10000 is a world whose environment accepted a 10,000-entry
+// allowlist, with the accepter and the file's text.
+func accepted10000(b *testing.B) (*world, *allowlist.Accepter, string) {
+	w := newWorld(b, worldOpts{})
+	text := strings.Replace(string(allowlist.GeneratedAllowlist(10000)), "repository: acme/deploy-allowlist", "repository: "+identity, 1)
+	text = strings.Replace(text, "expires: 2027-03-01T00:00:00Z", "expires: "+now.AddDate(1, 0, 0).Format(time.RFC3339), 1)
+	w.repo.Commit(b, map[string]string{"allowlist.yaml": text}, "v1", w.alice)
+	a := w.accepter()
+	if _, _, err := a.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return w, a, text
 }

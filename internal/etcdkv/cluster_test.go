@@ -26,7 +26,12 @@ func ordered(t *testing.T, c *etcdtest.Cluster, tc *tls.Config, order ...int) *C
 	if err != nil {
 		t.Fatal(err)
 	}
-	// New shuffles; put them back in the order asked for.
+	return inOrder(t, cl, eps)
+}
+
+// inOrder puts cl's members back in the order of eps (New shuffles them),
+// and closes cl when the test ends.
+func inOrder(t testing.TB, cl *Client, eps []string) *Client {
 	byURL := map[string]*member{}
 	for _, m := range cl.members {
 		byURL[m.url] = m

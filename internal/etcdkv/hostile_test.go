@@ -107,15 +107,7 @@ func fakes(t *testing.T, members ...*fakeMember) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byURL := map[string]*member{}
-	for _, m := range cl.members {
-		byURL[m.url] = m
-	}
-	for i, e := range eps {
-		cl.members[i] = byURL[e]
-	}
-	t.Cleanup(func() { cl.Close() })
-	return cl
+	return inOrder(t, cl, eps)
 }
 
 func answer(resp []byte) handler {
