@@ -61,8 +61,8 @@ import (
 // and each section's SHA-256 in it, both before the parse relies on them
 // and as they are copied or decoded: the store written is what a full
 // parse would have written, and nothing in it was not verified by this
-// environment. TestIncrementalStoreEqualsFull and FuzzIncrementalParse
-// check both.
+// environment. TestIncrementalStoreEqualsFull, FuzzIncrementalParse and
+// FuzzIncrementalEdits check both.
 
 const memoMagic = "writ-accept-memo/3\n"
 
